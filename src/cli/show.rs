@@ -1,0 +1,45 @@
+//! `git chant show`: one spec, with its metadata.
+
+use crate::error::Result;
+use crate::project::Project;
+use crate::spec::SpecStore;
+
+/// Show one spec
+#[derive(Debug, clap::Args)]
+#[command(after_help = "\
+Examples:
+  git chant show 2026-01-22-001-x7m
+  git chant show x7m        a unique suffix
+  git chant show 001        today's spec number 001
+  git chant show 22-001     a unique part of the id")]
+pub struct Args {
+    /// Spec id: full, unique suffix, today's sequence (3 characters) or unique substring
+    id: String,
+}
+
+pub fn run(args: Args) -> Result<u8> {
+    let project = Project::discover()?;
+    project.require_initialised()?;
+    let store = SpecStore::new(project.specs_dir());
+    let id = store.resolve(&args.id)?;
+    let spec = store.load(&id)?;
+    println!("id:       {}", spec.id);
+    println!("title:    {}", spec.title());
+    println!("status:   {}", spec.declared_status());
+    println!("type:     {}", spec.kind());
+    let targets = spec.target_files();
+    if !targets.is_empty() {
+        println!("targets:  {}", targets.join(", "));
+    }
+    let deps = spec.depends_on();
+    if !deps.is_empty() {
+        println!("depends:  {}", deps.join(", "));
+    }
+    println!("file:     .chant/specs/{}.md", spec.id);
+    println!();
+    print!("{}", spec.body);
+    if !spec.body.ends_with('\n') {
+        println!();
+    }
+    Ok(0)
+}

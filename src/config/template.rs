@@ -1,0 +1,126 @@
+//! The `.chant/config.md` that `git chant init` writes for each tier: the tier's settings
+//! active, every other section present as a commented example.
+
+use super::Tier;
+
+/// The file text for `tier`.
+pub fn config_for(tier: Tier) -> String {
+    let active = match tier {
+        Tier::Solo => SOLO,
+        Tier::Team => TEAM,
+        Tier::Scale => SCALE,
+    };
+    format!("---\n{active}{EXAMPLES}---\n\n# Chant configuration ({tier} tier)\n\n{PROSE}")
+}
+
+const SOLO: &str = "\
+agent:
+  sandbox: permissions          # none | permissions | docker | vm | kubernetes
+  timeout: 2h
+  secrets:
+    expose: [AGENT_API_KEY]
+    hide: [DATABASE_URL, \"AWS_*\", GITHUB_TOKEN]
+audit:
+  enabled: true
+  sign: auto                    # auto | always | never
+";
+
+const TEAM: &str = "\
+agent:
+  sandbox: docker
+  timeout: 2h
+  secrets:
+    expose: [AGENT_API_KEY]
+    hide: [DATABASE_URL, \"AWS_*\", GITHUB_TOKEN]
+audit:
+  enabled: true
+  sign: auto
+protection:
+  branches: [main]
+  require_approval: true
+  require_signed_audit: false
+";
+
+const SCALE: &str = "\
+agent:
+  sandbox: kubernetes
+  timeout: 2h
+  secrets:
+    expose: [AGENT_API_KEY]
+    hide: [DATABASE_URL, \"AWS_*\", GITHUB_TOKEN]
+  kubernetes:
+    namespace: default
+    service_account: chant-worker
+    secret: chant-secrets
+    network_policy: true
+audit:
+  enabled: true
+  sign: auto
+protection:
+  branches: [main]
+  require_approval: true
+  require_signed_audit: true
+";
+
+const EXAMPLES: &str = "\
+# --- Examples: uncomment and merge into the sections above. Every key is optional. ---
+# agent:
+#   command: [claude, -p, \"{prompt}\"]   # argv; {prompt} {prompt_file} {spec_id} {workspace}
+#   permissions:
+#     allow_edit: [src/**, tests/**]
+#     deny_edit: [.env, \"*.key\", credentials/**]
+#     allow_bash: [npm test, go test, cargo test]
+#     deny_bash: [rm -rf, curl, wget]
+#     allow_network: false
+#   docker:
+#     image: chant-agent:latest
+#     network: none
+#     read_only: true
+#     volumes: [\"${CLONE_PATH}:/workspace\"]
+#     memory: 2G
+#     cpu: 1
+#   vm:
+#     provider: qemu                 # qemu | firecracker | virtualbox
+#     memory: 2G
+#     cpu: 1
+#     network: isolated              # isolated | allowlist
+#     snapshot: clean
+#     accel: auto                    # auto | kvm | tcg
+#   file_access:
+#     allowed_paths: [src/, tests/, docs/]
+#     denied_paths: [\".env*\", \"*.key\", \"*.pem\", credentials/, secrets/, .git/config]
+#     sensitive_patterns: [password, api_key, secret]
+#   network:
+#     enabled: true
+#     allowed_hosts: [api.provider.com, registry.npmjs.org]
+#     denied_hosts: [\"*\"]
+#   commands:
+#     allowed: [npm test, cargo test, \"git *\"]
+#     denied: [rm -rf, \"sudo *\", \"curl *\"]
+# audit:
+#   file: .chant/audit/audit.log
+#   format: jsonl                    # jsonl | json | text
+#   rotate: daily                    # daily | never
+#   retain: 90d
+#   ship_to:
+#     type: s3                       # s3 | gcs | elasticsearch | splunk
+#     bucket: company-audit-logs
+#     prefix: chant/
+# security:
+#   sensitive_patterns: [\"*.env\", \"*credentials*\", \"*secret*\", \"*.pem\", \"*.key\"]
+# work:
+#   base: main
+#   validate: [cargo test]
+# protection:
+#   agents: [\"agent-*\", \"ci-bot\"]
+#   required_checks: [ci]
+";
+
+const PROSE: &str = "\
+This file configures git-chant. The YAML between the `---` lines above is the
+configuration; this prose is free text for your team.
+
+- Change a value: `git chant config set agent.sandbox docker`
+- Read a value: `git chant config get agent.sandbox`
+- Every key, its default and what it does: docs/config.md in the git-chant sources.
+";

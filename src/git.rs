@@ -1,0 +1,1 @@
+//! The few git operations everything shares.

@@ -1,0 +1,18 @@
+//! git-chant: hand work to AI coding agents without handing over the keys.
+//!
+//! The library holds every behaviour; the `git-chant` binary only parses the command line
+//! (see [`cli`]) and maps errors to exit codes (see [`error`]).
+
+pub mod atomic;
+pub mod audit;
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod error;
+pub mod git;
+pub mod identity;
+pub mod pattern;
+pub mod project;
+pub mod spec;
+
+pub use error::{Error, Result};
