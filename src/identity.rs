@@ -35,7 +35,8 @@ impl Identity {
         let email = env("CHANT_ACTOR_EMAIL")
             .or_else(|| get("user.email"))
             .unwrap_or_else(|| format!("{}@{}", sanitize(&actor), "localhost"));
-        let session = env("CHANT_SESSION").unwrap_or_else(|| format!("sess_{}", clock::random_base36(12)));
+        let session =
+            env("CHANT_SESSION").unwrap_or_else(|| format!("sess_{}", clock::random_base36(12)));
         Identity {
             actor,
             email,
@@ -77,6 +78,12 @@ pub fn hostname() -> String {
 fn sanitize(actor: &str) -> String {
     actor
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || "._-".contains(c) { c } else { '-' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "._-".contains(c) {
+                c
+            } else {
+                '-'
+            }
+        })
         .collect()
 }

@@ -43,7 +43,9 @@ impl Project {
     /// Finds the repository containing `dir`.
     pub fn discover_from(dir: &Path) -> Result<Project, ProjectError> {
         let repo = Repository::discover(dir).map_err(|e| match e.code() {
-            git2::ErrorCode::NotFound => ProjectError::NotARepository { cwd: dir.to_path_buf() },
+            git2::ErrorCode::NotFound => ProjectError::NotARepository {
+                cwd: dir.to_path_buf(),
+            },
             _ => ProjectError::Open(e),
         })?;
         let Some(root) = repo.workdir().map(Path::to_path_buf) else {
@@ -83,7 +85,9 @@ impl Project {
         if self.is_initialised() {
             Ok(())
         } else {
-            Err(ProjectError::NotInitialised { root: self.root.clone() })
+            Err(ProjectError::NotInitialised {
+                root: self.root.clone(),
+            })
         }
     }
 

@@ -32,7 +32,12 @@ impl AuditError {
 }
 
 /// Appends one entry to the ledger of `project` (and mirrors it to the configured sinks).
-pub fn record(project: &Project, config: &Config, identity: &Identity, entry: NewEntry) -> Result<Entry, AuditError> {
+pub fn record(
+    project: &Project,
+    config: &Config,
+    identity: &Identity,
+    entry: NewEntry,
+) -> Result<Entry, AuditError> {
     record_batch(project, config, identity, vec![entry]).map(|mut v| v.remove(0))
 }
 
@@ -43,5 +48,7 @@ pub fn record_batch(
     _identity: &Identity,
     _entries: Vec<NewEntry>,
 ) -> Result<Vec<Entry>, AuditError> {
-    Err(AuditError::Invalid("the audit ledger is not built yet".into()))
+    Err(AuditError::Invalid(
+        "the audit ledger is not built yet".into(),
+    ))
 }

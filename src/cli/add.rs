@@ -38,12 +38,14 @@ pub fn run(args: Args) -> Result<u8> {
         None => None,
         Some(path) if path.as_os_str() == "-" => {
             let mut text = String::new();
-            std::io::Read::read_to_string(&mut std::io::stdin(), &mut text).map_err(|e| Error::io("(stdin)", e))?;
+            std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
+                .map_err(|e| Error::io("(stdin)", e))?;
             Some(text)
         }
-        Some(path) => Some(std::fs::read_to_string(path).map_err(|e| {
-            Error::Usage(format!("--body-file {}: {e}", path.display()))
-        })?),
+        Some(path) => Some(
+            std::fs::read_to_string(path)
+                .map_err(|e| Error::Usage(format!("--body-file {}: {e}", path.display())))?,
+        ),
     };
     let store = SpecStore::new(project.specs_dir());
     let spec = store.create(&args.title, &args.targets, body.as_deref())?;

@@ -25,7 +25,10 @@ pub fn run(args: Args) -> Result<u8> {
     let dir = match args.dir {
         Some(dir) => {
             if dir.exists() {
-                return Err(Error::Usage(format!("--dir {}: already exists; pick a new path", dir.display())));
+                return Err(Error::Usage(format!(
+                    "--dir {}: already exists; pick a new path",
+                    dir.display()
+                )));
             }
             std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
             dir
@@ -36,7 +39,10 @@ pub fn run(args: Args) -> Result<u8> {
             .map_err(|e| Error::io(std::env::temp_dir(), e))?
             .keep(),
     };
-    let demo = Demo { dir: &dir, exe: &exe };
+    let demo = Demo {
+        dir: &dir,
+        exe: &exe,
+    };
     println!("# A throwaway repository for the demo: {}", dir.display());
     demo.git(&["init", "--quiet", "--initial-branch=main"])?;
     demo.git(&["config", "user.name", "Demo User"])?;
@@ -74,17 +80,27 @@ impl Demo<'_> {
             .args(args)
             .current_dir(self.dir)
             .status()
-            .map_err(|e| Error::Refused(format!("cannot run git (is it installed and on PATH?): {e}")))?;
+            .map_err(|e| {
+                Error::Refused(format!(
+                    "cannot run git (is it installed and on PATH?): {e}"
+                ))
+            })?;
         if status.success() {
             Ok(())
         } else {
-            Err(Error::Refused(format!("git {} failed ({status})", args.join(" "))))
+            Err(Error::Refused(format!(
+                "git {} failed ({status})",
+                args.join(" ")
+            )))
         }
     }
 
     /// Runs `git chant <args>`, echoing the command and its output; returns stdout.
     fn chant(&self, args: &[&str]) -> Result<String> {
-        println!("$ git chant {}", args.iter().map(|a| quote(a)).collect::<Vec<_>>().join(" "));
+        println!(
+            "$ git chant {}",
+            args.iter().map(|a| quote(a)).collect::<Vec<_>>().join(" ")
+        );
         let output = Command::new(self.exe)
             .args(args)
             .current_dir(self.dir)
@@ -106,7 +122,10 @@ impl Demo<'_> {
 }
 
 fn quote(arg: &str) -> String {
-    if arg.chars().all(|c| c.is_ascii_alphanumeric() || "-_./:".contains(c)) {
+    if arg
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "-_./:".contains(c))
+    {
         arg.to_string()
     } else {
         format!("\"{arg}\"")

@@ -31,12 +31,18 @@ pub fn run(args: Args) -> Result<u8> {
     let project = Project::discover()?;
     let changes = init_project(&project, args.tier)?;
     if changes.is_empty() {
-        println!("git chant is already initialised in {}; nothing changed.", project.root().display());
+        println!(
+            "git chant is already initialised in {}; nothing changed.",
+            project.root().display()
+        );
     } else {
         for change in &changes {
             println!("  {change}");
         }
-        println!("Initialised git chant ({} tier). Next: git chant add \"<what to do>\"", args.tier);
+        println!(
+            "Initialised git chant ({} tier). Next: git chant add \"<what to do>\"",
+            args.tier
+        );
     }
     Ok(0)
 }
@@ -63,7 +69,11 @@ pub fn init_project(project: &Project, tier: Tier) -> Result<Vec<String>> {
     let ignore = project.chant_dir().join(".gitignore");
     let wanted = ["/.locks/", "/audit/"];
     let current = std::fs::read_to_string(&ignore).unwrap_or_default();
-    let missing: Vec<&str> = wanted.iter().copied().filter(|w| !current.lines().any(|l| l.trim() == *w)).collect();
+    let missing: Vec<&str> = wanted
+        .iter()
+        .copied()
+        .filter(|w| !current.lines().any(|l| l.trim() == *w))
+        .collect();
     if !missing.is_empty() {
         let mut text = current.clone();
         if text.is_empty() {
@@ -76,7 +86,10 @@ pub fn init_project(project: &Project, tier: Tier) -> Result<Vec<String>> {
             text.push('\n');
         }
         replace_file(&ignore, &text)?;
-        changes.push(format!("ignored {} in .chant/.gitignore", missing.join(", ")));
+        changes.push(format!(
+            "ignored {} in .chant/.gitignore",
+            missing.join(", ")
+        ));
     }
     Ok(changes)
 }

@@ -34,7 +34,11 @@ pub fn run(args: Args) -> Result<u8> {
     let specs = SpecStore::new(project.specs_dir()).all()?;
     let specs: Vec<_> = specs
         .into_iter()
-        .filter(|s| args.status.as_deref().is_none_or(|want| s.declared_status() == want))
+        .filter(|s| {
+            args.status
+                .as_deref()
+                .is_none_or(|want| s.declared_status() == want)
+        })
         .collect();
     match args.format {
         Format::Json => {
@@ -53,18 +57,29 @@ pub fn run(args: Args) -> Result<u8> {
                     })
                 })
                 .collect();
-            println!("{}", serde_json::to_string_pretty(&items).unwrap_or_else(|_| "[]".into()));
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&items).unwrap_or_else(|_| "[]".into())
+            );
         }
         Format::Text => {
             if specs.is_empty() {
-                eprintln!("No specs{}. Create one with: git chant add \"<title>\"", match &args.status {
-                    Some(s) => format!(" with status {s}"),
-                    None => String::new(),
-                });
+                eprintln!(
+                    "No specs{}. Create one with: git chant add \"<title>\"",
+                    match &args.status {
+                        Some(s) => format!(" with status {s}"),
+                        None => String::new(),
+                    }
+                );
             } else {
                 println!("{:<22} {:<12} TITLE", "ID", "STATUS");
                 for s in &specs {
-                    println!("{:<22} {:<12} {}", s.id.as_str(), s.declared_status(), s.title());
+                    println!(
+                        "{:<22} {:<12} {}",
+                        s.id.as_str(),
+                        s.declared_status(),
+                        s.title()
+                    );
                 }
             }
         }

@@ -11,7 +11,12 @@ use super::{frontmatter, ConfigError, CONFIG_PATH};
 /// `[src/, tests/]`).
 pub fn set_in_text(text: &str, key: &str, value: &str) -> Result<String, ConfigError> {
     let parts: Vec<&str> = key.split('.').collect();
-    if parts.iter().any(|p| p.is_empty() || !p.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')) {
+    if parts.iter().any(|p| {
+        p.is_empty()
+            || !p
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    }) {
         return Err(ConfigError::UnknownKey {
             file: CONFIG_PATH.into(),
             key: key.into(),
@@ -34,11 +39,25 @@ pub fn set_in_text(text: &str, key: &str, value: &str) -> Result<String, ConfigE
 fn render_value(value: &str) -> Result<String, ConfigError> {
     let trimmed = value.trim();
     if trimmed.contains('\n') {
-        return Err(ConfigError::invalid(CONFIG_PATH, "(value)", "must be one line; use [a, b] for lists"));
+        return Err(ConfigError::invalid(
+            CONFIG_PATH,
+            "(value)",
+            "must be one line; use [a, b] for lists",
+        ));
     }
-    let parsed: serde_yaml_ng::Value = serde_yaml_ng::from_str(&super::lenient::quote_star_values(&format!("v: {trimmed}")))
-        .map_err(|e| ConfigError::invalid(CONFIG_PATH, "(value)", format!("'{value}' is not a YAML value: {e}")))?;
-    let inner = parsed.get("v").cloned().unwrap_or(serde_yaml_ng::Value::Null);
+    let parsed: serde_yaml_ng::Value =
+        serde_yaml_ng::from_str(&super::lenient::quote_star_values(&format!("v: {trimmed}")))
+            .map_err(|e| {
+                ConfigError::invalid(
+                    CONFIG_PATH,
+                    "(value)",
+                    format!("'{value}' is not a YAML value: {e}"),
+                )
+            })?;
+    let inner = parsed
+        .get("v")
+        .cloned()
+        .unwrap_or(serde_yaml_ng::Value::Null);
     // Flow style through JSON (valid YAML) keeps lists and mappings on one line and quotes
     // any string that would otherwise be read differently.
     match inner {
@@ -50,10 +69,14 @@ fn render_value(value: &str) -> Result<String, ConfigError> {
 
 fn is_plain_safe(s: &str) -> bool {
     !s.is_empty()
-        && s.chars().all(|c| c.is_ascii_alphanumeric() || "._/-:@+".contains(c))
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._/-:@+".contains(c))
         && !s.starts_with(['-', ':', '@'])
         && !s.ends_with(':')
-        && !matches!(s, "true" | "false" | "null" | "yes" | "no" | "on" | "off" | "~")
+        && !matches!(
+            s,
+            "true" | "false" | "null" | "yes" | "no" | "on" | "off" | "~"
+        )
         && s.parse::<f64>().is_err()
 }
 
@@ -79,7 +102,9 @@ fn set_lines(lines: &mut Vec<String>, parts: &[&str], value: &str) -> Result<(),
     let (mut start, mut end, mut indent) = (0usize, lines.len(), 0usize);
     for (depth, part) in parts.iter().enumerate() {
         let found = (start..end).find(|&i| {
-            is_content(&lines[i]) && indent_of(&lines[i]) == indent && line_key(&lines[i]) == Some(part)
+            is_content(&lines[i])
+                && indent_of(&lines[i]) == indent
+                && line_key(&lines[i]) == Some(part)
         });
         let last = depth + 1 == parts.len();
         match found {
@@ -91,7 +116,9 @@ fn set_lines(lines: &mut Vec<String>, parts: &[&str], value: &str) -> Result<(),
                 while j < end {
                     if is_content(&lines[j]) {
                         if indent_of(&lines[j]) > indent
-                            || (lines[j].trim_start().starts_with("- ") && indent_of(&lines[j]) == indent && last)
+                            || (lines[j].trim_start().starts_with("- ")
+                                && indent_of(&lines[j]) == indent
+                                && last)
                         {
                             block_end = j + 1;
                         } else {
@@ -105,7 +132,10 @@ fn set_lines(lines: &mut Vec<String>, parts: &[&str], value: &str) -> Result<(),
                     lines.splice(i..block_end, [format!("{pad}{part}: {value}")]);
                     return Ok(());
                 }
-                let inline = lines[i].split_once(':').map(|(_, v)| v.trim()).unwrap_or_default();
+                let inline = lines[i]
+                    .split_once(':')
+                    .map(|(_, v)| v.trim())
+                    .unwrap_or_default();
                 if !inline.is_empty() && !inline.starts_with('#') {
                     return Err(ConfigError::invalid(
                         CONFIG_PATH,
@@ -123,7 +153,10 @@ fn set_lines(lines: &mut Vec<String>, parts: &[&str], value: &str) -> Result<(),
             None => {
                 // Insert the rest of the path at the end of this block (after its last
                 // content line, so trailing comments of the next section stay put).
-                let at = (start..end).rev().find(|&k| is_content(&lines[k])).map_or(start, |k| k + 1);
+                let at = (start..end)
+                    .rev()
+                    .find(|&k| is_content(&lines[k]))
+                    .map_or(start, |k| k + 1);
                 let mut new_lines = Vec::new();
                 for (k, p) in parts[depth..].iter().enumerate() {
                     let pad = " ".repeat(indent + 2 * k);
@@ -158,16 +191,25 @@ mod tests {
     #[test]
     fn replaces_a_block_list() {
         let out = set_in_text(TEXT, "agent.allowed_paths", "[src/, tests/]").expect("set");
-        assert!(out.contains("  allowed_paths: [\"src/\",\"tests/\"]\n# audit settings"), "{out}");
+        assert!(
+            out.contains("  allowed_paths: [\"src/\",\"tests/\"]\n# audit settings"),
+            "{out}"
+        );
         assert!(!out.contains("    - src/"));
     }
 
     #[test]
     fn inserts_missing_keys() {
         let out = set_in_text(TEXT, "agent.docker.memory", "4G").expect("set");
-        assert!(out.contains("    - src/\n  docker:\n    memory: 4G\n# audit settings"), "{out}");
+        assert!(
+            out.contains("    - src/\n  docker:\n    memory: 4G\n# audit settings"),
+            "{out}"
+        );
         let out = set_in_text(TEXT, "work.base", "develop").expect("set");
-        assert!(out.contains("  enabled: true\nwork:\n  base: develop\n---"), "{out}");
+        assert!(
+            out.contains("  enabled: true\nwork:\n  base: develop\n---"),
+            "{out}"
+        );
     }
 
     #[test]

@@ -82,7 +82,9 @@ fn find_key_colon(rest: &str) -> Option<usize> {
     if rest.starts_with(['"', '\'', '[', '{', '*', '&', '!', '|', '>']) {
         return None;
     }
-    let colon = rest.find(": ").or_else(|| rest.strip_suffix(':').map(|k| k.len()))?;
+    let colon = rest
+        .find(": ")
+        .or_else(|| rest.strip_suffix(':').map(|k| k.len()))?;
     let key = &rest[..colon];
     (!key.is_empty() && !key.contains(" #")).then_some(colon)
 }

@@ -41,7 +41,11 @@ pub enum ConfigError {
         source: std::io::Error,
     },
     #[error("{file}: no such key '{key}'{hint}")]
-    UnknownKey { file: String, key: String, hint: String },
+    UnknownKey {
+        file: String,
+        key: String,
+        hint: String,
+    },
 }
 
 impl ConfigError {
@@ -85,7 +89,8 @@ pub fn load(root: &Path) -> Result<Loaded, ConfigError> {
 pub fn parse(file: &str, text: &str) -> Result<Config, ConfigError> {
     let doc = split_front_matter(text).ok_or_else(|| ConfigError::Syntax {
         file: file.to_string(),
-        message: "front matter opened with '---' is never closed; add a '---' line after the YAML".into(),
+        message: "front matter opened with '---' is never closed; add a '---' line after the YAML"
+            .into(),
     })?;
     let value = parse_yaml(file, doc.yaml)?;
     Config::from_yaml(file, &value)
@@ -122,7 +127,9 @@ pub fn get(config: &Config, key: &str) -> Result<serde_json::Value, ConfigError>
     for part in key.split('.') {
         let next = match node {
             serde_json::Value::Object(map) => map.get(part),
-            serde_json::Value::Array(items) => part.parse::<usize>().ok().and_then(|i| items.get(i)),
+            serde_json::Value::Array(items) => {
+                part.parse::<usize>().ok().and_then(|i| items.get(i))
+            }
             _ => None,
         };
         match next {

@@ -313,7 +313,14 @@ serialize_as_text!(ByteSize, Span, Cpu);
 
 /// The seed's sensitive file patterns, plus `.env*` so that `.env.production` (the seed's
 /// own example) is caught.
-pub const DEFAULT_SENSITIVE_FILES: &[&str] = &[".env*", "*.env", "*credentials*", "*secret*", "*.pem", "*.key"];
+pub const DEFAULT_SENSITIVE_FILES: &[&str] = &[
+    ".env*",
+    "*.env",
+    "*credentials*",
+    "*secret*",
+    "*.pem",
+    "*.key",
+];
 
 impl Config {
     /// Reads the configuration from its parsed front matter. `file` names the file in errors.
@@ -325,7 +332,13 @@ impl Config {
         let security = {
             let s = top.section("security")?;
             let patterns = s.strings("sensitive_patterns")?;
-            let rules = paths(&s, "sensitive_patterns", patterns, DEFAULT_SENSITIVE_FILES, Anchoring::Anywhere)?;
+            let rules = paths(
+                &s,
+                "sensitive_patterns",
+                patterns,
+                DEFAULT_SENSITIVE_FILES,
+                Anchoring::Anywhere,
+            )?;
             s.finish()?;
             SecurityConfig {
                 sensitive_patterns: rules,
@@ -348,7 +361,8 @@ impl Config {
                 require_signed_audit: s.bool("require_signed_audit")?.unwrap_or(false),
             };
             for glob in &p.branches {
-                globset::Glob::new(glob).map_err(|e| s.error("branches", format!("'{glob}': {}", e.kind())))?;
+                globset::Glob::new(glob)
+                    .map_err(|e| s.error("branches", format!("'{glob}': {}", e.kind())))?;
             }
             s.finish()?;
             p
@@ -426,9 +440,9 @@ fn branch_name(text: &str) -> Result<String, String> {
         && !text.contains("//")
         && !text.contains("@{")
         && !text.ends_with(".lock")
-        && text
-            .chars()
-            .all(|c| !c.is_control() && !matches!(c, ' ' | '~' | '^' | ':' | '?' | '*' | '[' | '\\'));
+        && text.chars().all(|c| {
+            !c.is_control() && !matches!(c, ' ' | '~' | '^' | ':' | '?' | '*' | '[' | '\\')
+        });
     if valid {
         Ok(text.to_string())
     } else {
@@ -448,9 +462,15 @@ fn read_chant_keys(top: &Section<'_>) -> Result<ChantKeys, ConfigError> {
     let mut branch_prefix = "chant/".to_string();
     let mut main_branch = "main".to_string();
     if let Some(Value::Mapping(defaults)) = top.raw("defaults") {
-        let text = |key: &str| defaults.get(key).and_then(Value::as_str).map(str::to_string);
+        let text = |key: &str| {
+            defaults
+                .get(key)
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        };
         if let Some(prefix) = text("branch_prefix") {
-            branch_name(prefix.trim_end_matches('/')).map_err(|m| top.error("defaults.branch_prefix", m))?;
+            branch_name(prefix.trim_end_matches('/'))
+                .map_err(|m| top.error("defaults.branch_prefix", m))?;
             branch_prefix = prefix;
         }
         if let Some(main) = text("main_branch") {
@@ -473,16 +493,25 @@ fn read_chant_keys(top: &Section<'_>) -> Result<ChantKeys, ConfigError> {
 }
 
 fn read_agent(s: &Section<'_>) -> Result<AgentConfig, ConfigError> {
-    let sandbox = s.choice("sandbox", SandboxLevel::OPTIONS)?.unwrap_or(SandboxLevel::Permissions);
+    let sandbox = s
+        .choice("sandbox", SandboxLevel::OPTIONS)?
+        .unwrap_or(SandboxLevel::Permissions);
     let command = match s.raw("command") {
         None => None,
-        Some(Value::String(line)) => Some(split_command_line(line).map_err(|m| s.error("command", m))?),
+        Some(Value::String(line)) => {
+            Some(split_command_line(line).map_err(|m| s.error("command", m))?)
+        }
         Some(_) => s.strings("command")?,
     };
     if command.as_ref().is_some_and(|argv| argv.is_empty()) {
-        return Err(s.error("command", "is empty; give the agent program and its arguments"));
+        return Err(s.error(
+            "command",
+            "is empty; give the agent program and its arguments",
+        ));
     }
-    let timeout = s.parse("timeout", Span::parse)?.unwrap_or_else(|| span("2h"));
+    let timeout = s
+        .parse("timeout", Span::parse)?
+        .unwrap_or_else(|| span("2h"));
     let allowed_paths = s.strings("allowed_paths")?;
     let allowed_paths = paths(s, "allowed_paths", allowed_paths, &[], Anchoring::Root)?;
     let denied_paths = s.strings("denied_paths")?;
@@ -506,11 +535,15 @@ fn read_agent(s: &Section<'_>) -> Result<AgentConfig, ConfigError> {
     let docker = {
         let d = s.section("docker")?;
         let out = DockerConfig {
-            image: d.string("image")?.unwrap_or_else(|| "chant-agent:latest".into()),
+            image: d
+                .string("image")?
+                .unwrap_or_else(|| "chant-agent:latest".into()),
             network: d.string("network")?.unwrap_or_else(|| "none".into()),
             read_only: d.bool("read_only")?.unwrap_or(true),
             volumes: d.strings("volumes")?.unwrap_or_default(),
-            memory: d.parse("memory", ByteSize::parse)?.unwrap_or_else(|| size("2G")),
+            memory: d
+                .parse("memory", ByteSize::parse)?
+                .unwrap_or_else(|| size("2G")),
             cpu: d.parse("cpu", Cpu::parse)?.unwrap_or_else(|| cpu("1")),
         };
         if out.network == "host" {
@@ -518,7 +551,10 @@ fn read_agent(s: &Section<'_>) -> Result<AgentConfig, ConfigError> {
         }
         for volume in &out.volumes {
             if volume.split(':').count() < 2 {
-                return Err(d.error("volumes", format!("'{volume}' is not SOURCE:TARGET[:ro|rw]")));
+                return Err(d.error(
+                    "volumes",
+                    format!("'{volume}' is not SOURCE:TARGET[:ro|rw]"),
+                ));
             }
         }
         d.finish()?;
@@ -528,8 +564,12 @@ fn read_agent(s: &Section<'_>) -> Result<AgentConfig, ConfigError> {
     let vm = {
         let v = s.section("vm")?;
         let out = VmConfig {
-            provider: v.choice("provider", VmProvider::OPTIONS)?.unwrap_or(VmProvider::Qemu),
-            memory: v.parse("memory", ByteSize::parse)?.unwrap_or_else(|| size("2G")),
+            provider: v
+                .choice("provider", VmProvider::OPTIONS)?
+                .unwrap_or(VmProvider::Qemu),
+            memory: v
+                .parse("memory", ByteSize::parse)?
+                .unwrap_or_else(|| size("2G")),
             cpu: v
                 .parse("cpu", |t| {
                     t.parse::<u32>()
@@ -538,11 +578,17 @@ fn read_agent(s: &Section<'_>) -> Result<AgentConfig, ConfigError> {
                         .ok_or_else(|| format!("'{t}' is not a whole number of CPUs (1 or more)"))
                 })?
                 .unwrap_or(1),
-            network: v.choice("network", VmNetwork::OPTIONS)?.unwrap_or(VmNetwork::Isolated),
-            snapshot: v.choice("snapshot", VmSnapshot::OPTIONS)?.unwrap_or(VmSnapshot::Clean),
+            network: v
+                .choice("network", VmNetwork::OPTIONS)?
+                .unwrap_or(VmNetwork::Isolated),
+            snapshot: v
+                .choice("snapshot", VmSnapshot::OPTIONS)?
+                .unwrap_or(VmSnapshot::Clean),
             kernel: v.string("kernel")?.map(PathBuf::from),
             image: v.string("image")?.map(PathBuf::from),
-            accel: v.choice("accel", VmAccel::OPTIONS)?.unwrap_or(VmAccel::Auto),
+            accel: v
+                .choice("accel", VmAccel::OPTIONS)?
+                .unwrap_or(VmAccel::Auto),
         };
         v.finish()?;
         out
@@ -552,10 +598,15 @@ fn read_agent(s: &Section<'_>) -> Result<AgentConfig, ConfigError> {
         let k = s.section("kubernetes")?;
         let resources = {
             let r = k.section("resources")?;
-            let amounts = |key: &'static str, mem: &str, cpus: &str| -> Result<ResourceAmounts, ConfigError> {
+            let amounts = |key: &'static str,
+                           mem: &str,
+                           cpus: &str|
+             -> Result<ResourceAmounts, ConfigError> {
                 let a = r.section(key)?;
                 let out = ResourceAmounts {
-                    memory: a.parse("memory", ByteSize::parse)?.unwrap_or_else(|| size(mem)),
+                    memory: a
+                        .parse("memory", ByteSize::parse)?
+                        .unwrap_or_else(|| size(mem)),
                     cpu: a.parse("cpu", Cpu::parse)?.unwrap_or_else(|| cpu(cpus)),
                 };
                 a.finish()?;
@@ -569,10 +620,16 @@ fn read_agent(s: &Section<'_>) -> Result<AgentConfig, ConfigError> {
             out
         };
         let out = KubernetesConfig {
-            namespace: k.parse("namespace", dns_label)?.unwrap_or_else(|| "default".into()),
+            namespace: k
+                .parse("namespace", dns_label)?
+                .unwrap_or_else(|| "default".into()),
             image: k.string("image")?,
-            service_account: k.parse("service_account", dns_label)?.unwrap_or_else(|| "chant-worker".into()),
-            secret: k.parse("secret", dns_label)?.unwrap_or_else(|| "chant-secrets".into()),
+            service_account: k
+                .parse("service_account", dns_label)?
+                .unwrap_or_else(|| "chant-worker".into()),
+            secret: k
+                .parse("secret", dns_label)?
+                .unwrap_or_else(|| "chant-secrets".into()),
             resources,
             network_policy: k.bool("network_policy")?.unwrap_or(true),
             repo_url: k.string("repo_url")?,
@@ -601,7 +658,9 @@ fn read_agent(s: &Section<'_>) -> Result<AgentConfig, ConfigError> {
         let n = s.section("network")?;
         let hosts = |key: &'static str| -> Result<HostList, ConfigError> {
             let list = n.strings(key)?.unwrap_or_default();
-            HostRules::new(&list).map(HostList).map_err(|e| pattern_error(&n, key, e))
+            HostRules::new(&list)
+                .map(HostList)
+                .map_err(|e| pattern_error(&n, key, e))
         };
         let out = NetworkConfig {
             enabled: n.bool("enabled")?.unwrap_or(false),
@@ -618,7 +677,12 @@ fn read_agent(s: &Section<'_>) -> Result<AgentConfig, ConfigError> {
             allowed: c.strings("allowed")?.unwrap_or_default(),
             denied: c.strings("denied")?.unwrap_or_default(),
         };
-        if let Some(empty) = out.allowed.iter().chain(&out.denied).find(|p| p.trim().is_empty()) {
+        if let Some(empty) = out
+            .allowed
+            .iter()
+            .chain(&out.denied)
+            .find(|p| p.trim().is_empty())
+        {
             return Err(c.error("allowed", format!("'{empty}' is an empty command pattern")));
         }
         c.finish()?;
@@ -629,7 +693,9 @@ fn read_agent(s: &Section<'_>) -> Result<AgentConfig, ConfigError> {
         let e = s.section("secrets")?;
         let names = |key: &'static str| -> Result<NameList, ConfigError> {
             let list = e.strings(key)?.unwrap_or_default();
-            NameRules::new(&list).map(NameList).map_err(|err| pattern_error(&e, key, err))
+            NameRules::new(&list)
+                .map(NameList)
+                .map_err(|err| pattern_error(&e, key, err))
         };
         let out = SecretsConfig {
             expose: names("expose")?,
@@ -691,7 +757,9 @@ fn read_audit(s: &Section<'_>) -> Result<AuditConfig, ConfigError> {
         let i = s.section("integrity")?;
         let out = Integrity {
             enabled: i.bool("enabled")?.unwrap_or(true),
-            algorithm: i.choice("algorithm", HashAlgorithm::OPTIONS)?.unwrap_or(HashAlgorithm::Sha256),
+            algorithm: i
+                .choice("algorithm", HashAlgorithm::OPTIONS)?
+                .unwrap_or(HashAlgorithm::Sha256),
         };
         if !out.enabled {
             return Err(i.error(
@@ -704,13 +772,23 @@ fn read_audit(s: &Section<'_>) -> Result<AuditConfig, ConfigError> {
     };
     let out = AuditConfig {
         enabled: s.bool("enabled")?.unwrap_or(true),
-        file: s.string("file")?.map_or_else(|| PathBuf::from(".chant/audit/audit.log"), PathBuf::from),
-        format: s.choice("format", AuditFormat::OPTIONS)?.unwrap_or(AuditFormat::Jsonl),
-        rotate: s.choice("rotate", Rotate::OPTIONS)?.unwrap_or(Rotate::Daily),
-        retain: s.parse("retain", Span::parse)?.unwrap_or_else(|| span("90d")),
+        file: s
+            .string("file")?
+            .map_or_else(|| PathBuf::from(".chant/audit/audit.log"), PathBuf::from),
+        format: s
+            .choice("format", AuditFormat::OPTIONS)?
+            .unwrap_or(AuditFormat::Jsonl),
+        rotate: s
+            .choice("rotate", Rotate::OPTIONS)?
+            .unwrap_or(Rotate::Daily),
+        retain: s
+            .parse("retain", Span::parse)?
+            .unwrap_or_else(|| span("90d")),
         ship_to,
         integrity,
-        sign: s.choice("sign", SignMode::OPTIONS)?.unwrap_or(SignMode::Auto),
+        sign: s
+            .choice("sign", SignMode::OPTIONS)?
+            .unwrap_or(SignMode::Auto),
     };
     s.finish()?;
     Ok(out)
@@ -776,7 +854,9 @@ pub fn split_command_line(line: &str) -> Result<Vec<String>, String> {
 fn dns_label(text: &str) -> Result<String, String> {
     let ok = !text.is_empty()
         && text.len() <= 63
-        && text.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && text
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
         && !text.starts_with('-')
         && !text.ends_with('-');
     if ok {

@@ -76,7 +76,10 @@ impl<'v> Section<'v> {
         match self.raw(key) {
             None => Ok(Section::absent(self.file, self.key_path(key))),
             Some(Value::Mapping(map)) => Ok(Section::present(self.file, self.key_path(key), map)),
-            Some(other) => Err(self.error(key, format!("expected a mapping of keys, found {}", kind(other)))),
+            Some(other) => Err(self.error(
+                key,
+                format!("expected a mapping of keys, found {}", kind(other)),
+            )),
         }
     }
 
@@ -92,9 +95,12 @@ impl<'v> Section<'v> {
     pub fn string(&self, key: &'static str) -> Result<Option<String>, ConfigError> {
         match self.raw(key) {
             None => Ok(None),
-            Some(value) => scalar_text(value)
-                .map(Some)
-                .ok_or_else(|| self.error(key, format!("expected a single value, found {}", kind(value)))),
+            Some(value) => scalar_text(value).map(Some).ok_or_else(|| {
+                self.error(
+                    key,
+                    format!("expected a single value, found {}", kind(value)),
+                )
+            }),
         }
     }
 
@@ -111,7 +117,11 @@ impl<'v> Section<'v> {
     }
 
     /// One of a fixed set of words.
-    pub fn choice<T: Copy>(&self, key: &'static str, options: &[(&str, T)]) -> Result<Option<T>, ConfigError> {
+    pub fn choice<T: Copy>(
+        &self,
+        key: &'static str,
+        options: &[(&str, T)],
+    ) -> Result<Option<T>, ConfigError> {
         self.parse(key, |text| {
             options
                 .iter()
@@ -132,14 +142,20 @@ impl<'v> Section<'v> {
                 .iter()
                 .map(|item| {
                     scalar_text(item).ok_or_else(|| {
-                        self.error(key, format!("list items must be single values, found {}", kind(item)))
+                        self.error(
+                            key,
+                            format!("list items must be single values, found {}", kind(item)),
+                        )
                     })
                 })
                 .collect::<Result<Vec<_>, _>>()
                 .map(Some),
             Some(other) => Err(self.error(
                 key,
-                format!("expected a list (e.g. [a, b] or '- a' lines), found {}", kind(other)),
+                format!(
+                    "expected a list (e.g. [a, b] or '- a' lines), found {}",
+                    kind(other)
+                ),
             )),
         }
     }

@@ -16,7 +16,9 @@ pub struct ByteSize {
 impl ByteSize {
     pub fn parse(text: &str) -> Result<Self, String> {
         let t = text.trim();
-        let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
+        let split = t
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(t.len());
         let (number, unit) = t.split_at(split);
         let shift = match unit.trim().to_ascii_lowercase().as_str() {
             "" | "b" => 0,
@@ -24,7 +26,11 @@ impl ByteSize {
             "m" | "mb" | "mi" | "mib" => 20,
             "g" | "gb" | "gi" | "gib" => 30,
             "t" | "tb" | "ti" | "tib" => 40,
-            _ => return Err(format!("'{text}' is not a size; write e.g. 512M, 2G or 2Gi")),
+            _ => {
+                return Err(format!(
+                    "'{text}' is not a size; write e.g. 512M, 2G or 2Gi"
+                ))
+            }
         };
         let bytes = scaled(number, 1u64 << shift)
             .ok_or_else(|| format!("'{text}' is not a size; write e.g. 512M, 2G or 2Gi"))?;
@@ -58,7 +64,11 @@ fn scaled(number: &str, unit: u64) -> Option<u64> {
     if whole.is_empty() && frac.is_empty() {
         return None;
     }
-    let whole: u64 = if whole.is_empty() { 0 } else { whole.parse().ok()? };
+    let whole: u64 = if whole.is_empty() {
+        0
+    } else {
+        whole.parse().ok()?
+    };
     let mut value = whole.checked_mul(unit)?;
     if !frac.is_empty() {
         if frac.len() > 9 || !frac.chars().all(|c| c.is_ascii_digit()) {
@@ -101,7 +111,9 @@ impl Span {
             }
             let n: u64 = rest[..digits].parse().map_err(|_| bad())?;
             rest = &rest[digits..];
-            let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
+            let unit_len = rest
+                .find(|c: char| c.is_ascii_digit())
+                .unwrap_or(rest.len());
             let ms_per = match &rest[..unit_len] {
                 "ms" => 1,
                 "s" => 1_000,

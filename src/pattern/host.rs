@@ -34,7 +34,8 @@ impl HostPattern {
                 "is a URL; write only the host, e.g. 'api.example.com' or 'api.example.com:443'",
             ));
         }
-        let (host_part, port) = split_port(&text).map_err(|reason| PatternError::new(raw, reason))?;
+        let (host_part, port) =
+            split_port(&text).map_err(|reason| PatternError::new(raw, reason))?;
         let host = if host_part == "*" {
             HostMatch::Any
         } else if let Some(domain) = host_part.strip_prefix("*.") {
@@ -96,7 +97,9 @@ fn split_port(text: &str) -> Result<(&str, Option<u16>), String> {
 fn parse_port(port: &str) -> Result<u16, String> {
     match port.parse::<u16>() {
         Ok(p) if p > 0 => Ok(p),
-        _ => Err(format!("has port '{port}', which is not a number from 1 to 65535")),
+        _ => Err(format!(
+            "has port '{port}', which is not a number from 1 to 65535"
+        )),
     }
 }
 
@@ -159,7 +162,9 @@ mod tests {
         assert!(below.matches("api.github.com", 443));
         assert!(!below.matches("github.com", 443));
         assert!(!below.matches("evilgithub.com", 443));
-        assert!(HostPattern::parse("*").expect("valid").matches("anything", 1));
+        assert!(HostPattern::parse("*")
+            .expect("valid")
+            .matches("anything", 1));
         let v6 = HostPattern::parse("[::1]:8080").expect("valid");
         assert!(v6.matches("::1", 8080));
     }

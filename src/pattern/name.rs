@@ -18,8 +18,7 @@ impl NameRules {
         for p in raw {
             let p = p.as_ref().trim();
             let valid = !p.is_empty()
-                && p
-                    .chars()
+                && p.chars()
                     .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '*' | '?' | '.' | '-'));
             if !valid {
                 return Err(PatternError::new(

@@ -43,7 +43,9 @@ impl PathRules {
                     .literal_separator(true)
                     .backslash_escape(true)
                     .build()
-                    .map_err(|e| PatternError::new(raw, format!("is not a valid glob: {}", e.kind())))?;
+                    .map_err(|e| {
+                        PatternError::new(raw, format!("is not a valid glob: {}", e.kind()))
+                    })?;
                 builder.add(compiled);
             }
             kept.push(raw.to_string());
@@ -74,7 +76,11 @@ impl PathRules {
 
     /// The first pattern (as written) that matches `path`, for messages.
     pub fn first_match(&self, path: &str) -> Option<&str> {
-        let first = self.set.matches(path.trim_start_matches("./")).into_iter().min()?;
+        let first = self
+            .set
+            .matches(path.trim_start_matches("./"))
+            .into_iter()
+            .min()?;
         Some(self.patterns[self.owners[first]].as_str())
     }
 
@@ -101,7 +107,10 @@ fn expand(raw: &str, anchoring: Anchoring) -> Result<Vec<String>, PatternError> 
         return Err(PatternError::new(raw, "is empty"));
     }
     if trimmed.contains('\0') || trimmed.contains('\\') && !trimmed.contains("\\*") {
-        return Err(PatternError::new(raw, "contains a backslash or NUL; use '/' as separator"));
+        return Err(PatternError::new(
+            raw,
+            "contains a backslash or NUL; use '/' as separator",
+        ));
     }
     let body = trimmed.trim_start_matches("./").trim_end_matches('/');
     let body = body.strip_prefix('/').unwrap_or(body);

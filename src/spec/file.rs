@@ -71,7 +71,11 @@ impl Spec {
         if !given.contains("## Acceptance Criteria") {
             text.push_str("## Acceptance Criteria\n\n- [ ] The change described above is implemented\n- [ ] Tests cover it and pass\n");
         }
-        Spec { id, front, body: text }
+        Spec {
+            id,
+            front,
+            body: text,
+        }
     }
 
     /// The file text.

@@ -42,7 +42,8 @@ impl fmt::Display for SpecId {
 }
 
 fn is_base36(s: &str) -> bool {
-    s.bytes().all(|b| b.is_ascii_digit() || b.is_ascii_lowercase())
+    s.bytes()
+        .all(|b| b.is_ascii_digit() || b.is_ascii_lowercase())
 }
 
 fn is_valid(text: &str) -> bool {
@@ -88,9 +89,15 @@ pub fn check_input(input: &str) -> Result<(), String> {
         return Err("an empty spec id".into());
     }
     if input.contains("..") || input.contains('/') || input.contains('\\') {
-        return Err(format!("'{}' is not a spec id: it looks like a path", input.escape_debug()));
+        return Err(format!(
+            "'{}' is not a spec id: it looks like a path",
+            input.escape_debug()
+        ));
     }
-    if let Some(c) = input.chars().find(|c| !(c.is_ascii_digit() || c.is_ascii_lowercase() || *c == '-' || *c == '.')) {
+    if let Some(c) = input
+        .chars()
+        .find(|c| !(c.is_ascii_digit() || c.is_ascii_lowercase() || *c == '-' || *c == '.'))
+    {
         return Err(format!(
             "'{}' is not a spec id: '{}' is not allowed (ids use 0-9, a-z, '-' and '.')",
             input.escape_debug(),
@@ -106,7 +113,11 @@ mod tests {
 
     #[test]
     fn valid_ids() {
-        for id in ["2026-01-22-001-x7m", "2026-01-22-00z-abc.1", "2026-01-22-001-x7m.2.1"] {
+        for id in [
+            "2026-01-22-001-x7m",
+            "2026-01-22-00z-abc.1",
+            "2026-01-22-001-x7m.2.1",
+        ] {
             assert!(SpecId::parse(id).is_some(), "{id}");
         }
         let id = SpecId::parse("2026-01-22-01x-v06").expect("valid");
@@ -116,7 +127,15 @@ mod tests {
 
     #[test]
     fn invalid_ids() {
-        for id in ["", "2026-01-22-001", "2026-13-22-001-x7m", "2026-01-22-001-X7M", "2026-01-22-001-x7m.", "../etc/passwd", "2026-01-22-001-x7m/x"] {
+        for id in [
+            "",
+            "2026-01-22-001",
+            "2026-13-22-001-x7m",
+            "2026-01-22-001-X7M",
+            "2026-01-22-001-x7m.",
+            "../etc/passwd",
+            "2026-01-22-001-x7m/x",
+        ] {
             assert!(SpecId::parse(id).is_none(), "{id}");
         }
     }

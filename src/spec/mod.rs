@@ -15,7 +15,10 @@ pub enum SpecError {
     #[error("no spec matches '{input}'; `git chant list` shows the specs")]
     NotFound { input: String },
     #[error("'{input}' is ambiguous; it matches: {}", .candidates.join(", "))]
-    Ambiguous { input: String, candidates: Vec<String> },
+    Ambiguous {
+        input: String,
+        candidates: Vec<String>,
+    },
     #[error("{file}: {message}")]
     Malformed { file: String, message: String },
     #[error("{file}: {source}")]

@@ -66,10 +66,17 @@ impl SpecStore {
     }
 
     /// Creates a new spec file with a fresh id (never reusing one) and returns it.
-    pub fn create(&self, title: &str, targets: &[String], body: Option<&str>) -> Result<Spec, SpecError> {
+    pub fn create(
+        &self,
+        title: &str,
+        targets: &[String],
+        body: Option<&str>,
+    ) -> Result<Spec, SpecError> {
         let title = title.trim();
         if title.is_empty() || title.contains('\n') {
-            return Err(SpecError::BadInput("the title must be one non-empty line".into()));
+            return Err(SpecError::BadInput(
+                "the title must be one non-empty line".into(),
+            ));
         }
         std::fs::create_dir_all(&self.dir).map_err(|source| self.io_error(&self.dir, source))?;
         let date = clock::now_local().format("%Y-%m-%d").to_string();
@@ -83,7 +90,9 @@ impl SpecStore {
         loop {
             let random = clock::random_base36(3);
             let id = SpecId::new(&date, sequence, &random).ok_or_else(|| {
-                SpecError::BadInput(format!("no spec ids left for {date} (the per-day sequence is full)"))
+                SpecError::BadInput(format!(
+                    "no spec ids left for {date} (the per-day sequence is full)"
+                ))
             })?;
             let spec = Spec::new(id, title, targets, body);
             let path = self.path_of(&spec.id);
@@ -117,7 +126,10 @@ fn resolve_among(ids: &[SpecId], input: &str, today: &str) -> Result<SpecId, Spe
             })),
         }
     };
-    let suffix = ids.iter().filter(|id| id.as_str().ends_with(input)).collect();
+    let suffix = ids
+        .iter()
+        .filter(|id| id.as_str().ends_with(input))
+        .collect();
     if let Some(found) = pick(suffix) {
         return found;
     }
@@ -131,7 +143,10 @@ fn resolve_among(ids: &[SpecId], input: &str, today: &str) -> Result<SpecId, Spe
             return found;
         }
     }
-    let substring = ids.iter().filter(|id| id.as_str().contains(input)).collect();
+    let substring = ids
+        .iter()
+        .filter(|id| id.as_str().contains(input))
+        .collect();
     pick(substring).unwrap_or_else(|| {
         Err(SpecError::NotFound {
             input: input.to_string(),
@@ -144,14 +159,24 @@ mod tests {
     use super::*;
 
     fn ids(list: &[&str]) -> Vec<SpecId> {
-        list.iter().map(|s| SpecId::parse(s).expect("valid")).collect()
+        list.iter()
+            .map(|s| SpecId::parse(s).expect("valid"))
+            .collect()
     }
 
     #[test]
     fn resolution_order() {
-        let all = ids(&["2026-01-22-001-x7m", "2026-01-22-002-abc", "2026-01-23-001-q9z", "2026-01-22-001-x7m.1"]);
+        let all = ids(&[
+            "2026-01-22-001-x7m",
+            "2026-01-22-002-abc",
+            "2026-01-23-001-q9z",
+            "2026-01-22-001-x7m.1",
+        ]);
         let r = |i: &str| resolve_among(&all, i, "2026-01-23").map(|id| id.to_string());
-        assert_eq!(r("2026-01-22-001-x7m").ok().as_deref(), Some("2026-01-22-001-x7m"));
+        assert_eq!(
+            r("2026-01-22-001-x7m").ok().as_deref(),
+            Some("2026-01-22-001-x7m")
+        );
         assert_eq!(r("x7m").ok().as_deref(), Some("2026-01-22-001-x7m"));
         assert_eq!(r("x7m.1").ok().as_deref(), Some("2026-01-22-001-x7m.1"));
         assert_eq!(r("001").ok().as_deref(), Some("2026-01-23-001-q9z"));

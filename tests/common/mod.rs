@@ -1,0 +1,182 @@
+//! Test harness: a temporary git repository with a fixed identity and a clean environment,
+//! and a way to run the `git-chant` binary in it.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use assert_cmd::cargo::CommandCargoExt;
+
+/// A fixed "now" for tests that need repeatable ids and timestamps.
+pub const FIXED_TS: &str = "2026-01-22T15:30:00Z";
+
+/// A temporary home + repository. Dropped: everything is removed.
+pub struct TestRepo {
+    pub tmp: tempfile::TempDir,
+    pub root: PathBuf,
+    pub home: PathBuf,
+}
+
+impl TestRepo {
+    /// `git init` on `main` with one commit, not yet `git chant init`-ed.
+    pub fn new() -> TestRepo {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let home = tmp.path().join("home");
+        let root = tmp.path().join("repo");
+        std::fs::create_dir_all(&home).expect("home");
+        std::fs::create_dir_all(&root).expect("repo");
+        let repo = TestRepo { tmp, root, home };
+        repo.git(&["init", "--quiet", "--initial-branch=main"]);
+        repo.write("README.md", "# Test project\n");
+        repo.git(&["add", "README.md"]);
+        repo.git(&["commit", "--quiet", "-m", "Initial commit"]);
+        repo
+    }
+
+    /// A repository with `git chant init` already run.
+    pub fn initialised() -> TestRepo {
+        let repo = TestRepo::new();
+        repo.chant(&["init"]).assert_ok();
+        repo
+    }
+
+    /// The clean environment every process of the test gets.
+    pub fn env(&self, cmd: &mut Command) {
+        cmd.env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("HOME", &self.home)
+            .env("LANG", "C.UTF-8")
+            .env("GIT_CONFIG_GLOBAL", self.home.join(".gitconfig"))
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("GIT_AUTHOR_NAME", "Test User")
+            .env("GIT_AUTHOR_EMAIL", "test@example.com")
+            .env("GIT_COMMITTER_NAME", "Test User")
+            .env("GIT_COMMITTER_EMAIL", "test@example.com")
+            .env("CHANT_ACTOR", "tester")
+            .env("CHANT_ACTOR_EMAIL", "tester@example.com");
+    }
+
+    /// Runs `git <args>` in the repository; panics on failure.
+    pub fn git(&self, args: &[&str]) -> String {
+        let mut cmd = Command::new("git");
+        self.env(&mut cmd);
+        let out = cmd
+            .args(args)
+            .current_dir(&self.root)
+            .output()
+            .expect("run git");
+        assert!(
+            out.status.success(),
+            "git {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// A `git-chant` command ready to run in the repository.
+    pub fn chant_cmd(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::cargo_bin("git-chant").expect("binary built");
+        self.env(&mut cmd);
+        cmd.args(args).current_dir(&self.root);
+        cmd
+    }
+
+    /// Runs `git chant <args>` in the repository.
+    pub fn chant(&self, args: &[&str]) -> Run {
+        Run(self.chant_cmd(args).output().expect("run git-chant"))
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.root.join(rel)
+    }
+
+    pub fn write(&self, rel: &str, text: &str) {
+        let path = self.root.join(rel);
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).expect("mkdir");
+        }
+        std::fs::write(path, text).expect("write");
+    }
+
+    pub fn read(&self, rel: &str) -> String {
+        std::fs::read_to_string(self.root.join(rel)).expect("read")
+    }
+
+    pub fn exists(&self, rel: &str) -> bool {
+        self.root.join(rel).exists()
+    }
+
+    /// Writes `.chant/config.md` with `yaml` as front matter.
+    pub fn write_config(&self, yaml: &str) {
+        self.write(".chant/config.md", &format!("---\n{yaml}---\n\n# Config\n"));
+    }
+
+    /// Opens the repository with git2.
+    pub fn open(&self) -> git2::Repository {
+        git2::Repository::open(&self.root).expect("open repo")
+    }
+}
+
+/// The result of running the binary.
+pub struct Run(pub Output);
+
+impl Run {
+    pub fn code(&self) -> i32 {
+        self.0.status.code().unwrap_or(-1)
+    }
+    pub fn stdout(&self) -> String {
+        String::from_utf8_lossy(&self.0.stdout).into_owned()
+    }
+    pub fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.0.stderr).into_owned()
+    }
+    /// Asserts exit 0 and returns self.
+    #[track_caller]
+    pub fn assert_ok(self) -> Self {
+        assert_eq!(
+            self.code(),
+            0,
+            "expected success\nstdout:\n{}\nstderr:\n{}",
+            self.stdout(),
+            self.stderr()
+        );
+        self
+    }
+    /// Asserts the exit code and returns self.
+    #[track_caller]
+    pub fn assert_code(self, code: i32) -> Self {
+        assert_eq!(
+            self.code(),
+            code,
+            "expected exit {code}\nstdout:\n{}\nstderr:\n{}",
+            self.stdout(),
+            self.stderr()
+        );
+        self
+    }
+    /// Asserts stderr contains `needle`.
+    #[track_caller]
+    pub fn stderr_has(self, needle: &str) -> Self {
+        assert!(
+            self.stderr().contains(needle),
+            "stderr lacks {needle:?}:\n{}",
+            self.stderr()
+        );
+        self
+    }
+    /// Asserts stdout contains `needle`.
+    #[track_caller]
+    pub fn stdout_has(self, needle: &str) -> Self {
+        assert!(
+            self.stdout().contains(needle),
+            "stdout lacks {needle:?}:\n{}",
+            self.stdout()
+        );
+        self
+    }
+}
+
+/// Path of a file under the crate root (fixtures etc.).
+pub fn crate_path(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
+}
