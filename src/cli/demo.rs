@@ -11,6 +11,10 @@ use crate::error::{Error, Result};
 /// Run the whole flow in a throwaway repository
 #[derive(Debug, clap::Args)]
 #[command(after_help = "\
+Examples:
+  git chant demo
+  git chant demo --dir /tmp/my-demo
+
 Creates a temporary git repository, initialises git chant in it, adds a spec and
 walks it through the flow with the default backends, printing each command as it
 goes. The repository is kept so you can look around; its path is printed at the end.")]

@@ -177,8 +177,18 @@ pub fn key_paths() -> Vec<String> {
             _ => out.push(prefix.to_string()),
         }
     }
+    // `audit.ship_to` is absent by default; show its keys too.
+    let mut model = Config::defaults();
+    model.audit.ship_to = Some(ShipTo {
+        kind: ShipType::S3,
+        bucket: None,
+        prefix: None,
+        url: None,
+        index: None,
+        token_env: None,
+    });
     let mut out = Vec::new();
-    if let Ok(tree) = serde_json::to_value(Config::defaults()) {
+    if let Ok(tree) = serde_json::to_value(model) {
         walk("", &tree, &mut out);
     }
     out
