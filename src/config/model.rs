@@ -163,6 +163,10 @@ pub struct FileAccess {
     pub denied_paths: PathList,
     /// Words that flag file content (case-insensitive), e.g. `password`.
     pub sensitive_patterns: Vec<String>,
+    /// Fail the spec (instead of only flagging) when changed content matches.
+    pub fail_on_sensitive: bool,
+    /// Changed files larger than this never land.
+    pub max_file_size: ByteSize,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -646,6 +650,8 @@ fn read_agent(s: &Section<'_>) -> Result<AgentConfig, ConfigError> {
             allowed_paths: paths(&f, "allowed_paths", allowed, &[], Anchoring::Root)?,
             denied_paths: paths(&f, "denied_paths", denied, &[], Anchoring::Anywhere)?,
             sensitive_patterns: f.strings("sensitive_patterns")?.unwrap_or_default(),
+            fail_on_sensitive: f.bool("fail_on_sensitive")?.unwrap_or(false),
+            max_file_size: f.parse("max_file_size", ByteSize::parse)?.unwrap_or_else(|| size("10M")),
         };
         if let Some(empty) = out.sensitive_patterns.iter().find(|p| p.trim().is_empty()) {
             return Err(f.error("sensitive_patterns", format!("'{empty}' is empty")));

@@ -180,3 +180,56 @@ impl Run {
 pub fn crate_path(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
 }
+
+impl TestRepo {
+    /// Configures `agent.command` to run the fixture agent `name` (fixtures/agents/) with
+    /// `extra` YAML lines under `agent:` (indented by two spaces) and `rest` at top level.
+    pub fn use_agent(&self, name: &str, extra: &str, rest: &str) {
+        let script = crate_path(&format!("fixtures/agents/{name}"));
+        let mut yaml = format!("agent:\n  command: [\"{}\"]\n", script.display());
+        yaml.push_str(extra);
+        yaml.push_str(rest);
+        self.write_config(&yaml);
+        self.git(&["add", "-A"]);
+        self.git(&["commit", "--quiet", "-m", "chant config"]);
+    }
+
+    /// Adds a spec and returns its id.
+    pub fn add_spec(&self, title: &str, targets: &[&str]) -> String {
+        let mut args = vec!["add", title];
+        for t in targets {
+            args.push("--target");
+            args.push(t);
+        }
+        self.chant(&args).assert_ok().stdout().trim().to_string()
+    }
+
+    /// The ledger entries, oldest first.
+    pub fn ledger(&self) -> Vec<serde_json::Value> {
+        let out = Command::new("git")
+            .args(["log", "--reverse", "--format=%b", "refs/chant/audit"])
+            .current_dir(&self.root)
+            .output()
+            .expect("git log");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| l.starts_with('{'))
+            .map(|l| serde_json::from_str(l).expect("ledger line is JSON"))
+            .collect()
+    }
+
+    /// The ledger entries of one event, oldest first.
+    pub fn events(&self, event: &str) -> Vec<serde_json::Value> {
+        self.ledger().into_iter().filter(|e| e["event"] == event).collect()
+    }
+
+    /// The commit a ref points to, if it exists.
+    pub fn rev(&self, name: &str) -> Option<String> {
+        let out = Command::new("git")
+            .args(["rev-parse", "--verify", "--quiet", name])
+            .current_dir(&self.root)
+            .output()
+            .expect("git rev-parse");
+        out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+    }
+}

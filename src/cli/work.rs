@@ -1,0 +1,154 @@
+//! `git chant work`: run an agent on a spec.
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use crate::audit::NewEntry;
+use crate::config::{Config, SandboxLevel};
+use crate::error::{Error, Result};
+use crate::identity::Identity;
+use crate::project::Project;
+use crate::sandbox::Stream;
+use crate::work::{self, Options, Verdict};
+
+/// Run an agent on a spec in a sandboxed clone on its own branch
+#[derive(Debug, clap::Args)]
+#[command(after_help = "\
+Examples:
+  git chant work x7m                          default level (agent.sandbox, else permissions)
+  git chant work x7m --sandbox none           the agent runs as you (honour system)
+  git chant work x7m --secrets-from dotenv:.env.agent --yes
+  git chant work x7m --keep                   keep the clone to inspect it
+
+The agent works in a clone under .git/chant/clones/ on branch chant/<id>; your work
+tree, index and main branch never change. What it leaves behind is checked against
+policy; only an accepted change is committed on chant/<id>. Every step is recorded in
+the audit ledger (git log refs/chant/audit). Exit 0 when the spec completed, 1 when it
+failed or was cancelled, 2 on bad input.")]
+pub struct Args {
+    /// Spec id: full, unique suffix, today's sequence (3 characters) or unique substring
+    id: String,
+    /// Sandbox level (default: agent.sandbox from the config)
+    #[arg(long, value_parser = parse_level)]
+    sandbox: Option<SandboxLevel>,
+    /// Where secrets come from: env:, dotenv:PATH, dir:PATH (repeatable; later wins)
+    #[arg(long = "secrets-from", value_name = "URI")]
+    secrets_from: Vec<String>,
+    /// Proceed without asking when the spec targets sensitive files
+    #[arg(long)]
+    yes: bool,
+    /// Keep the sandboxed clone after a successful run
+    #[arg(long)]
+    keep: bool,
+}
+
+fn parse_level(s: &str) -> std::result::Result<SandboxLevel, String> {
+    s.parse()
+}
+
+pub fn run(args: Args) -> Result<u8> {
+    let project = Project::discover()?;
+    project.require_initialised()?;
+    let config = project.config()?;
+    let identity = Identity::resolve(Some(&project.repo));
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(signal, Arc::clone(&stop)).map_err(|e| Error::io("(signal handler)", e))?;
+    }
+    let options = Options {
+        spec: args.id,
+        sandbox: args.sandbox,
+        secrets_from: args.secrets_from,
+        yes: args.yes,
+        keep: args.keep,
+    };
+    let mut reporter = Terminal;
+    let mut recorder = LedgerRecorder {
+        project: &project,
+        config: &config,
+        identity: &identity,
+    };
+    let report = work::run(&project, &identity, &options, &mut reporter, &mut recorder, &stop)?;
+    let code = match &report.verdict {
+        Verdict::Completed { commit: Some(commit), files } => {
+            eprintln!(
+                "chant: spec {} completed: {} file(s) committed on {}{} as {}",
+                report.id,
+                files.len(),
+                config.chant.branch_prefix,
+                report.id,
+                &commit[..commit.len().min(12)]
+            );
+            0
+        }
+        Verdict::Completed { commit: None, .. } => {
+            eprintln!("chant: spec {} completed with no changes", report.id);
+            0
+        }
+        Verdict::Failed { reason } => {
+            for v in &report.violations {
+                eprintln!("chant: policy violation: {}: {} ({})", v.path, v.detail, v.rule);
+            }
+            eprintln!("chant: spec {} failed: {reason}", report.id);
+            1
+        }
+        Verdict::Cancelled { reason } => {
+            eprintln!("chant: spec {} cancelled: {reason}", report.id);
+            1
+        }
+    };
+    if let Some(clone) = &report.clone {
+        eprintln!("chant: the clone is kept for inspection at {}", clone.display());
+    }
+    if !report.log.as_os_str().is_empty() {
+        eprintln!("chant: agent output log: {}", report.log.display());
+    }
+    Ok(code)
+}
+
+/// Progress on stderr, agent output passed through, questions on the terminal.
+struct Terminal;
+
+impl work::Reporter for Terminal {
+    fn info(&mut self, line: &str) {
+        eprintln!("chant: {line}");
+    }
+
+    fn warn(&mut self, line: &str) {
+        eprintln!("{line}");
+    }
+
+    fn agent_output(&mut self, stream: Stream, bytes: &[u8]) {
+        let _ = match stream {
+            Stream::Stdout => std::io::stdout().write_all(bytes),
+            Stream::Stderr => std::io::stderr().write_all(bytes),
+        };
+    }
+
+    fn confirm(&mut self, question: &str) -> Option<bool> {
+        if !std::io::stdin().is_terminal() {
+            return None;
+        }
+        eprint!("{question} ");
+        let _ = std::io::stderr().flush();
+        let mut line = String::new();
+        std::io::stdin().lock().read_line(&mut line).ok()?;
+        Some(matches!(line.trim(), "y" | "Y" | "yes" | "YES" | "Yes"))
+    }
+}
+
+/// Records to the audit ledger on refs/chant/audit.
+struct LedgerRecorder<'a> {
+    project: &'a Project,
+    config: &'a Config,
+    identity: &'a Identity,
+}
+
+impl work::Recorder for LedgerRecorder<'_> {
+    fn record(&mut self, entries: Vec<NewEntry>) -> std::result::Result<(), String> {
+        crate::audit::record_batch(self.project, self.config, self.identity, entries)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+}

@@ -1,0 +1,79 @@
+//! Levels `none` and `permissions`: the agent runs as the user, in the clone, with the
+//! filtered environment. `permissions` also writes the agent's native permission settings
+//! into the clone before the run (never committed: `work` ignores that path when it
+//! collects the result). Neither level contains the agent; the policy check after the
+//! run is what keeps a misbehaving agent's work from landing.
+
+use std::path::Path;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use super::{process, Job, Outcome, OutputSink, Sandbox, SandboxError};
+use crate::config::{Config, SandboxLevel};
+
+/// A sandbox that runs the agent on this machine as the current user.
+pub struct Local {
+    level: SandboxLevel,
+    native: Option<NativeSettings>,
+}
+
+/// Files generated into the workspace for the agent's own permission system.
+pub struct NativeSettings {
+    pub files: Vec<(String, String)>,
+}
+
+impl Local {
+    pub fn none() -> Self {
+        Local {
+            level: SandboxLevel::None,
+            native: None,
+        }
+    }
+
+    pub fn permissions(config: &Config) -> Self {
+        Local {
+            level: SandboxLevel::Permissions,
+            native: Some(NativeSettings {
+                files: crate::work::native_settings(config),
+            }),
+        }
+    }
+}
+
+impl Sandbox for Local {
+    fn level(&self) -> SandboxLevel {
+        self.level
+    }
+
+    fn preflight(&self, argv: &[String]) -> Result<(), SandboxError> {
+        let program = argv.first().cloned().unwrap_or_default();
+        let path = std::env::var("PATH").unwrap_or_default();
+        match process::find_program(&program, &path) {
+            Some(_) => Ok(()),
+            None => Err(SandboxError::ProgramNotFound { program }),
+        }
+    }
+
+    fn prepare(&self, workspace: &Path) -> Result<Vec<String>, SandboxError> {
+        let Some(native) = &self.native else {
+            return Ok(Vec::new());
+        };
+        let mut written = Vec::new();
+        for (rel, text) in &native.files {
+            let path = workspace.join(rel);
+            // The workspace is ours until the agent starts; a symlink planted by the base
+            // tree must not redirect this write outside it.
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir)?;
+            }
+            let _ = std::fs::remove_file(&path);
+            crate::atomic::write_new(&path, text.as_bytes())?;
+            written.push(rel.clone());
+        }
+        Ok(written)
+    }
+
+    fn run(&self, job: &Job, sink: &mut dyn OutputSink, stop: &Arc<AtomicBool>) -> Result<Outcome, SandboxError> {
+        process::run(job, sink, stop)
+    }
+}

@@ -1,0 +1,109 @@
+//! Sandbox levels: where and how the agent program runs.
+//!
+//! `work` hands a prepared [`Job`] to a [`Sandbox`] and gets an [`Outcome`] back; it never
+//! knows which level ran it. Every level is followed by the same untrusted-result check
+//! (`work::policy`), so a level only has to contain the agent, not judge its output.
+
+mod local;
+pub mod process;
+
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use local::Local;
+
+use crate::config::{Config, SandboxLevel};
+
+/// Everything a level needs to run one program for one spec.
+#[derive(Debug, Clone)]
+pub struct Job {
+    /// The program and its arguments, placeholders already substituted.
+    pub argv: Vec<String>,
+    /// The complete environment (nothing is inherited).
+    pub env: Vec<(String, String)>,
+    /// The sandboxed clone: the program's working directory.
+    pub workspace: PathBuf,
+    /// Kill the program after this long.
+    pub timeout: Duration,
+}
+
+/// How the program ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// It exited by itself with this code (signals map to 128 + n).
+    Exited(i32),
+    /// It ran past the timeout and was killed.
+    TimedOut,
+    /// Chant was interrupted or the run was cancelled; the program was killed.
+    Interrupted,
+}
+
+impl Outcome {
+    pub fn success(&self) -> bool {
+        *self == Outcome::Exited(0)
+    }
+}
+
+/// Receives the program's output as it arrives (already redacted by the caller's sink).
+pub trait OutputSink: Send {
+    fn output(&mut self, stream: Stream, bytes: &[u8]);
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stream {
+    Stdout,
+    Stderr,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    #[error("agent program '{program}' not found on PATH; install it or set agent.command in .chant/config.md")]
+    ProgramNotFound { program: String },
+    #[error("sandbox level '{0}' is not available yet in this build; use --sandbox none or permissions")]
+    Unavailable(SandboxLevel),
+    #[error("cannot start '{program}': {source}")]
+    Spawn {
+        program: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl SandboxError {
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            SandboxError::ProgramNotFound { .. } | SandboxError::Unavailable(_) => 2,
+            _ => 1,
+        }
+    }
+}
+
+/// One sandbox level.
+pub trait Sandbox {
+    /// The level's name, recorded in the ledger (`sandbox` field).
+    fn level(&self) -> SandboxLevel;
+
+    /// Checks, before anything is created, that the job's program can be started.
+    fn preflight(&self, argv: &[String]) -> Result<(), SandboxError>;
+
+    /// Prepares the workspace (e.g. the agent's native permission config) before the run.
+    fn prepare(&self, _workspace: &std::path::Path) -> Result<Vec<String>, SandboxError> {
+        Ok(Vec::new())
+    }
+
+    /// Runs the job to completion, streaming output to `sink`; `stop` asks for an early end.
+    fn run(&self, job: &Job, sink: &mut dyn OutputSink, stop: &Arc<AtomicBool>) -> Result<Outcome, SandboxError>;
+}
+
+/// The sandbox for `level`.
+pub fn for_level(level: SandboxLevel, config: &Config) -> Result<Box<dyn Sandbox>, SandboxError> {
+    match level {
+        SandboxLevel::None => Ok(Box::new(Local::none())),
+        SandboxLevel::Permissions => Ok(Box::new(Local::permissions(config))),
+        other => Err(SandboxError::Unavailable(other)),
+    }
+}
