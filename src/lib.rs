@@ -9,10 +9,12 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod error;
+pub mod exec;
 pub mod git;
 pub mod identity;
 pub mod pattern;
 pub mod project;
+pub mod secrets;
 pub mod spec;
 
 pub use error::{Error, Result};

@@ -1,0 +1,1 @@
+//! The command gate (work in progress).

@@ -1,0 +1,245 @@
+//! Secrets: where their values come from, which of them the agent may see, and masking
+//! them in everything chant prints or records.
+//!
+//! This module owns:
+//! - [`SecretSource`]: the `--secrets-from` URIs (`env:`, `dotenv:PATH`, `dir:PATH`) and
+//!   [`collect`], which reads them in order (later wins) into [`Secrets`];
+//! - [`Secrets::filtered`]: `agent.secrets.expose` / `hide` (hide always wins);
+//! - [`agent_env`]: the agent's whole environment, built from nothing;
+//! - [`Redactor`] / [`StreamRedactor`]: masking every known secret value as `***`.
+//!
+//! It must never print, never log, and never put a secret value into an error message or a
+//! `Debug` rendering: errors name the file, line and variable, not the value.
+
+mod dotenv;
+mod env;
+mod redact;
+mod source;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+
+use crate::config::SecretsConfig;
+
+pub use dotenv::parse_dotenv;
+pub use env::{agent_env, AgentContext, RESERVED_NAMES};
+pub use redact::{Redactor, StreamRedactor, MASK, MIN_REDACT_LEN};
+pub use source::{collect, collect_with_env, SecretSource, SUPPORTED_SCHEMES};
+
+/// Why secrets could not be read or used. No variant ever holds a secret value.
+#[derive(Debug, thiserror::Error)]
+pub enum SecretsError {
+    /// A `--secrets-from` URI with a scheme chant does not know.
+    #[error("unknown secret source '{uri}'; supported: {SUPPORTED_SCHEMES}")]
+    UnknownScheme { uri: String },
+    /// A scheme chant knows but does not implement yet (`vault://`, `k8s://`).
+    #[error(
+        "secret source '{uri}': {scheme} is not supported yet; supported now: {SUPPORTED_SCHEMES}"
+    )]
+    NotSupportedYet { uri: String, scheme: &'static str },
+    /// A known scheme with a bad argument (`dotenv:` without a path, …).
+    #[error("secret source '{uri}': {reason}")]
+    BadUri { uri: String, reason: String },
+    /// A `.env` line that is not `NAME=VALUE`. The line's content is never shown.
+    #[error("{}:{line}: {reason}", file.display())]
+    Malformed {
+        file: PathBuf,
+        line: usize,
+        reason: String,
+    },
+    /// A secret whose name cannot be an environment variable name.
+    #[error("{}: '{name}' is not a valid secret name (letters, digits, '_', '.', '-')", origin.display())]
+    InvalidName { origin: PathBuf, name: String },
+    /// A secret value that is not UTF-8 text.
+    #[error("{}: the value of '{name}' is not UTF-8 text", origin.display())]
+    NotUtf8 { origin: PathBuf, name: String },
+    /// `agent.secrets.expose` lets through a name chant sets itself.
+    #[error("agent.secrets.expose lets through '{name}', which chant sets itself; add it to agent.secrets.hide or narrow expose")]
+    Reserved { name: String },
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl SecretsError {
+    /// The process exit code: 2 for bad input (URIs, files, names, config), 1 when the file
+    /// system failed on a path that exists.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            SecretsError::Io { source, .. } if source.kind() != std::io::ErrorKind::NotFound => 1,
+            _ => 2,
+        }
+    }
+
+    fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        SecretsError::Io {
+            path: path.into(),
+            source,
+        }
+    }
+}
+
+/// Where a secret's value was read from.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Origin {
+    /// The process environment (`env:`).
+    Env,
+    /// A `.env` file.
+    Dotenv(PathBuf),
+    /// A mounted Secret volume directory.
+    Dir(PathBuf),
+    /// Given directly by the caller (tests, other sources).
+    Other(String),
+}
+
+impl fmt::Debug for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Origin::Env => f.write_str("env:"),
+            Origin::Dotenv(p) => write!(f, "dotenv:{}", p.display()),
+            Origin::Dir(p) => write!(f, "dir:{}", p.display()),
+            Origin::Other(s) => f.write_str(s),
+        }
+    }
+}
+
+#[derive(Clone)]
+struct Secret {
+    value: String,
+    origin: Origin,
+}
+
+/// Every secret chant collected, by name (later sources replaced earlier ones).
+///
+/// `Debug` shows names and origins only, never values.
+#[derive(Clone, Default)]
+pub struct Secrets {
+    entries: BTreeMap<String, Secret>,
+}
+
+/// Process-environment names that describe the machine, not credentials. Their values
+/// (`/home/alex`, `en_US.UTF-8`, `alex`) are everywhere in normal output, so masking them
+/// would make output unreadable without protecting anything; [`Secrets::redactor`] skips
+/// them when they come from `env:`. A trailing `*` is a prefix.
+pub const PLAIN_ENV_NAMES: &[&str] = &[
+    "PATH",
+    "HOME",
+    "USER",
+    "LOGNAME",
+    "SHELL",
+    "PWD",
+    "OLDPWD",
+    "LANG",
+    "LANGUAGE",
+    "LC_*",
+    "TERM",
+    "TERM_*",
+    "COLORTERM",
+    "TZ",
+    "SHLVL",
+    "HOSTNAME",
+    "HOSTTYPE",
+    "OSTYPE",
+    "MACHTYPE",
+    "EDITOR",
+    "VISUAL",
+    "PAGER",
+    "DISPLAY",
+    "XDG_*",
+    "TMPDIR",
+    "TMP",
+    "TEMP",
+    "MAIL",
+    "_",
+    "CHANT_*",
+];
+
+fn is_plain_env_name(name: &str) -> bool {
+    PLAIN_ENV_NAMES.iter().any(|p| match p.strip_suffix('*') {
+        Some(prefix) => name.starts_with(prefix),
+        None => name == *p,
+    })
+}
+
+impl Secrets {
+    /// An empty set.
+    pub fn new() -> Self {
+        Secrets::default()
+    }
+
+    /// Adds or replaces `name` (later wins).
+    pub fn insert(&mut self, name: impl Into<String>, value: impl Into<String>, origin: Origin) {
+        self.entries.insert(
+            name.into(),
+            Secret {
+                value: value.into(),
+                origin,
+            },
+        );
+    }
+
+    /// The value of `name`, if collected.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.entries.get(name).map(|s| s.value.as_str())
+    }
+
+    /// Where `name` was read from.
+    pub fn origin(&self, name: &str) -> Option<&Origin> {
+        self.entries.get(name).map(|s| &s.origin)
+    }
+
+    /// Every collected name, sorted.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.entries.keys().map(String::as_str)
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// The secrets the agent may see: names matching `expose` and not matching `hide`
+    /// (hide always wins; an empty `expose` exposes nothing), sorted by name.
+    pub fn filtered(&self, config: &SecretsConfig) -> Vec<(String, String)> {
+        self.entries
+            .iter()
+            .filter(|(name, _)| config.expose.0.is_match(name) && !config.hide.0.is_match(name))
+            .map(|(name, s)| (name.clone(), s.value.clone()))
+            .collect()
+    }
+
+    /// A redactor for every collected value (exposed or not), except the values of
+    /// [`PLAIN_ENV_NAMES`] taken from the process environment.
+    pub fn redactor(&self) -> Redactor {
+        Redactor::new(
+            self.entries
+                .iter()
+                .filter(|(name, s)| !(s.origin == Origin::Env && is_plain_env_name(name)))
+                .map(|(_, s)| s.value.as_str()),
+        )
+    }
+}
+
+impl fmt::Debug for Secrets {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map()
+            .entries(self.entries.iter().map(|(k, s)| (k, &s.origin)))
+            .finish()
+    }
+}
+
+/// True when `name` can be a secret's name: ASCII letters, digits, `_`, `.` and `-` (the
+/// characters of Kubernetes Secret keys), not empty.
+pub fn is_valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+}
