@@ -49,7 +49,13 @@ fn median(v: &mut [Duration]) -> Duration {
 }
 
 fn git(dir: &Path, args: &[&str]) {
-    let status = Command::new("git").args(args).current_dir(dir).env("GIT_CONFIG_NOSYSTEM", "1").stdout(Stdio::null()).status().expect("git");
+    let status = Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .stdout(Stdio::null())
+        .status()
+        .expect("git");
     assert!(status.success(), "git {args:?}");
 }
 
@@ -59,19 +65,35 @@ fn make_repo(dir: &Path, n: usize) {
     git(dir, &["init", "-q", "--initial-branch=main"]);
     git(dir, &["config", "user.name", "Bench"]);
     git(dir, &["config", "user.email", "bench@example.com"]);
-    let mut child = Command::new("git").args(["fast-import", "--quiet"]).current_dir(dir).stdin(Stdio::piped()).spawn().expect("fast-import");
+    let mut child = Command::new("git")
+        .args(["fast-import", "--quiet"])
+        .current_dir(dir)
+        .stdin(Stdio::piped())
+        .spawn()
+        .expect("fast-import");
     {
         let stdin = child.stdin.as_mut().expect("stdin");
         let mut out = std::io::BufWriter::new(stdin);
         writeln!(out, "commit refs/heads/main\ncommitter Bench <bench@example.com> 1700000000 +0000\ndata 5\nbase\n").expect("write");
         for i in 0..n {
             let content = format!("file {i}\n");
-            writeln!(out, "M 100644 inline d{}/f{i}.txt\ndata {}\n{content}", i / 100, content.len()).expect("write");
+            writeln!(
+                out,
+                "M 100644 inline d{}/f{i}.txt\ndata {}\n{content}",
+                i / 100,
+                content.len()
+            )
+            .expect("write");
         }
     }
     assert!(child.wait().expect("wait").success());
     git(dir, &["reset", "-q", "--hard", "main"]);
-    let chant = Command::new(BIN).args(["init"]).current_dir(dir).stdout(Stdio::null()).status().expect("chant init");
+    let chant = Command::new(BIN)
+        .args(["init"])
+        .current_dir(dir)
+        .stdout(Stdio::null())
+        .status()
+        .expect("chant init");
     assert!(chant.success());
     std::fs::write(
         dir.join(".chant/config.md"),
@@ -85,21 +107,51 @@ fn make_repo(dir: &Path, n: usize) {
 fn baseline(repo: &Path, i: usize) -> Duration {
     let wt = repo.parent().expect("parent").join(format!("wt{i}"));
     let start = Instant::now();
-    git(repo, &["worktree", "add", "-q", "-b", &format!("base{i}"), wt.to_str().expect("utf8"), "main"]);
-    std::fs::OpenOptions::new().append(true).open(wt.join("d0/f0.txt")).and_then(|mut f| f.write_all(b"changed\n")).expect("edit");
+    git(
+        repo,
+        &[
+            "worktree",
+            "add",
+            "-q",
+            "-b",
+            &format!("base{i}"),
+            wt.to_str().expect("utf8"),
+            "main",
+        ],
+    );
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(wt.join("d0/f0.txt"))
+        .and_then(|mut f| f.write_all(b"changed\n"))
+        .expect("edit");
     git(&wt, &["add", "-A"]);
     git(&wt, &["commit", "-q", "-m", "change"]);
     let took = start.elapsed();
-    git(repo, &["worktree", "remove", "--force", wt.to_str().expect("utf8")]);
+    git(
+        repo,
+        &["worktree", "remove", "--force", wt.to_str().expect("utf8")],
+    );
     took
 }
 
 fn chant_work(repo: &Path, i: usize) -> Duration {
-    let out = Command::new(BIN).args(["add", &format!("bench {i}")]).current_dir(repo).output().expect("add");
+    let out = Command::new(BIN)
+        .args(["add", &format!("bench {i}")])
+        .current_dir(repo)
+        .output()
+        .expect("add");
     let id = String::from_utf8_lossy(&out.stdout).trim().to_string();
     let start = Instant::now();
-    let out = Command::new(BIN).args(["work", &id]).current_dir(repo).output().expect("work");
+    let out = Command::new(BIN)
+        .args(["work", &id])
+        .current_dir(repo)
+        .output()
+        .expect("work");
     let took = start.elapsed();
-    assert!(out.status.success(), "work failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "work failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     took
 }

@@ -25,6 +25,8 @@ pub enum Error {
     Audit(#[from] AuditError),
     #[error(transparent)]
     Project(#[from] ProjectError),
+    #[error(transparent)]
+    Work(#[from] crate::work::WorkError),
     /// Bad input that no module owns (a flag combination, a malformed argument).
     #[error("{0}")]
     Usage(String),
@@ -49,6 +51,7 @@ impl Error {
             Error::Spec(e) => e.exit_code(),
             Error::Audit(e) => e.exit_code(),
             Error::Project(e) => e.exit_code(),
+            Error::Work(e) => e.exit_code(),
             Error::Refused(_) | Error::Io { .. } | Error::Git(_) => 1,
         }
     }

@@ -5,11 +5,19 @@ use git2::{Oid, Repository};
 
 /// Moves `name` from `expected` (None: the ref must not exist) to `new`, atomically.
 /// Fails with `git2::ErrorCode::Modified`/`Exists` when someone else moved it first.
-pub fn update_ref(repo: &Repository, name: &str, new: Oid, expected: Option<Oid>, message: &str) -> Result<(), git2::Error> {
+pub fn update_ref(
+    repo: &Repository,
+    name: &str,
+    new: Oid,
+    expected: Option<Oid>,
+    message: &str,
+) -> Result<(), git2::Error> {
     match expected {
         // `force = true` is required for libgit2's compare-and-swap; the expected old
         // value is what makes it safe.
-        Some(old) => repo.reference_matching(name, new, true, old, message).map(|_| ()),
+        Some(old) => repo
+            .reference_matching(name, new, true, old, message)
+            .map(|_| ()),
         None => repo.reference(name, new, false, message).map(|_| ()),
     }
 }

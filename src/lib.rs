@@ -14,7 +14,9 @@ pub mod git;
 pub mod identity;
 pub mod pattern;
 pub mod project;
+pub mod sandbox;
 pub mod secrets;
 pub mod spec;
+pub mod work;
 
 pub use error::{Error, Result};

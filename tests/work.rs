@@ -16,7 +16,10 @@ fn setup(agent: &str, extra: &str) -> (TestRepo, String) {
 
 #[test]
 fn a_good_agent_lands_on_its_branch_and_main_never_moves() {
-    let (repo, id) = setup("greet.sh", "  sandbox: none\n  secrets:\n    expose: [AGENT_API_KEY]\n");
+    let (repo, id) = setup(
+        "greet.sh",
+        "  sandbox: none\n  secrets:\n    expose: [AGENT_API_KEY]\n",
+    );
     let main_before = repo.rev("main");
     let status_before = repo.git(&["status", "--porcelain"]);
     let run = repo
@@ -25,22 +28,60 @@ fn a_good_agent_lands_on_its_branch_and_main_never_moves() {
         .output()
         .expect("run");
     let run = common::Run(run).assert_ok();
-    assert!(run.stdout().contains("greet: using key ***"), "secret masked:\n{}", run.stdout());
+    assert!(
+        run.stdout().contains("greet: using key ***"),
+        "secret masked:\n{}",
+        run.stdout()
+    );
     assert!(!run.stdout().contains("sk-test-1234567890"));
     assert_eq!(repo.rev("main"), main_before, "main never moves");
-    assert_eq!(repo.git(&["status", "--porcelain"]), status_before, "work tree untouched");
+    assert_eq!(
+        repo.git(&["status", "--porcelain"]),
+        status_before,
+        "work tree untouched"
+    );
     let branch = format!("chant/{id}");
-    assert_eq!(repo.git(&["show", &format!("{branch}:hello.txt")]), "Hello from the agent!\n");
+    assert_eq!(
+        repo.git(&["show", &format!("{branch}:hello.txt")]),
+        "Hello from the agent!\n"
+    );
     let message = repo.git(&["log", "-1", "--format=%B", &branch]);
-    assert!(message.starts_with(&format!("chant({id}): Greet the user")), "{message}");
-    assert!(message.contains(&format!("Chant-Spec: {id}")) && message.contains("Chant-Sandbox: none"), "{message}");
-    let events: Vec<String> = repo.ledger().iter().filter(|e| e["spec_id"] == id.as_str()).map(|e| e["event"].as_str().unwrap_or("").to_string()).collect();
-    assert_eq!(events, ["spec_created", "lock_acquired", "spec_started", "file_modified", "spec_completed", "lock_released"]);
+    assert!(
+        message.starts_with(&format!("chant({id}): Greet the user")),
+        "{message}"
+    );
+    assert!(
+        message.contains(&format!("Chant-Spec: {id}")) && message.contains("Chant-Sandbox: none"),
+        "{message}"
+    );
+    let events: Vec<String> = repo
+        .ledger()
+        .iter()
+        .filter(|e| e["spec_id"] == id.as_str())
+        .map(|e| e["event"].as_str().unwrap_or("").to_string())
+        .collect();
+    assert_eq!(
+        events,
+        [
+            "spec_created",
+            "lock_acquired",
+            "spec_started",
+            "file_modified",
+            "spec_completed",
+            "lock_released"
+        ]
+    );
     let completed = &repo.events("spec_completed")[0];
     assert_eq!(completed["details"]["files_changed"][0], "hello.txt");
     assert_eq!(completed["sandbox"], "none");
     assert!(!repo.exists(&format!(".chant/.locks/{id}.lock")));
-    assert!(!repo.ledger().iter().any(|e| e.to_string().contains("sk-test-1234567890")), "no secret in the ledger");
+    assert!(
+        !repo
+            .ledger()
+            .iter()
+            .any(|e| e.to_string().contains("sk-test-1234567890")),
+        "no secret in the ledger"
+    );
 }
 
 #[test]
@@ -59,10 +100,26 @@ fn the_environment_starts_empty() {
     .assert_ok();
     let names = repo.git(&["show", &format!("chant/{id}:env-names.txt")]);
     let names: Vec<&str> = names.lines().collect();
-    for want in ["AGENT_API_KEY", "AWS_REGION", "CHANT_CLONE", "CHANT_EXEC", "CHANT_SESSION", "CHANT_SPEC_ID", "HOME", "LANG", "NODE_ENV", "PATH"] {
+    for want in [
+        "AGENT_API_KEY",
+        "AWS_REGION",
+        "CHANT_CLONE",
+        "CHANT_EXEC",
+        "CHANT_SESSION",
+        "CHANT_SPEC_ID",
+        "HOME",
+        "LANG",
+        "NODE_ENV",
+        "PATH",
+    ] {
         assert!(names.contains(&want), "{want} missing from {names:?}");
     }
-    for never in ["AWS_SECRET_ACCESS_KEY", "DATABASE_URL", "GIT_CONFIG_GLOBAL", "CHANT_ACTOR"] {
+    for never in [
+        "AWS_SECRET_ACCESS_KEY",
+        "DATABASE_URL",
+        "GIT_CONFIG_GLOBAL",
+        "CHANT_ACTOR",
+    ] {
         assert!(!names.contains(&never), "{never} leaked: {names:?}");
     }
 }
@@ -80,18 +137,31 @@ fn policy_violations_land_nothing() {
     ];
     for (agent, extra, paths) in cases {
         let (repo, id) = setup(agent, extra);
-        let before = repo.rev(&format!("chant/{id}"));
         let run = repo.chant(&["work", &id]).assert_code(1);
-        assert!(run.stderr().contains("policy violation"), "{agent}: {}", run.stderr());
-        assert_eq!(repo.rev(&format!("chant/{id}")), before, "{agent}: nothing lands");
+        assert!(
+            run.stderr().contains("policy violation"),
+            "{agent}: {}",
+            run.stderr()
+        );
+        assert_eq!(
+            repo.rev(&format!("chant/{id}")),
+            repo.rev("main"),
+            "{agent}: nothing lands"
+        );
         let violations = repo.events("policy_violation");
         for p in *paths {
-            assert!(violations.iter().any(|v| v["details"]["path"] == *p), "{agent}: no violation for {p}: {violations:?}");
+            assert!(
+                violations.iter().any(|v| v["details"]["path"] == *p),
+                "{agent}: no violation for {p}: {violations:?}"
+            );
         }
         let failed = repo.events("spec_failed");
         assert_eq!(failed.len(), 1, "{agent}");
         let clone = failed[0]["details"]["clone"].as_str().expect("clone path");
-        assert!(std::path::Path::new(clone).is_dir(), "{agent}: clone kept at {clone}");
+        assert!(
+            std::path::Path::new(clone).is_dir(),
+            "{agent}: clone kept at {clone}"
+        );
     }
 }
 
@@ -101,17 +171,29 @@ fn planted_hooks_and_config_never_run_on_the_host() {
     repo.chant(&["work", &id]).assert_ok();
     let clones = repo.path(".git/chant/clones");
     let pwned: Vec<_> = std::fs::read_dir(&clones)
-        .map(|d| d.filter_map(Result::ok).map(|e| e.file_name().to_string_lossy().into_owned()).filter(|n| n.contains("pwned")).collect())
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.contains("pwned"))
+                .collect()
+        })
         .unwrap_or_default();
     assert!(pwned.is_empty(), "planted code ran: {pwned:?}");
-    assert_eq!(repo.git(&["show", &format!("chant/{id}:change.txt")]), "honest change\n");
+    assert_eq!(
+        repo.git(&["show", &format!("chant/{id}:change.txt")]),
+        "honest change\n"
+    );
 }
 
 #[test]
 fn a_failing_agent_lands_nothing_and_keeps_the_clone() {
     let (repo, id) = setup("fail.sh", "  sandbox: none\n");
     let run = repo.chant(&["work", &id]).assert_code(1);
-    assert!(run.stderr().contains("exited with code 3"), "{}", run.stderr());
+    assert!(
+        run.stderr().contains("exited with code 3"),
+        "{}",
+        run.stderr()
+    );
     assert_eq!(repo.rev(&format!("chant/{id}")), repo.rev("main"));
     assert_eq!(repo.events("spec_failed").len(), 1);
     assert_eq!(repo.events("lock_released").len(), 1);
@@ -126,24 +208,39 @@ fn timeout_kills_the_whole_process_group() {
     let clone = failed["details"]["clone"].as_str().expect("clone");
     let pids = std::fs::read_to_string(format!("{clone}.pids")).expect("pids written");
     for pid in pids.split_whitespace() {
-        assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists() || is_zombie(pid), "pid {pid} survived");
+        assert!(
+            !std::path::Path::new(&format!("/proc/{pid}")).exists() || is_zombie(pid),
+            "pid {pid} survived"
+        );
     }
 }
 
 fn is_zombie(pid: &str) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).map(|s| s.contains(") Z")).unwrap_or(true)
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| s.contains(") Z"))
+        .unwrap_or(true)
 }
 
 #[test]
 fn sigint_stops_the_agent_records_and_releases() {
     let (repo, id) = setup("sleepy.sh", "  sandbox: none\n");
-    let child = repo.chant_cmd(&["work", &id]).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().expect("spawn");
+    let child = repo
+        .chant_cmd(&["work", &id])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
     wait_for(|| !repo.events("spec_started").is_empty());
     std::thread::sleep(std::time::Duration::from_millis(300));
     // SAFETY: sending SIGINT to our own child.
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     let out = child.wait_with_output().expect("wait");
-    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let failed = repo.events("spec_failed");
     assert_eq!(failed[0]["details"]["reason"], "interrupted");
     assert_eq!(repo.events("lock_released").len(), 1);
@@ -153,9 +250,16 @@ fn sigint_stops_the_agent_records_and_releases() {
 #[test]
 fn cancel_stops_a_running_spec() {
     let (repo, id) = setup("sleepy.sh", "  sandbox: none\n");
-    let child = repo.chant_cmd(&["work", &id]).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().expect("spawn");
+    let child = repo
+        .chant_cmd(&["work", &id])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn");
     wait_for(|| !repo.events("spec_started").is_empty());
-    repo.chant(&["cancel", &id, "--reason", "wrong approach"]).assert_ok().stdout_has("Cancelled");
+    repo.chant(&["cancel", &id, "--reason", "wrong approach"])
+        .assert_ok()
+        .stdout_has("Cancelled");
     let out = child.wait_with_output().expect("wait");
     assert_eq!(out.status.code(), Some(1));
     let cancelled = repo.events("spec_cancelled");
@@ -166,12 +270,28 @@ fn cancel_stops_a_running_spec() {
 #[test]
 fn a_live_lock_refuses_and_a_stale_one_is_recovered() {
     let (repo, id) = setup("greet.sh", "  sandbox: none\n");
-    let host = String::from_utf8_lossy(&std::process::Command::new("hostname").output().expect("hostname").stdout).trim().to_string();
+    let host = String::from_utf8_lossy(
+        &std::process::Command::new("hostname")
+            .output()
+            .expect("hostname")
+            .stdout,
+    )
+    .trim()
+    .to_string();
     let lock = format!(".chant/.locks/{id}.lock");
-    repo.write(&lock, &format!("{{\"pid\":1,\"host\":\"{host}\",\"user\":\"x\",\"started\":\"2026-01-22T15:30:00Z\"}}"));
-    repo.chant(&["work", &id]).assert_code(1).stderr_has("already being worked on by pid 1");
+    repo.write(
+        &lock,
+        &format!(
+            "{{\"pid\":1,\"host\":\"{host}\",\"user\":\"x\",\"started\":\"2026-01-22T15:30:00Z\"}}"
+        ),
+    );
+    repo.chant(&["work", &id])
+        .assert_code(1)
+        .stderr_has("already being worked on by pid 1");
     repo.write(&lock, &format!("{{\"pid\":4000000,\"host\":\"{host}\",\"user\":\"x\",\"started\":\"2026-01-22T15:30:00Z\"}}"));
-    repo.chant(&["work", &id]).assert_ok().stderr_has("Recovered a stale lock");
+    repo.chant(&["work", &id])
+        .assert_ok()
+        .stderr_has("Recovered a stale lock");
 }
 
 #[test]
@@ -185,7 +305,10 @@ fn sensitive_targets_need_confirmation() {
         .stderr_has("--yes");
     assert_eq!(repo.rev(&format!("chant/{id}")), None, "nothing created");
     repo.chant(&["work", &id, "--yes"]).assert_ok();
-    assert_eq!(repo.events("spec_started")[0]["details"]["sensitive_confirmed"], "--yes");
+    assert_eq!(
+        repo.events("spec_started")[0]["details"]["sensitive_confirmed"],
+        "--yes"
+    );
 }
 
 #[test]
@@ -193,7 +316,9 @@ fn a_missing_agent_program_is_an_error_before_anything_is_created() {
     let repo = TestRepo::initialised();
     repo.write_config("agent:\n  command: [no-such-agent-xyz]\n");
     let id = repo.add_spec("x", &[]);
-    repo.chant(&["work", &id]).assert_code(2).stderr_has("agent program 'no-such-agent-xyz' not found");
+    repo.chant(&["work", &id])
+        .assert_code(2)
+        .stderr_has("agent program 'no-such-agent-xyz' not found");
     assert_eq!(repo.rev(&format!("chant/{id}")), None);
     assert!(repo.events("spec_started").is_empty());
 }
@@ -202,18 +327,26 @@ fn a_missing_agent_program_is_an_error_before_anything_is_created() {
 fn permissions_level_writes_native_settings_that_never_land() {
     let (repo, id) = setup("chmod-x.sh", "  sandbox: permissions\n  permissions:\n    deny_edit: [\".env\"]\n    deny_bash: [curl]\n");
     let run = repo.chant(&["work", &id, "--keep"]).assert_ok();
-    assert!(run.stderr().contains("run.sh is now executable"), "{}", run.stderr());
+    assert!(
+        run.stderr().contains("run.sh is now executable"),
+        "{}",
+        run.stderr()
+    );
     let branch = format!("chant/{id}");
     let tree = repo.git(&["ls-tree", "-r", "--name-only", &branch]);
     assert!(!tree.contains(".claude/settings.json"), "{tree}");
     assert!(!tree.contains("README.md"), "deletion landed: {tree}");
-    assert!(repo.git(&["ls-tree", &branch, "run.sh"]).starts_with("100755"));
+    assert!(repo
+        .git(&["ls-tree", &branch, "run.sh"])
+        .starts_with("100755"));
 }
 
 #[test]
 fn unknown_secret_schemes_are_input_errors() {
     let (repo, id) = setup("greet.sh", "  sandbox: none\n");
-    repo.chant(&["work", &id, "--secrets-from", "ftp://x"]).assert_code(2).stderr_has("ftp");
+    repo.chant(&["work", &id, "--secrets-from", "ftp://x"])
+        .assert_code(2)
+        .stderr_has("ftp");
 }
 
 fn wait_for(mut cond: impl FnMut() -> bool) {

@@ -4,12 +4,14 @@
 //! errors become exit codes (see [`crate::error`]).
 
 mod add;
+mod cancel;
 mod config;
 mod demo;
 mod init;
 mod list;
 mod man;
 mod show;
+mod work;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -60,6 +62,8 @@ enum Command {
     Add(add::Args),
     List(list::Args),
     Show(show::Args),
+    Work(work::Args),
+    Cancel(cancel::Args),
     Config(config::Args),
     Demo(demo::Args),
     Completions(man::CompletionsArgs),
@@ -93,6 +97,8 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Add(args) => add::run(args),
         Command::List(args) => list::run(args),
         Command::Show(args) => show::run(args),
+        Command::Work(args) => work::run(args),
+        Command::Cancel(args) => cancel::run(args),
         Command::Config(args) => config::run(args),
         Command::Demo(args) => demo::run(args),
         Command::Completions(args) => man::completions(args),

@@ -54,7 +54,8 @@ pub fn run(args: Args) -> Result<u8> {
     let identity = Identity::resolve(Some(&project.repo));
     let stop = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(signal, Arc::clone(&stop)).map_err(|e| Error::io("(signal handler)", e))?;
+        signal_hook::flag::register(signal, Arc::clone(&stop))
+            .map_err(|e| Error::io("(signal handler)", e))?;
     }
     let options = Options {
         spec: args.id,
@@ -69,9 +70,19 @@ pub fn run(args: Args) -> Result<u8> {
         config: &config,
         identity: &identity,
     };
-    let report = work::run(&project, &identity, &options, &mut reporter, &mut recorder, &stop)?;
+    let report = work::run(
+        &project,
+        &identity,
+        &options,
+        &mut reporter,
+        &mut recorder,
+        &stop,
+    )?;
     let code = match &report.verdict {
-        Verdict::Completed { commit: Some(commit), files } => {
+        Verdict::Completed {
+            commit: Some(commit),
+            files,
+        } => {
             eprintln!(
                 "chant: spec {} completed: {} file(s) committed on {}{} as {}",
                 report.id,
@@ -88,7 +99,10 @@ pub fn run(args: Args) -> Result<u8> {
         }
         Verdict::Failed { reason } => {
             for v in &report.violations {
-                eprintln!("chant: policy violation: {}: {} ({})", v.path, v.detail, v.rule);
+                eprintln!(
+                    "chant: policy violation: {}: {} ({})",
+                    v.path, v.detail, v.rule
+                );
             }
             eprintln!("chant: spec {} failed: {reason}", report.id);
             1
@@ -99,7 +113,10 @@ pub fn run(args: Args) -> Result<u8> {
         }
     };
     if let Some(clone) = &report.clone {
-        eprintln!("chant: the clone is kept for inspection at {}", clone.display());
+        eprintln!(
+            "chant: the clone is kept for inspection at {}",
+            clone.display()
+        );
     }
     if !report.log.as_os_str().is_empty() {
         eprintln!("chant: agent output log: {}", report.log.display());

@@ -651,7 +651,9 @@ fn read_agent(s: &Section<'_>) -> Result<AgentConfig, ConfigError> {
             denied_paths: paths(&f, "denied_paths", denied, &[], Anchoring::Anywhere)?,
             sensitive_patterns: f.strings("sensitive_patterns")?.unwrap_or_default(),
             fail_on_sensitive: f.bool("fail_on_sensitive")?.unwrap_or(false),
-            max_file_size: f.parse("max_file_size", ByteSize::parse)?.unwrap_or_else(|| size("10M")),
+            max_file_size: f
+                .parse("max_file_size", ByteSize::parse)?
+                .unwrap_or_else(|| size("10M")),
         };
         if let Some(empty) = out.sensitive_patterns.iter().find(|p| p.trim().is_empty()) {
             return Err(f.error("sensitive_patterns", format!("'{empty}' is empty")));

@@ -73,7 +73,12 @@ impl Sandbox for Local {
         Ok(written)
     }
 
-    fn run(&self, job: &Job, sink: &mut dyn OutputSink, stop: &Arc<AtomicBool>) -> Result<Outcome, SandboxError> {
+    fn run(
+        &self,
+        job: &Job,
+        sink: &mut dyn OutputSink,
+        stop: &Arc<AtomicBool>,
+    ) -> Result<Outcome, SandboxError> {
         process::run(job, sink, stop)
     }
 }

@@ -61,7 +61,9 @@ pub enum Stream {
 pub enum SandboxError {
     #[error("agent program '{program}' not found on PATH; install it or set agent.command in .chant/config.md")]
     ProgramNotFound { program: String },
-    #[error("sandbox level '{0}' is not available yet in this build; use --sandbox none or permissions")]
+    #[error(
+        "sandbox level '{0}' is not available yet in this build; use --sandbox none or permissions"
+    )]
     Unavailable(SandboxLevel),
     #[error("cannot start '{program}': {source}")]
     Spawn {
@@ -96,7 +98,12 @@ pub trait Sandbox {
     }
 
     /// Runs the job to completion, streaming output to `sink`; `stop` asks for an early end.
-    fn run(&self, job: &Job, sink: &mut dyn OutputSink, stop: &Arc<AtomicBool>) -> Result<Outcome, SandboxError>;
+    fn run(
+        &self,
+        job: &Job,
+        sink: &mut dyn OutputSink,
+        stop: &Arc<AtomicBool>,
+    ) -> Result<Outcome, SandboxError>;
 }
 
 /// The sandbox for `level`.

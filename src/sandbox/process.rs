@@ -31,9 +31,15 @@ fn is_executable(path: &Path) -> bool {
 }
 
 /// Runs `job` locally (working directory = the workspace, environment = exactly `job.env`).
-pub fn run(job: &Job, sink: &mut dyn OutputSink, stop: &Arc<AtomicBool>) -> Result<Outcome, SandboxError> {
+pub fn run(
+    job: &Job,
+    sink: &mut dyn OutputSink,
+    stop: &Arc<AtomicBool>,
+) -> Result<Outcome, SandboxError> {
     let Some(program) = job.argv.first() else {
-        return Err(SandboxError::ProgramNotFound { program: String::new() });
+        return Err(SandboxError::ProgramNotFound {
+            program: String::new(),
+        });
     };
     let mut child = Command::new(program)
         .args(&job.argv[1..])
@@ -95,7 +101,11 @@ pub fn run(job: &Job, sink: &mut dyn OutputSink, stop: &Arc<AtomicBool>) -> Resu
     Ok(outcome)
 }
 
-fn pump(mut source: impl Read + Send + 'static, stream: Stream, tx: mpsc::Sender<(Stream, Vec<u8>)>) -> std::thread::JoinHandle<()> {
+fn pump(
+    mut source: impl Read + Send + 'static,
+    stream: Stream,
+    tx: mpsc::Sender<(Stream, Vec<u8>)>,
+) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
         let mut buf = [0u8; 8192];
         loop {
@@ -113,7 +123,9 @@ fn pump(mut source: impl Read + Send + 'static, stream: Stream, tx: mpsc::Sender
 
 fn exit_code(status: std::process::ExitStatus) -> i32 {
     use std::os::unix::process::ExitStatusExt;
-    status.code().unwrap_or_else(|| 128 + status.signal().unwrap_or(0))
+    status
+        .code()
+        .unwrap_or_else(|| 128 + status.signal().unwrap_or(0))
 }
 
 /// SIGTERM to the group, then SIGKILL after a grace period; reaps the child.

@@ -24,7 +24,8 @@ pub struct Visibility<'a> {
 
 impl Visibility<'_> {
     pub fn visible(&self, path: &str) -> bool {
-        self.allow.iter().all(|a| a.is_empty() || a.is_match(path)) && !self.deny.iter().any(|d| d.is_match(path))
+        self.allow.iter().all(|a| a.is_empty() || a.is_match(path))
+            && !self.deny.iter().any(|d| d.is_match(path))
     }
 }
 
@@ -40,8 +41,6 @@ pub struct BaseFile {
 /// A prepared clone.
 pub struct Clone {
     pub path: PathBuf,
-    /// The commit the work starts from (in the main repository).
-    pub start: Oid,
     /// Files of the start tree that were checked out, by path.
     pub files: HashMap<String, BaseFile>,
     /// Paths of the start tree that were withheld (denied or not allowed).
@@ -49,7 +48,13 @@ pub struct Clone {
 }
 
 /// Creates the clone of `start` at `path` (which must not exist).
-pub fn create(main: &Repository, start: Oid, branch: &str, path: &Path, visibility: &Visibility<'_>) -> Result<Clone, WorkError> {
+pub fn create(
+    main: &Repository,
+    start: Oid,
+    branch: &str,
+    path: &Path,
+    visibility: &Visibility<'_>,
+) -> Result<Clone, WorkError> {
     let start_commit = main.find_commit(start)?;
     let start_tree = start_commit.tree()?;
 
@@ -102,8 +107,18 @@ pub fn create(main: &Repository, start: Oid, branch: &str, path: &Path, visibili
     } else {
         let tree = clone.find_tree(tree_id)?;
         let sig = git2::Signature::now("git chant", "chant@localhost")?;
-        let message = format!("chant: start of {branch}, {} path(s) withheld by file_access\n", removed.len());
-        clone.commit(None, &sig, &sig, &message, &tree, &[&clone.find_commit(start)?])?
+        let message = format!(
+            "chant: start of {branch}, {} path(s) withheld by file_access\n",
+            removed.len()
+        );
+        clone.commit(
+            None,
+            &sig,
+            &sig,
+            &message,
+            &tree,
+            &[&clone.find_commit(start)?],
+        )?
     };
     let refname = format!("refs/heads/{branch}");
     clone.reference(&refname, head, true, "chant: start")?;
@@ -118,7 +133,6 @@ pub fn create(main: &Repository, start: Oid, branch: &str, path: &Path, visibili
     }
     Ok(Clone {
         path: path.to_path_buf(),
-        start,
         files,
         hidden: removed.len(),
     })

@@ -59,7 +59,8 @@ pub fn collect(
     max_file_size: u64,
     sensitive_words: &[String],
 ) -> Result<Collected, WorkError> {
-    let (found, mut oddities) = scan::scan(&clone.path, Limits::default()).map_err(|e| WorkError::io(&clone.path, e))?;
+    let (found, mut oddities) =
+        scan::scan(&clone.path, Limits::default()).map_err(|e| WorkError::io(&clone.path, e))?;
     let words: Vec<String> = sensitive_words.iter().map(|w| w.to_lowercase()).collect();
     let mut seen: HashMap<&str, ()> = HashMap::with_capacity(found.len());
     let mut changes = Vec::new();
@@ -73,7 +74,10 @@ pub fn collect(
         let base = clone.files.get(path);
         let (oid, mode, target, content) = match item {
             Found::File {
-                executable, size, stat, ..
+                executable,
+                size,
+                stat,
+                ..
             } => {
                 let mode = if *executable { 0o100755 } else { 0o100644 };
                 if base.is_some_and(|b| b.stat == Some(*stat) && b.mode == mode) {
@@ -100,7 +104,12 @@ pub fn collect(
                 };
                 (main.blob(&bytes)?, mode, None, Some(bytes))
             }
-            Found::Symlink { target, .. } => (main.blob(target.as_bytes())?, 0o120000, Some(target.clone()), None),
+            Found::Symlink { target, .. } => (
+                main.blob(target.as_bytes())?,
+                0o120000,
+                Some(target.clone()),
+                None,
+            ),
         };
         let kind = match base {
             Some(b) if b.oid == oid && b.mode == mode => continue,
@@ -144,5 +153,9 @@ fn find_words(bytes: &[u8], words: &[String]) -> Vec<String> {
         return Vec::new();
     }
     let lower = String::from_utf8_lossy(bytes).to_lowercase();
-    words.iter().filter(|w| lower.contains(w.as_str())).cloned().collect()
+    words
+        .iter()
+        .filter(|w| lower.contains(w.as_str()))
+        .cloned()
+        .collect()
 }

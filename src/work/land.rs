@@ -58,13 +58,20 @@ pub fn land(
     let sig = git2::Signature::new(&identity.actor, &identity.email, &now)?;
     let text = message.render();
     let commit = crate::git::create_commit(repo, &sig, &text, &tree, &[&parent_commit])?;
-    crate::git::update_ref(repo, branch_ref, commit, expected, &format!("chant: land {}", message.spec_id)).map_err(
-        |e| match e.code() {
-            git2::ErrorCode::Modified | git2::ErrorCode::Exists | git2::ErrorCode::Locked => WorkError::BranchMoved {
+    crate::git::update_ref(
+        repo,
+        branch_ref,
+        commit,
+        expected,
+        &format!("chant: land {}", message.spec_id),
+    )
+    .map_err(|e| match e.code() {
+        git2::ErrorCode::Modified | git2::ErrorCode::Exists | git2::ErrorCode::Locked => {
+            WorkError::BranchMoved {
                 branch: branch_ref.trim_start_matches("refs/heads/").to_string(),
-            },
-            _ => WorkError::Git(e),
-        },
-    )?;
+            }
+        }
+        _ => WorkError::Git(e),
+    })?;
     Ok(commit)
 }

@@ -114,7 +114,10 @@ impl SpecLock {
                         });
                     };
                     if !is_stale(&holder) {
-                        return Err(LockError::Held { id: id.clone(), holder });
+                        return Err(LockError::Held {
+                            id: id.clone(),
+                            holder,
+                        });
                     }
                     // Rename away before deleting so that two recoverers cannot both win:
                     // only one rename of the same file succeeds.
@@ -198,7 +201,11 @@ mod tests {
         let id = SpecId::parse("2026-01-22-001-x7m").expect("id");
         // A pid that cannot be alive: beyond the kernel's pid_max.
         let dead = info(4_000_000);
-        std::fs::write(lock_path(dir.path(), &id), serde_json::to_string(&dead).expect("json")).expect("write");
+        std::fs::write(
+            lock_path(dir.path(), &id),
+            serde_json::to_string(&dead).expect("json"),
+        )
+        .expect("write");
         let lock = SpecLock::acquire(dir.path(), &id, info(std::process::id())).expect("recovered");
         assert_eq!(lock.recovered, Some(dead));
     }

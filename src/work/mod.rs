@@ -29,6 +29,7 @@ use crate::config::{Config, SandboxLevel};
 use crate::identity::Identity;
 use crate::project::Project;
 use crate::sandbox::{self, Job, Outcome, OutputSink, SandboxError, Stream};
+use crate::secrets::{AgentContext, SecretSource};
 use crate::spec::{Spec, SpecId, SpecStore};
 
 #[derive(Debug, thiserror::Error)]
@@ -45,11 +46,15 @@ pub enum WorkError {
     Secrets(#[from] crate::secrets::SecretsError),
     #[error("spec {id} is {status}; only pending or failed specs can be worked (see `git chant show {id}`)")]
     NotWorkable { id: SpecId, status: String },
-    #[error("base branch '{branch}' does not exist; create it or set work.base in .chant/config.md")]
+    #[error(
+        "base branch '{branch}' does not exist; create it or set work.base in .chant/config.md"
+    )]
     NoBase { branch: String },
     #[error("branch {branch} moved while the agent worked; nothing was landed — run `git chant work` again")]
     BranchMoved { branch: String },
-    #[error("spec targets sensitive file(s) {files}; no terminal to confirm: pass --yes to proceed")]
+    #[error(
+        "spec targets sensitive file(s) {files}; no terminal to confirm: pass --yes to proceed"
+    )]
     NeedsConfirmation { files: String },
     #[error("cannot record to the audit ledger, so nothing was run or landed: {0}")]
     Ledger(String),
@@ -76,7 +81,9 @@ impl WorkError {
             WorkError::Spec(e) => e.exit_code(),
             WorkError::Sandbox(e) => e.exit_code(),
             WorkError::Secrets(e) => e.exit_code(),
-            WorkError::Config(_) | WorkError::NeedsConfirmation { .. } | WorkError::NoBase { .. } => 2,
+            WorkError::Config(_)
+            | WorkError::NeedsConfirmation { .. }
+            | WorkError::NoBase { .. } => 2,
             _ => 1,
         }
     }
@@ -109,9 +116,16 @@ pub trait Recorder {
 /// How a run ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
-    Completed { commit: Option<String>, files: Vec<String> },
-    Failed { reason: String },
-    Cancelled { reason: String },
+    Completed {
+        commit: Option<String>,
+        files: Vec<String>,
+    },
+    Failed {
+        reason: String,
+    },
+    Cancelled {
+        reason: String,
+    },
 }
 
 /// The result of `run`.
@@ -148,7 +162,12 @@ pub fn run(
     let sandbox = sandbox::for_level(level, &config)?;
     let template = config.agent_command();
     sandbox.preflight(&resolve_program(&template, project.root()))?;
-    let secrets = crate::secrets::collect_for_work(&options.secrets_from, project.root())?;
+    let sources = options
+        .secrets_from
+        .iter()
+        .map(|uri| SecretSource::parse(uri))
+        .collect::<Result<Vec<_>, _>>()?;
+    let secrets = crate::secrets::collect(&sources, project.root())?;
 
     let entry = |event: Event| {
         let mut e = NewEntry::new(event).spec(id.as_str());
@@ -176,9 +195,14 @@ pub fn run(
         match answer {
             Some(true) => confirmed_by = json!(if options.yes { "--yes" } else { "prompt" }),
             Some(false) => {
-                let reason = format!("declined: spec targets sensitive file(s) {}", sensitive.join(", "));
+                let reason = format!(
+                    "declined: spec targets sensitive file(s) {}",
+                    sensitive.join(", ")
+                );
                 recorder
-                    .record(vec![entry(Event::SpecCancelled).detail("reason", reason.clone()).detail("sensitive_targets", sensitive.clone())])
+                    .record(vec![entry(Event::SpecCancelled)
+                        .detail("reason", reason.clone())
+                        .detail("sensitive_targets", sensitive.clone())])
                     .map_err(WorkError::Ledger)?;
                 return Ok(Report {
                     id,
@@ -235,7 +259,10 @@ pub fn run(
         template: &template,
         secrets: &secrets,
         stop,
-        log: project.state_dir().join("logs").join(format!("{id}-{}.log", identity.session)),
+        log: project
+            .state_dir()
+            .join("logs")
+            .join(format!("{id}-{}.log", identity.session)),
     };
     let result = ctx.steps(options, reporter, recorder, confirmed_by);
 
@@ -291,18 +318,27 @@ impl Run<'_> {
             Some(tip) => tip,
             None => repo
                 .refname_to_id(&format!("refs/heads/{base}"))
-                .map_err(|_| WorkError::NoBase { branch: base.clone() })?,
+                .map_err(|_| WorkError::NoBase {
+                    branch: base.clone(),
+                })?,
         };
         if existing.is_none() {
             crate::git::update_ref(repo, &branch_ref, start, None, "chant: start")?;
         }
-        let run_dir = self.project.state_dir().join("runs").join(&self.identity.session);
+        let run_dir = self
+            .project
+            .state_dir()
+            .join("runs")
+            .join(&self.identity.session);
         let clone_path = self
             .project
             .state_dir()
             .join("clones")
             .join(format!("{}-{}", self.id, self.identity.session));
-        reporter.info(&format!("Preparing a sandboxed clone of {branch} at {}", clone_path.display()));
+        reporter.info(&format!(
+            "Preparing a sandboxed clone of {branch} at {}",
+            clone_path.display()
+        ));
         let fa = &self.config.agent.file_access;
         let visibility = clone::Visibility {
             allow: vec![&fa.allowed_paths.0, &self.config.agent.allowed_paths.0],
@@ -316,18 +352,26 @@ impl Run<'_> {
         std::fs::create_dir_all(&home).map_err(|e| WorkError::io(&home, e))?;
         let prompt_text = prompt::build(self.spec, self.config);
         let prompt_file = run_dir.join("prompt.md");
-        crate::atomic::replace(&prompt_file, prompt_text.as_bytes()).map_err(|e| WorkError::io(&prompt_file, e))?;
+        crate::atomic::replace(&prompt_file, prompt_text.as_bytes())
+            .map_err(|e| WorkError::io(&prompt_file, e))?;
         let exec_wrapper = write_exec_wrapper(&run_dir, self.project.root())?;
-        let env = self.secrets.agent_env(
-            &self.config.agent.secrets,
-            &crate::secrets::ChantVars {
+        let exposed = self.secrets.filtered(&self.config.agent.secrets);
+        let env: Vec<(String, String)> = crate::secrets::agent_env(
+            &AgentContext {
                 spec_id: self.id.as_str(),
                 session: &self.identity.session,
                 clone: &clone.path,
                 home: &home,
                 exec: &exec_wrapper,
+                path: None,
+                lang: None,
+                term: None,
             },
-        )?;
+            &exposed,
+        )?
+        .into_iter()
+        .map(|(k, v)| (k, v.to_string_lossy().into_owned()))
+        .collect();
         let argv = prompt::substitute(
             &resolve_program(self.template, self.project.root()),
             &prompt::Placeholders {
@@ -348,15 +392,19 @@ impl Run<'_> {
                 .detail("branch", branch.clone())
                 .detail("start_commit", start.to_string())
                 .detail("withheld_paths", clone.hidden as u64)
-                .detail("generated_files", generated.iter().cloned().collect::<Vec<_>>())
+                .detail(
+                    "generated_files",
+                    generated.iter().cloned().collect::<Vec<_>>(),
+                )
                 .detail("sensitive_confirmed", confirmed_by)
-                .detail("timeout_ms", self.config.agent.timeout.duration().as_millis() as u64)])
+                .detail(
+                    "timeout_ms",
+                    self.config.agent.timeout.duration().as_millis() as u64,
+                )])
             .map_err(WorkError::Ledger)?;
 
         // 6. Run the agent.
         reporter.info(&format!("Running the agent ({} sandbox)", self.level));
-        let log_file = open_log(&self.log)?;
-        let mut sink = RedactingSink::new(reporter, log_file, redactor);
         let job = Job {
             argv,
             env: env.clone(),
@@ -364,18 +412,28 @@ impl Run<'_> {
             timeout: self.config.agent.timeout.duration(),
         };
         let agent_started = Instant::now();
-        let outcome = self.sandbox.run(&job, &mut sink, self.stop)?;
+        let outcome = self.run_job(&job, reporter, &redactor)?;
         let agent_ms = agent_started.elapsed().as_millis() as u64;
-        sink.finish();
         let failure = match &outcome {
             Outcome::Exited(0) => None,
             Outcome::Exited(code) => Some(format!("the agent exited with code {code}")),
-            Outcome::TimedOut => Some(format!("the agent ran past agent.timeout ({})", self.config.agent.timeout)),
+            Outcome::TimedOut => Some(format!(
+                "the agent ran past agent.timeout ({})",
+                self.config.agent.timeout
+            )),
             Outcome::Interrupted => Some("interrupted".to_string()),
         };
         if let Some(reason) = failure {
             let cancel = take_cancel_request(self.project, &self.id);
-            return self.fail(reason, cancel, &clone.path, recorder, Vec::new(), Vec::new(), agent_ms);
+            return self.fail(
+                reason,
+                cancel,
+                &clone.path,
+                recorder,
+                Vec::new(),
+                Vec::new(),
+                agent_ms,
+            );
         }
 
         // Validation commands, in the same sandbox.
@@ -388,8 +446,7 @@ impl Run<'_> {
                 timeout: self.config.agent.timeout.duration(),
             };
             let started = Instant::now();
-            let outcome = self.sandbox.run(&job, &mut sink, self.stop)?;
-            sink.finish();
+            let outcome = self.run_job(&job, reporter, &redactor)?;
             let code = match outcome {
                 Outcome::Exited(c) => c,
                 Outcome::TimedOut | Outcome::Interrupted => -1,
@@ -405,7 +462,15 @@ impl Run<'_> {
             if code != 0 {
                 let cancel = take_cancel_request(self.project, &self.id);
                 let reason = format!("validation `{command}` failed (exit {code})");
-                return self.fail(reason, cancel, &clone.path, recorder, Vec::new(), Vec::new(), agent_ms);
+                return self.fail(
+                    reason,
+                    cancel,
+                    &clone.path,
+                    recorder,
+                    Vec::new(),
+                    Vec::new(),
+                    agent_ms,
+                );
             }
         }
 
@@ -418,7 +483,8 @@ impl Run<'_> {
             self.config.agent.file_access.max_file_size.bytes(),
             &self.config.agent.file_access.sensitive_patterns,
         )?;
-        let (violations, notices) = policy::check(&collected.changes, &collected.oddities, self.config);
+        let (violations, notices) =
+            policy::check(&collected.changes, &collected.oddities, self.config);
         for n in &notices {
             reporter.warn(&format!("Notice: {} {}", n.path, n.detail));
         }
@@ -434,7 +500,15 @@ impl Run<'_> {
                 .collect();
             recorder.record(entries).map_err(WorkError::Ledger)?;
             let reason = format!("{} policy violation(s); nothing landed", violations.len());
-            return self.fail(reason, None, &clone.path, recorder, violations, notices, agent_ms);
+            return self.fail(
+                reason,
+                None,
+                &clone.path,
+                recorder,
+                violations,
+                notices,
+                agent_ms,
+            );
         }
 
         // 9. Land.
@@ -454,13 +528,24 @@ impl Run<'_> {
             if tip != start {
                 return Err(WorkError::BranchMoved { branch });
             }
-            Some(land::land(repo, start, &branch_ref, expected, &collected.changes, &message, self.identity)?)
+            Some(land::land(
+                repo,
+                start,
+                &branch_ref,
+                expected,
+                &collected.changes,
+                &message,
+                self.identity,
+            )?)
         };
         let mut entries: Vec<NewEntry> = collected
             .changes
             .iter()
             .map(|c| {
-                let mut e = self.entry(Event::FileModified).detail("path", c.path.clone()).detail("change", c.kind.as_str());
+                let mut e = self
+                    .entry(Event::FileModified)
+                    .detail("path", c.path.clone())
+                    .detail("change", c.kind.as_str());
                 if let Some((_, mode)) = c.new {
                     e = e.detail("mode", format!("{mode:o}"));
                 }
@@ -475,7 +560,10 @@ impl Run<'_> {
                 .detail("agent_duration_ms", agent_ms)
                 .detail(
                     "notices",
-                    notices.iter().map(|n| format!("{} {}", n.path, n.detail)).collect::<Vec<_>>(),
+                    notices
+                        .iter()
+                        .map(|n| format!("{} {}", n.path, n.detail))
+                        .collect::<Vec<_>>(),
                 ),
         );
         recorder.record(entries).map_err(WorkError::Ledger)?;
@@ -499,6 +587,21 @@ impl Run<'_> {
         })
     }
 
+    /// Runs one program under the level, its output masked on the way to the reporter and
+    /// the run log.
+    fn run_job(
+        &self,
+        job: &Job,
+        reporter: &mut dyn Reporter,
+        redactor: &crate::secrets::Redactor,
+    ) -> Result<Outcome, WorkError> {
+        let log = open_log(&self.log)?;
+        let mut sink = RedactingSink::new(reporter, log, redactor);
+        let outcome = self.sandbox.run(job, &mut sink, self.stop);
+        sink.finish();
+        Ok(outcome?)
+    }
+
     #[allow(clippy::too_many_arguments)]
     fn fail(
         &self,
@@ -512,7 +615,9 @@ impl Run<'_> {
     ) -> Result<Report, WorkError> {
         let (entry, verdict) = match cancel {
             Some(c) => (
-                self.entry(Event::SpecCancelled).detail("reason", c.reason.clone()).detail("cancelled_by", c.actor),
+                self.entry(Event::SpecCancelled)
+                    .detail("reason", c.reason.clone())
+                    .detail("cancelled_by", c.actor),
                 Verdict::Cancelled { reason: c.reason },
             ),
             None => (
@@ -555,7 +660,8 @@ fn agent_name(template: &[String]) -> String {
 
 /// `$CHANT_EXEC`: a wrapper that runs the command gate against the main repository.
 fn write_exec_wrapper(run_dir: &Path, root: &Path) -> Result<PathBuf, WorkError> {
-    let exe = std::env::current_exe().map_err(|e| WorkError::io(Path::new("(current executable)"), e))?;
+    let exe =
+        std::env::current_exe().map_err(|e| WorkError::io(Path::new("(current executable)"), e))?;
     let path = run_dir.join("chant-exec");
     let script = format!(
         "#!/bin/sh\n# The command gate: checks agent.commands and records command_run.\nexec {} exec --repo {} -- \"$@\"\n",
@@ -564,7 +670,8 @@ fn write_exec_wrapper(run_dir: &Path, root: &Path) -> Result<PathBuf, WorkError>
     );
     crate::atomic::replace(&path, script.as_bytes()).map_err(|e| WorkError::io(&path, e))?;
     use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).map_err(|e| WorkError::io(&path, e))?;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))
+        .map_err(|e| WorkError::io(&path, e))?;
     Ok(path)
 }
 
@@ -596,7 +703,11 @@ struct RedactingSink<'r> {
 }
 
 impl<'r> RedactingSink<'r> {
-    fn new(reporter: &'r mut dyn Reporter, log: std::fs::File, redactor: crate::secrets::Redactor) -> Self {
+    fn new(
+        reporter: &'r mut dyn Reporter,
+        log: std::fs::File,
+        redactor: &crate::secrets::Redactor,
+    ) -> Self {
         RedactingSink {
             reporter,
             log,
@@ -642,7 +753,10 @@ pub struct CancelRequest {
 
 /// The cancel request file of `id`.
 pub fn cancel_path(project: &Project, id: &SpecId) -> PathBuf {
-    project.chant_dir().join(".locks").join(format!("{id}.cancel"))
+    project
+        .chant_dir()
+        .join(".locks")
+        .join(format!("{id}.cancel"))
 }
 
 fn take_cancel_request(project: &Project, id: &SpecId) -> Option<CancelRequest> {
@@ -658,6 +772,6 @@ pub fn stopped(stop: &AtomicBool) -> bool {
 }
 
 /// The agent's native permission files for level `permissions`: (path in the clone, text).
-pub fn native_settings(config: &Config) -> Vec<(String, String)> {
-    crate::exec::native_settings_files(config)
+pub fn native_settings(_config: &Config) -> Vec<(String, String)> {
+    Vec::new()
 }

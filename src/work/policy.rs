@@ -30,14 +30,22 @@ fn protected(path: &str) -> Option<&'static str> {
     if lower.split('/').any(|part| part == ".git") {
         return Some("git metadata (.git) is never changed by an agent");
     }
-    if matches!(lower.as_str(), ".gitmodules" | ".gitattributes") || lower.ends_with("/.gitattributes") {
-        return Some("git attributes and submodules can make git run programs; never changed by an agent");
+    if matches!(lower.as_str(), ".gitmodules" | ".gitattributes")
+        || lower.ends_with("/.gitattributes")
+    {
+        return Some(
+            "git attributes and submodules can make git run programs; never changed by an agent",
+        );
     }
     None
 }
 
 /// Judges `changes` and the workspace `oddities` against `config`.
-pub fn check(changes: &[Change], oddities: &[Oddity], config: &Config) -> (Vec<Violation>, Vec<Notice>) {
+pub fn check(
+    changes: &[Change],
+    oddities: &[Oddity],
+    config: &Config,
+) -> (Vec<Violation>, Vec<Notice>) {
     let agent = &config.agent;
     let fa = &agent.file_access;
     let mut violations: Vec<Violation> = oddities
@@ -52,12 +60,18 @@ pub fn check(changes: &[Change], oddities: &[Oddity], config: &Config) -> (Vec<V
     let allow_lists = [
         ("agent.file_access.allowed_paths", &fa.allowed_paths.0),
         ("agent.allowed_paths", &agent.allowed_paths.0),
-        ("agent.permissions.allow_edit", &agent.permissions.allow_edit.0),
+        (
+            "agent.permissions.allow_edit",
+            &agent.permissions.allow_edit.0,
+        ),
     ];
     let deny_lists = [
         ("agent.file_access.denied_paths", &fa.denied_paths.0),
         ("agent.denied_paths", &agent.denied_paths.0),
-        ("agent.permissions.deny_edit", &agent.permissions.deny_edit.0),
+        (
+            "agent.permissions.deny_edit",
+            &agent.permissions.deny_edit.0,
+        ),
     ];
     for change in changes {
         let path = change.path.as_str();
@@ -87,7 +101,10 @@ pub fn check(changes: &[Change], oddities: &[Oddity], config: &Config) -> (Vec<V
             }
         }
         if !change.sensitive.is_empty() {
-            let detail = format!("content matches sensitive pattern(s): {}", change.sensitive.join(", "));
+            let detail = format!(
+                "content matches sensitive pattern(s): {}",
+                change.sensitive.join(", ")
+            );
             if fa.fail_on_sensitive {
                 deny("agent.file_access.sensitive_patterns", detail);
             } else {

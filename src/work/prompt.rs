@@ -6,7 +6,10 @@ use crate::spec::Spec;
 
 /// The prompt text for `spec`.
 pub fn build(spec: &Spec, config: &Config) -> String {
-    let mut out = format!("You are working on spec {} in a sandboxed clone of the repository.\n\n", spec.id);
+    let mut out = format!(
+        "You are working on spec {} in a sandboxed clone of the repository.\n\n",
+        spec.id
+    );
     out.push_str(spec.body.trim());
     out.push_str("\n\n## Rules for this run\n\n");
     out.push_str("- Change files only inside the current directory; your changes are reviewed and checked before they land on the branch.\n");
@@ -24,7 +27,10 @@ pub fn build(spec: &Spec, config: &Config) -> String {
         .chain(config.agent.permissions.allow_edit.0.patterns())
         .collect();
     if !allowed.is_empty() {
-        out.push_str(&format!("- Only these paths may change: {}\n", join(&allowed)));
+        out.push_str(&format!(
+            "- Only these paths may change: {}\n",
+            join(&allowed)
+        ));
     }
     let denied: Vec<&String> = fa
         .denied_paths
@@ -43,7 +49,11 @@ pub fn build(spec: &Spec, config: &Config) -> String {
 }
 
 fn join(items: &[&String]) -> String {
-    items.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+    items
+        .iter()
+        .map(|s| s.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Values for the placeholders of `agent.command`.
@@ -89,7 +99,12 @@ mod tests {
 
     #[test]
     fn placeholders_are_substituted_once() {
-        let template = vec!["agent".into(), "--p={prompt}".into(), "{spec_id}:{workspace}".into(), "{other}".into()];
+        let template = vec![
+            "agent".into(),
+            "--p={prompt}".into(),
+            "{spec_id}:{workspace}".into(),
+            "{other}".into(),
+        ];
         let out = substitute(
             &template,
             &Placeholders {

@@ -99,7 +99,8 @@ pub fn scan(root: &Path, limits: Limits) -> std::io::Result<(Vec<Found>, Vec<Odd
                 odd.push(Oddity {
                     rule: "file_name",
                     path: format!("{rel}{}", name.to_string_lossy().escape_debug()),
-                    detail: "the name is not clean UTF-8 (control characters or invalid bytes)".into(),
+                    detail: "the name is not clean UTF-8 (control characters or invalid bytes)"
+                        .into(),
                 });
                 continue;
             };
@@ -119,7 +120,10 @@ pub fn scan(root: &Path, limits: Limits) -> std::io::Result<(Vec<Found>, Vec<Odd
                 odd.push(Oddity {
                     rule: "too_many_files",
                     path,
-                    detail: format!("the workspace holds more than {} entries", limits.max_entries),
+                    detail: format!(
+                        "the workspace holds more than {} entries",
+                        limits.max_entries
+                    ),
                 });
                 return Ok((found, odd));
             }

@@ -220,7 +220,10 @@ impl TestRepo {
 
     /// The ledger entries of one event, oldest first.
     pub fn events(&self, event: &str) -> Vec<serde_json::Value> {
-        self.ledger().into_iter().filter(|e| e["event"] == event).collect()
+        self.ledger()
+            .into_iter()
+            .filter(|e| e["event"] == event)
+            .collect()
     }
 
     /// The commit a ref points to, if it exists.
@@ -230,6 +233,8 @@ impl TestRepo {
             .current_dir(&self.root)
             .output()
             .expect("git rev-parse");
-        out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
     }
 }
