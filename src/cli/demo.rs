@@ -64,13 +64,39 @@ pub fn run(args: Args) -> Result<u8> {
     println!("\n# 3. See what there is to do; any unique part of an id works");
     demo.chant(&["list"])?;
     demo.chant(&["show", &short])?;
-    println!("\n# 4. Configuration lives in .chant/config.md");
+    println!(
+        "\n# 4. Configuration lives in .chant/config.md; the demo uses a bundled example agent"
+    );
     demo.chant(&["config", "get", "agent.sandbox"])?;
-    demo.chant(&["config", "set", "agent.timeout", "30m"])?;
+    let agent = dir.join(".git").join("chant-demo-agent.sh");
+    write_agent(&agent)?;
+    demo.chant(&[
+        "config",
+        "set",
+        "agent.command",
+        &format!("[{}]", agent.display()),
+    ])?;
+    demo.git(&["add", ".chant"])?;
+    demo.git(&["commit", "--quiet", "-m", "Add chant config and spec"])?;
+    println!("\n# 5. Run the agent on the spec: a sandboxed clone, its own branch, a policy check");
+    demo.chant_live(&["work", &short])?;
+    println!("\n# 6. The result is a commit on chant/<id>; main did not move");
+    demo.show_git(&["log", "--oneline", "--graph", "--decorate", "--branches"])?;
+    demo.show_git(&["show", "--stat", "--format=%B", &format!("chant/{id}")])?;
 
     println!("\nDone. Look around: cd {}", dir.display());
     println!("Remove it when finished: rm -rf {}", dir.display());
     Ok(0)
+}
+
+/// The bundled example agent (fixtures/agents/greet.sh), written out for the demo.
+const DEMO_AGENT: &str = include_str!("../../fixtures/agents/greet.sh");
+
+fn write_agent(path: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, DEMO_AGENT).map_err(|e| Error::io(path, e))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755))
+        .map_err(|e| Error::io(path, e))
 }
 
 struct Demo<'a> {
@@ -82,6 +108,7 @@ impl Demo<'_> {
     fn git(&self, args: &[&str]) -> Result<()> {
         let status = Command::new("git")
             .args(args)
+            .env("GIT_PAGER", "cat")
             .current_dir(self.dir)
             .status()
             .map_err(|e| {
@@ -94,6 +121,36 @@ impl Demo<'_> {
         } else {
             Err(Error::Refused(format!(
                 "git {} failed ({status})",
+                args.join(" ")
+            )))
+        }
+    }
+
+    /// Runs `git <args>`, echoing the command and its output.
+    fn show_git(&self, args: &[&str]) -> Result<()> {
+        println!(
+            "$ git {}",
+            args.iter().map(|a| quote(a)).collect::<Vec<_>>().join(" ")
+        );
+        self.git(args)
+    }
+
+    /// Runs `git chant <args>` with its output going straight to the terminal.
+    fn chant_live(&self, args: &[&str]) -> Result<()> {
+        println!(
+            "$ git chant {}",
+            args.iter().map(|a| quote(a)).collect::<Vec<_>>().join(" ")
+        );
+        let status = Command::new(self.exe)
+            .args(args)
+            .current_dir(self.dir)
+            .status()
+            .map_err(|e| Error::io(self.exe, e))?;
+        if status.success() {
+            Ok(())
+        } else {
+            Err(Error::Refused(format!(
+                "the demo step `git chant {}` failed ({status})",
                 args.join(" ")
             )))
         }
