@@ -4,9 +4,11 @@
 //! errors become exit codes (see [`crate::error`]).
 
 mod add;
+mod approve;
 mod cancel;
 mod config;
 mod demo;
+mod hooks;
 mod init;
 mod list;
 mod man;
@@ -64,6 +66,9 @@ enum Command {
     Show(show::Args),
     Work(work::Args),
     Cancel(cancel::Args),
+    Approve(approve::Args),
+    Hooks(hooks::Args),
+    Hook(hooks::HookArgs),
     Config(config::Args),
     Demo(demo::Args),
     Completions(man::CompletionsArgs),
@@ -99,6 +104,9 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Show(args) => show::run(args),
         Command::Work(args) => work::run(args),
         Command::Cancel(args) => cancel::run(args),
+        Command::Approve(args) => approve::run(args),
+        Command::Hooks(args) => hooks::run(args),
+        Command::Hook(args) => hooks::hook(args),
         Command::Config(args) => config::run(args),
         Command::Demo(args) => demo::run(args),
         Command::Completions(args) => man::completions(args),

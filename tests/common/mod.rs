@@ -42,8 +42,18 @@ impl TestRepo {
 
     /// The clean environment every process of the test gets.
     pub fn env(&self, cmd: &mut Command) {
+        // git-chant itself on PATH first, so installed hooks (`git chant hook …`) find it.
+        let bin = Path::new(env!("CARGO_BIN_EXE_git-chant"))
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
+        let path = format!(
+            "{}:{}",
+            bin.display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
         cmd.env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("PATH", path)
             .env("HOME", &self.home)
             .env("LANG", "C.UTF-8")
             .env("GIT_CONFIG_GLOBAL", self.home.join(".gitconfig"))
@@ -71,6 +81,14 @@ impl TestRepo {
             String::from_utf8_lossy(&out.stderr)
         );
         String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Runs `git <args>` in `dir` with extra environment; returns the output, whatever it is.
+    pub fn git_in(&self, dir: &Path, envs: &[(&str, &str)], args: &[&str]) -> Run {
+        let mut cmd = Command::new("git");
+        self.env(&mut cmd);
+        cmd.envs(envs.iter().copied());
+        Run(cmd.args(args).current_dir(dir).output().expect("run git"))
     }
 
     /// A `git-chant` command ready to run in the repository.

@@ -1,0 +1,168 @@
+//! Branch protection rules shared by the client and server hooks: which branches are
+//! protected, who is an agent, and whether the spec commits of an update are approved.
+
+use std::collections::BTreeMap;
+
+use git2::{Oid, Repository};
+use globset::Glob;
+use serde_json::Value;
+
+use crate::config::{self, Config};
+
+/// The configuration as committed at `commit` (defaults when the file is absent).
+///
+/// Hooks read policy from the protected branch's current tip, never from pushed commits.
+pub fn config_at(repo: &Repository, commit: Option<Oid>) -> Result<Config, String> {
+    let Some(commit) = commit else {
+        return Ok(Config::defaults());
+    };
+    let tree = repo
+        .find_commit(commit)
+        .and_then(|c| c.tree())
+        .map_err(|e| e.to_string())?;
+    let Ok(entry) = tree.get_path(std::path::Path::new(config::CONFIG_PATH)) else {
+        return Ok(Config::defaults());
+    };
+    let blob = repo.find_blob(entry.id()).map_err(|e| e.to_string())?;
+    let text = std::str::from_utf8(blob.content())
+        .map_err(|_| format!("{} is not UTF-8", config::CONFIG_PATH))?;
+    config::parse(config::CONFIG_PATH, text).map_err(|e| e.to_string())
+}
+
+fn glob_match(pattern: &str, text: &str) -> bool {
+    Glob::new(pattern)
+        .map(|g| g.compile_matcher().is_match(text))
+        .unwrap_or(false)
+}
+
+/// True when `branch` (short name, e.g. `main`) is protected.
+pub fn is_protected(config: &Config, branch: &str) -> bool {
+    config
+        .protected_branches()
+        .iter()
+        .any(|p| glob_match(p, branch))
+}
+
+/// True when `identity` matches `protection.agents`.
+pub fn is_agent(config: &Config, identity: &str) -> bool {
+    config
+        .protection
+        .agents
+        .iter()
+        .any(|p| glob_match(p, identity))
+}
+
+/// The spec id a commit message carries in a `Chant-Spec:` trailer.
+pub fn spec_trailer(message: &str) -> Option<String> {
+    message
+        .lines()
+        .rev()
+        .find_map(|l| l.strip_prefix("Chant-Spec:"))
+        .map(|v| v.trim().to_string())
+        .filter(|v| !v.is_empty())
+}
+
+/// Commits reachable from `new` but from none of `hide`, with their spec trailers.
+pub fn spec_commits(
+    repo: &Repository,
+    new: Oid,
+    hide: &[Oid],
+) -> Result<Vec<(Oid, String)>, git2::Error> {
+    let mut walk = repo.revwalk()?;
+    walk.push(new)?;
+    for h in hide {
+        if repo.find_commit(*h).is_ok() {
+            walk.hide(*h)?;
+        }
+    }
+    let mut out = Vec::new();
+    for oid in walk {
+        let oid = oid?;
+        let commit = repo.find_commit(oid)?;
+        if let Some(spec) = spec_trailer(commit.message().unwrap_or_default()) {
+            out.push((oid, spec));
+        }
+    }
+    Ok(out)
+}
+
+/// Why the spec commits of an update are not covered by approvals (empty when they are).
+///
+/// Each commit carrying `Chant-Spec: <id>` must be the approved head of a `spec_approved`
+/// entry for that spec, by a non-agent, or an ancestor of one: a commit added after the
+/// approval needs a new approval. With `required_checks`, every named check needs a
+/// `check_passed` entry for that approved head.
+pub fn unapproved(
+    repo: &Repository,
+    config: &Config,
+    commits: &[(Oid, String)],
+    ledger: &[Value],
+) -> Vec<String> {
+    if !config.protection.require_approval && config.protection.required_checks.is_empty() {
+        return Vec::new();
+    }
+    let mut by_spec: BTreeMap<&str, Vec<Oid>> = BTreeMap::new();
+    for (oid, spec) in commits {
+        by_spec.entry(spec.as_str()).or_default().push(*oid);
+    }
+    let mut reasons = Vec::new();
+    for (spec, oids) in by_spec {
+        let heads: Vec<Oid> = ledger
+            .iter()
+            .filter(|e| e["event"] == "spec_approved" && e["spec_id"] == spec)
+            .filter(|e| !is_agent(config, e["actor"].as_str().unwrap_or_default()))
+            .filter_map(|e| {
+                e["details"]["commit"]
+                    .as_str()
+                    .and_then(|c| Oid::from_str(c).ok())
+            })
+            .collect();
+        let covering = |c: Oid| {
+            heads
+                .iter()
+                .copied()
+                .find(|h| *h == c || repo.graph_descendant_of(*h, c).unwrap_or(false))
+        };
+        let mut approved_heads = Vec::new();
+        for oid in &oids {
+            match covering(*oid) {
+                Some(h) => approved_heads.push(h),
+                None if config.protection.require_approval => {
+                    reasons.push(if heads.is_empty() {
+                        format!("spec {spec} has no recorded approval (run `git chant approve {spec}` as a reviewer)")
+                    } else {
+                        format!("commit {} of spec {spec} was added after its approval; approve it again", short(*oid))
+                    });
+                    break;
+                }
+                None => {}
+            }
+        }
+        for check in &config.protection.required_checks {
+            let passed = ledger.iter().any(|e| {
+                e["event"] == "check_passed"
+                    && e["spec_id"] == spec
+                    && e["details"]["check"] == check.as_str()
+                    && e["details"]["commit"]
+                        .as_str()
+                        .and_then(|c| Oid::from_str(c).ok())
+                        .is_some_and(|c| approved_heads.contains(&c) || oids.first() == Some(&c))
+            });
+            if !passed {
+                reasons.push(format!(
+                    "spec {spec} has no check_passed entry for required check '{check}'"
+                ));
+            }
+        }
+    }
+    reasons
+}
+
+pub fn short(oid: Oid) -> String {
+    oid.to_string()[..12].to_string()
+}
+
+/// The ledger entries reachable from `tip`, oldest first (an interim reader for hooks).
+pub fn ledger_at(repo: &Repository, tip: Option<Oid>) -> Vec<Value> {
+    crate::audit::entries_at(repo, tip).unwrap_or_default()
+}

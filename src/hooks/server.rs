@@ -1,0 +1,118 @@
+//! The server-side `pre-receive` hook: the enforcement point for branch protection and the
+//! append-only ledger, run by the git server for every push into a bare repository.
+//!
+//! Policy comes from the protected branch's current tip on the server (HEAD's branch),
+//! never from the pushed commits. Pushed objects are only visible through the quarantine
+//! environment git sets, so the caller opens the repository from the environment.
+
+use git2::{Oid, Repository};
+
+use super::protection::{self, short};
+use crate::audit::AUDIT_REF;
+use crate::config::Config;
+
+/// One line of `pre-receive` input: `<old> <new> <ref>`.
+#[derive(Debug, Clone)]
+pub struct RefUpdate {
+    pub old: Oid,
+    pub new: Oid,
+    pub name: String,
+}
+
+/// Parses `pre-receive` standard input.
+pub fn parse_input(input: &str) -> Vec<RefUpdate> {
+    input
+        .lines()
+        .filter_map(|line| {
+            let mut p = line.split_whitespace();
+            Some(RefUpdate {
+                old: Oid::from_str(p.next()?).ok()?,
+                new: Oid::from_str(p.next()?).ok()?,
+                name: p.next()?.to_string(),
+            })
+        })
+        .collect()
+}
+
+/// The server's policy: the config on the tip of the branch HEAD names.
+pub fn server_config(repo: &Repository) -> Result<Config, String> {
+    let tip = repo.head().ok().and_then(|h| h.target());
+    protection::config_at(repo, tip)
+}
+
+/// Every reason to refuse `updates` pushed by `pusher` (empty: accept).
+pub fn check(
+    repo: &Repository,
+    config: &Config,
+    pusher: &str,
+    updates: &[RefUpdate],
+) -> Vec<String> {
+    let mut refusals = Vec::new();
+    let current_ledger = repo.refname_to_id(AUDIT_REF).ok();
+    let mut ledger_tip = current_ledger;
+    for u in updates.iter().filter(|u| u.name == AUDIT_REF) {
+        if u.new.is_zero() {
+            refusals
+                .push("refs/chant/audit may not be deleted; the ledger is append-only".to_string());
+            continue;
+        }
+        if !u.old.is_zero()
+            && u.old != u.new
+            && !repo.graph_descendant_of(u.new, u.old).unwrap_or(false)
+        {
+            refusals.push(format!(
+                "refs/chant/audit may only be fast-forwarded ({} -> {} rewrites history)",
+                short(u.old),
+                short(u.new)
+            ));
+            continue;
+        }
+        let from = (!u.old.is_zero()).then_some(u.old);
+        match crate::audit::verify_range(repo, from, u.new, config.protection.require_signed_audit)
+        {
+            Ok(()) => ledger_tip = Some(u.new),
+            Err(why) => refusals.push(format!("refs/chant/audit: {why}")),
+        }
+    }
+    let ledger = protection::ledger_at(repo, ledger_tip);
+    let existing: Vec<Oid> = repo
+        .references_glob("refs/heads/*")
+        .map(|refs| refs.flatten().filter_map(|r| r.target()).collect())
+        .unwrap_or_default();
+    for u in updates {
+        let Some(branch) = u.name.strip_prefix("refs/heads/") else {
+            continue;
+        };
+        if !protection::is_protected(config, branch) {
+            continue;
+        }
+        if protection::is_agent(config, pusher) {
+            refusals.push(format!("{pusher} is an agent (protection.agents) and may not update protected branch '{branch}'"));
+            continue;
+        }
+        if u.new.is_zero() {
+            continue; // deleting a branch is git's own denyDeletes business
+        }
+        let mut hide = existing.clone();
+        if !u.old.is_zero() {
+            hide.push(u.old);
+        }
+        match protection::spec_commits(repo, u.new, &hide) {
+            Ok(commits) => {
+                for reason in protection::unapproved(repo, config, &commits, &ledger) {
+                    refusals.push(format!("{branch}: {reason}"));
+                }
+            }
+            Err(e) => refusals.push(format!("{branch}: cannot read the pushed commits: {e}")),
+        }
+    }
+    refusals
+}
+
+/// The pusher: `GL_USER` (gitolite), else `REMOTE_USER`, else `CHANT_PUSHER`, else the OS user.
+pub fn pusher() -> String {
+    ["GL_USER", "REMOTE_USER", "CHANT_PUSHER"]
+        .iter()
+        .find_map(|k| std::env::var(k).ok().filter(|v| !v.is_empty()))
+        .unwrap_or_else(crate::identity::os_user)
+}
