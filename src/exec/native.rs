@@ -1,0 +1,1 @@
+//! Native permission settings (to do).
