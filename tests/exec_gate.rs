@@ -117,6 +117,21 @@ fn seed_policy_resists_bypasses() {
         ("$CMD http://x", d(UNCHECKABLE)),                 // program from a variable
         ("echo curl x | sh", d(UNCHECKABLE)),              // shell reading stdin
         ("env --frobnicate curl x", d(UNCHECKABLE)),       // unknown wrapper option
+        ("npm test;curl x", d("curl *")),                  // no blanks around ;
+        ("npm test&&curl x", d("curl *")),                 // no blanks around &&
+        ("'/usr/bin/curl' x", d("curl *")),                // quoted absolute path
+        ("/usr/bin/../bin/curl x", d("curl *")),           // dot-dot path
+        ("time curl x", d("curl *")),                      // `time` reserved word
+        ("! curl x", d("curl *")),                         // negation
+        ("npm test | sudo tee /dev/sda", d("sudo *")),     // sudo later in a pipe
+        ("`echo curl` x", d(SUBST)),                       // program from backticks
+        ("npm test > >(curl x)", d(UNCHECKABLE)),          // process substitution as target
+        ("find . -exec curl {} \\;", d("curl *")),       // find -exec
+        ("busybox wget x", d("wget *")),                   // busybox applet
+        ("watch -n 1 'curl x'", d("curl *")),              // watch runs sh -c
+        ("flock /tmp/l curl x", d("curl *")),              // flock
+        ("env -- curl x", d("curl *")),                    // env --
+        ("builtin exec curl x", d("curl *")),              // builtin + exec
     ];
     run(&seed(), cases);
 }

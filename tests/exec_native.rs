@@ -59,7 +59,10 @@ fn seed_permissions_map_to_claude_rules() {
     assert!(p.unmapped.is_empty());
     let json = p.to_settings_json();
     assert_eq!(json["permissions"]["allow"][0], "Bash(npm test:*)");
-    assert_eq!(json["permissions"]["deny"].as_array().map(Vec::len), Some(16));
+    assert_eq!(
+        json["permissions"]["deny"].as_array().map(Vec::len),
+        Some(16)
+    );
 }
 
 #[test]

@@ -24,7 +24,11 @@ fn config(expose: &[&str], hide: &[&str]) -> SecretsConfig {
 #[test]
 fn defaults_are_the_environment_then_the_repository_env_file() {
     let dir = tempfile::tempdir().expect("tempdir");
-    fs::write(dir.path().join(".env"), "AGENT_API_KEY=from-dotenv\nONLY_FILE=1\n").expect("write");
+    fs::write(
+        dir.path().join(".env"),
+        "AGENT_API_KEY=from-dotenv\nONLY_FILE=1\n",
+    )
+    .expect("write");
     let process = env(&[("AGENT_API_KEY", "from-env"), ("ONLY_ENV", "2")]);
     let s = collect_with_env(&[], dir.path(), process).expect("collects");
     assert_eq!(s.get("AGENT_API_KEY"), Some("from-dotenv"));
@@ -62,14 +66,22 @@ fn later_sources_win_and_paths_are_relative_to_root() {
 #[test]
 fn a_missing_or_malformed_file_is_bad_input_without_the_value() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let e = collect_with_env(&[SecretSource::Dotenv("nope.env".into())], dir.path(), env(&[]))
-        .expect_err("missing");
+    let e = collect_with_env(
+        &[SecretSource::Dotenv("nope.env".into())],
+        dir.path(),
+        env(&[]),
+    )
+    .expect_err("missing");
     assert_eq!(e.exit_code(), 2);
     assert!(e.to_string().contains("nope.env"));
 
     fs::write(dir.path().join("bad.env"), "OK=1\nghp_leakedtoken123\n").expect("write");
-    let e = collect_with_env(&[SecretSource::Dotenv("bad.env".into())], dir.path(), env(&[]))
-        .expect_err("malformed");
+    let e = collect_with_env(
+        &[SecretSource::Dotenv("bad.env".into())],
+        dir.path(),
+        env(&[]),
+    )
+    .expect_err("malformed");
     assert!(matches!(e, SecretsError::Malformed { line: 2, .. }));
     assert!(e.to_string().ends_with("bad.env:2: expected NAME=VALUE"));
     assert!(!e.to_string().contains("ghp_"));
@@ -92,9 +104,16 @@ fn dir_source_reads_a_kubernetes_secret_volume() {
     symlink("..data/db.password", root.join("db.password")).expect("symlink");
     fs::write(root.join(".hidden"), "skip me").expect("write");
 
-    let s = collect_with_env(&[SecretSource::Dir(root.to_path_buf())], Path::new("/"), env(&[]))
-        .expect("collects");
-    assert_eq!(s.names().collect::<Vec<_>>(), ["AGENT_API_KEY", "db.password"]);
+    let s = collect_with_env(
+        &[SecretSource::Dir(root.to_path_buf())],
+        Path::new("/"),
+        env(&[]),
+    )
+    .expect("collects");
+    assert_eq!(
+        s.names().collect::<Vec<_>>(),
+        ["AGENT_API_KEY", "db.password"]
+    );
     assert_eq!(s.get("AGENT_API_KEY"), Some("sk-from-k8s"));
     assert_eq!(s.get("db.password"), Some("pa55word"));
 }
@@ -103,8 +122,12 @@ fn dir_source_reads_a_kubernetes_secret_volume() {
 fn dir_source_refuses_names_that_cannot_be_variables() {
     let dir = tempfile::tempdir().expect("tempdir");
     fs::write(dir.path().join("bad name"), "v").expect("write");
-    let e = collect_with_env(&[SecretSource::Dir(dir.path().into())], Path::new("/"), env(&[]))
-        .expect_err("bad name");
+    let e = collect_with_env(
+        &[SecretSource::Dir(dir.path().into())],
+        Path::new("/"),
+        env(&[]),
+    )
+    .expect_err("bad name");
     assert!(e.to_string().contains("'bad name'"));
     assert_eq!(e.exit_code(), 2);
 }
@@ -156,7 +179,11 @@ fn the_redactor_covers_hidden_values_too_but_not_machine_names() {
 #[test]
 fn agent_environment_is_built_from_nothing() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let process = env(&[("AGENT_API_KEY", "sk-1"), ("GITHUB_TOKEN", "ghp_x"), ("PATH", "/x")]);
+    let process = env(&[
+        ("AGENT_API_KEY", "sk-1"),
+        ("GITHUB_TOKEN", "ghp_x"),
+        ("PATH", "/x"),
+    ]);
     let s = collect_with_env(&[SecretSource::Env], dir.path(), process).expect("collects");
     let ctx = AgentContext {
         spec_id: "2026-01-22-001-x7m",

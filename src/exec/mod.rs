@@ -13,8 +13,9 @@
 //! 2. Leading `NAME=value` assignments and reserved words (`if`, `then`, `!`, `{`, …) are
 //!    skipped; the program name is reduced to its basename (`/usr/bin/curl` is `curl`).
 //! 3. Wrappers are looked through (`env`, `nice`, `nohup`, `timeout`, `xargs`, `command`,
-//!    `exec`, `time`, `stdbuf`, `ionice`, `setsid`, `sudo`, `doas`, `su -c`, `eval`, and
-//!    `sh`/`bash`/`zsh`/… `-c STRING`, whose string is checked as a command line).
+//!    `exec`, `time`, `stdbuf`, `ionice`, `setsid`, `flock`, `busybox`, `sudo`, `doas`,
+//!    `su -c`, `eval`, `watch`, and `sh`/`bash`/`zsh`/… `-c STRING`, whose string is
+//!    checked as a command line); the commands of `find -exec`/`-ok` are checked too.
 //! 4. The normalised form — program, arguments and redirections joined by single spaces,
 //!    standard-output redirections written `> target` — is matched against the patterns
 //!    (see [`rule`]). A deny pattern is tried on the command and on every wrapped layer;
@@ -247,6 +248,7 @@ impl CommandPolicy {
         let mut fixed: Option<usize> = None;
         let mut inner_line = None;
         let mut opaque = None;
+        let mut also = Vec::new();
         while let Some(last) = layers.last() {
             if layers.len() > MAX_DEPTH {
                 opaque = Some("too many nested wrappers".to_string());
@@ -267,6 +269,10 @@ impl CommandPolicy {
                     inner_line = Some(line);
                     break;
                 }
+                Peel::Also(runs) => {
+                    also = runs;
+                    break;
+                }
                 Peel::Opaque(reason) => {
                     opaque = Some(reason);
                     break;
@@ -280,6 +286,12 @@ impl CommandPolicy {
         }
         if let Some(reason) = opaque {
             return Decision::denied(format!("cannot be checked: {reason}"), outer);
+        }
+        for run in also {
+            let d = self.check_words(run, &[], depth + 1);
+            if !d.is_allowed() {
+                return d;
+            }
         }
         if let Some(line) = inner_line {
             let d = self.check_line_at(&line, depth + 1);

@@ -17,6 +17,8 @@ pub enum Peel {
     },
     /// It runs this shell command line (`sh -c`, `eval`, `env -S`, `su -c`).
     Line { line: String, transparent: bool },
+    /// It is a program in its own right that also runs these argvs (`find -exec`).
+    Also(Vec<Vec<String>>),
     /// It runs something the gate cannot see.
     Opaque(String),
 }
@@ -126,6 +128,49 @@ pub fn peel(words: &[String]) -> Peel {
         }),
         "doas" => opts("nsL", "uC", &[], &[]).map(|i| inner(i, false)),
         "su" => return peel_su(args),
+        "busybox" if args.first().is_some_and(|a| !a.starts_with('-')) => Ok(inner(0, true)),
+        "flock" => opts(
+            "sxuneoFv",
+            "wcE",
+            &[
+                "shared",
+                "exclusive",
+                "unlock",
+                "nonblock",
+                "close",
+                "no-fork",
+                "verbose",
+            ],
+            &["timeout", "conflict-exit-code"],
+        )
+        // The first operand is the lock file; `-c` takes a command line instead.
+        .map(|i| inner(i + 1, true)),
+        "watch" => opts(
+            "bcdeftgpx",
+            "n",
+            &[
+                "beep",
+                "color",
+                "differences",
+                "errexit",
+                "chgexit",
+                "no-title",
+                "precise",
+                "exec",
+            ],
+            &["interval"],
+        )
+        .map(|i| {
+            if i < args.len() {
+                Peel::Line {
+                    line: args[i..].join(" "),
+                    transparent: true,
+                }
+            } else {
+                Peel::None
+            }
+        }),
+        "find" => return peel_find(args),
         "eval" => Ok(if args.is_empty() {
             Peel::None
         } else {
@@ -261,6 +306,31 @@ fn split_string(string: Option<&str>, rest: &[String]) -> Peel {
     Peel::Line {
         line,
         transparent: true,
+    }
+}
+
+/// `find … -exec CMD … ;` (also `-execdir`, `-ok`, `-okdir`): the commands find runs.
+fn peel_find(args: &[String]) -> Peel {
+    let mut runs = Vec::new();
+    let mut i = 0;
+    while i < args.len() {
+        if matches!(args[i].as_str(), "-exec" | "-execdir" | "-ok" | "-okdir") {
+            let start = i + 1;
+            let mut end = start;
+            while end < args.len() && args[end] != ";" && args[end] != "+" {
+                end += 1;
+            }
+            if end > start {
+                runs.push(args[start..end].to_vec());
+            }
+            i = end;
+        }
+        i += 1;
+    }
+    if runs.is_empty() {
+        Peel::None
+    } else {
+        Peel::Also(runs)
     }
 }
 

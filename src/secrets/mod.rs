@@ -48,6 +48,9 @@ pub enum SecretsError {
         line: usize,
         reason: String,
     },
+    /// A secrets file that is not UTF-8 text.
+    #[error("{}: is not UTF-8 text", file.display())]
+    NotText { file: PathBuf },
     /// A secret whose name cannot be an environment variable name.
     #[error("{}: '{name}' is not a valid secret name (letters, digits, '_', '.', '-')", origin.display())]
     InvalidName { origin: PathBuf, name: String },
