@@ -219,3 +219,28 @@ fn denied_reports_rule_and_segment() {
         }
     );
 }
+
+#[test]
+fn arbitrary_input_never_panics() {
+    const ALPHABET: &[&str] = &[
+        " ", "\t", "\n", ";", "&", "|", "(", ")", "<", ">", "'", "\"", "\\", "$", "`", "{", "}",
+        "*", "?", "#", "=", "-", "-c", "sh", "env", "sudo", "-u", "curl", "npm", "test", "x", "$(",
+        "${", "<<", "EOF", "find", "-exec", "timeout", "xargs", "$'\\x", "é",
+    ];
+    let policies = [seed(), deny_only()];
+    let mut seed_state: u64 = 7;
+    for _ in 0..20_000 {
+        let mut line = String::new();
+        seed_state = seed_state.wrapping_mul(6364136223846793005).wrapping_add(1);
+        let len = (seed_state >> 59) as usize + 1;
+        for _ in 0..len {
+            seed_state = seed_state.wrapping_mul(6364136223846793005).wrapping_add(1);
+            line.push_str(ALPHABET[(seed_state >> 33) as usize % ALPHABET.len()]);
+        }
+        for p in &policies {
+            let _ = p.check_line(&line);
+            let argv: Vec<String> = line.split(' ').map(String::from).collect();
+            let _ = p.check(&argv);
+        }
+    }
+}

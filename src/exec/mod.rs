@@ -38,7 +38,10 @@
 //! does next: `npm test` runs whatever `package.json` says, `python -c …`, `make`, `git -c
 //! core.sshCommand=…` or a script file can run anything, and nothing forces an agent at
 //! levels `none`/`permissions` to use the gate at all. Writes through programs rather than
-//! redirections (`tee /dev/sda`, `dd of=…`) are only caught by patterns naming them.
+//! redirections (`tee /dev/sda`, `dd of=…`) are only caught by patterns naming them, and
+//! `* > /dev/*` covers standard output only (`2>/dev/null` stays usable; write
+//! `* 2> /dev/*` for more) — a descriptor opened earlier (`exec 3>/dev/sda`, then `>&3`)
+//! is not followed. With an allow list, even harmless builtins (`cd`, `echo`) must be listed.
 //! Enforcement against a hostile agent is the kernel's job: levels `docker` and `vm`.
 
 pub mod native;

@@ -246,7 +246,8 @@ fn skip_options(
         }
         i += step;
     }
-    Ok(i)
+    // An option missing its value at the end (`sudo -u`): nothing left to run.
+    Ok(i.min(args.len()))
 }
 
 /// Quotes a word so a shell reads it back unchanged.
@@ -442,5 +443,12 @@ mod tests {
         assert_eq!(peel(&w("sh script.sh")), Peel::None);
         assert!(matches!(peel(&w("env --frobnicate curl")), Peel::Opaque(_)));
         assert_eq!(peel(&w("ls -la")), Peel::None);
+        // An option missing its value at the end leaves nothing to run.
+        assert_eq!(peel(&w("sudo -u")), Peel::None);
+        assert_eq!(peel(&w("timeout 5")), Peel::None);
+        assert_eq!(
+            peel(&w("find . -name x -exec rm {} ; -ok curl {} +")),
+            Peel::Also(vec![w("rm {}"), w("curl {}")])
+        );
     }
 }
