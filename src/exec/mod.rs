@@ -64,6 +64,7 @@ const MAX_DEPTH: usize = 8;
 /// The gate's answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
+    /// The command may run.
     Allowed,
     /// `rule`: the pattern as written (or why the command could not be checked);
     /// `segment`: the normalised simple command it concerns.
@@ -74,6 +75,7 @@ pub enum Decision {
 }
 
 impl Decision {
+    /// True for [`Decision::Allowed`].
     pub fn is_allowed(&self) -> bool {
         matches!(self, Decision::Allowed)
     }
@@ -100,6 +102,7 @@ const SHELL_CHARS: &[char] = &[
 ];
 
 impl CommandPolicy {
+    /// Compiles `agent.commands`.
     pub fn new(config: &CommandsConfig) -> CommandPolicy {
         CommandPolicy::from_patterns(&config.allowed, &config.denied)
     }

@@ -25,6 +25,7 @@ pub struct Rule {
 }
 
 impl Rule {
+    /// Compiles a pattern as written in the config.
     pub fn new(raw: &str) -> Rule {
         let norm = raw.split_whitespace().collect::<Vec<_>>().join(" ");
         Rule {

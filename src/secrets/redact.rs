@@ -69,6 +69,7 @@ impl Redactor {
         self.count
     }
 
+    /// True when there is nothing to mask.
     pub fn is_empty(&self) -> bool {
         self.count == 0
     }
