@@ -68,10 +68,7 @@ pub enum Decision {
     Allowed,
     /// `rule`: the pattern as written (or why the command could not be checked);
     /// `segment`: the normalised simple command it concerns.
-    Denied {
-        rule: String,
-        segment: String,
-    },
+    Denied { rule: String, segment: String },
 }
 
 impl Decision {
