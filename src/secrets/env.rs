@@ -22,7 +22,9 @@ const DEFAULT_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
 /// What chant tells the agent about its run.
 #[derive(Debug, Clone)]
 pub struct AgentContext<'a> {
+    /// `CHANT_SPEC_ID`.
     pub spec_id: &'a str,
+    /// `CHANT_SESSION`.
     pub session: &'a str,
     /// The sandboxed clone, as the agent sees it.
     pub clone: &'a Path,

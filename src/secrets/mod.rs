@@ -48,6 +48,9 @@ pub enum SecretsError {
         line: usize,
         reason: String,
     },
+    /// A secrets file that is not UTF-8 text.
+    #[error("{}: is not UTF-8 text", file.display())]
+    NotText { file: PathBuf },
     /// A secret whose name cannot be an environment variable name.
     #[error("{}: '{name}' is not a valid secret name (letters, digits, '_', '.', '-')", origin.display())]
     InvalidName { origin: PathBuf, name: String },
@@ -57,6 +60,7 @@ pub enum SecretsError {
     /// `agent.secrets.expose` lets through a name chant sets itself.
     #[error("agent.secrets.expose lets through '{name}', which chant sets itself; add it to agent.secrets.hide or narrow expose")]
     Reserved { name: String },
+    /// A secrets file or directory that could not be read.
     #[error("{}: {source}", path.display())]
     Io {
         path: PathBuf,
@@ -197,10 +201,12 @@ impl Secrets {
         self.entries.keys().map(String::as_str)
     }
 
+    /// How many secrets were collected.
     pub fn len(&self) -> usize {
         self.entries.len()
     }
 
+    /// True when nothing was collected.
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }

@@ -69,6 +69,7 @@ impl Redactor {
         self.count
     }
 
+    /// True when there is nothing to mask.
     pub fn is_empty(&self) -> bool {
         self.count == 0
     }
@@ -144,6 +145,7 @@ impl Redactor {
             redactor: self.clone(),
             pending: Vec::new(),
             carry: 0,
+            in_mask: false,
         }
     }
 }
@@ -158,6 +160,9 @@ pub struct StreamRedactor {
     pending: Vec<u8>,
     /// Leading bytes of `pending` that belong to a secret whose mask was already emitted.
     carry: usize,
+    /// The last bytes emitted were a mask reaching the cut: a secret starting right there
+    /// continues it (one `***`, as [`Redactor::redact_bytes`] gives for touching secrets).
+    in_mask: bool,
 }
 
 impl std::fmt::Debug for StreamRedactor {
@@ -186,6 +191,7 @@ impl StreamRedactor {
     pub fn finish(&mut self) -> Vec<u8> {
         let out = self.emit(self.pending.len());
         self.carry = 0;
+        self.in_mask = false;
         out
     }
 
@@ -194,9 +200,12 @@ impl StreamRedactor {
     /// decided. An occurrence running past `cut` is masked now and its remaining bytes are
     /// remembered in `carry`, so they are swallowed later without a second mask.
     fn emit(&mut self, cut: usize) -> Vec<u8> {
-        let continuing = self.carry > 0;
+        if cut == 0 {
+            return Vec::new();
+        }
+        let continuing = self.in_mask;
         let mut spans = self.redactor.spans(&self.pending);
-        if continuing {
+        if self.carry > 0 {
             match spans.first_mut() {
                 Some(first) if first.0 <= self.carry => {
                     first.0 = 0;
@@ -208,6 +217,7 @@ impl StreamRedactor {
         let mut out = Vec::with_capacity(cut);
         let mut pos = 0;
         let mut carry = 0;
+        let mut in_mask = false;
         for (s, e) in spans {
             if s >= cut {
                 break;
@@ -216,6 +226,7 @@ impl StreamRedactor {
             if !(continuing && s == 0) {
                 out.extend_from_slice(MASK.as_bytes());
             }
+            in_mask = e >= cut;
             if e > cut {
                 carry = e - cut;
                 pos = cut;
@@ -228,6 +239,7 @@ impl StreamRedactor {
         }
         self.pending.drain(..cut);
         self.carry = carry;
+        self.in_mask = in_mask;
         out
     }
 }

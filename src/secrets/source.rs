@@ -113,11 +113,8 @@ pub fn collect_with_env(
             SecretSource::Dotenv(path) => {
                 let path = root.join(path);
                 let text = fs::read(&path).map_err(|e| SecretsError::io(&path, e))?;
-                let text = String::from_utf8(text).map_err(|_| SecretsError::Malformed {
-                    file: path.clone(),
-                    line: 0,
-                    reason: "is not UTF-8 text".into(),
-                })?;
+                let text = String::from_utf8(text)
+                    .map_err(|_| SecretsError::NotText { file: path.clone() })?;
                 for (k, v) in parse_dotenv(&path, &text)? {
                     secrets.insert(k, v, Origin::Dotenv(path.clone()));
                 }
