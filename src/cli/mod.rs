@@ -8,6 +8,7 @@ mod approve;
 mod cancel;
 mod config;
 mod demo;
+mod exec;
 mod hooks;
 mod init;
 mod list;
@@ -67,6 +68,7 @@ enum Command {
     Work(work::Args),
     Cancel(cancel::Args),
     Approve(approve::Args),
+    Exec(exec::Args),
     Hooks(hooks::Args),
     Hook(hooks::HookArgs),
     Config(config::Args),
@@ -105,6 +107,7 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Work(args) => work::run(args),
         Command::Cancel(args) => cancel::run(args),
         Command::Approve(args) => approve::run(args),
+        Command::Exec(args) => exec::run(args),
         Command::Hooks(args) => hooks::run(args),
         Command::Hook(args) => hooks::hook(args),
         Command::Config(args) => config::run(args),

@@ -664,9 +664,11 @@ fn write_exec_wrapper(run_dir: &Path, root: &Path) -> Result<PathBuf, WorkError>
         std::env::current_exe().map_err(|e| WorkError::io(Path::new("(current executable)"), e))?;
     let path = run_dir.join("chant-exec");
     let script = format!(
-        "#!/bin/sh\n# The command gate: checks agent.commands and records command_run.\nexec {} exec --repo {} -- \"$@\"\n",
-        shell_quote(&exe.to_string_lossy()),
-        shell_quote(&root.to_string_lossy())
+        "#!/bin/sh\n# The command gate: checks agent.commands and records command_run.\n\
+         if [ \"$1\" = --claude-hook ]; then exec {exe} exec --repo {root} --claude-hook; fi\n\
+         exec {exe} exec --repo {root} -- \"$@\"\n",
+        exe = shell_quote(&exe.to_string_lossy()),
+        root = shell_quote(&root.to_string_lossy())
     );
     crate::atomic::replace(&path, script.as_bytes()).map_err(|e| WorkError::io(&path, e))?;
     use std::os::unix::fs::PermissionsExt;
@@ -772,6 +774,18 @@ pub fn stopped(stop: &AtomicBool) -> bool {
 }
 
 /// The agent's native permission files for level `permissions`: (path in the clone, text).
-pub fn native_settings(_config: &Config) -> Vec<(String, String)> {
-    Vec::new()
+///
+/// Claude Code's `.claude/settings.json`: allow/deny rules from `agent.permissions`, and a
+/// PreToolUse hook that sends every shell command through the command gate first.
+pub fn native_settings(config: &Config) -> Vec<(String, String)> {
+    let mut settings =
+        crate::exec::native::ClaudePermissions::from_config(&config.agent).to_settings_json();
+    settings["hooks"] = json!({
+        "PreToolUse": [{
+            "matcher": "Bash",
+            "hooks": [{"type": "command", "command": "\"$CHANT_EXEC\" --claude-hook"}]
+        }]
+    });
+    let text = serde_json::to_string_pretty(&settings).unwrap_or_default();
+    vec![(".claude/settings.json".to_string(), text + "\n")]
 }

@@ -1,0 +1,132 @@
+//! `git chant exec`: the command gate. Checks a command against `agent.commands` (and
+//! `permissions.deny_bash`) of the main repository, runs it when allowed, and records
+//! `command_run` or `policy_violation`.
+
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Instant;
+
+use crate::audit::{Event, NewEntry};
+use crate::error::{Error, Result};
+use crate::exec::{CommandPolicy, Decision};
+use crate::identity::Identity;
+use crate::project::Project;
+
+/// Check a command against agent.commands, run it, and record it
+#[derive(Debug, clap::Args)]
+#[command(after_help = "\
+Examples:
+  git chant exec -- cargo test
+  git chant exec -- 'npm test && npm run lint'     a command line, each part checked
+  \"$CHANT_EXEC\" cargo test                         how an agent calls it during `work`
+
+Denied commands are not run: exit 1 and a policy_violation entry. Allowed ones run with
+your terminal and exit with the command's own code; a command_run entry records the
+command, exit code and duration. The gate resists easy bypasses (paths, quoting, sh -c,
+&&/;/| chains, env prefixes), but it is a gate for cooperative agents: use the docker or
+vm level for kernel- or hypervisor-enforced containment.")]
+pub struct Args {
+    /// The main repository (set by the $CHANT_EXEC wrapper; default: the current one)
+    #[arg(long, value_name = "DIR")]
+    repo: Option<PathBuf>,
+    /// Read a Claude Code PreToolUse hook event on stdin and answer allow (0) or block (2)
+    #[arg(long, conflicts_with = "command")]
+    claude_hook: bool,
+    /// The command and its arguments
+    #[arg(last = true, value_name = "CMD")]
+    command: Vec<String>,
+}
+
+pub fn run(args: Args) -> Result<u8> {
+    let project = match &args.repo {
+        Some(dir) => Project::discover_from(dir)?,
+        None => Project::discover()?,
+    };
+    let config = project.config()?;
+    let identity = Identity::resolve(Some(&project.repo));
+    let mut denied = config.agent.commands.denied.clone();
+    denied.extend(config.agent.permissions.deny_bash.iter().cloned());
+    let policy = CommandPolicy::from_patterns(&config.agent.commands.allowed, &denied);
+    let spec = std::env::var("CHANT_SPEC_ID")
+        .ok()
+        .filter(|s| crate::spec::SpecId::parse(s).is_some());
+    let entry = |event: Event| {
+        let mut e = NewEntry::new(event);
+        e.spec_id = spec.clone();
+        e
+    };
+
+    let (decision, shown, argv) = if args.claude_hook {
+        let mut input = String::new();
+        std::io::stdin()
+            .read_to_string(&mut input)
+            .map_err(|e| Error::io("(stdin)", e))?;
+        let event: serde_json::Value = serde_json::from_str(&input)
+            .map_err(|e| Error::Usage(format!("--claude-hook: stdin is not a hook event: {e}")))?;
+        let line = event["tool_input"]["command"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        (policy.check_line(&line), line, None)
+    } else {
+        if args.command.is_empty() {
+            return Err(Error::Usage(
+                "no command given; usage: git chant exec -- <cmd> [args...]".into(),
+            ));
+        }
+        let shown = args.command.join(" ");
+        (
+            policy.check(&args.command),
+            shown,
+            Some(args.command.clone()),
+        )
+    };
+
+    if let Decision::Denied { rule, segment } = &decision {
+        crate::audit::record(
+            &project,
+            &config,
+            &identity,
+            entry(Event::PolicyViolation)
+                .detail("rule", "agent.commands")
+                .detail("pattern", rule.clone())
+                .detail("command", shown.clone())
+                .detail("segment", segment.clone()),
+        )?;
+        eprintln!("chant: command refused: '{segment}' ({rule})");
+        return Ok(if args.claude_hook { 2 } else { 1 });
+    }
+    let Some(argv) = argv else {
+        return Ok(0); // hook mode: allowed; the agent runs it itself
+    };
+    let started = Instant::now();
+    let mut cmd = if argv.len() == 1 && argv[0].contains(char::is_whitespace) {
+        let mut c = Command::new("sh");
+        c.arg("-c").arg(&argv[0]);
+        c
+    } else {
+        let mut c = Command::new(&argv[0]);
+        c.args(&argv[1..]);
+        c
+    };
+    let status = cmd.status();
+    let duration_ms = started.elapsed().as_millis() as u64;
+    let code = match &status {
+        Ok(s) => s.code().unwrap_or(128),
+        Err(_) => 127,
+    };
+    crate::audit::record(
+        &project,
+        &config,
+        &identity,
+        entry(Event::CommandRun)
+            .detail("command", shown.clone())
+            .detail("exit_code", code)
+            .detail("duration_ms", duration_ms),
+    )?;
+    if let Err(e) = status {
+        eprintln!("chant: cannot run '{}': {e}", argv[0]);
+    }
+    Ok(u8::try_from(code.clamp(0, 255)).unwrap_or(1))
+}
