@@ -359,3 +359,57 @@ fn wait_for(mut cond: impl FnMut() -> bool) {
     }
     panic!("condition not met in 20 s");
 }
+
+#[test]
+fn status_comes_from_the_ledger() {
+    let (repo, id) = setup("greet.sh", "  sandbox: none\n");
+    assert!(repo
+        .chant(&["list"])
+        .assert_ok()
+        .stdout()
+        .contains("pending"));
+    repo.chant(&["work", &id]).assert_ok();
+    let list = repo
+        .chant(&["list", "--status", "completed"])
+        .assert_ok()
+        .stdout();
+    assert!(list.contains(&id), "{list}");
+    repo.chant(&["show", &id])
+        .assert_ok()
+        .stdout_has("status:   completed");
+    repo.chant(&["work", &id])
+        .assert_code(1)
+        .stderr_has("is completed");
+    let (repo, id) = setup("fail.sh", "  sandbox: none\n");
+    repo.chant(&["work", &id]).assert_code(1);
+    let json = repo
+        .chant(&["list", "--format", "json"])
+        .assert_ok()
+        .stdout();
+    assert!(json.contains("\"status\": \"failed\""), "{json}");
+}
+
+#[test]
+fn dry_run_creates_and_records_nothing() {
+    let (repo, id) = setup(
+        "greet.sh",
+        "  sandbox: none\n  secrets:\n    expose: [AGENT_API_KEY]\n",
+    );
+    let before = repo.ledger().len();
+    let out = common::Run(
+        repo.chant_cmd(&["work", &id, "--dry-run"])
+            .env("AGENT_API_KEY", "sk-dry-123456")
+            .output()
+            .expect("run"),
+    )
+    .assert_ok()
+    .stdout();
+    assert!(
+        out.contains("sandbox:   none")
+            && out.contains("secrets:   AGENT_API_KEY")
+            && !out.contains("sk-dry"),
+        "{out}"
+    );
+    assert_eq!(repo.rev(&format!("chant/{id}")), None);
+    assert_eq!(repo.ledger().len(), before);
+}

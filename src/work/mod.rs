@@ -97,6 +97,7 @@ pub struct Options {
     pub secrets_from: Vec<String>,
     pub yes: bool,
     pub keep: bool,
+    pub dry_run: bool,
 }
 
 /// Where progress, warnings, agent output and questions go (the terminal, in the CLI).
@@ -140,21 +141,86 @@ pub struct Report {
     pub notices: Vec<Notice>,
 }
 
-/// Runs a spec. `stop` is set by Ctrl-C/SIGTERM handlers (and `cancel`).
-pub fn run(
-    project: &Project,
-    identity: &Identity,
-    options: &Options,
-    reporter: &mut dyn Reporter,
-    recorder: &mut dyn Recorder,
-    stop: &Arc<AtomicBool>,
-) -> Result<Report, WorkError> {
-    // 1. Resolve, check status, load config, pick the level, check the program exists.
+/// What `work` would do, computed without creating or recording anything (`--dry-run`).
+#[derive(Debug)]
+pub struct Plan {
+    pub id: SpecId,
+    pub title: String,
+    pub level: SandboxLevel,
+    pub branch: String,
+    /// Where the branch starts: its existing tip, or the base branch.
+    pub start: String,
+    pub command: Vec<String>,
+    /// Names (never values) of the secrets the agent would see.
+    pub exposed: Vec<String>,
+    pub sensitive_targets: Vec<String>,
+    pub validate: Vec<String>,
+}
+
+/// Checks everything `run` checks before it creates anything, and describes the run.
+pub fn plan(project: &Project, options: &Options) -> Result<Plan, WorkError> {
+    let Prepared {
+        config,
+        id,
+        spec,
+        level,
+        template,
+        secrets,
+        ..
+    } = prepare(project, options)?;
+    let branch = format!("{}{id}", config.chant.branch_prefix);
+    let start = match project.repo.refname_to_id(&format!("refs/heads/{branch}")) {
+        Ok(tip) => format!("{branch} at {}", &tip.to_string()[..12]),
+        Err(_) => {
+            let base = config.base_branch();
+            project
+                .repo
+                .refname_to_id(&format!("refs/heads/{base}"))
+                .map_err(|_| WorkError::NoBase {
+                    branch: base.to_string(),
+                })?;
+            format!("a new branch from {base}")
+        }
+    };
+    Ok(Plan {
+        title: spec.title().to_string(),
+        level,
+        branch,
+        start,
+        command: template,
+        exposed: secrets
+            .filtered(&config.agent.secrets)
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect(),
+        sensitive_targets: spec
+            .target_files()
+            .into_iter()
+            .filter(|t| config.security.sensitive_patterns.0.is_match(t))
+            .collect(),
+        validate: config.work.validate.clone(),
+        id,
+    })
+}
+
+/// Step 1, shared by `run` and `plan`: everything checked before anything is created.
+struct Prepared {
+    config: Config,
+    id: SpecId,
+    spec: Spec,
+    level: SandboxLevel,
+    sandbox: Box<dyn sandbox::Sandbox>,
+    template: Vec<String>,
+    secrets: crate::secrets::Secrets,
+}
+
+fn prepare(project: &Project, options: &Options) -> Result<Prepared, WorkError> {
     let config = project.config()?;
     let store = SpecStore::new(project.specs_dir());
     let id = store.resolve(&options.spec)?;
     let spec = store.load(&id)?;
-    let status = spec.declared_status().to_string();
+    let ledger = crate::spec::status::of_repository(&project.repo);
+    let status = crate::spec::status::effective(&spec, &ledger).to_string();
     if matches!(status.as_str(), "completed" | "cancelled") {
         return Err(WorkError::NotWorkable { id, status });
     }
@@ -168,6 +234,36 @@ pub fn run(
         .map(|uri| SecretSource::parse(uri))
         .collect::<Result<Vec<_>, _>>()?;
     let secrets = crate::secrets::collect(&sources, project.root())?;
+    Ok(Prepared {
+        config,
+        id,
+        spec,
+        level,
+        sandbox,
+        template,
+        secrets,
+    })
+}
+
+/// Runs a spec. `stop` is set by Ctrl-C/SIGTERM handlers (and `cancel`).
+pub fn run(
+    project: &Project,
+    identity: &Identity,
+    options: &Options,
+    reporter: &mut dyn Reporter,
+    recorder: &mut dyn Recorder,
+    stop: &Arc<AtomicBool>,
+) -> Result<Report, WorkError> {
+    // 1. Resolve, check status, load config, pick the level, check the program exists.
+    let Prepared {
+        config,
+        id,
+        spec,
+        level,
+        sandbox,
+        template,
+        secrets,
+    } = prepare(project, options)?;
 
     let entry = |event: Event| {
         let mut e = NewEntry::new(event).spec(id.as_str());
