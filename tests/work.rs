@@ -413,3 +413,24 @@ fn dry_run_creates_and_records_nothing() {
     assert_eq!(repo.rev(&format!("chant/{id}")), None);
     assert_eq!(repo.ledger().len(), before);
 }
+
+#[test]
+fn secrets_are_masked_in_ledger_entries_too() {
+    let (repo, id) = setup(
+        "leak-name.sh",
+        "  sandbox: none\n  secrets:\n    expose: [AGENT_API_KEY]\n  denied_paths: [\"*.key\"]\n",
+    );
+    common::Run(
+        repo.chant_cmd(&["work", &id])
+            .env("AGENT_API_KEY", "sk-leak-abcdef123")
+            .output()
+            .expect("run"),
+    )
+    .assert_code(1);
+    let v = repo.events("policy_violation");
+    assert_eq!(v[0]["details"]["path"], "***.key");
+    assert!(!repo
+        .ledger()
+        .iter()
+        .any(|e| e.to_string().contains("sk-leak-abcdef123")));
+}

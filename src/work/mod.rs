@@ -254,6 +254,56 @@ pub fn run(
     recorder: &mut dyn Recorder,
     stop: &Arc<AtomicBool>,
 ) -> Result<Report, WorkError> {
+    let prepared = prepare(project, options)?;
+    // Every entry passes through the redactor: file names and reasons come from the agent.
+    let mut masked = Masked {
+        inner: recorder,
+        redactor: prepared.secrets.redactor(),
+    };
+    run_prepared(
+        project,
+        identity,
+        options,
+        reporter,
+        &mut masked,
+        stop,
+        prepared,
+    )
+}
+
+/// A recorder that masks every secret value in the entries it passes on.
+struct Masked<'r> {
+    inner: &'r mut dyn Recorder,
+    redactor: crate::secrets::Redactor,
+}
+
+impl Recorder for Masked<'_> {
+    fn record(&mut self, entries: Vec<NewEntry>) -> Result<(), String> {
+        let entries = entries
+            .into_iter()
+            .map(|mut e| {
+                if let Value::Object(details) = self.redactor.redact_json(&Value::Object(e.details))
+                {
+                    e.details = details;
+                } else {
+                    e.details = serde_json::Map::new();
+                }
+                e
+            })
+            .collect();
+        self.inner.record(entries)
+    }
+}
+
+fn run_prepared(
+    project: &Project,
+    identity: &Identity,
+    options: &Options,
+    reporter: &mut dyn Reporter,
+    recorder: &mut dyn Recorder,
+    stop: &Arc<AtomicBool>,
+    prepared: Prepared,
+) -> Result<Report, WorkError> {
     // 1. Resolve, check status, load config, pick the level, check the program exists.
     let Prepared {
         config,
@@ -263,7 +313,7 @@ pub fn run(
         sandbox,
         template,
         secrets,
-    } = prepare(project, options)?;
+    } = prepared;
 
     let entry = |event: Event| {
         let mut e = NewEntry::new(event).spec(id.as_str());
@@ -483,7 +533,7 @@ impl Run<'_> {
                 .entry(Event::SpecStarted)
                 .detail("prompt", "standard")
                 .detail("target_files", self.spec.target_files())
-                .detail("command", redactor.redact_json(&json!(self.template)))
+                .detail("command", json!(self.template))
                 .detail("base", base.clone())
                 .detail("branch", branch.clone())
                 .detail("start_commit", start.to_string())
