@@ -434,3 +434,43 @@ fn secrets_are_masked_in_ledger_entries_too() {
         .iter()
         .any(|e| e.to_string().contains("sk-leak-abcdef123")));
 }
+
+#[test]
+fn denied_paths_never_reach_the_clone_and_allowed_paths_limit_it() {
+    let repo = TestRepo::initialised();
+    repo.write(".env", "DATABASE_URL=postgres://secret\n");
+    repo.write("credentials/aws.json", "{}\n");
+    repo.write("src/lib.rs", "// code\n");
+    repo.write("docs/guide.md", "# guide\n");
+    repo.git(&["add", "-f", "-A"]);
+    repo.git(&["commit", "--quiet", "-m", "files"]);
+    repo.use_agent(
+        "list-files.sh",
+        "  sandbox: none\n  file_access:\n    allowed_paths: [src/, README.md]\n    denied_paths: [\".env*\", credentials/]\n",
+        "",
+    );
+    let id = repo.add_spec("List", &[]);
+    repo.git(&["add", "-A"]);
+    repo.git(&["commit", "--quiet", "-m", "spec"]);
+    repo.chant(&["work", &id]).assert_ok();
+    let files = repo.git(&["show", &format!("chant/{id}:src/files.txt")]);
+    let files: Vec<&str> = files.lines().collect();
+    assert!(
+        files.contains(&"src/lib.rs") && files.contains(&"README.md"),
+        "{files:?}"
+    );
+    for hidden in [
+        ".env",
+        "credentials/aws.json",
+        "docs/guide.md",
+        ".chant/config.md",
+    ] {
+        assert!(!files.contains(&hidden), "{hidden} was visible: {files:?}");
+    }
+    // Withheld files are not deletions: they are still on the branch.
+    let tree = repo.git(&["ls-tree", "-r", "--name-only", &format!("chant/{id}")]);
+    assert!(
+        tree.contains(".env") && tree.contains("docs/guide.md"),
+        "{tree}"
+    );
+}
