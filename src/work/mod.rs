@@ -56,7 +56,7 @@ pub enum WorkError {
         "spec targets sensitive file(s) {files}; no terminal to confirm: pass --yes to proceed"
     )]
     NeedsConfirmation { files: String },
-    #[error("cannot record to the audit ledger, so nothing was run or landed: {0}")]
+    #[error("cannot record to the audit ledger ({0}); nothing further was run or landed")]
     Ledger(String),
     #[error("{}: {source}", .path.display())]
     Io {
@@ -570,16 +570,7 @@ impl Run<'_> {
             Outcome::Interrupted => Some("interrupted".to_string()),
         };
         if let Some(reason) = failure {
-            let cancel = take_cancel_request(self.project, &self.id);
-            return self.fail(
-                reason,
-                cancel,
-                &clone.path,
-                recorder,
-                Vec::new(),
-                Vec::new(),
-                agent_ms,
-            );
+            return self.fail(reason, &clone.path, recorder, agent_ms);
         }
 
         // Validation commands, in the same sandbox.
@@ -606,17 +597,8 @@ impl Run<'_> {
                     .detail("phase", "validate")])
                 .map_err(WorkError::Ledger)?;
             if code != 0 {
-                let cancel = take_cancel_request(self.project, &self.id);
                 let reason = format!("validation `{command}` failed (exit {code})");
-                return self.fail(
-                    reason,
-                    cancel,
-                    &clone.path,
-                    recorder,
-                    Vec::new(),
-                    Vec::new(),
-                    agent_ms,
-                );
+                return self.fail(reason, &clone.path, recorder, agent_ms);
             }
         }
 
@@ -646,19 +628,18 @@ impl Run<'_> {
                 .collect();
             recorder.record(entries).map_err(WorkError::Ledger)?;
             let reason = format!("{} policy violation(s); nothing landed", violations.len());
-            return self.fail(
-                reason,
-                None,
-                &clone.path,
-                recorder,
-                violations,
-                notices,
-                agent_ms,
-            );
+            let mut report = self.fail(reason, &clone.path, recorder, agent_ms)?;
+            report.violations = violations;
+            report.notices = notices;
+            return Ok(report);
         }
 
         // 9. Land.
         let files: Vec<String> = collected.changes.iter().map(|c| c.path.clone()).collect();
+        if repo.refname_to_id(&branch_ref)? != start {
+            let reason = format!("branch {branch} moved while the agent worked; nothing landed");
+            return self.fail(reason, &clone.path, recorder, agent_ms);
+        }
         let commit = if collected.changes.is_empty() {
             reporter.warn("The agent changed nothing; nothing to land.");
             None
@@ -669,16 +650,9 @@ impl Run<'_> {
                 session: &self.identity.session,
                 sandbox: self.level.as_str(),
             };
-            let tip = repo.refname_to_id(&branch_ref)?;
-            let expected = if tip == start { Some(start) } else { Some(tip) };
-            if tip != start {
-                return Err(WorkError::BranchMoved { branch });
-            }
-            Some(land::land(
+            Some(land::commit(
                 repo,
                 start,
-                &branch_ref,
-                expected,
                 &collected.changes,
                 &message,
                 self.identity,
@@ -712,7 +686,13 @@ impl Run<'_> {
                         .collect::<Vec<_>>(),
                 ),
         );
+        // Recorded first, then published: nothing lands without its ledger entries.
         recorder.record(entries).map_err(WorkError::Ledger)?;
+        if let Some(commit) = commit {
+            if let Err(e) = land::publish(repo, &branch_ref, start, commit) {
+                return self.fail(e.to_string(), &clone.path, recorder, agent_ms);
+            }
+        }
         let kept = if options.keep {
             Some(clone.path.clone())
         } else {
@@ -748,18 +728,16 @@ impl Run<'_> {
         Ok(outcome?)
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// Records how the run failed (or that it was cancelled, when `git chant cancel` asked
+    /// for it) and keeps the clone for inspection.
     fn fail(
         &self,
         reason: String,
-        cancel: Option<CancelRequest>,
         clone: &Path,
         recorder: &mut dyn Recorder,
-        violations: Vec<Violation>,
-        notices: Vec<Notice>,
         agent_ms: u64,
     ) -> Result<Report, WorkError> {
-        let (entry, verdict) = match cancel {
+        let (entry, verdict) = match take_cancel_request(self.project, &self.id) {
             Some(c) => (
                 self.entry(Event::SpecCancelled)
                     .detail("reason", c.reason.clone())
@@ -780,8 +758,8 @@ impl Run<'_> {
             verdict,
             clone: Some(clone.to_path_buf()),
             log: self.log.clone(),
-            violations,
-            notices,
+            violations: Vec::new(),
+            notices: Vec::new(),
         })
     }
 }
