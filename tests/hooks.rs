@@ -305,3 +305,40 @@ fn pre_commit_refuses_secrets_and_agent_commits_on_main() {
     );
     repo.git(&["commit", "--quiet", "-m", "as a person"]);
 }
+
+#[test]
+fn pre_push_refuses_unapproved_spec_commits_and_ledger_rewinds() {
+    let s = setup();
+    s.repo.chant(&["hooks", "install"]).assert_ok();
+    s.merge_spec();
+    let run = s
+        .repo
+        .git_in(&s.repo.root, &[], &["push", "origin", "main"]);
+    assert_ne!(run.code(), 0);
+    assert!(
+        run.stderr()
+            .contains(&format!("main: spec {} has no recorded approval", s.id)),
+        "{}",
+        run.stderr()
+    );
+    s.repo
+        .git_in(&s.repo.root, &[], &["push", "origin", "refs/chant/audit"])
+        .assert_ok();
+    let old = s.repo.git(&["rev-parse", "refs/chant/audit~1"]);
+    let run = s.repo.git_in(
+        &s.repo.root,
+        &[],
+        &[
+            "push",
+            "--force",
+            "origin",
+            &format!("{}:refs/chant/audit", old.trim()),
+        ],
+    );
+    assert!(
+        run.stderr()
+            .contains("non-fast-forward push of refs/chant/audit"),
+        "{}",
+        run.stderr()
+    );
+}

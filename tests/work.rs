@@ -474,3 +474,36 @@ fn denied_paths_never_reach_the_clone_and_allowed_paths_limit_it() {
         "{tree}"
     );
 }
+
+#[test]
+fn validation_commands_run_in_the_sandbox_and_gate_landing() {
+    let (repo, id) = setup("greet.sh", "  sandbox: none\n");
+    let config = repo.read(".chant/config.md").replace(
+        "---\n\n# Config",
+        "work:\n  validate: [\"test -f hello.txt\", \"grep -q Hello hello.txt\"]\n---\n\n# Config",
+    );
+    repo.write(".chant/config.md", &config);
+    repo.git(&["commit", "--quiet", "-am", "validate"]);
+    repo.chant(&["work", &id]).assert_ok();
+    let runs = repo.events("command_run");
+    assert_eq!(runs.len(), 2);
+    assert!(runs
+        .iter()
+        .all(|r| r["details"]["exit_code"] == 0 && r["details"]["phase"] == "validate"));
+
+    let (repo, id) = setup("greet.sh", "  sandbox: none\n");
+    let config = repo.read(".chant/config.md").replace(
+        "---\n\n# Config",
+        "work:\n  validate: [\"grep -q Goodbye hello.txt\"]\n---\n\n# Config",
+    );
+    repo.write(".chant/config.md", &config);
+    repo.git(&["commit", "--quiet", "-am", "validate"]);
+    repo.chant(&["work", &id])
+        .assert_code(1)
+        .stderr_has("validation `grep -q Goodbye hello.txt` failed (exit 1)");
+    assert_eq!(
+        repo.rev(&format!("chant/{id}")),
+        repo.rev("main"),
+        "nothing lands"
+    );
+}
