@@ -6,6 +6,7 @@
 
 mod local;
 pub mod process;
+mod vm;
 
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
@@ -27,6 +28,25 @@ pub struct Job {
     pub workspace: PathBuf,
     /// Kill the program after this long.
     pub timeout: Duration,
+    /// Files the program must be able to read, at these paths as it sees them (the prompt).
+    pub files: Vec<(PathBuf, Vec<u8>)>,
+    /// Give the program a standard input that stays open (and silent) until it ends,
+    /// instead of `/dev/null`: qemu's console stalls the guest once its stdin hits EOF.
+    pub hold_stdin: bool,
+}
+
+/// Where things are for a program that runs in its own machine or container, when the
+/// paths it sees differ from the host's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GuestView {
+    pub workspace: PathBuf,
+    pub home: PathBuf,
+    /// `PATH` inside.
+    pub path: String,
+    /// Where files of [`Job::files`] go.
+    pub files_dir: PathBuf,
+    /// The command gate as seen inside (a stub saying it is unavailable, where it is).
+    pub exec: PathBuf,
 }
 
 /// How the program ended.
@@ -71,6 +91,12 @@ pub enum SandboxError {
         #[source]
         source: std::io::Error,
     },
+    #[error("agent program '{program}' is not in the vm image; add it to agent.vm.image or use a busybox command")]
+    NotInImage { program: String },
+    #[error("{what} not found: {fix}")]
+    Missing { what: String, fix: String },
+    #[error("vm: {0}")]
+    Vm(String),
     #[error("{0}")]
     Io(#[from] std::io::Error),
 }
@@ -78,7 +104,10 @@ pub enum SandboxError {
 impl SandboxError {
     pub fn exit_code(&self) -> u8 {
         match self {
-            SandboxError::ProgramNotFound { .. } | SandboxError::Unavailable(_) => 2,
+            SandboxError::ProgramNotFound { .. }
+            | SandboxError::NotInImage { .. }
+            | SandboxError::Unavailable(_)
+            | SandboxError::Missing { .. } => 2,
             _ => 1,
         }
     }
@@ -91,6 +120,11 @@ pub trait Sandbox {
 
     /// Checks, before anything is created, that the job's program can be started.
     fn preflight(&self, argv: &[String]) -> Result<(), SandboxError>;
+
+    /// How the program sees paths; None: as the host does (it runs on the host).
+    fn guest(&self) -> Option<GuestView> {
+        None
+    }
 
     /// Prepares the workspace (e.g. the agent's native permission config) before the run.
     fn prepare(&self, _workspace: &std::path::Path) -> Result<Vec<String>, SandboxError> {
@@ -111,6 +145,7 @@ pub fn for_level(level: SandboxLevel, config: &Config) -> Result<Box<dyn Sandbox
     match level {
         SandboxLevel::None => Ok(Box::new(Local::none())),
         SandboxLevel::Permissions => Ok(Box::new(Local::permissions(config))),
+        SandboxLevel::Vm => Ok(Box::new(vm::Vm::new(&config.agent)?)),
         other => Err(SandboxError::Unavailable(other)),
     }
 }

@@ -227,7 +227,11 @@ fn prepare(project: &Project, options: &Options) -> Result<Prepared, WorkError> 
     let level = options.sandbox.unwrap_or(config.agent.sandbox);
     let sandbox = sandbox::for_level(level, &config)?;
     let template = config.agent_command();
-    sandbox.preflight(&resolve_program(&template, project.root()))?;
+    if sandbox.guest().is_some() {
+        sandbox.preflight(&template)?;
+    } else {
+        sandbox.preflight(&resolve_program(&template, project.root()))?;
+    }
     let sources = options
         .secrets_from
         .iter()
@@ -502,14 +506,32 @@ impl Run<'_> {
             .map_err(|e| WorkError::io(&prompt_file, e))?;
         let exec_wrapper = write_exec_wrapper(&run_dir, self.project.root())?;
         let exposed = self.secrets.filtered(&self.config.agent.secrets);
+        // Paths as the agent sees them: the host's, or the guest's for vm (and docker).
+        let guest = self.sandbox.guest();
+        let (seen_clone, seen_home, seen_exec, seen_prompt, seen_path) = match &guest {
+            Some(g) => (
+                g.workspace.clone(),
+                g.home.clone(),
+                g.exec.clone(),
+                g.files_dir.join("prompt.md"),
+                Some(std::ffi::OsString::from(&g.path)),
+            ),
+            None => (
+                clone.path.clone(),
+                home.clone(),
+                exec_wrapper.clone(),
+                prompt_file.clone(),
+                None,
+            ),
+        };
         let env: Vec<(String, String)> = crate::secrets::agent_env(
             &AgentContext {
                 spec_id: self.id.as_str(),
                 session: &self.identity.session,
-                clone: &clone.path,
-                home: &home,
-                exec: &exec_wrapper,
-                path: None,
+                clone: &seen_clone,
+                home: &seen_home,
+                exec: &seen_exec,
+                path: seen_path,
                 lang: None,
                 term: None,
             },
@@ -518,15 +540,20 @@ impl Run<'_> {
         .into_iter()
         .map(|(k, v)| (k, v.to_string_lossy().into_owned()))
         .collect();
+        let program = match guest {
+            Some(_) => self.template.to_vec(),
+            None => resolve_program(self.template, self.project.root()),
+        };
         let argv = prompt::substitute(
-            &resolve_program(self.template, self.project.root()),
+            &program,
             &prompt::Placeholders {
                 prompt: &prompt_text,
-                prompt_file: &prompt_file.to_string_lossy(),
+                prompt_file: &seen_prompt.to_string_lossy(),
                 spec_id: self.id.as_str(),
-                workspace: &clone.path.to_string_lossy(),
+                workspace: &seen_clone.to_string_lossy(),
             },
         );
+        let files = vec![(seen_prompt.clone(), prompt_text.clone().into_bytes())];
         let redactor = self.secrets.redactor();
         recorder
             .record(vec![self
@@ -556,6 +583,8 @@ impl Run<'_> {
             env: env.clone(),
             workspace: clone.path.clone(),
             timeout: self.config.agent.timeout.duration(),
+            files: files.clone(),
+            hold_stdin: false,
         };
         let agent_started = Instant::now();
         let outcome = self.run_job(&job, reporter, &redactor)?;
@@ -581,6 +610,8 @@ impl Run<'_> {
                 env: env.clone(),
                 workspace: clone.path.clone(),
                 timeout: self.config.agent.timeout.duration(),
+                files: files.clone(),
+                hold_stdin: false,
             };
             let started = Instant::now();
             let outcome = self.run_job(&job, reporter, &redactor)?;
