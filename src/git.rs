@@ -1,1 +1,114 @@
-//! The few git operations everything shares.
+//! The few git operations everything shares: the one compare-and-swap helper through which
+//! every update of `refs/chant/*` goes, and the reflog those refs keep.
+//!
+//! Nothing else in the crate writes a `refs/chant/*` ref. This module never prints and never
+//! takes a lock file of its own: libgit2's ref lock is held only for the instant of the swap,
+//! so a crash at any point leaves the ref at either its old or its new value.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use git2::{ErrorCode, Oid, Repository};
+
+/// Why a compare-and-swap did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum CasError<E> {
+    /// Another writer kept winning; the caller may try again later.
+    #[error("{name}: gave up after {attempts} attempts: another writer kept updating it")]
+    Contended { name: String, attempts: u32 },
+    /// The caller's build step failed.
+    #[error(transparent)]
+    Build(E),
+    #[error("git: {0}")]
+    Git(git2::Error),
+}
+
+/// How often [`update_ref`] rebuilds and retries before giving up.
+pub const MAX_ATTEMPTS: u32 = 200;
+
+/// Reads the current value of `name` (`None` when the ref does not exist).
+pub fn read_ref(repo: &Repository, name: &str) -> Result<Option<Oid>, git2::Error> {
+    match repo.refname_to_id(name) {
+        Ok(oid) => Ok(Some(oid)),
+        Err(e) if e.code() == ErrorCode::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Sets `name` to `new` only if it still points at `expected` (`None`: only if it does not
+/// exist). Returns `Ok(false)` when another writer got there first.
+pub fn compare_and_swap(
+    repo: &Repository,
+    name: &str,
+    new: Oid,
+    expected: Option<Oid>,
+    message: &str,
+) -> Result<bool, git2::Error> {
+    ensure_reflog(repo, name);
+    // libgit2 treats `force = false` as "must not exist", so a real compare-and-swap needs
+    // `force = true` with the expected old value; the zero id means "create only".
+    let old = expected.unwrap_or_else(Oid::zero);
+    match repo.reference_matching(name, new, true, old, message) {
+        Ok(_) => Ok(true),
+        Err(e) if is_conflict(&e) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Reads `name`, lets `build` make the new value from the value read, and swaps it in;
+/// on a conflict it reads again, rebuilds and retries with jittered backoff.
+/// `build` returns `None` when there is nothing to change.
+pub fn update_ref<T, E>(
+    repo: &Repository,
+    name: &str,
+    message: &str,
+    mut build: impl FnMut(Option<Oid>) -> Result<Option<(Oid, T)>, E>,
+) -> Result<Option<T>, CasError<E>> {
+    for attempt in 0..MAX_ATTEMPTS {
+        let current = read_ref(repo, name).map_err(CasError::Git)?;
+        let Some((new, value)) = build(current).map_err(CasError::Build)? else {
+            return Ok(None);
+        };
+        if compare_and_swap(repo, name, new, current, message).map_err(CasError::Git)? {
+            return Ok(Some(value));
+        }
+        std::thread::sleep(backoff(attempt));
+    }
+    Err(CasError::Contended {
+        name: name.to_string(),
+        attempts: MAX_ATTEMPTS,
+    })
+}
+
+fn is_conflict(e: &git2::Error) -> bool {
+    matches!(
+        e.code(),
+        ErrorCode::Modified | ErrorCode::Locked | ErrorCode::Exists
+    )
+}
+
+/// Exponential backoff with full jitter, capped at ~50 ms: writers that collided spread out
+/// instead of colliding again in lock step.
+fn backoff(attempt: u32) -> Duration {
+    let cap_us: u64 = (200u64 << attempt.min(8)).min(50_000);
+    // Mixing in the pid keeps writer processes apart even when tests seed the randomness.
+    let r = crate::clock::random_u64() ^ u64::from(std::process::id()).wrapping_mul(0x9E37_79B9);
+    Duration::from_micros(r % cap_us + 50)
+}
+
+/// Makes sure `name` keeps a reflog: libgit2 only appends to a reflog that exists (unless
+/// `core.logAllRefUpdates=always`), and refs outside `refs/heads` get none by default.
+/// Best effort: a missing reflog loses only the local forensic trail, never an entry.
+pub fn ensure_reflog(repo: &Repository, name: &str) {
+    let path: PathBuf = repo.path().join("logs").join(name);
+    if path.exists() {
+        return;
+    }
+    if let Some(dir) = path.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    let _ = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path);
+}

@@ -1,11 +1,28 @@
 //! The audit ledger on `refs/chant/audit`: entries, canonical JSON and hash chain,
-//! append (compare-and-swap), signing, verification, queries and sinks.
+//! append (compare-and-swap), signing, verification, queries, sinks and replication.
 //!
-//! The ref is the source of truth. Nothing here prints; callers report.
+//! The ref is the source of truth: sinks and the query index are derived from it and a
+//! failure there never loses a ledger entry. Nothing here prints; callers report.
+//! `audit.enabled: false` turns off the sinks only — the ledger itself always records.
 
+mod chain;
 mod entry;
+pub mod index;
+pub mod ledger;
+pub mod query;
+pub mod replicate;
+pub mod sign;
+pub mod sink;
+pub mod verify;
 
-pub use entry::{Entry, Event, NewEntry};
+pub use chain::{canonical, entry_hash, find_float, ZERO_HASH};
+pub use entry::{Entry, Event, NewEntry, FIELDS};
+pub use ledger::{Draft, Stored};
+pub use replicate::{configure_replication, sync, SyncOutcome};
+pub use sign::Signer;
+pub use verify::{verify, Verified, VerifyOptions};
+
+use serde_json::{Map, Value};
 
 use crate::config::Config;
 use crate::identity::Identity;
@@ -16,8 +33,41 @@ pub const AUDIT_REF: &str = "refs/chant/audit";
 
 #[derive(Debug, thiserror::Error)]
 pub enum AuditError {
+    /// Bad input: an unknown event, details that are not an object, a float.
     #[error("{0}")]
     Invalid(String),
+    /// The signing set-up is incomplete or wrong.
+    #[error("{0}")]
+    SignConfig(String),
+    /// The signing program or key failed.
+    #[error("signing failed: {0}")]
+    SignFailed(String),
+    /// Verification found a bad entry.
+    #[error("audit ledger broken at commit {commit}: {reason}")]
+    Broken { commit: String, reason: String },
+    /// The ledger's history was rewritten since it was last verified.
+    #[error("{AUDIT_REF} was rewritten: head {head} does not descend from the last verified head {checkpoint}{}{}",
+        .first_broken.as_ref().map_or("", |_| "; first broken entry: commit "),
+        .first_broken.as_deref().unwrap_or(""))]
+    Rewritten {
+        head: String,
+        checkpoint: String,
+        first_broken: Option<String>,
+    },
+    #[error("cannot verify the audit ledger in a shallow repository: its history is cut off; run `git fetch --unshallow` first")]
+    Shallow,
+    #[error("{0}")]
+    Missing(String),
+    #[error("{0}")]
+    Contended(String),
+    #[error("{0}")]
+    Sync(String),
+    #[error("{}: {source}", .path.display())]
+    Io {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("git: {0}")]
     Git(#[from] git2::Error),
 }
@@ -25,10 +75,17 @@ pub enum AuditError {
 impl AuditError {
     pub fn exit_code(&self) -> u8 {
         match self {
-            AuditError::Invalid(_) => 2,
-            AuditError::Git(_) => 1,
+            AuditError::Invalid(_) | AuditError::SignConfig(_) => 2,
+            _ => 1,
         }
     }
+}
+
+/// What an append did: the entries, and sink problems that did not stop it.
+#[derive(Debug, Clone)]
+pub struct Appended {
+    pub entries: Vec<Stored>,
+    pub warnings: Vec<String>,
 }
 
 /// Appends one entry to the ledger of `project` (and mirrors it to the configured sinks).
@@ -38,17 +95,74 @@ pub fn record(
     identity: &Identity,
     entry: NewEntry,
 ) -> Result<Entry, AuditError> {
-    record_batch(project, config, identity, vec![entry]).map(|mut v| v.remove(0))
+    let mut out = record_batch(project, config, identity, vec![entry])?;
+    out.pop()
+        .ok_or_else(|| AuditError::Invalid("nothing was recorded".into()))
 }
 
 /// Appends several entries with one ref update.
 pub fn record_batch(
-    _project: &Project,
-    _config: &Config,
-    _identity: &Identity,
-    _entries: Vec<NewEntry>,
+    project: &Project,
+    config: &Config,
+    identity: &Identity,
+    entries: Vec<NewEntry>,
 ) -> Result<Vec<Entry>, AuditError> {
-    Err(AuditError::Invalid(
-        "the audit ledger is not built yet".into(),
-    ))
+    append(project, config, identity, entries)
+        .map(|a| a.entries.into_iter().map(|s| s.entry).collect())
+}
+
+/// [`record_batch`], returning the commits and the sink warnings too.
+pub fn append(
+    project: &Project,
+    config: &Config,
+    identity: &Identity,
+    entries: Vec<NewEntry>,
+) -> Result<Appended, AuditError> {
+    let signer = Signer::from_config(&project.repo, config.audit.sign)?;
+    let drafts = entries
+        .into_iter()
+        .map(|e| draft(identity, e))
+        .collect::<Result<Vec<_>, _>>()?;
+    let stored = ledger::append(&project.repo, &signer, &drafts)?;
+    let warnings = if config.audit.enabled {
+        sink::mirror(project.root(), &config.audit, &stored)
+    } else {
+        Vec::new()
+    };
+    Ok(Appended {
+        entries: stored,
+        warnings,
+    })
+}
+
+/// The current time as entries write it: RFC 3339 UTC, whole seconds, `Z`.
+pub fn timestamp() -> String {
+    crate::clock::now().format("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+/// Turns what a caller asks to record into a draft: adds ts, actor, host and session, and
+/// refuses floats.
+pub fn draft(identity: &Identity, entry: NewEntry) -> Result<Draft, AuditError> {
+    let details = Value::Object(entry.details);
+    if let Some(path) = find_float(&details) {
+        return Err(AuditError::Invalid(format!(
+            "details{path} is a floating-point number; the ledger holds integers only \
+             (give durations in whole milliseconds)"
+        )));
+    }
+    let opt = |v: Option<String>| v.map_or(Value::Null, Value::String);
+    let mut fields = Map::new();
+    fields.insert("ts".into(), Value::String(timestamp()));
+    fields.insert("event".into(), Value::String(entry.event.as_str().into()));
+    fields.insert("spec_id".into(), opt(entry.spec_id));
+    fields.insert("actor".into(), Value::String(identity.actor.clone()));
+    fields.insert("agent".into(), opt(entry.agent));
+    fields.insert("sandbox".into(), opt(entry.sandbox));
+    fields.insert("host".into(), Value::String(identity.host.clone()));
+    fields.insert("session".into(), Value::String(identity.session.clone()));
+    fields.insert("details".into(), details);
+    Ok(Draft {
+        fields,
+        email: identity.email.clone(),
+    })
 }

@@ -63,6 +63,10 @@ pub fn run(args: Args) -> Result<u8> {
     println!("\n# 4. Configuration lives in .chant/config.md");
     demo.chant(&["config", "get", "agent.sandbox"])?;
     demo.chant(&["config", "set", "agent.timeout", "30m"])?;
+    println!("\n# 5. Every step above is in the audit ledger, readable with plain git");
+    demo.show_git(&["log", "--format=%b", "refs/chant/audit"])?;
+    demo.chant(&["audit"])?;
+    demo.chant(&["audit", "verify"])?;
 
     println!("\nDone. Look around: cd {}", dir.display());
     println!("Remove it when finished: rm -rf {}", dir.display());
@@ -91,6 +95,30 @@ impl Demo<'_> {
             Err(Error::Refused(format!(
                 "git {} failed ({status})",
                 args.join(" ")
+            )))
+        }
+    }
+
+    /// Runs `git <args>`, echoing the command and its output.
+    fn show_git(&self, args: &[&str]) -> Result<()> {
+        println!(
+            "$ git {}",
+            args.iter().map(|a| quote(a)).collect::<Vec<_>>().join(" ")
+        );
+        let output = Command::new("git")
+            .args(args)
+            .current_dir(self.dir)
+            .output()
+            .map_err(|e| Error::Refused(format!("cannot run git: {e}")))?;
+        print!("{}", String::from_utf8_lossy(&output.stdout));
+        eprint!("{}", String::from_utf8_lossy(&output.stderr));
+        if output.status.success() {
+            Ok(())
+        } else {
+            Err(Error::Refused(format!(
+                "git {} failed ({})",
+                args.join(" "),
+                output.status
             )))
         }
     }

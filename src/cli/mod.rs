@@ -4,6 +4,7 @@
 //! errors become exit codes (see [`crate::error`]).
 
 mod add;
+mod audit;
 mod config;
 mod demo;
 mod init;
@@ -34,6 +35,8 @@ Examples:
   git chant list --status pending
   git chant show x7m                      any unique part of an id works
   git chant config set agent.sandbox docker
+  git chant audit --last 7d               what happened this week (refs/chant/audit)
+  git chant audit verify                  check the ledger's hash chain
   git chant demo                          the whole flow in a throwaway repository
 
 Exit codes: 0 success, 1 the operation ran and said no, 2 bad usage or input.";
@@ -61,6 +64,7 @@ enum Command {
     List(list::Args),
     Show(show::Args),
     Config(config::Args),
+    Audit(Box<audit::Args>),
     Demo(demo::Args),
     Completions(man::CompletionsArgs),
     Man(man::ManArgs),
@@ -94,6 +98,7 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::List(args) => list::run(args),
         Command::Show(args) => show::run(args),
         Command::Config(args) => config::run(args),
+        Command::Audit(args) => audit::run(*args),
         Command::Demo(args) => demo::run(args),
         Command::Completions(args) => man::completions(args),
         Command::Man(args) => man::man(args),
