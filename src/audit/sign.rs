@@ -2,9 +2,10 @@
 //!
 //! Honours `audit.sign` (auto|always|never) and git's own settings: `gpg.format` (openpgp,
 //! ssh, x509), `user.signingkey`, `gpg.program` / `gpg.openpgp.program`, `gpg.ssh.program`,
-//! `gpg.x509.program`. SSH key files (ed25519, RSA) that are not passphrase-protected are
+//! `gpg.x509.program`. SSH ed25519 key files that are not passphrase-protected are
 //! signed in-process (SSHSIG, namespace `git`, sha512 — what `ssh-keygen -Y sign` writes);
-//! anything else (agent keys, encrypted keys, OpenPGP, X.509) goes to the external program
+//! anything else (RSA keys — ssh-key 0.6 cannot sign with them —, agent keys, encrypted
+//! keys, OpenPGP, X.509) goes to the external program
 //! exactly as git would run it. This module never prints and never reads key material from
 //! anywhere but the file the git config names.
 
@@ -145,6 +146,11 @@ fn ssh_signer(key: &str, program: String) -> Signer {
         None => path.clone(),
     };
     match Signer::from_ssh_key_file(&private) {
+        // ssh-key 0.6 builds RSA private keys with the wrong primes (p twice) and fails
+        // to sign, so RSA keys go to the program like agent keys do.
+        Ok(Signer::SshKey { key, .. }) if key.algorithm().is_rsa() => {
+            external_ssh(&path.to_string_lossy(), program)
+        }
         Ok(signer) => signer,
         Err(_) => external_ssh(&path.to_string_lossy(), program),
     }
