@@ -70,7 +70,7 @@ pub fn refresh(repo: &Repository) -> Result<Index, AuditError> {
     let indexed = std::fs::read_to_string(&head_path)
         .ok()
         .and_then(|t| parse_head(&t));
-    let mut bytes = match &indexed {
+    let bytes = match &indexed {
         Some((_, _, len)) => std::fs::read(&data_path)
             .ok()
             .filter(|b| b.len() as u64 >= *len)
@@ -80,7 +80,20 @@ pub fn refresh(repo: &Repository) -> Result<Index, AuditError> {
             }),
         None => None,
     };
-    let indexed = if bytes.is_some() { indexed } else { None };
+    // Cheap consistency checks: the last record is the indexed head and the record count
+    // matches; anything else is rebuilt.
+    let consistent = match (&indexed, &bytes) {
+        (Some((oid, count, _)), Some(b)) => {
+            last_commit(b) == Some(*oid)
+                && b.iter().filter(|c| **c == b'\n').count() as u64 == *count
+        }
+        _ => false,
+    };
+    let (indexed, mut bytes) = if consistent {
+        (indexed, bytes)
+    } else {
+        (None, None)
+    };
     if let Some((oid, _, _)) = &indexed {
         if *oid == head {
             return Ok(Index {
@@ -188,13 +201,21 @@ fn parse_head(text: &str) -> Option<(Oid, u64, u64)> {
     Some((oid, count, len))
 }
 
-fn last_max_ts(bytes: &[u8]) -> i64 {
+fn last_record(bytes: &[u8]) -> Option<Record> {
     let trimmed = bytes.strip_suffix(b"\n").unwrap_or(bytes);
     let start = trimmed
         .iter()
         .rposition(|b| *b == b'\n')
         .map_or(0, |i| i + 1);
-    parse_line(&trimmed[start..]).map_or(i64::MIN, |r| r.max_ts)
+    parse_line(&trimmed[start..])
+}
+
+fn last_commit(bytes: &[u8]) -> Option<Oid> {
+    last_record(bytes).map(|r| r.commit)
+}
+
+fn last_max_ts(bytes: &[u8]) -> i64 {
+    last_record(bytes).map_or(i64::MIN, |r| r.max_ts)
 }
 
 fn parse_line(line: &[u8]) -> Option<Record> {
