@@ -22,8 +22,17 @@ fn entries_have_the_seed_shape_and_git_log_prints_them() {
     let e: serde_json::Value = serde_json::from_str(&lines[1]).expect("json");
     let keys: Vec<&String> = e.as_object().expect("object").keys().collect();
     let mut want = vec![
-        "ts", "event", "spec_id", "actor", "agent", "sandbox", "host", "session", "details",
-        "prev_hash", "hash",
+        "ts",
+        "event",
+        "spec_id",
+        "actor",
+        "agent",
+        "sandbox",
+        "host",
+        "session",
+        "details",
+        "prev_hash",
+        "hash",
     ];
     want.sort();
     assert_eq!(keys, want);
@@ -142,7 +151,8 @@ fn record_resolves_spec_ids_and_add_and_config_record_entries() {
     let id = id.trim().to_string();
     repo.chant(&["audit", "record", "spec_started", "--spec", &id[15..]])
         .assert_ok();
-    repo.chant(&["config", "set", "agent.timeout", "30m"]).assert_ok();
+    repo.chant(&["config", "set", "agent.timeout", "30m"])
+        .assert_ok();
     let lines = ledger_lines(&repo);
     let entries: Vec<serde_json::Value> = lines
         .iter()
@@ -154,7 +164,12 @@ fn record_resolves_spec_ids_and_add_and_config_record_entries() {
         .collect();
     assert_eq!(
         events,
-        ["ledger_created", "spec_created", "spec_started", "config_changed"]
+        [
+            "ledger_created",
+            "spec_created",
+            "spec_started",
+            "config_changed"
+        ]
     );
     let content = std::fs::read(repo.path(&format!(".chant/specs/{id}.md"))).expect("spec");
     let sha = {
@@ -172,7 +187,12 @@ fn record_resolves_spec_ids_and_add_and_config_record_entries() {
 fn init_is_idempotent_and_configures_replication() {
     let remote = TestRepo::new();
     let repo = TestRepo::new();
-    repo.git(&["remote", "add", "origin", remote.root.to_str().expect("utf-8")]);
+    repo.git(&[
+        "remote",
+        "add",
+        "origin",
+        remote.root.to_str().expect("utf-8"),
+    ]);
     repo.chant(&["init"])
         .assert_ok()
         .stdout_has("started the audit ledger")

@@ -25,19 +25,73 @@ fn populated() -> (TestRepo, String, String) {
         .assert_ok()
         .stdout();
     let (a, b) = (a.trim().to_string(), b.trim().to_string());
-    at(&repo, "2026-01-03T10:00:00Z", "alex", &["audit", "record", "spec_started", "--spec", &a]).assert_ok();
-    at(&repo, "2026-01-04T10:00:00Z", "alex", &["audit", "record", "command_run", "--spec", &a, "--details", r#"{"command":"make, test","exit_code":0}"#]).assert_ok();
-    at(&repo, "2026-01-05T10:00:00Z", "alex", &["audit", "record", "spec_completed", "--spec", &a]).assert_ok();
-    at(&repo, "2026-01-20T10:00:00Z", "sam", &["audit", "record", "spec_started", "--spec", &b]).assert_ok();
-    at(&repo, "2026-01-21T10:00:00Z", "sam", &["audit", "record", "policy_violation", "--spec", &b, "--details", r#"{"rule":"deny_edit","path":".env"}"#]).assert_ok();
-    at(&repo, "2026-01-21T11:00:00Z", "sam", &["audit", "record", "spec_failed", "--spec", &b]).assert_ok();
+    at(
+        &repo,
+        "2026-01-03T10:00:00Z",
+        "alex",
+        &["audit", "record", "spec_started", "--spec", &a],
+    )
+    .assert_ok();
+    at(
+        &repo,
+        "2026-01-04T10:00:00Z",
+        "alex",
+        &[
+            "audit",
+            "record",
+            "command_run",
+            "--spec",
+            &a,
+            "--details",
+            r#"{"command":"make, test","exit_code":0}"#,
+        ],
+    )
+    .assert_ok();
+    at(
+        &repo,
+        "2026-01-05T10:00:00Z",
+        "alex",
+        &["audit", "record", "spec_completed", "--spec", &a],
+    )
+    .assert_ok();
+    at(
+        &repo,
+        "2026-01-20T10:00:00Z",
+        "sam",
+        &["audit", "record", "spec_started", "--spec", &b],
+    )
+    .assert_ok();
+    at(
+        &repo,
+        "2026-01-21T10:00:00Z",
+        "sam",
+        &[
+            "audit",
+            "record",
+            "policy_violation",
+            "--spec",
+            &b,
+            "--details",
+            r#"{"rule":"deny_edit","path":".env"}"#,
+        ],
+    )
+    .assert_ok();
+    at(
+        &repo,
+        "2026-01-21T11:00:00Z",
+        "sam",
+        &["audit", "record", "spec_failed", "--spec", &b],
+    )
+    .assert_ok();
     (repo, a, b)
 }
 
 fn events(repo: &TestRepo, args: &[&str]) -> Vec<String> {
     let mut full = vec!["audit", "--format", "jsonl"];
     full.extend_from_slice(args);
-    let out = at(repo, "2026-01-22T00:00:00Z", "tester", &full).assert_ok().stdout();
+    let out = at(repo, "2026-01-22T00:00:00Z", "tester", &full)
+        .assert_ok()
+        .stdout();
     out.lines()
         .map(|l| {
             let e: serde_json::Value = serde_json::from_str(l).expect("json line");
@@ -52,16 +106,29 @@ fn filters() {
     assert_eq!(events(&repo, &[]).len(), 9);
     assert_eq!(
         events(&repo, &["--actor", "alex"]),
-        ["spec_created", "spec_started", "command_run", "spec_completed"]
+        [
+            "spec_created",
+            "spec_started",
+            "command_run",
+            "spec_completed"
+        ]
     );
     // --spec takes any id form: the unique suffix here.
     assert_eq!(
         events(&repo, &["--spec", &b[15..]]),
-        ["spec_created", "spec_started", "policy_violation", "spec_failed"]
+        [
+            "spec_created",
+            "spec_started",
+            "policy_violation",
+            "spec_failed"
+        ]
     );
     assert_eq!(events(&repo, &["--spec", &a]).len(), 4);
     assert_eq!(
-        events(&repo, &["--event", "spec_started", "--event", "spec_failed"]),
+        events(
+            &repo,
+            &["--event", "spec_started", "--event", "spec_failed"]
+        ),
         ["spec_started", "spec_started", "spec_failed"]
     );
     assert_eq!(
@@ -73,7 +140,15 @@ fn filters() {
         ["ledger_created", "spec_created"]
     );
     assert_eq!(
-        events(&repo, &["--since", "2026-01-21T10:30:00Z", "--until", "2026-01-21T12:00:00+01:00"]),
+        events(
+            &repo,
+            &[
+                "--since",
+                "2026-01-21T10:30:00Z",
+                "--until",
+                "2026-01-21T12:00:00+01:00"
+            ]
+        ),
         ["spec_failed"]
     );
     // --last counts back from now (CHANT_TIMESTAMP = 2026-01-22T00:00:00Z).
@@ -82,13 +157,20 @@ fn filters() {
         ["spec_started", "policy_violation", "spec_failed"]
     );
     assert_eq!(events(&repo, &["--last", "30d"]).len(), 9);
-    assert_eq!(events(&repo, &["--limit", "2"]), ["policy_violation", "spec_failed"]);
     assert_eq!(
-        events(&repo, &["--actor", "sam", "--event", "spec_started", "--last", "30d"]),
+        events(&repo, &["--limit", "2"]),
+        ["policy_violation", "spec_failed"]
+    );
+    assert_eq!(
+        events(
+            &repo,
+            &["--actor", "sam", "--event", "spec_started", "--last", "30d"]
+        ),
         ["spec_started"]
     );
     repo.chant(&["audit", "--event", "nope"]).assert_code(2);
-    repo.chant(&["audit", "--since", "yesterday"]).assert_code(2);
+    repo.chant(&["audit", "--since", "yesterday"])
+        .assert_code(2);
     repo.chant(&["audit", "--last", "7x"]).assert_code(2);
 }
 
@@ -105,16 +187,28 @@ fn formats() {
         assert!(header.contains(col), "{header}");
     }
     let row = lines.next().expect("row");
-    assert!(row.starts_with("2026-01-21T10:00:00Z  policy_violation"), "{row}");
-    assert!(row.contains("sam") && row.contains(r#""rule":"deny_edit""#), "{row}");
+    assert!(
+        row.starts_with("2026-01-21T10:00:00Z  policy_violation"),
+        "{row}"
+    );
+    assert!(
+        row.contains("sam") && row.contains(r#""rule":"deny_edit""#),
+        "{row}"
+    );
 
-    let json = repo.chant(&["audit", "--format", "json"]).assert_ok().stdout();
+    let json = repo
+        .chant(&["audit", "--format", "json"])
+        .assert_ok()
+        .stdout();
     let arr: Vec<serde_json::Value> = serde_json::from_str(&json).expect("json array");
     assert_eq!(arr.len(), 9);
     assert_eq!(arr[0]["event"], "ledger_created");
 
     // jsonl lines are the canonical entries, byte for byte as in git log.
-    let jsonl = repo.chant(&["audit", "--format", "jsonl"]).assert_ok().stdout();
+    let jsonl = repo
+        .chant(&["audit", "--format", "jsonl"])
+        .assert_ok()
+        .stdout();
     let mut from_git: Vec<String> = common::ledger_lines(&repo);
     from_git.retain(|l| !l.is_empty());
     assert_eq!(jsonl.lines().collect::<Vec<_>>(), from_git);
@@ -129,9 +223,15 @@ fn formats() {
         .expect("header")
         .starts_with("ts,event,spec_id,actor,agent,sandbox,host,session,details,prev_hash,hash"));
     let row = lines.next().expect("row");
-    assert!(row.starts_with("2026-01-04T10:00:00Z,command_run,"), "{row}");
+    assert!(
+        row.starts_with("2026-01-04T10:00:00Z,command_run,"),
+        "{row}"
+    );
     // Quoting: the details JSON has commas and quotes.
-    assert!(row.contains(r#""{""command"":""make, test"",""exit_code"":0}""#), "{row}");
+    assert!(
+        row.contains(r#""{""command"":""make, test"",""exit_code"":0}""#),
+        "{row}"
+    );
 
     repo.chant(&["audit", "--actor", "nobody"])
         .assert_ok()
@@ -143,8 +243,17 @@ fn the_index_follows_the_ref() {
     let (repo, _a, _b) = populated();
     assert_eq!(events(&repo, &[]).len(), 9);
     assert!(repo.exists(".git/chant/audit/index"));
-    at(&repo, "2026-01-21T12:00:00Z", "sam", &["audit", "record", "spec_cancelled"]).assert_ok();
-    assert_eq!(events(&repo, &["--event", "spec_cancelled"]), ["spec_cancelled"]);
+    at(
+        &repo,
+        "2026-01-21T12:00:00Z",
+        "sam",
+        &["audit", "record", "spec_cancelled"],
+    )
+    .assert_ok();
+    assert_eq!(
+        events(&repo, &["--event", "spec_cancelled"]),
+        ["spec_cancelled"]
+    );
     // A rewritten ledger (here: the last entry dropped) is re-indexed, not trusted.
     rewrite_ledger(&repo, |mut m| {
         m.pop();

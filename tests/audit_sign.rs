@@ -60,7 +60,8 @@ fn ssh_ed25519_entries_pass_git_verify_commit() {
 #[test]
 fn ssh_rsa_entries_pass_git_verify_commit_via_ssh_keygen() {
     let repo = signed_repo("rsa");
-    repo.chant(&["audit", "record", "spec_approved"]).assert_ok();
+    repo.chant(&["audit", "record", "spec_approved"])
+        .assert_ok();
     for commit in ledger_commits(&repo) {
         let (ok, err) = git_verify_commit(&repo, &commit, &[]);
         assert!(ok, "git verify-commit {commit}: {err}");
@@ -91,7 +92,11 @@ fn external_ssh_program_is_used_for_key_literals() {
     std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
     std::fs::set_permissions(&wrapper, perms).expect("chmod");
     repo.git(&["config", "user.signingkey", &format!("key::{public}")]);
-    repo.git(&["config", "gpg.ssh.program", wrapper.to_str().expect("utf-8")]);
+    repo.git(&[
+        "config",
+        "gpg.ssh.program",
+        wrapper.to_str().expect("utf-8"),
+    ]);
     repo.chant(&["init"]).assert_ok();
     let commits = ledger_commits(&repo);
     let (ok, err) = git_verify_commit(&repo, &commits[0], &[]);
@@ -101,11 +106,18 @@ fn external_ssh_program_is_used_for_key_literals() {
 #[test]
 fn unsigned_forged_append_fails_require_signatures() {
     let repo = signed_repo("ed25519");
-    repo.chant(&["audit", "record", "spec_approved"]).assert_ok();
+    repo.chant(&["audit", "record", "spec_approved"])
+        .assert_ok();
     // Someone without the key appends a perfectly chained but unsigned entry.
     repo.git(&["config", "--unset", "user.signingkey"]);
-    repo.chant(&["audit", "record", "spec_approved", "--details", r#"{"forged":1}"#])
-        .assert_ok();
+    repo.chant(&[
+        "audit",
+        "record",
+        "spec_approved",
+        "--details",
+        r#"{"forged":1}"#,
+    ])
+    .assert_ok();
     let forged = ledger_commits(&repo).pop().expect("head");
     repo.chant(&["audit", "verify"]).assert_ok();
     repo.chant(&["audit", "verify", "--require-signatures"])
@@ -119,7 +131,8 @@ fn entry_signed_by_a_key_outside_allowed_signers_fails() {
     let repo = signed_repo("ed25519");
     let (other, _) = ssh_keygen(&repo, "intruder", "ed25519");
     repo.git(&["config", "user.signingkey", other.to_str().expect("utf-8")]);
-    repo.chant(&["audit", "record", "spec_approved"]).assert_ok();
+    repo.chant(&["audit", "record", "spec_approved"])
+        .assert_ok();
     let bad = ledger_commits(&repo).pop().expect("head");
     repo.chant(&["audit", "verify", "--require-signatures"])
         .assert_code(1)
@@ -158,7 +171,8 @@ fn sign_always_without_a_key_is_exit_2_naming_the_git_key() {
 fn sign_never_writes_unsigned_entries_even_with_a_key() {
     let repo = signed_repo("ed25519");
     repo.write_config("audit:\n  sign: never\n");
-    repo.chant(&["audit", "record", "spec_approved"]).assert_ok();
+    repo.chant(&["audit", "record", "spec_approved"])
+        .assert_ok();
     let head = ledger_commits(&repo).pop().expect("head");
     let (ok, _) = git_verify_commit(&repo, &head, &[]);
     assert!(!ok, "sign: never must not sign");
@@ -195,7 +209,11 @@ fn gpg_signed_entries_pass_git_verify_commit() {
         ])
         .output()
         .expect("gpg");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     repo.git(&["config", "gpg.format", "openpgp"]);
     repo.git(&["config", "user.signingkey", "tester@example.com"]);
     let out = repo
@@ -203,13 +221,21 @@ fn gpg_signed_entries_pass_git_verify_commit() {
         .env("GNUPGHOME", home)
         .output()
         .expect("init");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let out = repo
         .chant_cmd(&["audit", "record", "spec_approved"])
         .env("GNUPGHOME", home)
         .output()
         .expect("record");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     for commit in ledger_commits(&repo) {
         let (ok, err) = git_verify_commit(&repo, &commit, &[("GNUPGHOME", home)]);
         assert!(ok, "git verify-commit {commit}: {err}");

@@ -27,7 +27,11 @@ fn repo_with(yaml: &str) -> TestRepo {
         .env("CHANT_TIMESTAMP", "2026-01-01T08:00:00Z")
         .output()
         .expect("init");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     repo
 }
 
@@ -56,7 +60,10 @@ fn json_and_text_formats() {
     record_at(&repo, "2026-01-01T09:00:00Z", 7).assert_ok();
     let text = repo.read(".chant/audit/audit.log");
     let last = text.lines().last().expect("line");
-    assert!(last.starts_with("2026-01-01T09:00:00Z  command_run"), "{last}");
+    assert!(
+        last.starts_with("2026-01-01T09:00:00Z  command_run"),
+        "{last}"
+    );
     assert!(last.contains(r#"{"n":7}"#), "{last}");
 }
 
@@ -67,7 +74,9 @@ fn daily_rotation_and_retention() {
     record_at(&repo, "2026-01-02T00:00:01Z", 2).assert_ok();
     assert!(repo.exists(".chant/audit/audit.log.2026-01-01"));
     assert_eq!(
-        repo.read(".chant/audit/audit.log.2026-01-01").lines().count(),
+        repo.read(".chant/audit/audit.log.2026-01-01")
+            .lines()
+            .count(),
         2,
         "genesis + first entry"
     );

@@ -28,8 +28,14 @@ fn an_intact_ledger_verifies_incrementally() {
     repo.chant(&["audit", "verify"])
         .assert_ok()
         .stdout_has(&format!("verified 4 entries; head {head}"));
-    repo.chant(&["audit", "record", "spec_failed", "--details", r#"{"reason":"x"}"#])
-        .assert_ok();
+    repo.chant(&[
+        "audit",
+        "record",
+        "spec_failed",
+        "--details",
+        r#"{"reason":"x"}"#,
+    ])
+    .assert_ok();
     let head2 = ledger_commits(&repo).pop().expect("head");
     repo.chant(&["audit", "verify"])
         .assert_ok()
@@ -180,7 +186,11 @@ fn a_shallow_clone_cannot_verify() {
         .current_dir(clone.tmp.path())
         .output()
         .expect("clone");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     clone.git(&[
         "fetch",
         "--quiet",

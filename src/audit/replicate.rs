@@ -180,7 +180,7 @@ fn git_cmd(repo: &Repository) -> Command {
 
 fn fetch(repo: &Repository, remote: &str, tracking: &str) -> Result<(), AuditError> {
     let out = git_cmd(repo)
-        .args(["fetch", "--quiet", remote])
+        .args(["fetch", remote])
         .arg(format!("{AUDIT_REF}:{tracking}"))
         .output()
         .map_err(|e| AuditError::Sync(format!("cannot run git fetch: {e}")))?;

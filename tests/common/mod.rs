@@ -203,7 +203,10 @@ pub fn ledger_commits(repo: &TestRepo) -> Vec<String> {
 /// Rewrites the ledger: `edit` gets the commit messages oldest first and returns the new
 /// list; the chain of commits is rebuilt from them (unsigned, same author) and the ref
 /// forced to it, as an attacker with write access to .git would. Returns the new commits.
-pub fn rewrite_ledger(repo: &TestRepo, edit: impl FnOnce(Vec<String>) -> Vec<String>) -> Vec<String> {
+pub fn rewrite_ledger(
+    repo: &TestRepo,
+    edit: impl FnOnce(Vec<String>) -> Vec<String>,
+) -> Vec<String> {
     let git = repo.open();
     let mut messages = Vec::new();
     let mut sigs = Vec::new();
@@ -244,8 +247,15 @@ pub fn ssh_keygen(repo: &TestRepo, name: &str, kind: &str) -> (PathBuf, String) 
     if kind == "rsa" {
         args.extend(["-b", "2048"]);
     }
-    let out = Command::new("ssh-keygen").args(&args).output().expect("ssh-keygen");
-    assert!(out.status.success(), "ssh-keygen: {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new("ssh-keygen")
+        .args(&args)
+        .output()
+        .expect("ssh-keygen");
+    assert!(
+        out.status.success(),
+        "ssh-keygen: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let public = std::fs::read_to_string(path.with_extension("pub")).expect("pub");
     (path, public.trim().to_string())
 }
