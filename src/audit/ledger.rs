@@ -15,6 +15,7 @@ use git2::{ObjectType, Oid, Repository};
 use serde_json::{Map, Value};
 
 use super::chain::{self, ZERO_HASH};
+use super::pack;
 use super::sign::Signer;
 use super::{AuditError, Entry, AUDIT_REF};
 use crate::git::{self, CasError};
@@ -74,6 +75,10 @@ pub fn append_to(
     }
 }
 
+/// From this many entries on, a batch is written as one pack file instead of one loose
+/// object per entry (thousands of small files cost more than the entries themselves).
+const PACK_THRESHOLD: usize = 256;
+
 /// Writes the commits for `drafts` chained after `prev` (commit and hash), without moving
 /// any ref. Returns them oldest first.
 pub fn build_chain(
@@ -83,7 +88,40 @@ pub fn build_chain(
     prev: Option<(Oid, String)>,
     drafts: &[Draft],
 ) -> Result<Vec<Stored>, AuditError> {
+    if drafts.len() < PACK_THRESHOLD {
+        let odb = repo.odb()?;
+        return build_with(signer, tree, prev, drafts, |bytes| {
+            Ok(odb.write(ObjectType::Commit, bytes)?)
+        });
+    }
+    // One pack file for the whole batch, handed to git's indexer: the objects are complete
+    // on disk before any ref points at them.
+    let mut pack = pack::Writer::new(drafts.len());
+    let stored = build_with(signer, tree, prev, drafts, |bytes| {
+        pack.add_commit(bytes)
+            .map_err(|e| AuditError::Io {
+                path: repo.path().join("objects").join("pack"),
+                source: e,
+            })
+    })?;
+    let bytes = pack.finish();
     let odb = repo.odb()?;
+    let mut writer = odb.packwriter()?;
+    std::io::Write::write_all(&mut writer, &bytes).map_err(|e| AuditError::Io {
+        path: repo.path().join("objects").join("pack"),
+        source: e,
+    })?;
+    writer.commit()?;
+    Ok(stored)
+}
+
+fn build_with(
+    signer: &Signer,
+    tree: Oid,
+    prev: Option<(Oid, String)>,
+    drafts: &[Draft],
+    mut write: impl FnMut(&[u8]) -> Result<Oid, AuditError>,
+) -> Result<Vec<Stored>, AuditError> {
     let (mut parent, mut prev_hash) = match prev {
         Some((oid, hash)) => (Some(oid), hash),
         None => (None, ZERO_HASH.to_string()),
@@ -98,7 +136,7 @@ pub fn build_chain(
             None => payload,
             Some(sig) => insert_signature(&payload, &sig),
         };
-        let oid = odb.write(ObjectType::Commit, bytes.as_bytes())?;
+        let oid = write(bytes.as_bytes())?;
         prev_hash = entry.hash().to_string();
         parent = Some(oid);
         out.push(Stored { commit: oid, entry });

@@ -7,6 +7,7 @@
 
 mod chain;
 mod entry;
+mod pack;
 pub mod index;
 pub mod ledger;
 pub mod query;

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use git2::Repository;
-use ssh_key::{HashAlg, LineEnding, PrivateKey};
+use ssh_key::{HashAlg, LineEnding, PrivateKey, SshSig};
 
 use super::AuditError;
 use crate::config::SignMode;
@@ -27,7 +27,13 @@ pub enum Signer {
     /// Unsigned commits.
     Unsigned,
     /// An SSH private key file, signed in-process.
-    SshKey { key: Box<PrivateKey>, path: PathBuf },
+    SshKey {
+        key: Box<PrivateKey>,
+        path: PathBuf,
+        /// For ed25519 keys: the expanded signing key, derived and checked once rather
+        /// than per signature (that check costs more than the signature itself).
+        ed25519: Option<Box<ed25519_dalek::SigningKey>>,
+    },
     /// `gpg.ssh.program -Y sign -n git -f KEY` (agent keys, encrypted key files).
     SshProgram { program: String, key: String },
     /// `gpg.program --status-fd=2 -bsau KEY` (OpenPGP) or the X.509 program.
@@ -92,9 +98,16 @@ impl Signer {
                 path.display()
             )));
         }
+        let ed25519 = match key.key_data() {
+            ssh_key::private::KeypairData::Ed25519(kp) => ed25519_dalek::SigningKey::try_from(kp)
+                .ok()
+                .map(Box::new),
+            _ => None,
+        };
         Ok(Signer::SshKey {
             key: Box::new(key),
             path: path.to_path_buf(),
+            ed25519,
         })
     }
 
@@ -116,11 +129,15 @@ impl Signer {
     pub fn sign(&self, payload: &[u8]) -> Result<Option<String>, AuditError> {
         match self {
             Signer::Unsigned => Ok(None),
-            Signer::SshKey { key, path } => key
-                .sign(GIT_NAMESPACE, HashAlg::Sha512, payload)
-                .and_then(|sig| sig.to_pem(LineEnding::LF))
-                .map(Some)
-                .map_err(|e| AuditError::SignFailed(format!("{}: {e}", path.display()))),
+            Signer::SshKey { key, path, ed25519 } => {
+                let sig = match ed25519 {
+                    Some(sk) => sign_ed25519(sk, key, payload),
+                    None => key.sign(GIT_NAMESPACE, HashAlg::Sha512, payload),
+                };
+                sig.and_then(|sig| sig.to_pem(LineEnding::LF))
+                    .map(Some)
+                    .map_err(|e| AuditError::SignFailed(format!("{}: {e}", path.display())))
+            }
             Signer::SshProgram { program, key } => {
                 let args = ["-Y", "sign", "-n", GIT_NAMESPACE, "-f", key.as_str()];
                 run_signer(program, &args, payload, None).map(Some)
@@ -131,6 +148,24 @@ impl Signer {
             }
         }
     }
+}
+
+/// SSHSIG over `payload` with a prepared ed25519 key: exactly what `PrivateKey::sign`
+/// produces, without re-deriving the key each time.
+fn sign_ed25519(
+    sk: &ed25519_dalek::SigningKey,
+    key: &PrivateKey,
+    payload: &[u8],
+) -> ssh_key::Result<SshSig> {
+    use ed25519_dalek::Signer as _;
+    let data = SshSig::signed_data(GIT_NAMESPACE, HashAlg::Sha512, payload)?;
+    let signature = sk.sign(&data);
+    SshSig::new(
+        key.public_key().key_data().clone(),
+        GIT_NAMESPACE,
+        HashAlg::Sha512,
+        ssh_key::Signature::new(ssh_key::Algorithm::Ed25519, signature.to_bytes().to_vec())?,
+    )
 }
 
 /// `user.signingkey` for `gpg.format ssh`: a key file (private, or public with the private

@@ -265,7 +265,8 @@ fn shape_problem(map: &serde_json::Map<String, Value>) -> Option<String> {
             return Some(format!("the entry's '{key}' field has the wrong type"));
         }
     }
-    chain::find_float(&Value::Object(map.clone()))
+    map.iter()
+        .find_map(|(k, v)| chain::find_float(v).map(|p| format!(".{k}{p}")))
         .map(|path| format!("the entry holds a floating-point number at {path}"))
 }
 
