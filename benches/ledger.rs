@@ -120,8 +120,14 @@ fn draft(i: usize, ts: &str, event: &str) -> Draft {
     let mut fields = Map::new();
     fields.insert("ts".into(), json!(ts));
     fields.insert("event".into(), json!(event));
-    fields.insert("spec_id".into(), json!(format!("2026-01-22-{:03}-abc", i % 500)));
-    fields.insert("actor".into(), json!(["alex", "sam", "kim", "lee", "ci"][i % 5]));
+    fields.insert(
+        "spec_id".into(),
+        json!(format!("2026-01-22-{:03}-abc", i % 500)),
+    );
+    fields.insert(
+        "actor".into(),
+        json!(["alex", "sam", "kim", "lee", "ci"][i % 5]),
+    );
     fields.insert("agent".into(), json!("provider/model"));
     fields.insert("sandbox".into(), json!("docker"));
     fields.insert("host".into(), json!("build-01"));
@@ -140,13 +146,20 @@ fn draft(i: usize, ts: &str, event: &str) -> Draft {
 fn plumbing(env: &Env, dir: &Path, n: usize, signed: bool) -> f64 {
     let tree = env.git(dir, &["hash-object", "-t", "tree", "-w", "/dev/null"]);
     let key = env.key.to_string_lossy().to_string();
-    let refname = if signed { "refs/bench/signed" } else { "refs/bench/unsigned" };
+    let refname = if signed {
+        "refs/bench/signed"
+    } else {
+        "refs/bench/unsigned"
+    };
     let mut old = "0000000000000000000000000000000000000000".to_string();
     let start = Instant::now();
     for i in 0..n {
         let msg = format!(
             "command_run - by bench\n\n{}",
-            serde_json::to_string(&Value::Object(draft(i, "2026-01-22T15:30:00Z", "command_run").fields)).unwrap_or_default()
+            serde_json::to_string(&Value::Object(
+                draft(i, "2026-01-22T15:30:00Z", "command_run").fields
+            ))
+            .unwrap_or_default()
         );
         let mut args: Vec<String> = Vec::new();
         if signed {
@@ -194,11 +207,11 @@ fn main() {
         .collect();
     let signer = Signer::from_ssh_key_file(&env.key).expect("key");
     let t = Instant::now();
-    ledger::append(&repo, &signer, &drafts).expect("append signed");
-    let signed_rate = rate(batch, t.elapsed());
-    let t = Instant::now();
     ledger::append(&repo, &Signer::Unsigned, &drafts).expect("append unsigned");
     let unsigned_rate = rate(batch, t.elapsed());
+    let t = Instant::now();
+    ledger::append(&repo, &signer, &drafts).expect("append signed");
+    let signed_rate = rate(batch, t.elapsed());
     println!(
         "1. batch of {batch}, signed ed25519 in-process: {signed_rate:.0}/s = {:.1}x plumbing (target >= 50x)",
         signed_rate / p_signed
@@ -214,8 +227,17 @@ fn main() {
 
     // 2. One process per `git chant audit record` vs the plumbing loop (unsigned both).
     let dir2 = env.repo("record");
-    let out = env.cmd(exe.to_str().unwrap_or("git-chant")).arg("init").current_dir(&dir2).output().expect("init");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = env
+        .cmd(exe.to_str().unwrap_or("git-chant"))
+        .arg("init")
+        .current_dir(&dir2)
+        .output()
+        .expect("init");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let t = Instant::now();
     for i in 0..record_n {
         let out = env
@@ -226,7 +248,11 @@ fn main() {
             .stdout(Stdio::null())
             .output()
             .expect("record");
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     let record_rate = rate(record_n, t.elapsed());
     println!(
@@ -246,7 +272,11 @@ fn main() {
             .stdout(Stdio::null())
             .output()
             .expect("record");
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     let record_signed = rate(record_n, t.elapsed());
     println!(
@@ -266,7 +296,11 @@ fn main() {
         .output()
         .expect("verify");
     let d = t.elapsed();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     println!(
         "3. `git chant audit verify` over {verify_n} entries: {:.2}s = {:.0} entries/s (target >= 100000/s)",
         d.as_secs_f64(),
@@ -275,7 +309,12 @@ fn main() {
     let t = Instant::now();
     let out = env
         .cmd(exe.to_str().unwrap_or("git-chant"))
-        .args(["audit", "verify", "--require-signatures", "--allowed-signers"])
+        .args([
+            "audit",
+            "verify",
+            "--require-signatures",
+            "--allowed-signers",
+        ])
         .arg(&allowed)
         .arg("--from")
         .arg(first_signed(&repo, batch))
@@ -298,7 +337,10 @@ fn main() {
     let repo4 = git2::Repository::open(&dir4).expect("open");
     let t = Instant::now();
     build_ledger(&repo4, query_n, 365);
-    println!("   (built {query_n} entries spread over 365 days in {:.1}s)", t.elapsed().as_secs_f64());
+    println!(
+        "   (built {query_n} entries spread over 365 days in {:.1}s)",
+        t.elapsed().as_secs_f64()
+    );
     let chant = |args: &[&str]| {
         let t = Instant::now();
         let out = env
@@ -308,24 +350,51 @@ fn main() {
             .stdout(Stdio::piped())
             .output()
             .expect("query");
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        (t.elapsed(), out.stdout.iter().filter(|b| **b == b'\n').count())
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (
+            t.elapsed(),
+            out.stdout.iter().filter(|b| **b == b'\n').count(),
+        )
     };
-    let query = ["audit", "--event", "command_run", "--last", "30d", "--format", "jsonl"];
+    let query = [
+        "audit",
+        "--event",
+        "command_run",
+        "--last",
+        "30d",
+        "--format",
+        "jsonl",
+    ];
     let (first, _) = chant(&query);
     let (warm, lines) = (0..3).map(|_| chant(&query)).min().unwrap_or_default();
     let git_log = |extra: &[&str]| {
         let t = Instant::now();
         let out = env
             .cmd("git")
-            .args(["log", "-F", "--grep", "\"event\":\"command_run\"", "--format=%b"])
+            .args([
+                "log",
+                "-F",
+                "--grep",
+                "\"event\":\"command_run\"",
+                "--format=%b",
+            ])
             .args(extra)
             .arg("refs/chant/audit")
             .current_dir(&dir4)
             .stdout(Stdio::piped())
             .output()
             .expect("git log");
-        (t.elapsed(), out.stdout.split(|b| *b == b'\n').filter(|l| !l.is_empty()).count())
+        (
+            t.elapsed(),
+            out.stdout
+                .split(|b| *b == b'\n')
+                .filter(|l| !l.is_empty())
+                .count(),
+        )
     };
     let (g_all, g_all_n) = git_log(&[]);
     let (g_since, g_since_n) = git_log(&["--since=30.days.ago"]);
@@ -349,9 +418,13 @@ fn main() {
 /// The oldest commit of the last `n` entries of the ledger.
 fn first_signed(repo: &git2::Repository, n: usize) -> String {
     let mut oid = repo.refname_to_id("refs/chant/audit").expect("head");
-    // Skip the unsigned batch appended after the signed one, then walk to its start.
-    for _ in 0..(2 * n - 1) {
-        oid = repo.find_commit(oid).expect("commit").parent_id(0).expect("parent");
+    // The signed batch is the last one appended: walk back to its first entry.
+    for _ in 0..(n - 1) {
+        oid = repo
+            .find_commit(oid)
+            .expect("commit")
+            .parent_id(0)
+            .expect("parent");
     }
     oid.to_string()
 }

@@ -97,3 +97,50 @@ fn threads_in_one_process_lose_nothing() {
     assert_eq!(ledger_lines(&repo).len(), 1 + 4 * 25 * 2);
     repo.chant(&["audit", "verify"]).assert_ok();
 }
+
+#[test]
+fn a_large_batch_is_one_pack_that_git_accepts() {
+    // Batches from 256 entries on are written as one pack file handed to git's indexer.
+    let repo = TestRepo::initialised();
+    let git = git2::Repository::open(&repo.root).expect("open");
+    let drafts: Vec<git_chant::audit::Draft> = (0..300)
+        .map(|n| {
+            let mut fields = serde_json::Map::new();
+            for (k, v) in [
+                ("ts", serde_json::json!("2026-01-22T15:30:00Z")),
+                ("event", serde_json::json!("file_modified")),
+                ("spec_id", serde_json::Value::Null),
+                ("actor", serde_json::json!("batch")),
+                ("agent", serde_json::Value::Null),
+                ("sandbox", serde_json::Value::Null),
+                ("host", serde_json::json!("h")),
+                ("session", serde_json::json!("s")),
+                (
+                    "details",
+                    serde_json::json!({"n": n, "path": format!("src/ü{n}.rs")}),
+                ),
+            ] {
+                fields.insert(k.into(), v);
+            }
+            git_chant::audit::Draft {
+                fields,
+                email: "b@example.com".into(),
+            }
+        })
+        .collect();
+    git_chant::audit::ledger::append(&git, &git_chant::audit::Signer::Unsigned, &drafts)
+        .expect("append");
+    let packs = std::fs::read_dir(repo.path(".git/objects/pack"))
+        .expect("pack dir")
+        .filter(|e| {
+            e.as_ref()
+                .is_ok_and(|e| e.file_name().to_string_lossy().ends_with(".pack"))
+        })
+        .count();
+    assert_eq!(packs, 1);
+    repo.git(&["fsck", "--strict", "--no-dangling"]);
+    assert_eq!(ledger_lines(&repo).len(), 301);
+    repo.chant(&["audit", "verify"])
+        .assert_ok()
+        .stdout_has("verified 301 entries");
+}

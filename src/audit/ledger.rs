@@ -98,11 +98,10 @@ pub fn build_chain(
     // on disk before any ref points at them.
     let mut pack = pack::Writer::new(drafts.len());
     let stored = build_with(signer, tree, prev, drafts, |bytes| {
-        pack.add_commit(bytes)
-            .map_err(|e| AuditError::Io {
-                path: repo.path().join("objects").join("pack"),
-                source: e,
-            })
+        pack.add_commit(bytes).map_err(|e| AuditError::Io {
+            path: repo.path().join("objects").join("pack"),
+            source: e,
+        })
     })?;
     let bytes = pack.finish();
     let odb = repo.odb()?;

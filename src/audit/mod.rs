@@ -7,9 +7,10 @@
 
 mod chain;
 mod entry;
-mod pack;
+mod fastcheck;
 pub mod index;
 pub mod ledger;
+mod pack;
 pub mod query;
 pub mod replicate;
 pub mod sign;

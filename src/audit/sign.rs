@@ -99,9 +99,9 @@ impl Signer {
             )));
         }
         let ed25519 = match key.key_data() {
-            ssh_key::private::KeypairData::Ed25519(kp) => ed25519_dalek::SigningKey::try_from(kp)
-                .ok()
-                .map(Box::new),
+            ssh_key::private::KeypairData::Ed25519(kp) => {
+                ed25519_dalek::SigningKey::try_from(kp).ok().map(Box::new)
+            }
             _ => None,
         };
         Ok(Signer::SshKey {

@@ -9,6 +9,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::{mpsc, Mutex};
 
 use git2::{Oid, Repository};
 use serde_json::Value;
@@ -16,6 +17,7 @@ use ssh_key::{PublicKey, SshSig};
 
 use super::chain::{self, ZERO_HASH};
 use super::entry::FIELDS;
+use super::fastcheck;
 use super::ledger;
 use super::sign::GIT_NAMESPACE;
 use super::{AuditError, AUDIT_REF};
@@ -117,83 +119,125 @@ pub fn verify(repo: &Repository, opts: &VerifyOptions) -> Result<Verified, Audit
         });
     }
 
-    let mut broken: Option<(Oid, String)> = None;
-    let mut note = |commit: Oid, reason: String| broken = Some((commit, reason));
+    // Reading commits is sequential (each names its parent); checking them is not, so
+    // the walk feeds chunks to worker threads and the links are checked at the end.
+    let git_dir = repo.path().to_path_buf();
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut met_checkpoint = checkpoint.is_none();
-    let mut newer: Option<(Oid, String)> = None; // (commit, its prev_hash)
-    let mut count = 0usize;
-    let mut signatures = 0usize;
-    let mut next = Some(head);
-    while let Some(oid) = next {
-        if checkpoint.as_ref().is_some_and(|c| c.commit == oid) {
-            met_checkpoint = true;
-            if opts.from.is_none() && stop == Some(oid) {
-                // Verified before: its hash is trusted; only the link to it is checked.
-                if let (Some((n, prev)), Some(c)) = (&newer, &checkpoint) {
-                    if *prev != c.hash {
-                        note(*n, link_reason(prev, oid, &c.hash));
-                    }
+    let mut stopped_at_checkpoint = false;
+    let mut checked: Vec<Checked> = Vec::new();
+    let (chunk_tx, chunk_rx) = mpsc::sync_channel::<(usize, Vec<Raw>)>(workers * 2);
+    let chunk_rx = Mutex::new(chunk_rx);
+    let walk_result: Result<(), AuditError> = std::thread::scope(|scope| {
+        let (done_tx, done_rx) = mpsc::channel::<(usize, Vec<Checked>)>();
+        for _ in 0..workers {
+            let (chunk_rx, done_tx) = (&chunk_rx, done_tx.clone());
+            let (signers, git_dir) = (signers.as_ref(), &git_dir);
+            scope.spawn(move || loop {
+                let next = match chunk_rx.lock() {
+                    Ok(rx) => rx.recv(),
+                    Err(_) => return,
+                };
+                let Ok((index, raws)) = next else { return };
+                let out = raws
+                    .into_iter()
+                    .map(|r| check(r, signers, git_dir))
+                    .collect();
+                if done_tx.send((index, out)).is_err() {
+                    return;
                 }
+            });
+        }
+        drop(done_tx);
+        let odb = repo.odb()?;
+        let mut chunk = Vec::with_capacity(CHUNK);
+        let mut index = 0;
+        let mut next = Some(head);
+        while let Some(oid) = next {
+            if checkpoint.as_ref().is_some_and(|c| c.commit == oid) {
+                met_checkpoint = true;
+                if opts.from.is_none() && stop == Some(oid) {
+                    stopped_at_checkpoint = true;
+                    break;
+                }
+            }
+            let raw = read_raw(&odb, oid, signers.is_some())?;
+            next = raw.first_parent;
+            chunk.push(raw);
+            if chunk.len() == CHUNK {
+                let full = std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK));
+                if chunk_tx.send((index, full)).is_err() {
+                    break;
+                }
+                index += 1;
+            }
+            if opts.from == Some(oid) {
                 break;
             }
         }
-        let commit = repo.find_commit(oid)?;
-        let parents = commit.parent_count();
-        next = commit.parent_id(0).ok();
-        count += 1;
-        if parents > 1 {
-            note(
-                oid,
-                format!("has {parents} parents; the ledger is a single line of commits"),
-            );
+        if !chunk.is_empty() {
+            let _ = chunk_tx.send((index, chunk));
         }
-        let entry = match ledger::parse_message(commit.message_bytes()) {
-            Ok(e) => e,
-            Err(reason) => {
-                note(oid, reason);
-                newer = Some((oid, String::new()));
-                continue;
-            }
-        };
-        let stored_hash = entry.hash().to_string();
-        let prev_hash = entry.prev_hash().to_string();
-        if let Some(reason) = shape_problem(&entry.0) {
-            note(oid, reason);
-        } else {
-            let mut map = entry.0;
-            map.remove("hash");
-            let computed = hex_sha256(chain::canonical(&map).as_bytes());
-            if computed != stored_hash {
+        drop(chunk_tx);
+        let mut parts: Vec<(usize, Vec<Checked>)> = done_rx.iter().collect();
+        parts.sort_by_key(|(i, _)| *i);
+        checked = parts.into_iter().flat_map(|(_, v)| v).collect();
+        Ok(())
+    });
+    walk_result?;
+
+    // Newest first: a later note is an older entry, so the last one noted is the first
+    // broken entry of the ledger.
+    let mut broken: Option<(Oid, String)> = None;
+    let mut note = |commit: Oid, reason: String| broken = Some((commit, reason));
+    let mut signatures = 0usize;
+    let count = checked.len();
+    for i in 0..count {
+        let c = &checked[i];
+        if i > 0 {
+            let newer = &checked[i - 1];
+            if newer.parsed && c.parsed && newer.prev_hash != c.stored_hash {
                 note(
-                    oid,
-                    format!(
-                        "hash mismatch: the entry says {stored_hash} but its content hashes \
-                         to {computed} (the entry was edited)"
-                    ),
+                    newer.commit,
+                    link_reason(&newer.prev_hash, c.commit, &c.stored_hash),
                 );
             }
         }
-        if let Some((n, newer_prev)) = &newer {
-            if *newer_prev != stored_hash && !newer_prev.is_empty() {
-                note(*n, link_reason(newer_prev, oid, &stored_hash));
-            }
+        if c.signed {
+            signatures += 1;
         }
-        if parents == 0 && prev_hash != ZERO_HASH {
+        if c.parents > 1 {
             note(
-                oid,
-                format!("the first entry's prev_hash is {prev_hash}, not 64 zeros (entries before it were dropped)"),
+                c.commit,
+                format!(
+                    "has {} parents; the ledger is a single line of commits",
+                    c.parents
+                ),
             );
         }
-        if let Some(signers) = &signers {
-            match check_signature(repo, oid, &commit, signers) {
-                Ok(()) => signatures += 1,
-                Err(reason) => note(oid, reason),
+        if c.parents == 0 && c.parsed && c.prev_hash != ZERO_HASH {
+            note(
+                c.commit,
+                format!(
+                    "the first entry's prev_hash is {}, not 64 zeros (entries before it were dropped)",
+                    c.prev_hash
+                ),
+            );
+        }
+        if let Some(problem) = &c.problem {
+            note(c.commit, problem.clone());
+        }
+    }
+    if stopped_at_checkpoint {
+        // Verified before: its hash is trusted; only the link to it is checked.
+        if let (Some(oldest), Some(cp)) = (checked.last(), &checkpoint) {
+            if oldest.parsed && oldest.prev_hash != cp.hash {
+                note(
+                    oldest.commit,
+                    link_reason(&oldest.prev_hash, cp.commit, &cp.hash),
+                );
             }
         }
-        if opts.from == Some(oid) {
-            break;
-        }
-        newer = Some((oid, prev_hash));
     }
     if !met_checkpoint {
         if let Some(c) = &checkpoint {
@@ -230,6 +274,188 @@ pub fn verify(repo: &Repository, opts: &VerifyOptions) -> Result<Verified, Audit
         since,
         signatures,
     })
+}
+
+/// Commits per chunk handed to a worker.
+const CHUNK: usize = 2048;
+
+/// A ledger commit as read from the object database.
+struct Raw {
+    commit: Oid,
+    parents: usize,
+    first_parent: Option<Oid>,
+    committer_email: String,
+    /// The commit message (subject, blank line, JSON).
+    message: Vec<u8>,
+    /// The `gpgsig` header and the payload it signs (the commit without that header),
+    /// read only when signatures are checked.
+    signature: Option<(String, Vec<u8>)>,
+}
+
+/// What a worker found about one commit.
+struct Checked {
+    commit: Oid,
+    parents: usize,
+    parsed: bool,
+    stored_hash: String,
+    prev_hash: String,
+    signed: bool,
+    problem: Option<String>,
+}
+
+/// Reads a commit object and splits it the way git does, without libgit2's object cache
+/// (which a walk over a long ledger would only churn).
+fn read_raw(odb: &git2::Odb<'_>, oid: Oid, want_signature: bool) -> Result<Raw, AuditError> {
+    let object = odb.read(oid)?;
+    if object.kind() != git2::ObjectType::Commit {
+        return Err(AuditError::Broken {
+            commit: oid.to_string(),
+            reason: format!("is a {}, not a commit", object.kind()),
+        });
+    }
+    let data = object.data();
+    let split = data
+        .windows(2)
+        .position(|w| w == b"\n\n")
+        .unwrap_or(data.len());
+    let headers = &data[..split];
+    let message = data.get(split + 2..).unwrap_or_default().to_vec();
+    let mut parents = 0;
+    let mut first_parent = None;
+    let mut committer_email = String::new();
+    let mut sig = String::new();
+    let mut payload = Vec::new();
+    let mut in_sig = false;
+    for line in headers.split(|b| *b == b'\n') {
+        if in_sig && line.first() == Some(&b' ') {
+            sig.push_str(&String::from_utf8_lossy(&line[1..]));
+            sig.push('\n');
+            continue;
+        }
+        in_sig = false;
+        if let Some(p) = line.strip_prefix(b"parent ") {
+            parents += 1;
+            if first_parent.is_none() {
+                first_parent = std::str::from_utf8(p)
+                    .ok()
+                    .and_then(|p| Oid::from_str(p).ok());
+            }
+        } else if let Some(c) = line.strip_prefix(b"committer ") {
+            let text = String::from_utf8_lossy(c);
+            if let (Some(a), Some(b)) = (text.find('<'), text.find('>')) {
+                committer_email = text[a + 1..b.max(a + 1)].to_string();
+            }
+        } else if let Some(first) = line.strip_prefix(b"gpgsig ") {
+            in_sig = true;
+            sig.push_str(&String::from_utf8_lossy(first));
+            sig.push('\n');
+            continue;
+        } else if line.starts_with(b"gpgsig-sha256 ") {
+            in_sig = true;
+            continue;
+        }
+        if want_signature {
+            payload.extend_from_slice(line);
+            payload.push(b'\n');
+        }
+    }
+    let signature = if want_signature && !sig.is_empty() {
+        payload.extend_from_slice(&data[split + 1..]);
+        Some((sig, payload))
+    } else {
+        None
+    };
+    Ok(Raw {
+        commit: oid,
+        parents,
+        first_parent,
+        committer_email,
+        message,
+        signature,
+    })
+}
+
+/// Checks one commit on its own: the entry parses, has the seed's shape, hashes to its
+/// `hash`, and (when asked) carries a good signature.
+fn check(raw: Raw, signers: Option<&AllowedSigners>, git_dir: &Path) -> Checked {
+    let mut out = Checked {
+        commit: raw.commit,
+        parents: raw.parents,
+        parsed: false,
+        stored_hash: String::new(),
+        prev_hash: String::new(),
+        signed: false,
+        problem: None,
+    };
+    // Fast path: canonical text hashes as it stands; anything else takes the slow path,
+    // which names the problem.
+    let body = raw
+        .message
+        .windows(2)
+        .position(|w| w == b"\n\n")
+        .and_then(|i| std::str::from_utf8(&raw.message[i + 2..]).ok())
+        .map(|b| b.trim_end_matches('\n'));
+    if let Some(fast) = body.and_then(fastcheck::check) {
+        if fast.computed == fast.hash {
+            out.parsed = true;
+            out.stored_hash = fast.hash.to_string();
+            out.prev_hash = fast.prev_hash.to_string();
+            if let Some(signers) = signers {
+                match check_signature(&raw, signers, git_dir) {
+                    Ok(()) => out.signed = true,
+                    Err(reason) => out.problem = Some(reason),
+                }
+            }
+            return out;
+        }
+    }
+    match ledger::parse_message(&raw.message) {
+        Err(reason) => out.problem = Some(reason),
+        Ok(entry) => {
+            out.parsed = true;
+            out.stored_hash = entry.hash().to_string();
+            out.prev_hash = entry.prev_hash().to_string();
+            if let Some(reason) = shape_problem(&entry.0) {
+                out.problem = Some(reason);
+            } else {
+                let mut map = entry.0;
+                map.remove("hash");
+                let canonical = chain::canonical(&map);
+                let computed = hex_sha256(canonical.as_bytes());
+                if computed != out.stored_hash {
+                    out.problem = Some(format!(
+                        "hash mismatch: the entry says {} but its content hashes to {computed} \
+                         (the entry was edited)",
+                        out.stored_hash
+                    ));
+                } else if body.is_some_and(|b| !is_canonical_text(b, &map, &out.stored_hash)) {
+                    out.problem = Some(
+                        "the entry's JSON is not in canonical form (sorted keys, no whitespace, \
+                         minimal escaping), so other tools would compute a different hash"
+                            .into(),
+                    );
+                }
+            }
+        }
+    }
+    if let Some(signers) = signers {
+        match check_signature(&raw, signers, git_dir) {
+            Ok(()) => out.signed = true,
+            Err(reason) => {
+                if out.problem.is_none() {
+                    out.problem = Some(reason);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Whether `body` is exactly the canonical text of `map` plus its `hash`.
+fn is_canonical_text(body: &str, map: &serde_json::Map<String, Value>, hash: &str) -> bool {
+    let mut full = map.clone();
+    full.insert("hash".into(), Value::String(hash.to_string()));
+    chain::canonical(&full) == body
 }
 
 fn walked_through(repo: &Repository, head: Oid, target: Oid) -> Result<bool, AuditError> {
@@ -365,21 +591,11 @@ fn glob_match(pattern: &str, text: &str) -> bool {
     go(pattern.as_bytes(), text.as_bytes())
 }
 
-fn check_signature(
-    repo: &Repository,
-    oid: Oid,
-    commit: &git2::Commit<'_>,
-    signers: &AllowedSigners,
-) -> Result<(), String> {
-    let (sig, data) = match repo.extract_signature(&oid, None) {
-        Ok(pair) => pair,
-        Err(e) if e.code() == git2::ErrorCode::NotFound => {
-            return Err("the entry is not signed (--require-signatures)".into())
-        }
-        Err(e) => return Err(format!("cannot read its signature: {e}")),
+fn check_signature(raw: &Raw, signers: &AllowedSigners, git_dir: &Path) -> Result<(), String> {
+    let Some((sig_text, data)) = &raw.signature else {
+        return Err("the entry is not signed (--require-signatures)".into());
     };
-    let sig_text = String::from_utf8_lossy(&sig);
-    let email = commit.committer().email().unwrap_or("").to_string();
+    let email = &raw.committer_email;
     if sig_text.starts_with("-----BEGIN SSH SIGNATURE-----") {
         let sshsig = SshSig::from_pem(sig_text.as_bytes())
             .map_err(|e| format!("malformed SSH signature: {e}"))?;
@@ -389,23 +605,22 @@ fn check_signature(
                 sshsig.namespace()
             ));
         }
-        if !signers.allows(&email, sshsig.public_key()) {
-            let fp =
-                PublicKey::new(sshsig.public_key().clone(), "").fingerprint(Default::default());
+        let key = PublicKey::new(sshsig.public_key().clone(), "");
+        if !signers.allows(email, sshsig.public_key()) {
             return Err(format!(
-                "signed by key {fp}, which {} does not allow for {email}",
+                "signed by key {}, which {} does not allow for {email}",
+                key.fingerprint(Default::default()),
                 signers.path.display()
             ));
         }
-        PublicKey::new(sshsig.public_key().clone(), "")
-            .verify(GIT_NAMESPACE, &data, &sshsig)
+        key.verify(GIT_NAMESPACE, data, &sshsig)
             .map_err(|_| "the signature does not match the commit (bad signature)".to_string())
     } else {
         // OpenPGP / X.509: let git and gpg judge, with the user's keyring.
         let status = Command::new("git")
             .arg("--git-dir")
-            .arg(repo.path())
-            .args(["verify-commit", &oid.to_string()])
+            .arg(git_dir)
+            .args(["verify-commit", &raw.commit.to_string()])
             .output()
             .map_err(|e| format!("cannot run git verify-commit: {e}"))?;
         if status.status.success() {
