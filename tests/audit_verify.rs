@@ -204,3 +204,61 @@ fn a_shallow_clone_cannot_verify() {
         .assert_code(1)
         .stderr_has("shallow");
 }
+
+#[test]
+fn a_non_canonical_entry_with_a_matching_hash_is_named() {
+    // Same content, same hash, but whitespace: other tools would hash different bytes.
+    let repo = ledger_with(2);
+    let new = rewrite_ledger(&repo, |mut msgs| {
+        msgs[1] = msgs[1].replacen("{\"actor\":", "{ \"actor\":", 1);
+        msgs
+    });
+    repo.chant(&["audit", "verify"])
+        .assert_code(1)
+        .stderr_has(&format!("broken at commit {}", new[1]))
+        .stderr_has("canonical");
+}
+
+#[test]
+fn unknown_fields_are_kept_and_covered_by_the_hash() {
+    let repo = ledger_with(1);
+    // A newer tool wrote an extra top-level field and an extra detail; re-chain properly.
+    rewrite_ledger(&repo, |msgs| {
+        let mut prev = "0".repeat(64);
+        msgs.iter()
+            .map(|m| {
+                let (subject, body) = m.split_once("\n\n").expect("body");
+                let mut e: serde_json::Map<String, serde_json::Value> =
+                    serde_json::from_str(body.trim()).expect("json");
+                e.insert("x_future".into(), serde_json::json!({"b": 1, "a": [2]}));
+                e.insert("prev_hash".into(), serde_json::json!(prev));
+                e.remove("hash");
+                let h = git_chant::audit::entry_hash(&e);
+                e.insert("hash".into(), serde_json::json!(h));
+                prev = h;
+                format!("{subject}\n\n{}", serde_json::to_string(&e).expect("json"))
+            })
+            .collect()
+    });
+    repo.chant(&["audit", "verify"]).assert_ok();
+    let out = repo
+        .chant(&["audit", "--format", "jsonl"])
+        .assert_ok()
+        .stdout();
+    assert!(
+        out.lines()
+            .all(|l| l.contains(r#""x_future":{"a":[2],"b":1}"#)),
+        "{out}"
+    );
+}
+
+#[test]
+fn git_log_prints_exactly_one_json_line_per_entry() {
+    let repo = ledger_with(2);
+    let out = repo.git(&["log", "--format=%b", "refs/chant/audit"]);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 3, "{out:?}");
+    for l in lines {
+        serde_json::from_str::<serde_json::Value>(l).expect("a JSON line");
+    }
+}

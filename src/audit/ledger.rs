@@ -174,8 +174,9 @@ fn commit_payload(
     text.push_str("\n\n");
     text.push_str(&entry.subject());
     text.push_str("\n\n");
+    // No newline after the JSON: `git log --format=%b` then prints exactly one JSON
+    // line per entry, with no blank lines between them.
     text.push_str(&chain::canonical(&entry.0));
-    text.push('\n');
     Ok(text)
 }
 

@@ -220,8 +220,10 @@ fn run_verify(
     };
     let v = audit::verify(&repo, &opts)?;
     let mut line = format!("verified {} entries; head {}", v.entries, v.head);
-    if let Some(since) = v.since {
-        line.push_str(&format!(" (new since the last verified head {since})"));
+    match v.since {
+        Some(since) if since == v.head => line.push_str(" (unchanged since the last verify)"),
+        Some(since) => line.push_str(&format!(" (new since the last verified head {since})")),
+        None => {}
     }
     if require_signatures {
         line.push_str(&format!("; {} signatures checked", v.signatures));
