@@ -46,6 +46,12 @@ fn an_intact_ledger_verifies_incrementally() {
     repo.chant(&["audit", "verify", "--from", &commits[1]])
         .assert_ok()
         .stdout_has("verified 4 entries");
+    // --from newer than the checkpoint: no false "rewritten".
+    repo.chant(&["audit", "record", "spec_failed"]).assert_ok();
+    let commits = ledger_commits(&repo);
+    repo.chant(&["audit", "verify", "--from", &commits[5]])
+        .assert_ok()
+        .stdout_has("verified 1 entries");
     repo.chant(&["audit", "verify", "--from", "main"])
         .assert_code(2)
         .stderr_has("is not an entry of refs/chant/audit");

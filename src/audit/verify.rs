@@ -240,6 +240,12 @@ pub fn verify(repo: &Repository, opts: &VerifyOptions) -> Result<Verified, Audit
         }
     }
     if !met_checkpoint {
+        // A --from walk may stop before reaching the checkpoint: ask git about descent.
+        if let (Some(_), Some(c)) = (opts.from, &checkpoint) {
+            met_checkpoint = walked_through(repo, head, c.commit)?;
+        }
+    }
+    if !met_checkpoint {
         if let Some(c) = &checkpoint {
             return Err(AuditError::Rewritten {
                 head: head.to_string(),
