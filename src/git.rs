@@ -72,12 +72,32 @@ pub fn update_ref<T, E>(
         if compare_and_swap(repo, name, new, current, message).map_err(CasError::Git)? {
             return Ok(Some(value));
         }
+        clear_stale_lock(repo, name);
         std::thread::sleep(backoff(attempt));
     }
     Err(CasError::Contended {
         name: name.to_string(),
         attempts: MAX_ATTEMPTS,
     })
+}
+
+/// How old a ref's `.lock` file must be to count as left behind by a killed writer: a
+/// live writer holds it for the instant of a rename.
+const STALE_LOCK: Duration = Duration::from_secs(2);
+
+/// Removes `<ref>.lock` when it is older than [`STALE_LOCK`]. libgit2 (like git) takes
+/// that lock for the instant of the swap; a writer killed in that instant leaves it, and
+/// every later update would fail. The ref itself still holds the old, complete value.
+fn clear_stale_lock(repo: &Repository, name: &str) {
+    let lock = repo.path().join(format!("{name}.lock"));
+    let stale = std::fs::metadata(&lock)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.elapsed().ok())
+        .is_some_and(|age| age > STALE_LOCK);
+    if stale {
+        let _ = std::fs::remove_file(&lock);
+    }
 }
 
 fn is_conflict(e: &git2::Error) -> bool {

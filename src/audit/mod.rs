@@ -137,6 +137,22 @@ pub fn append(
     })
 }
 
+/// Appends entries to the ledger of any repository, bare ones included (server hooks
+/// recording `push_rejected`): no work tree, so no sinks.
+pub fn append_to_repo(
+    repo: &git2::Repository,
+    sign: crate::config::SignMode,
+    identity: &Identity,
+    entries: Vec<NewEntry>,
+) -> Result<Vec<Stored>, AuditError> {
+    let signer = Signer::from_config(repo, sign)?;
+    let drafts = entries
+        .into_iter()
+        .map(|e| draft(identity, e))
+        .collect::<Result<Vec<_>, _>>()?;
+    ledger::append(repo, &signer, &drafts)
+}
+
 /// The current time as entries write it: RFC 3339 UTC, whole seconds, `Z`.
 pub fn timestamp() -> String {
     crate::clock::now().format("%Y-%m-%dT%H:%M:%SZ").to_string()
