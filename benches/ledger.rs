@@ -195,6 +195,7 @@ fn main() {
     let verify_n = env_usize("CHANT_BENCH_VERIFY", 200_000);
     let query_n = env_usize("CHANT_BENCH_QUERY", 1_000_000);
     println!("git-chant ledger benchmarks (each ratio against a baseline measured in this run)");
+    println!("   load average at start: {}", loadavg());
 
     // 1. Batch appends vs the plumbing loop.
     let dir = env.repo("batch");
@@ -413,6 +414,14 @@ fn main() {
         g_since.as_secs_f64(),
         100.0 * warm.as_secs_f64() / g_since.as_secs_f64()
     );
+    println!("   load average at end: {}", loadavg());
+}
+
+/// `/proc/loadavg`'s first three fields: other work on the machine skews wall-clock rates.
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|t| t.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "unknown".into())
 }
 
 /// The oldest commit of the last `n` entries of the ledger.

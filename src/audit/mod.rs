@@ -14,6 +14,7 @@ mod pack;
 pub mod query;
 pub mod replicate;
 pub mod sign;
+pub mod signers;
 pub mod sink;
 pub mod verify;
 

@@ -8,18 +8,16 @@
 //! descends from it. It never prints and never changes the ledger.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::{mpsc, Mutex};
 
 use git2::{Oid, Repository};
 use serde_json::Value;
-use ssh_key::{PublicKey, SshSig};
 
 use super::chain::{self, ZERO_HASH};
 use super::entry::FIELDS;
 use super::fastcheck;
 use super::ledger;
-use super::sign::GIT_NAMESPACE;
+use super::signers::{check_signature, AllowedSigners};
 use super::{AuditError, AUDIT_REF};
 use crate::git;
 
@@ -407,7 +405,13 @@ fn check(raw: Raw, signers: Option<&AllowedSigners>, git_dir: &Path) -> Checked 
             out.stored_hash = fast.hash.to_string();
             out.prev_hash = fast.prev_hash.to_string();
             if let Some(signers) = signers {
-                match check_signature(&raw, signers, git_dir) {
+                match check_signature(
+                    raw.commit,
+                    raw.signature.as_ref(),
+                    &raw.committer_email,
+                    signers,
+                    git_dir,
+                ) {
                     Ok(()) => out.signed = true,
                     Err(reason) => out.problem = Some(reason),
                 }
@@ -445,7 +449,13 @@ fn check(raw: Raw, signers: Option<&AllowedSigners>, git_dir: &Path) -> Checked 
         }
     }
     if let Some(signers) = signers {
-        match check_signature(&raw, signers, git_dir) {
+        match check_signature(
+            raw.commit,
+            raw.signature.as_ref(),
+            &raw.committer_email,
+            signers,
+            git_dir,
+        ) {
             Ok(()) => out.signed = true,
             Err(reason) => {
                 if out.problem.is_none() {
@@ -500,154 +510,4 @@ fn shape_problem(map: &serde_json::Map<String, Value>) -> Option<String> {
     map.iter()
         .find_map(|(k, v)| chain::find_float(v).map(|p| format!(".{k}{p}")))
         .map(|path| format!("the entry holds a floating-point number at {path}"))
-}
-
-/// git's allowed-signers file: who may sign, with which key.
-pub struct AllowedSigners {
-    path: PathBuf,
-    entries: Vec<(Vec<String>, PublicKey)>,
-}
-
-impl AllowedSigners {
-    /// Loads `path`, or git config `gpg.ssh.allowedSignersFile` when `None`.
-    pub fn load(repo: &Repository, path: Option<&Path>) -> Result<AllowedSigners, AuditError> {
-        let path = match path {
-            Some(p) => p.to_path_buf(),
-            None => {
-                let config = repo.config()?;
-                match config.get_path("gpg.ssh.allowedSignersFile") {
-                    Ok(p) => p,
-                    Err(_) => {
-                        return Err(AuditError::Invalid(
-                            "--require-signatures needs an allowed-signers file: pass \
-                             --allowed-signers FILE or set git config gpg.ssh.allowedSignersFile"
-                                .into(),
-                        ))
-                    }
-                }
-            }
-        };
-        let text = std::fs::read_to_string(&path)
-            .map_err(|e| AuditError::Invalid(format!("allowed signers {}: {e}", path.display())))?;
-        Ok(AllowedSigners {
-            entries: parse_allowed_signers(&text),
-            path,
-        })
-    }
-
-    fn allows(&self, email: &str, key: &ssh_key::public::KeyData) -> bool {
-        self.entries.iter().any(|(principals, pk)| {
-            pk.key_data() == key && principals.iter().any(|p| glob_match(p, email))
-        })
-    }
-}
-
-/// Parses the `principals [options] keytype base64 [comment]` lines of an allowed-signers
-/// file. Lines restricted by `namespaces=` to other namespaces are left out.
-fn parse_allowed_signers(text: &str) -> Vec<(Vec<String>, PublicKey)> {
-    let mut out = Vec::new();
-    for line in text.lines() {
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        let tokens: Vec<&str> = line.split_whitespace().collect();
-        let Some(key_at) = tokens
-            .iter()
-            .position(|t| t.starts_with("ssh-") || t.starts_with("ecdsa-") || t.starts_with("sk-"))
-        else {
-            continue;
-        };
-        if key_at == 0 || key_at + 1 >= tokens.len() {
-            continue;
-        }
-        let options = tokens[1..key_at].join(" ");
-        if let Some(ns) = options.split("namespaces=\"").nth(1) {
-            let list = ns.split('"').next().unwrap_or("");
-            if !list.split(',').any(|n| n.trim() == GIT_NAMESPACE) {
-                continue;
-            }
-        }
-        let Ok(key) =
-            PublicKey::from_openssh(&format!("{} {}", tokens[key_at], tokens[key_at + 1]))
-        else {
-            continue;
-        };
-        let principals = tokens[0]
-            .trim_matches('"')
-            .split(',')
-            .map(str::to_string)
-            .collect();
-        out.push((principals, key));
-    }
-    out
-}
-
-/// `*` and `?` patterns, as in ssh's allowed-signers principals.
-fn glob_match(pattern: &str, text: &str) -> bool {
-    fn go(p: &[u8], t: &[u8]) -> bool {
-        match (p.first(), t.first()) {
-            (None, None) => true,
-            (Some(b'*'), _) => go(&p[1..], t) || (!t.is_empty() && go(p, &t[1..])),
-            (Some(b'?'), Some(_)) => go(&p[1..], &t[1..]),
-            (Some(a), Some(b)) if a.eq_ignore_ascii_case(b) => go(&p[1..], &t[1..]),
-            _ => false,
-        }
-    }
-    go(pattern.as_bytes(), text.as_bytes())
-}
-
-fn check_signature(raw: &Raw, signers: &AllowedSigners, git_dir: &Path) -> Result<(), String> {
-    let Some((sig_text, data)) = &raw.signature else {
-        return Err("the entry is not signed (--require-signatures)".into());
-    };
-    let email = &raw.committer_email;
-    if sig_text.starts_with("-----BEGIN SSH SIGNATURE-----") {
-        let sshsig = SshSig::from_pem(sig_text.as_bytes())
-            .map_err(|e| format!("malformed SSH signature: {e}"))?;
-        if sshsig.namespace() != GIT_NAMESPACE {
-            return Err(format!(
-                "signed for namespace '{}', not 'git'",
-                sshsig.namespace()
-            ));
-        }
-        let key = PublicKey::new(sshsig.public_key().clone(), "");
-        if !signers.allows(email, sshsig.public_key()) {
-            return Err(format!(
-                "signed by key {}, which {} does not allow for {email}",
-                key.fingerprint(Default::default()),
-                signers.path.display()
-            ));
-        }
-        key.verify(GIT_NAMESPACE, data, &sshsig)
-            .map_err(|_| "the signature does not match the commit (bad signature)".to_string())
-    } else {
-        // OpenPGP / X.509: let git and gpg judge, with the user's keyring.
-        let status = Command::new("git")
-            .arg("--git-dir")
-            .arg(git_dir)
-            .args(["verify-commit", &raw.commit.to_string()])
-            .output()
-            .map_err(|e| format!("cannot run git verify-commit: {e}"))?;
-        if status.status.success() {
-            Ok(())
-        } else {
-            Err(format!(
-                "git verify-commit refused the signature: {}",
-                String::from_utf8_lossy(&status.stderr).trim()
-            ))
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn principals_glob() {
-        assert!(glob_match("*@example.com", "a@example.com"));
-        assert!(glob_match("a@example.com", "A@example.com"));
-        assert!(!glob_match("b@example.com", "a@example.com"));
-    }
 }
