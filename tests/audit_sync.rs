@@ -169,3 +169,47 @@ fn sync_with_an_unknown_remote_is_a_usage_error() {
         .assert_code(2)
         .stderr_has("no remote named 'nowhere'");
 }
+
+#[test]
+fn a_bare_repository_can_be_queried_verified_and_appended_to() {
+    // What server hooks do: no work tree, no sinks.
+    let (_seed, bare) = bare_remote();
+    let a = clone_of(&bare);
+    a.chant(&["init"]).assert_ok();
+    a.chant(&["audit", "record", "spec_approved"]).assert_ok();
+    a.chant(&["audit", "sync"]).assert_ok();
+    let git = git2::Repository::open_bare(&bare).expect("bare");
+    let identity = git_chant::identity::Identity {
+        actor: "server".into(),
+        email: "server@example.com".into(),
+        session: "sess_hook".into(),
+        host: "git-server".into(),
+    };
+    let stored = git_chant::audit::append_to_repo(
+        &git,
+        git_chant::config::SignMode::Auto,
+        &identity,
+        vec![
+            git_chant::audit::NewEntry::new(git_chant::audit::Event::PushRejected)
+                .detail("reason", "non-fast-forward of refs/chant/audit"),
+        ],
+    )
+    .expect("append");
+    assert_eq!(stored.len(), 1);
+    let v = git_chant::audit::verify(&git, &git_chant::audit::VerifyOptions::default())
+        .expect("verify");
+    assert_eq!(v.entries, 3);
+    let out = a
+        .chant_cmd(&["audit", "--event", "push_rejected", "--format", "jsonl"])
+        .current_dir(&bare)
+        .output()
+        .expect("query");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(text.lines().count(), 1, "{text}");
+    assert!(text.contains(r#""actor":"server""#));
+}
