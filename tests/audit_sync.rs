@@ -213,3 +213,23 @@ fn a_bare_repository_can_be_queried_verified_and_appended_to() {
     assert_eq!(text.lines().count(), 1, "{text}");
     assert!(text.contains(r#""actor":"server""#));
 }
+
+#[test]
+fn a_clone_that_started_its_own_ledger_is_re_chained_whole() {
+    let (_seed, bare) = bare_remote();
+    let a = clone_of(&bare);
+    a.chant(&["init"]).assert_ok();
+    a.chant(&["audit", "sync"]).assert_ok();
+    let b = clone_of(&bare);
+    b.chant(&["init"])
+        .assert_ok()
+        .stdout_has("started the audit ledger");
+    b.chant(&["audit", "record", "spec_approved"]).assert_ok();
+    b.chant(&["audit", "sync"])
+        .assert_ok()
+        .stdout_has("re-chained 2 unpublished entries");
+    a.chant(&["audit", "sync"]).assert_ok();
+    assert_eq!(ledger_commits(&a), ledger_commits(&b));
+    assert_eq!(ledger_lines(&a).len(), 3);
+    a.chant(&["audit", "verify"]).assert_ok();
+}
