@@ -272,3 +272,29 @@ fn the_index_follows_the_ref() {
     std::fs::remove_file(repo.path(".git/chant/audit/index.head")).expect("rm");
     assert_eq!(events(&repo, &[]).len(), 9);
 }
+
+#[test]
+fn text_table_snapshot() {
+    let repo = TestRepo::new();
+    at(&repo, "2026-01-01T09:00:00Z", "admin", &["init"]).assert_ok();
+    at(
+        &repo,
+        "2026-01-02T10:00:00Z",
+        "alex",
+        &[
+            "audit",
+            "record",
+            "command_run",
+            "--details",
+            r#"{"command":"make test","duration_ms":5120,"exit_code":0}"#,
+        ],
+    )
+    .assert_ok();
+    at(&repo, "2026-01-03T11:30:00Z", "sam", &["audit", "record", "policy_violation", "--details", r#"{"path":".env","rule":"deny_edit","note":"a long explanation that does not fit in the table column"}"#]).assert_ok();
+    // From the 2nd: the genesis entry names the tool's version.
+    let out = repo
+        .chant(&["audit", "--since", "2026-01-02"])
+        .assert_ok()
+        .stdout();
+    insta::assert_snapshot!(out);
+}
