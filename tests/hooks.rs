@@ -216,7 +216,9 @@ fn the_ledger_cannot_be_rewound_deleted_or_forged() {
         "{}",
         run.stderr()
     );
-    // Forge: an entry whose hash does not match its content.
+    // Forge: an entry whose hash does not match its content, on top of the server's ledger
+    // (which now holds the push_rejected entries of the two refusals above).
+    s.repo.chant(&["audit", "sync"]).assert_ok();
     let tip = s.repo.git(&["rev-parse", "refs/chant/audit"]);
     let body = s
         .repo
@@ -230,11 +232,7 @@ fn the_ledger_cannot_be_rewound_deleted_or_forged() {
         .repo
         .git(&["commit-tree", tree.trim(), "-p", tip.trim(), "-m", &message]);
     let run = s.push(&[], &[&format!("{}:refs/chant/audit", forged.trim())]);
-    assert!(
-        run.stderr().contains("hash does not match"),
-        "{}",
-        run.stderr()
-    );
+    assert!(run.stderr().contains("hash mismatch"), "{}", run.stderr());
     // An honest append goes through (after taking in the server's push_rejected entries).
     s.repo.chant(&["approve", &s.id]).assert_ok();
     s.repo.chant(&["audit", "sync"]).assert_ok();

@@ -5,6 +5,7 @@
 
 mod add;
 mod approve;
+mod audit;
 mod cancel;
 mod config;
 mod demo;
@@ -39,6 +40,8 @@ Examples:
   git chant list --status pending
   git chant show x7m                      any unique part of an id works
   git chant config set agent.sandbox docker
+  git chant audit --last 7d               what happened this week (refs/chant/audit)
+  git chant audit verify                  check the ledger's hash chain
   git chant demo                          the whole flow in a throwaway repository
 
 Exit codes: 0 success, 1 the operation ran and said no, 2 bad usage or input.";
@@ -72,6 +75,7 @@ enum Command {
     Hooks(hooks::Args),
     Hook(hooks::HookArgs),
     Config(config::Args),
+    Audit(Box<audit::Args>),
     Demo(demo::Args),
     Completions(man::CompletionsArgs),
     Man(man::ManArgs),
@@ -111,6 +115,7 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Hooks(args) => hooks::run(args),
         Command::Hook(args) => hooks::hook(args),
         Command::Config(args) => config::run(args),
+        Command::Audit(args) => audit::run(*args),
         Command::Demo(args) => demo::run(args),
         Command::Completions(args) => man::completions(args),
         Command::Man(args) => man::man(args),

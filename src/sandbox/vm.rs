@@ -854,4 +854,3 @@ fn pad(out: &mut impl Write, len: usize) -> std::io::Result<()> {
     let rem = (4 - len % 4) % 4;
     out.write_all(&[0u8; 3][..rem])
 }
-

@@ -56,13 +56,8 @@ pub fn commit(
     let now = git2::Time::new(crate::clock::now().timestamp(), 0);
     let sig = git2::Signature::new(&identity.actor, &identity.email, &now)?;
     let text = message.render();
-    Ok(crate::git::create_commit(
-        repo,
-        &sig,
-        &text,
-        &tree,
-        &[&parent_commit],
-    )?)
+    crate::git::create_commit(repo, &sig, &text, &tree, &[&parent_commit])
+        .map_err(|e| WorkError::Ledger(e.to_string()))
 }
 
 /// Moves `branch_ref` from `expected` to `commit` (compare-and-swap).
@@ -72,14 +67,13 @@ pub fn publish(
     expected: Oid,
     commit: Oid,
 ) -> Result<(), WorkError> {
-    crate::git::update_ref(repo, branch_ref, commit, Some(expected), "chant: land").map_err(|e| {
-        match e.code() {
-            git2::ErrorCode::Modified | git2::ErrorCode::Exists | git2::ErrorCode::Locked => {
-                WorkError::BranchMoved {
-                    branch: branch_ref.trim_start_matches("refs/heads/").to_string(),
-                }
-            }
-            _ => WorkError::Git(e),
-        }
-    })
+    let swapped =
+        crate::git::compare_and_swap(repo, branch_ref, commit, Some(expected), "chant: land")?;
+    if swapped {
+        Ok(())
+    } else {
+        Err(WorkError::BranchMoved {
+            branch: branch_ref.trim_start_matches("refs/heads/").to_string(),
+        })
+    }
 }

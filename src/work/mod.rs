@@ -473,7 +473,9 @@ impl Run<'_> {
                 })?,
         };
         if existing.is_none() {
-            crate::git::update_ref(repo, &branch_ref, start, None, "chant: start")?;
+            if !crate::git::compare_and_swap(repo, &branch_ref, start, None, "chant: start")? {
+                return Err(WorkError::BranchMoved { branch });
+            }
         }
         let run_dir = self
             .project
