@@ -472,10 +472,10 @@ impl Run<'_> {
                     branch: base.clone(),
                 })?,
         };
-        if existing.is_none() {
-            if !crate::git::compare_and_swap(repo, &branch_ref, start, None, "chant: start")? {
-                return Err(WorkError::BranchMoved { branch });
-            }
+        if existing.is_none()
+            && !crate::git::compare_and_swap(repo, &branch_ref, start, None, "chant: start")?
+        {
+            return Err(WorkError::BranchMoved { branch });
         }
         let run_dir = self
             .project
