@@ -161,7 +161,11 @@ pub fn run(
     let level = options.sandbox.unwrap_or(config.agent.sandbox);
     let sandbox = sandbox::for_level(level, &config)?;
     let template = config.agent_command();
-    sandbox.preflight(&resolve_program(&template, project.root()))?;
+    sandbox.preflight(&resolve_program(
+        &template,
+        project.root(),
+        sandbox.as_ref(),
+    ))?;
     let sources = options
         .secrets_from
         .iter()
@@ -355,30 +359,39 @@ impl Run<'_> {
         crate::atomic::replace(&prompt_file, prompt_text.as_bytes())
             .map_err(|e| WorkError::io(&prompt_file, e))?;
         let exec_wrapper = write_exec_wrapper(&run_dir, self.project.root())?;
+        // The same paths as the agent sees them (inside a container they differ).
+        let seen = self.sandbox.agent_paths(&sandbox::AgentPaths {
+            workspace: clone.path.clone(),
+            home: home.clone(),
+            prompt_file: prompt_file.clone(),
+            exec: Some(exec_wrapper.clone()),
+            path_var: None,
+        });
         let exposed = self.secrets.filtered(&self.config.agent.secrets);
         let env: Vec<(String, String)> = crate::secrets::agent_env(
             &AgentContext {
                 spec_id: self.id.as_str(),
                 session: &self.identity.session,
-                clone: &clone.path,
-                home: &home,
-                exec: &exec_wrapper,
-                path: None,
+                clone: &seen.workspace,
+                home: &seen.home,
+                exec: seen.exec.as_deref().unwrap_or(&exec_wrapper),
+                path: seen.path_var.as_ref().map(Into::into),
                 lang: None,
                 term: None,
             },
             &exposed,
         )?
         .into_iter()
+        .filter(|(k, _)| seen.exec.is_some() || k != "CHANT_EXEC")
         .map(|(k, v)| (k, v.to_string_lossy().into_owned()))
         .collect();
         let argv = prompt::substitute(
-            &resolve_program(self.template, self.project.root()),
+            &resolve_program(self.template, self.project.root(), self.sandbox),
             &prompt::Placeholders {
                 prompt: &prompt_text,
-                prompt_file: &prompt_file.to_string_lossy(),
+                prompt_file: &seen.prompt_file.to_string_lossy(),
                 spec_id: self.id.as_str(),
-                workspace: &clone.path.to_string_lossy(),
+                workspace: &seen.workspace.to_string_lossy(),
             },
         );
         let redactor = self.secrets.redactor();
@@ -410,6 +423,9 @@ impl Run<'_> {
             env: env.clone(),
             workspace: clone.path.clone(),
             timeout: self.config.agent.timeout.duration(),
+            prompt_file: Some(prompt_file.clone()),
+            spec_id: self.id.to_string(),
+            session: self.identity.session.clone(),
         };
         let agent_started = Instant::now();
         let outcome = self.run_job(&job, reporter, &redactor)?;
@@ -444,6 +460,9 @@ impl Run<'_> {
                 env: env.clone(),
                 workspace: clone.path.clone(),
                 timeout: self.config.agent.timeout.duration(),
+                prompt_file: Some(prompt_file.clone()),
+                spec_id: self.id.to_string(),
+                session: self.identity.session.clone(),
             };
             let started = Instant::now();
             let outcome = self.run_job(&job, reporter, &redactor)?;
@@ -640,9 +659,17 @@ impl Run<'_> {
     }
 }
 
-/// A program path with a `/` in `agent.command` is relative to the repository root.
-fn resolve_program(template: &[String], root: &Path) -> Vec<String> {
+/// A program path with a `/` in `agent.command` is relative to the repository root — on
+/// this machine. Where the program is not the host's (a container image's), it is left as is.
+fn resolve_program(
+    template: &[String],
+    root: &Path,
+    sandbox: &dyn sandbox::Sandbox,
+) -> Vec<String> {
     let mut argv = template.to_vec();
+    if !sandbox.runs_host_programs() {
+        return argv;
+    }
     if let Some(first) = argv.first_mut() {
         if first.contains('/') && !first.starts_with('/') {
             *first = root.join(&*first).to_string_lossy().into_owned();
