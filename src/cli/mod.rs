@@ -8,6 +8,7 @@ mod approve;
 mod cancel;
 mod config;
 mod demo;
+mod doctor;
 mod exec;
 mod hooks;
 mod init;
@@ -40,6 +41,7 @@ Examples:
   git chant show x7m                      any unique part of an id works
   git chant config set agent.sandbox docker
   git chant demo                          the whole flow in a throwaway repository
+  git chant doctor                        which sandbox levels can run here
 
 Exit codes: 0 success, 1 the operation ran and said no, 2 bad usage or input.";
 
@@ -73,6 +75,7 @@ enum Command {
     Hook(hooks::HookArgs),
     Config(config::Args),
     Demo(demo::Args),
+    Doctor(doctor::Args),
     Completions(man::CompletionsArgs),
     Man(man::ManArgs),
 }
@@ -112,6 +115,7 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Hook(args) => hooks::hook(args),
         Command::Config(args) => config::run(args),
         Command::Demo(args) => demo::run(args),
+        Command::Doctor(args) => doctor::run(args),
         Command::Completions(args) => man::completions(args),
         Command::Man(args) => man::man(args),
     }
