@@ -1,0 +1,482 @@
+//! Level `docker` end to end against a real Docker Engine: the walls are proved from inside
+//! the container (fixtures/agents/docker-*.sh), the result goes through the same policy
+//! check and landing as every level, and nothing of a run is left in the engine.
+//!
+//! The test image is built here, without a registry: Debian's static busybox and the
+//! fixture agents (at /opt/chant/agents/) imported as a root file system through the
+//! engine's image API. With no engine these tests skip loudly, unless
+//! `CHANT_REQUIRE_DOCKER=1` (CI) makes them fail.
+
+mod common;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use bollard::query_parameters::{CreateImageOptionsBuilder, ListContainersOptionsBuilder};
+use common::TestRepo;
+use futures_util::StreamExt;
+use sha2::Digest;
+
+const AGENTS_IN_IMAGE: &str = "/opt/chant/agents";
+
+/// The test image's tag, or None (after a loud message) when no engine answers locally.
+fn image() -> Option<String> {
+    static IMAGE: OnceLock<Result<String, String>> = OnceLock::new();
+    match IMAGE.get_or_init(build_image) {
+        Ok(tag) => Some(tag.clone()),
+        Err(why) => {
+            if std::env::var_os("CHANT_REQUIRE_DOCKER").is_some_and(|v| v == "1") {
+                panic!("CHANT_REQUIRE_DOCKER=1 but the docker tests cannot run: {why}");
+            }
+            eprintln!(
+                "\n*** SKIPPING docker test: {why}\n*** (set CHANT_REQUIRE_DOCKER=1 to make this a failure)\n"
+            );
+            None
+        }
+    }
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+}
+
+async fn connect() -> Result<bollard::Docker, String> {
+    let docker = bollard::Docker::connect_with_defaults().map_err(|e| e.to_string())?;
+    let docker = docker
+        .negotiate_version()
+        .await
+        .map_err(|e| e.to_string())?;
+    docker
+        .ping()
+        .await
+        .map_err(|e| format!("no Docker engine answers ({e})"))?;
+    Ok(docker)
+}
+
+fn busybox() -> Result<Vec<u8>, String> {
+    for p in ["/bin/busybox", "/usr/bin/busybox"] {
+        if let Ok(bytes) = std::fs::read(p) {
+            return Ok(bytes);
+        }
+    }
+    Err("no busybox found (apt-get install busybox-static)".into())
+}
+
+/// Imports busybox + the fixture agents as `chant-test-busybox:<content hash>`.
+fn build_image() -> Result<String, String> {
+    let bin = busybox()?;
+    let agents_dir = common::crate_path("fixtures/agents");
+    let mut agents: Vec<(String, Vec<u8>)> = std::fs::read_dir(&agents_dir)
+        .map_err(|e| e.to_string())?
+        .filter_map(Result::ok)
+        .map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            (name, std::fs::read(e.path()).unwrap_or_default())
+        })
+        .collect();
+    agents.sort();
+    let mut hash = sha2::Sha256::new();
+    hash.update(&bin);
+    for (name, body) in &agents {
+        hash.update(name.as_bytes());
+        hash.update(body);
+    }
+    let digest = hash.finalize();
+    let tag: String = digest.iter().take(6).map(|b| format!("{b:02x}")).collect();
+    let image = format!("chant-test-busybox:{tag}");
+    rt().block_on(async {
+        let docker = connect().await?;
+        if docker.inspect_image(&image).await.is_ok() {
+            return Ok(image.clone());
+        }
+        let rootfs = rootfs_tar(&bin, &agents).map_err(|e| e.to_string())?;
+        let options = CreateImageOptionsBuilder::default()
+            .from_src("-")
+            .repo("chant-test-busybox")
+            .tag(&tag)
+            .build();
+        let mut progress =
+            docker.create_image(Some(options), Some(bollard::body_full(rootfs.into())), None);
+        while let Some(step) = progress.next().await {
+            step.map_err(|e| format!("image import failed: {e}"))?;
+        }
+        Ok(image.clone())
+    })
+}
+
+fn rootfs_tar(busybox: &[u8], agents: &[(String, Vec<u8>)]) -> std::io::Result<Vec<u8>> {
+    let mut tar = tar::Builder::new(Vec::new());
+    let dir = |tar: &mut tar::Builder<Vec<u8>>, path: &str, mode: u32| {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Directory);
+        h.set_mode(mode);
+        h.set_size(0);
+        h.set_mtime(0);
+        tar.append_data(&mut h, path, std::io::empty())
+    };
+    for d in ["bin", "etc", "tmp", "opt", "opt/chant", "opt/chant/agents"] {
+        dir(&mut tar, d, if d == "tmp" { 0o1777 } else { 0o755 })?;
+    }
+    let mut h = tar::Header::new_gnu();
+    h.set_mode(0o755);
+    h.set_size(busybox.len() as u64);
+    h.set_mtime(0);
+    tar.append_data(&mut h, "bin/busybox", busybox)?;
+    let list = std::process::Command::new("busybox")
+        .arg("--list")
+        .output()?;
+    for applet in String::from_utf8_lossy(&list.stdout).lines() {
+        if applet == "busybox" || applet.is_empty() {
+            continue;
+        }
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Symlink);
+        h.set_mode(0o777);
+        h.set_size(0);
+        h.set_mtime(0);
+        tar.append_link(&mut h, format!("bin/{applet}"), "busybox")?;
+    }
+    for (name, body) in agents {
+        let mut h = tar::Header::new_gnu();
+        h.set_mode(0o755);
+        h.set_size(body.len() as u64);
+        h.set_mtime(0);
+        tar.append_data(&mut h, format!("opt/chant/agents/{name}"), body.as_slice())?;
+    }
+    tar.into_inner()
+}
+
+/// A repository whose agent is `argv` (the first element a fixture name) in the docker
+/// level, with `extra` YAML lines under `agent:` and `rest` at top level.
+fn setup(image: &str, argv: &[&str], extra: &str, rest: &str) -> (TestRepo, String) {
+    let repo = TestRepo::initialised();
+    let mut command: Vec<String> = argv.iter().map(|a| format!("{a:?}")).collect();
+    command[0] = format!("\"{AGENTS_IN_IMAGE}/{}\"", argv[0]);
+    repo.write_config(&format!(
+        "agent:\n  sandbox: docker\n  command: [{}]\n  docker:\n    image: {image}\n    memory: 64M\n    cpu: 500m\n{extra}{rest}",
+        command.join(", ")
+    ));
+    repo.git(&["add", "-A"]);
+    repo.git(&["commit", "--quiet", "-m", "chant config"]);
+    let id = repo.add_spec("Greet the user", &["hello.txt"]);
+    repo.git(&["add", "-A"]);
+    repo.git(&["commit", "--quiet", "-m", "spec"]);
+    (repo, id)
+}
+
+/// Containers (running or not) labelled with `key=value`.
+fn containers(key: &str, value: &str) -> Vec<String> {
+    rt().block_on(async {
+        let docker = connect().await.expect("engine");
+        let mut filters = HashMap::new();
+        filters.insert("label".to_string(), vec![format!("{key}={value}")]);
+        let options = ListContainersOptionsBuilder::default()
+            .all(true)
+            .filters(&filters)
+            .build();
+        docker
+            .list_containers(Some(options))
+            .await
+            .expect("list containers")
+            .into_iter()
+            .filter_map(|c| c.id)
+            .collect()
+    })
+}
+
+fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
+    let until = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < until {
+        if cond() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("{what}: not within 30 s");
+}
+
+fn probe_lines(repo: &TestRepo, id: &str) -> HashMap<String, String> {
+    repo.git(&["show", &format!("chant/{id}:probe.txt")])
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.trim().to_string()))
+        .collect()
+}
+
+#[test]
+fn a_good_agent_lands_through_the_docker_level_and_validation_runs_inside() {
+    let Some(image) = image() else { return };
+    let (repo, id) = setup(
+        &image,
+        &["greet.sh"],
+        "  secrets:\n    expose: [AGENT_API_KEY]\n",
+        "work:\n  validate: [\"test -f hello.txt && test \\\"$(id -u)\\\" != 0 && test \\\"$PWD\\\" = /workspace\"]\n",
+    );
+    let main_before = repo.rev("main");
+    let run = common::Run(
+        repo.chant_cmd(&["work", &id])
+            .env("AGENT_API_KEY", "sk-docker-1234567890")
+            .output()
+            .expect("run"),
+    )
+    .assert_ok();
+    assert!(
+        run.stdout()
+            .contains(&format!("greet: working on {id} in /workspace")),
+        "{}",
+        run.stdout()
+    );
+    assert!(
+        run.stdout().contains("greet: using key ***"),
+        "{}",
+        run.stdout()
+    );
+    assert!(!run.stdout().contains("sk-docker-1234567890"));
+    assert_eq!(repo.rev("main"), main_before, "main never moves");
+    let branch = format!("chant/{id}");
+    assert_eq!(
+        repo.git(&["show", &format!("{branch}:hello.txt")]),
+        "Hello from the agent!\n"
+    );
+    let message = repo.git(&["log", "-1", "--format=%B", &branch]);
+    assert!(message.contains("Chant-Sandbox: docker"), "{message}");
+    assert_eq!(repo.events("spec_completed")[0]["sandbox"], "docker");
+    let validate = repo.events("command_run");
+    assert_eq!(validate[0]["details"]["exit_code"], 0, "{validate:?}");
+    assert!(containers("chant.spec", &id).is_empty(), "container left");
+}
+
+#[test]
+fn the_container_sees_only_the_workspace_and_has_no_way_out() {
+    let Some(image) = image() else { return };
+    let host_path = std::env::current_dir().expect("cwd");
+    let (repo, id) = setup(
+        &image,
+        &[
+            "docker-probe.sh",
+            &host_path.to_string_lossy(),
+            "{prompt_file}",
+        ],
+        "  secrets:\n    expose: [AGENT_API_KEY]\n",
+        "",
+    );
+    let run = common::Run(
+        repo.chant_cmd(&["work", &id])
+            .env("AGENT_API_KEY", "k-exposed")
+            .env("DATABASE_URL", "postgres://never-seen")
+            .output()
+            .expect("run"),
+    )
+    .assert_ok();
+    let p = probe_lines(&repo, &id);
+    let show = format!("{p:?}\n{}", run.stderr());
+    assert_ne!(p["uid"], "0", "{show}");
+    assert_eq!(p["pwd"], "/workspace", "{show}");
+    assert_eq!(p["clone"], "/workspace", "{show}");
+    assert_eq!(p["rootfs"], "read-only", "{show}");
+    assert_eq!(p["tmp"], "writable", "{show}");
+    assert_eq!(p["host-path"], "absent", "{show}");
+    assert_eq!(p["docker-sock"], "absent", "{show}");
+    assert_eq!(p["net"], "lo", "{show}");
+    assert_eq!(p["memory"], (64 * 1024 * 1024).to_string(), "{show}");
+    assert_ne!(p["pids"], "max", "{show}");
+    assert_eq!(p["capeff"], "0000000000000000", "{show}");
+    assert_eq!(p["nonewprivs"], "1", "{show}");
+    assert!(p["prompt"].starts_with("You are working on spec"), "{show}");
+    assert_eq!(p["homedir"], "/home/agent", "{show}");
+    assert_eq!(p["home"], "writable", "{show}");
+    let names = repo.git(&["show", &format!("chant/{id}:env-names.txt")]);
+    let names: Vec<&str> = names.lines().collect();
+    assert!(names.contains(&"AGENT_API_KEY"), "{names:?}");
+    assert!(names.contains(&"HOME"), "{names:?}");
+    for never in [
+        "DATABASE_URL",
+        "CHANT_EXEC",
+        "GIT_CONFIG_GLOBAL",
+        "CHANT_ACTOR",
+    ] {
+        assert!(!names.contains(&never), "{never} leaked: {names:?}");
+    }
+    assert!(containers("chant.spec", &id).is_empty(), "container left");
+}
+
+#[test]
+fn a_policy_violation_from_inside_the_container_lands_nothing() {
+    let Some(image) = image() else { return };
+    let (repo, id) = setup(
+        &image,
+        &["touch-denied.sh"],
+        "  file_access:\n    denied_paths: [\".env*\", \"*.key\"]\n",
+        "",
+    );
+    let run = repo.chant(&["work", &id]).assert_code(1);
+    assert!(
+        run.stderr().contains("policy violation"),
+        "{}",
+        run.stderr()
+    );
+    assert_eq!(repo.rev(&format!("chant/{id}")), repo.rev("main"));
+    let violations = repo.events("policy_violation");
+    for p in [".env", "server.key"] {
+        assert!(
+            violations.iter().any(|v| v["details"]["path"] == p),
+            "no violation for {p}: {violations:?}"
+        );
+    }
+    assert!(containers("chant.spec", &id).is_empty(), "container left");
+}
+
+#[test]
+fn timeout_kills_and_removes_the_container() {
+    let Some(image) = image() else { return };
+    let (repo, id) = setup(&image, &["docker-hang.sh"], "  timeout: 2s\n", "");
+    let started = Instant::now();
+    let run = repo.chant(&["work", &id]).assert_code(1);
+    assert!(run.stderr().contains("agent.timeout"), "{}", run.stderr());
+    assert!(started.elapsed() < Duration::from_secs(30));
+    assert!(containers("chant.spec", &id).is_empty(), "container left");
+}
+
+#[test]
+fn ctrl_c_kills_and_removes_the_container() {
+    let Some(image) = image() else { return };
+    let (repo, id) = setup(&image, &["docker-hang.sh"], "", "");
+    let child = repo
+        .chant_cmd(&["work", &id])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    wait_for("container running", || {
+        !containers("chant.spec", &id).is_empty()
+    });
+    // SAFETY: sending SIGINT to our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let out = child.wait_with_output().expect("wait");
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        repo.events("spec_failed")[0]["details"]["reason"],
+        "interrupted"
+    );
+    assert!(containers("chant.spec", &id).is_empty(), "container left");
+}
+
+#[test]
+fn containers_of_a_killed_session_are_reaped_by_the_next_run() {
+    let Some(image) = image() else { return };
+    // A pid that is certainly gone: a child that already exited.
+    let mut gone = std::process::Command::new("true").spawn().expect("spawn");
+    let dead_pid = gone.id();
+    gone.wait().expect("wait");
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_default();
+    let session = format!("dead-{dead_pid}-{}", std::process::id());
+    rt().block_on(async {
+        let docker = connect().await.expect("engine");
+        let mut labels = HashMap::new();
+        labels.insert("chant.session".to_string(), session.clone());
+        labels.insert("chant.spec".to_string(), "orphan".to_string());
+        labels.insert("chant.pid".to_string(), dead_pid.to_string());
+        labels.insert("chant.host".to_string(), host);
+        let body = bollard::models::ContainerCreateBody {
+            image: Some(image.clone()),
+            cmd: Some(vec!["sleep".into(), "300".into()]),
+            labels: Some(labels),
+            host_config: Some(bollard::models::HostConfig {
+                network_mode: Some("none".into()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let c = docker
+            .create_container(
+                None::<bollard::query_parameters::CreateContainerOptions>,
+                body,
+            )
+            .await
+            .expect("create orphan");
+        docker
+            .start_container(
+                &c.id,
+                None::<bollard::query_parameters::StartContainerOptions>,
+            )
+            .await
+            .expect("start orphan");
+    });
+    assert_eq!(containers("chant.session", &session).len(), 1);
+    let (repo, id) = setup(&image, &["greet.sh"], "", "");
+    repo.chant(&["work", &id]).assert_ok();
+    assert!(
+        containers("chant.session", &session).is_empty(),
+        "the dead session's container was reaped"
+    );
+}
+
+#[test]
+fn a_missing_image_says_how_to_build_it() {
+    let Some(_) = image() else { return };
+    let (repo, id) = setup("chant-no-such-image:never", &["greet.sh"], "", "");
+    repo.chant(&["work", &id])
+        .assert_code(2)
+        .stderr_has("chant-no-such-image:never' not found")
+        .stderr_has("docs/sandbox.md");
+    assert!(repo.events("spec_started").is_empty(), "nothing ran");
+}
+
+#[test]
+fn doctor_reports_the_docker_level() {
+    let Some(image) = image() else { return };
+    let (repo, _) = setup(&image, &["greet.sh"], "", "");
+    repo.chant(&["doctor"])
+        .assert_ok()
+        .stdout_has("docker       ok")
+        .stdout_has("agent.sandbox is docker: usable");
+    let (repo, _) = setup("chant-no-such-image:never", &["greet.sh"], "", "");
+    repo.chant(&["doctor"])
+        .assert_code(1)
+        .stdout_has("build it with");
+}
+
+// These need no engine: the refusals come before any is asked.
+
+#[test]
+fn an_unreachable_engine_is_an_input_error_naming_the_fix() {
+    let (repo, id) = setup("chant-agent:latest", &["greet.sh"], "", "");
+    let missing = repo.tmp.path().join("no-docker.sock");
+    repo.chant_cmd(&["work", &id])
+        .env("DOCKER_HOST", format!("unix://{}", missing.display()))
+        .output()
+        .map(common::Run)
+        .expect("run")
+        .assert_code(2)
+        .stderr_has("cannot reach the Docker engine")
+        .stderr_has("DOCKER_HOST");
+    assert!(repo.events("spec_started").is_empty());
+}
+
+#[test]
+fn network_enabled_is_refused_until_the_proxy_exists() {
+    let (repo, id) = setup(
+        "chant-agent:latest",
+        &["greet.sh"],
+        "  network:\n    enabled: true\n    allowed_hosts: [example.com]\n",
+        "",
+    );
+    repo.chant(&["work", &id])
+        .assert_code(2)
+        .stderr_has("agent.network.enabled");
+    assert!(!Path::new(&repo.path(".chant/.locks"))
+        .join(format!("{id}.lock"))
+        .exists());
+}
