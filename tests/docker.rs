@@ -332,6 +332,67 @@ fn a_policy_violation_from_inside_the_container_lands_nothing() {
 }
 
 #[test]
+fn the_kernel_stops_a_fork_bomb_and_an_allocation_past_the_memory_limit() {
+    let Some(image) = image() else { return };
+    let (repo, id) = setup(&image, &["docker-limits.sh"], "", "");
+    repo.chant(&["work", &id]).assert_ok();
+    let limits = repo.git(&["show", &format!("chant/{id}:limits.txt")]);
+    let spawned: u32 = limits
+        .lines()
+        .find_map(|l| l.strip_prefix("spawned="))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(u32::MAX);
+    assert!(spawned < 512, "pids limit held at {spawned}:\n{limits}");
+    assert!(
+        limits.contains("dd-exit=137"),
+        "only the allocation was killed:\n{limits}"
+    );
+    assert!(limits.contains("survived=yes"), "{limits}");
+    assert!(containers("chant.spec", &id).is_empty(), "container left");
+}
+
+#[test]
+fn a_failing_agent_lands_nothing_and_leaves_no_container() {
+    let Some(image) = image() else { return };
+    let (repo, id) = setup(&image, &["fail.sh"], "", "");
+    repo.chant(&["work", &id])
+        .assert_code(1)
+        .stderr_has("exited with code 3");
+    assert_eq!(repo.rev(&format!("chant/{id}")), repo.rev("main"));
+    let failed = repo.events("spec_failed");
+    let clone = failed[0]["details"]["clone"].as_str().expect("clone path");
+    assert!(
+        Path::new(clone).join("half.txt").is_file(),
+        "the clone is kept for inspection"
+    );
+    assert!(containers("chant.spec", &id).is_empty(), "container left");
+}
+
+#[test]
+fn cancel_kills_and_removes_the_container() {
+    let Some(image) = image() else { return };
+    let (repo, id) = setup(&image, &["docker-hang.sh"], "", "");
+    let child = repo
+        .chant_cmd(&["work", &id])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn");
+    wait_for("container running", || {
+        !containers("chant.spec", &id).is_empty()
+    });
+    repo.chant(&["cancel", &id, "--reason", "wrong approach"])
+        .assert_ok();
+    let out = child.wait_with_output().expect("wait");
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        repo.events("spec_cancelled")[0]["details"]["reason"],
+        "wrong approach"
+    );
+    assert!(containers("chant.spec", &id).is_empty(), "container left");
+}
+
+#[test]
 fn timeout_kills_and_removes_the_container() {
     let Some(image) = image() else { return };
     let (repo, id) = setup(&image, &["docker-hang.sh"], "  timeout: 2s\n", "");

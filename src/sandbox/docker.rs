@@ -264,6 +264,7 @@ async fn run_container(
     stop: &Arc<AtomicBool>,
 ) -> Result<Outcome, SandboxError> {
     let host = engine::host();
+    let image = body.image.clone().unwrap_or_default();
     let created = docker
         .create_container(
             None::<bollard::query_parameters::CreateContainerOptions>,
@@ -273,9 +274,7 @@ async fn run_container(
         .map_err(|e| match e {
             bollard::errors::Error::DockerResponseServerError {
                 status_code: 404, ..
-            } => SandboxError::ImageNotFound {
-                image: String::new(),
-            },
+            } => SandboxError::ImageNotFound { image },
             e => engine::classify(&host, e),
         })?;
     let id = created.id;
@@ -433,6 +432,26 @@ pub fn volumes(config: &[String], clone: &Path) -> Result<Vec<String>, SandboxEr
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_root_owned_clone_is_handed_to_an_unprivileged_user_and_given_back() {
+        let dir = tempfile::tempdir().expect("tmp");
+        std::fs::write(dir.path().join("f"), "x").expect("write");
+        let owner = ownership::Owner::for_workspace(dir.path()).expect("owner");
+        assert_ne!(owner.uid, 0);
+        assert_ne!(owner.gid, 0);
+        if owner.original.is_none() {
+            // Not running as root: the container user is simply the clone's owner.
+            return;
+        }
+        owner.hand_over(&[dir.path()]).expect("hand over");
+        use std::os::unix::fs::MetadataExt;
+        let meta = std::fs::metadata(dir.path().join("f")).expect("meta");
+        assert_eq!((meta.uid(), meta.gid()), (FALLBACK_ID, FALLBACK_ID));
+        owner.give_back(&[dir.path()]).expect("give back");
+        let meta = std::fs::metadata(dir.path().join("f")).expect("meta");
+        assert_eq!(meta.uid(), 0);
+    }
 
     #[test]
     fn the_clone_volume_is_the_workspace_and_others_are_read_only() {
