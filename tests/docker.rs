@@ -154,11 +154,21 @@ fn rootfs_tar(busybox: &[u8], agents: &[(String, Vec<u8>)]) -> std::io::Result<V
 /// A repository whose agent is `argv` (the first element a fixture name) in the docker
 /// level, with `extra` YAML lines under `agent:` and `rest` at top level.
 fn setup(image: &str, argv: &[&str], extra: &str, rest: &str) -> (TestRepo, String) {
+    setup_with_memory(image, argv, extra, rest, "64M")
+}
+
+fn setup_with_memory(
+    image: &str,
+    argv: &[&str],
+    extra: &str,
+    rest: &str,
+    memory: &str,
+) -> (TestRepo, String) {
     let repo = TestRepo::initialised();
     let mut command: Vec<String> = argv.iter().map(|a| format!("{a:?}")).collect();
     command[0] = format!("\"{AGENTS_IN_IMAGE}/{}\"", argv[0]);
     repo.write_config(&format!(
-        "agent:\n  sandbox: docker\n  command: [{}]\n  docker:\n    image: {image}\n    memory: 64M\n    cpu: 500m\n{extra}{rest}",
+        "agent:\n  sandbox: docker\n  command: [{}]\n  docker:\n    image: {image}\n    memory: {memory}\n    cpu: 500m\n{extra}{rest}",
         command.join(", ")
     ));
     repo.git(&["add", "-A"]);
@@ -334,7 +344,8 @@ fn a_policy_violation_from_inside_the_container_lands_nothing() {
 #[test]
 fn the_kernel_stops_a_fork_bomb_and_an_allocation_past_the_memory_limit() {
     let Some(image) = image() else { return };
-    let (repo, id) = setup(&image, &["docker-limits.sh"], "", "");
+    // Room for 512 processes' kernel memory, so that only the allocation hits the limit.
+    let (repo, id) = setup_with_memory(&image, &["docker-limits.sh"], "", "", "256M");
     repo.chant(&["work", &id]).assert_ok();
     let limits = repo.git(&["show", &format!("chant/{id}:limits.txt")]);
     let spawned: u32 = limits
@@ -540,4 +551,16 @@ fn network_enabled_is_refused_until_the_proxy_exists() {
     assert!(!Path::new(&repo.path(".chant/.locks"))
         .join(format!("{id}.lock"))
         .exists());
+}
+
+#[test]
+fn a_volume_with_the_docker_socket_is_refused_before_anything_runs() {
+    let (repo, id) = setup("chant-agent:latest", &["greet.sh"], "", "");
+    repo.write_config(&format!(
+        "agent:\n  sandbox: docker\n  command: [\"{AGENTS_IN_IMAGE}/greet.sh\"]\n  docker:\n    volumes: [\"/var/run/docker.sock:/var/run/docker.sock\"]\n"
+    ));
+    repo.chant(&["work", &id])
+        .assert_code(2)
+        .stderr_has("Docker socket");
+    assert!(repo.events("spec_started").is_empty());
 }

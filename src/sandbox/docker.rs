@@ -14,6 +14,7 @@
 //! agent as root, never chmods anything open.
 
 mod engine;
+mod mounts;
 mod ownership;
 
 use std::collections::HashMap;
@@ -28,6 +29,7 @@ use bollard::query_parameters::{AttachContainerOptionsBuilder, WaitContainerOpti
 use futures_util::StreamExt;
 
 pub use engine::{host as engine_host, LABEL_SESSION, LABEL_SPEC};
+pub use mounts::volumes;
 pub use ownership::FALLBACK_ID;
 
 use super::{AgentPaths, Job, Outcome, OutputSink, Sandbox, SandboxError, Stream};
@@ -68,6 +70,8 @@ impl Docker {
                 config.agent.docker.network
             )));
         }
+        // Bad volumes are refused now, before a clone or a ledger entry exists.
+        volumes(&config.agent.docker.volumes, Path::new("/clone"))?;
         Ok(Docker {
             config: config.agent.docker.clone(),
         })
@@ -160,17 +164,21 @@ impl Sandbox for Docker {
         if let Some(p) = &job.prompt_file {
             handed.push(p.as_path());
         }
-        owner.hand_over(&handed)?;
-        let result = engine::runtime().and_then(|rt| {
-            rt.block_on(async {
-                let docker = engine::connect().await?;
-                // Leftovers of killed sessions go first; failing to list them is no reason
-                // not to run.
-                let _ = engine::reap_dead(&docker).await;
-                let body = self.container(job, &owner)?;
-                run_container(&docker, body, job, sink, stop).await
-            })
-        });
+        // Given back whatever happens, also when handing over stopped half-way.
+        let result = owner
+            .hand_over(&handed)
+            .map_err(SandboxError::Io)
+            .and_then(|()| engine::runtime())
+            .and_then(|rt| {
+                rt.block_on(async {
+                    let docker = engine::connect().await?;
+                    // Leftovers of killed sessions go first; failing to list them is no reason
+                    // not to run.
+                    let _ = engine::reap_dead(&docker).await;
+                    let body = self.container(job, &owner)?;
+                    run_container(&docker, body, job, sink, stop).await
+                })
+            });
         let given_back = owner.give_back(&handed);
         let outcome = result?;
         given_back?;
@@ -190,10 +198,13 @@ impl Docker {
                 program: String::new(),
             });
         };
-        let mut binds = vec![format!("{}:{WORKSPACE}:rw", host_path(&job.workspace)?)];
+        let mut binds = vec![format!(
+            "{}:{WORKSPACE}:rw",
+            mounts::host_path(&job.workspace)?
+        )];
         binds.extend(volumes(&self.config.volumes, &job.workspace)?);
         if let Some(prompt) = &job.prompt_file {
-            binds.push(format!("{}:{PROMPT_FILE}:ro", host_path(prompt)?));
+            binds.push(format!("{}:{PROMPT_FILE}:ro", mounts::host_path(prompt)?));
         }
         let mut tmpfs = HashMap::new();
         tmpfs.insert("/tmp".to_string(), format!("rw,nosuid,nodev,{TMPFS_SIZE}"));
@@ -369,119 +380,4 @@ fn exit_code(
 
 fn clamp(code: i64) -> i32 {
     i32::try_from(code).unwrap_or(i32::MAX)
-}
-
-fn host_path(path: &Path) -> Result<String, SandboxError> {
-    let text = path.to_str().ok_or_else(|| {
-        SandboxError::DockerConfig(format!(
-            "the path {} is not UTF-8 and cannot be mounted",
-            path.display()
-        ))
-    })?;
-    if text.contains(':') {
-        return Err(SandboxError::DockerConfig(format!(
-            "the path {text} contains ':' and cannot be mounted"
-        )));
-    }
-    Ok(text.to_string())
-}
-
-/// `agent.docker.volumes` as bind specs: `${CLONE_PATH}` is the clone (already mounted at
-/// `/workspace`, the only place it may go); any other volume is an absolute host path,
-/// read-only unless marked `:rw`, and never the Docker socket.
-pub fn volumes(config: &[String], clone: &Path) -> Result<Vec<String>, SandboxError> {
-    let clone_text = host_path(clone)?;
-    let mut out = Vec::new();
-    for volume in config {
-        let bad = |why: &str| SandboxError::DockerConfig(format!("volume '{volume}': {why}"));
-        let parts: Vec<&str> = volume.split(':').collect();
-        let (source, target, mode) = match parts.as_slice() {
-            [s, t] => (*s, *t, "ro"),
-            [s, t, m] => (*s, *t, *m),
-            _ => return Err(bad("write SOURCE:TARGET[:ro|rw]")),
-        };
-        let mode = match mode {
-            "ro" | "rw" => mode,
-            _ => return Err(bad("the mode must be ro or rw")),
-        };
-        if source == "${CLONE_PATH}" || source == clone_text {
-            if target.trim_end_matches('/') != WORKSPACE {
-                return Err(bad("the clone can only be mounted at /workspace"));
-            }
-            continue;
-        }
-        let source = source.replace("${CLONE_PATH}", &clone_text);
-        if !source.starts_with('/') {
-            return Err(bad(
-                "the source must be an absolute host path (named volumes would outlive the run)",
-            ));
-        }
-        if source.ends_with("docker.sock") {
-            return Err(bad("the Docker socket would give the agent the whole host"));
-        }
-        if !target.starts_with('/') || target.trim_end_matches('/') == WORKSPACE {
-            return Err(bad(
-                "the target must be an absolute path other than /workspace",
-            ));
-        }
-        out.push(format!("{source}:{target}:{mode}"));
-    }
-    Ok(out)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_root_owned_clone_is_handed_to_an_unprivileged_user_and_given_back() {
-        let dir = tempfile::tempdir().expect("tmp");
-        std::fs::write(dir.path().join("f"), "x").expect("write");
-        let owner = ownership::Owner::for_workspace(dir.path()).expect("owner");
-        assert_ne!(owner.uid, 0);
-        assert_ne!(owner.gid, 0);
-        if owner.original.is_none() {
-            // Not running as root: the container user is simply the clone's owner.
-            return;
-        }
-        owner.hand_over(&[dir.path()]).expect("hand over");
-        use std::os::unix::fs::MetadataExt;
-        let meta = std::fs::metadata(dir.path().join("f")).expect("meta");
-        assert_eq!((meta.uid(), meta.gid()), (FALLBACK_ID, FALLBACK_ID));
-        owner.give_back(&[dir.path()]).expect("give back");
-        let meta = std::fs::metadata(dir.path().join("f")).expect("meta");
-        assert_eq!(meta.uid(), 0);
-    }
-
-    #[test]
-    fn the_clone_volume_is_the_workspace_and_others_are_read_only() {
-        let clone = Path::new("/state/clones/x7m");
-        let got = volumes(
-            &[
-                "${CLONE_PATH}:/workspace".into(),
-                "/opt/cache:/cache".into(),
-                "/opt/out:/out:rw".into(),
-            ],
-            clone,
-        )
-        .expect("valid");
-        assert_eq!(got, ["/opt/cache:/cache:ro", "/opt/out:/out:rw"]);
-    }
-
-    #[test]
-    fn volumes_that_would_open_the_host_are_refused() {
-        let clone = Path::new("/c");
-        for bad in [
-            "/var/run/docker.sock:/var/run/docker.sock",
-            "cache:/cache",
-            "${CLONE_PATH}:/src",
-            "/etc:/workspace",
-            "/etc:/etc:rx",
-        ] {
-            assert!(
-                volumes(&[bad.to_string()], clone).is_err(),
-                "{bad} accepted"
-            );
-        }
-    }
 }

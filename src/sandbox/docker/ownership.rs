@@ -81,3 +81,27 @@ fn chown_tree(path: &Path, uid: u32, gid: u32) -> std::io::Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_root_owned_clone_is_handed_to_an_unprivileged_user_and_given_back() {
+        let dir = tempfile::tempdir().expect("tmp");
+        std::fs::write(dir.path().join("f"), "x").expect("write");
+        let owner = Owner::for_workspace(dir.path()).expect("owner");
+        assert_ne!(owner.uid, 0);
+        assert_ne!(owner.gid, 0);
+        if owner.original.is_none() {
+            // Not running as root: the container user is simply the clone's owner.
+            return;
+        }
+        owner.hand_over(&[dir.path()]).expect("hand over");
+        let meta = std::fs::metadata(dir.path().join("f")).expect("meta");
+        assert_eq!((meta.uid(), meta.gid()), (FALLBACK_ID, FALLBACK_ID));
+        owner.give_back(&[dir.path()]).expect("give back");
+        let meta = std::fs::metadata(dir.path().join("f")).expect("meta");
+        assert_eq!(meta.uid(), 0);
+    }
+}
