@@ -564,3 +564,76 @@ fn a_volume_with_the_docker_socket_is_refused_before_anything_runs() {
         .stderr_has("Docker socket");
     assert!(repo.events("spec_started").is_empty());
 }
+
+/// Runs `git chant <args>` in `repo` as `uid` (gid the same), with `group` as its only
+/// supplementary group; the repository is handed to that user for the run and given back
+/// to root after, so the harness's git can read it. None when this test process is not
+/// root (it cannot switch users) or the engine is not the default socket.
+fn chant_as(repo: &TestRepo, uid: u32, group: Option<u32>, args: &[&str]) -> Option<common::Run> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 || std::env::var_os("DOCKER_HOST").is_some() {
+        eprintln!("*** SKIPPING: switching users needs root and the default Docker socket");
+        return None;
+    }
+    let chown = |owner: &str| {
+        let status = std::process::Command::new("chown")
+            .args(["-R", owner])
+            .arg(repo.tmp.path())
+            .status()
+            .expect("chown");
+        assert!(status.success());
+    };
+    chown(&format!("{uid}:{uid}"));
+    let mut cmd = std::process::Command::new("setpriv");
+    cmd.args(["--reuid", &uid.to_string(), "--regid", &uid.to_string()]);
+    match group {
+        Some(g) => cmd.arg(format!("--groups={g}")),
+        None => cmd.arg("--clear-groups"),
+    };
+    cmd.arg(env!("CARGO_BIN_EXE_git-chant"))
+        .args(args)
+        .current_dir(&repo.root);
+    repo.env(&mut cmd);
+    let out = cmd.output().expect("setpriv");
+    chown("0:0");
+    Some(common::Run(out))
+}
+
+fn socket_group() -> u32 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/var/run/docker.sock")
+        .map(|m| m.gid())
+        .expect("docker socket")
+}
+
+#[test]
+fn a_user_without_access_to_the_socket_is_told_how_to_get_it() {
+    let Some(image) = image() else { return };
+    let (repo, id) = setup(&image, &["greet.sh"], "", "");
+    let Some(run) = chant_as(&repo, 4321, None, &["work", &id]) else {
+        return;
+    };
+    run.assert_code(2)
+        .stderr_has("permission denied on the Docker socket")
+        .stderr_has("docker");
+}
+
+#[test]
+fn a_non_root_user_runs_the_agent_as_itself() {
+    let Some(image) = image() else { return };
+    let (repo, id) = setup(
+        &image,
+        &["docker-probe.sh", "/nonexistent", "{prompt_file}"],
+        "",
+        "",
+    );
+    let Some(run) = chant_as(&repo, 4321, Some(socket_group()), &["work", &id]) else {
+        return;
+    };
+    run.assert_ok();
+    let p = probe_lines(&repo, &id);
+    assert_eq!(p["uid"], "4321", "{p:?}");
+    assert_eq!(p["home"], "writable", "{p:?}");
+    assert!(p["prompt"].starts_with("You are working on spec"), "{p:?}");
+    assert!(containers("chant.spec", &id).is_empty(), "container left");
+}
