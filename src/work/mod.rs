@@ -354,10 +354,7 @@ impl Run<'_> {
         // 5. Environment and prompt.
         let home = run_dir.join("home");
         std::fs::create_dir_all(&home).map_err(|e| WorkError::io(&home, e))?;
-        let prompt_text = prompt::build(self.spec, self.config);
         let prompt_file = run_dir.join("prompt.md");
-        crate::atomic::replace(&prompt_file, prompt_text.as_bytes())
-            .map_err(|e| WorkError::io(&prompt_file, e))?;
         let exec_wrapper = write_exec_wrapper(&run_dir, self.project.root())?;
         // The same paths as the agent sees them (inside a container they differ).
         let seen = self.sandbox.agent_paths(&sandbox::AgentPaths {
@@ -367,6 +364,9 @@ impl Run<'_> {
             exec: Some(exec_wrapper.clone()),
             path_var: None,
         });
+        let prompt_text = prompt::build(self.spec, self.config, seen.exec.is_some());
+        crate::atomic::replace(&prompt_file, prompt_text.as_bytes())
+            .map_err(|e| WorkError::io(&prompt_file, e))?;
         let exposed = self.secrets.filtered(&self.config.agent.secrets);
         let env: Vec<(String, String)> = crate::secrets::agent_env(
             &AgentContext {
