@@ -80,8 +80,13 @@ fn build_image() -> Result<String, String> {
         })
         .collect();
     agents.sort();
+    let git = git_files();
     let mut hash = sha2::Sha256::new();
     hash.update(&bin);
+    for (path, body) in &git {
+        hash.update(path.as_bytes());
+        hash.update(body);
+    }
     for (name, body) in &agents {
         hash.update(name.as_bytes());
         hash.update(body);
@@ -94,7 +99,7 @@ fn build_image() -> Result<String, String> {
         if docker.inspect_image(&image).await.is_ok() {
             return Ok(image.clone());
         }
-        let rootfs = rootfs_tar(&bin, &agents).map_err(|e| e.to_string())?;
+        let rootfs = rootfs_tar(&bin, &agents, &git).map_err(|e| e.to_string())?;
         let options = CreateImageOptionsBuilder::default()
             .from_src("-")
             .repo("chant-test-busybox")
@@ -109,7 +114,35 @@ fn build_image() -> Result<String, String> {
     })
 }
 
-fn rootfs_tar(busybox: &[u8], agents: &[(String, Vec<u8>)]) -> std::io::Result<Vec<u8>> {
+/// The host's git and the libraries it loads (paths without the leading `/`), so agents in
+/// the test image can use git; empty when there is no `/usr/bin/git` or no `ldd`.
+fn git_files() -> Vec<(String, Vec<u8>)> {
+    let git = "/usr/bin/git";
+    let Ok(ldd) = std::process::Command::new("ldd").arg(git).output() else {
+        return Vec::new();
+    };
+    let mut paths = vec![git.to_string()];
+    for token in String::from_utf8_lossy(&ldd.stdout).split_whitespace() {
+        if token.starts_with('/') {
+            paths.push(token.to_string());
+        }
+    }
+    paths.sort();
+    paths.dedup();
+    paths
+        .into_iter()
+        .filter_map(|p| {
+            let body = std::fs::read(&p).ok()?;
+            Some((p.trim_start_matches('/').to_string(), body))
+        })
+        .collect()
+}
+
+fn rootfs_tar(
+    busybox: &[u8],
+    agents: &[(String, Vec<u8>)],
+    git: &[(String, Vec<u8>)],
+) -> std::io::Result<Vec<u8>> {
     let mut tar = tar::Builder::new(Vec::new());
     let dir = |tar: &mut tar::Builder<Vec<u8>>, path: &str, mode: u32| {
         let mut h = tar::Header::new_gnu();
@@ -140,6 +173,29 @@ fn rootfs_tar(busybox: &[u8], agents: &[(String, Vec<u8>)]) -> std::io::Result<V
         h.set_size(0);
         h.set_mtime(0);
         tar.append_link(&mut h, format!("bin/{applet}"), "busybox")?;
+    }
+    let mut dirs: Vec<String> = Vec::new();
+    for (path, _) in git {
+        let mut parent = Path::new(path).parent();
+        while let Some(d) = parent.filter(|d| !d.as_os_str().is_empty()) {
+            dirs.push(d.to_string_lossy().into_owned());
+            parent = d.parent();
+        }
+    }
+    dirs.sort();
+    dirs.dedup();
+    for d in dirs
+        .iter()
+        .filter(|d| !["bin", "etc", "tmp", "opt"].contains(&d.as_str()))
+    {
+        dir(&mut tar, d, 0o755)?;
+    }
+    for (path, body) in git {
+        let mut h = tar::Header::new_gnu();
+        h.set_mode(0o755);
+        h.set_size(body.len() as u64);
+        h.set_mtime(0);
+        tar.append_data(&mut h, path, body.as_slice())?;
     }
     for (name, body) in agents {
         let mut h = tar::Header::new_gnu();
@@ -640,4 +696,33 @@ fn a_non_root_user_runs_the_agent_as_itself() {
     assert_eq!(p["home"], "writable", "{p:?}");
     assert!(p["prompt"].starts_with("You are working on spec"), "{p:?}");
     assert!(containers("chant.spec", &id).is_empty(), "container left");
+}
+
+#[test]
+fn git_works_in_the_container_without_the_main_repository() {
+    let Some(image) = image() else { return };
+    if git_files().is_empty() {
+        eprintln!("*** SKIPPING: no /usr/bin/git to put in the test image");
+        return;
+    }
+    let (repo, id) = setup(
+        &image,
+        &["docker-git.sh"],
+        "  file_access:\n    denied_paths: [\".env\"]\n",
+        "",
+    );
+    repo.write(".env", "SECRET=withheld\n");
+    repo.git(&["add", "-A"]);
+    repo.git(&["commit", "--quiet", "-m", "a withheld file"]);
+    repo.chant(&["work", &id]).assert_ok();
+    let got = repo.git(&["show", &format!("chant/{id}:git.txt")]);
+    for want in [
+        "status=ok",
+        "diff=ok",
+        "log=1",
+        "show=ok",
+        "withheld=absent",
+    ] {
+        assert!(got.lines().any(|l| l == want), "{want} missing:\n{got}");
+    }
 }

@@ -15,6 +15,7 @@
 
 mod engine;
 mod mounts;
+mod objects;
 mod ownership;
 
 use std::collections::HashMap;
@@ -135,6 +136,12 @@ impl Sandbox for Docker {
             let docker = engine::connect().await?;
             engine::require_image(&docker, &self.config.image).await
         })
+    }
+
+    /// The clone's git must work without the main repository, which is not mounted.
+    fn prepare(&self, workspace: &Path) -> Result<Vec<String>, SandboxError> {
+        objects::make_self_contained(workspace)?;
+        Ok(Vec::new())
     }
 
     fn runs_host_programs(&self) -> bool {
