@@ -221,18 +221,30 @@ fn setup_with_memory(
     memory: &str,
 ) -> (TestRepo, String) {
     let repo = TestRepo::initialised();
-    let mut command: Vec<String> = argv.iter().map(|a| format!("{a:?}")).collect();
-    command[0] = format!("\"{AGENTS_IN_IMAGE}/{}\"", argv[0]);
-    repo.write_config(&format!(
-        "agent:\n  sandbox: docker\n  command: [{}]\n  docker:\n    image: {image}\n    memory: {memory}\n    cpu: 500m\n{extra}{rest}",
-        command.join(", ")
-    ));
+    write_config(&repo, image, argv, extra, rest, memory);
     repo.git(&["add", "-A"]);
     repo.git(&["commit", "--quiet", "-m", "chant config"]);
     let id = repo.add_spec("Greet the user", &["hello.txt"]);
     repo.git(&["add", "-A"]);
     repo.git(&["commit", "--quiet", "-m", "spec"]);
     (repo, id)
+}
+
+/// Writes `.chant/config.md` for the docker level (not committed).
+fn write_config(
+    repo: &TestRepo,
+    image: &str,
+    argv: &[&str],
+    extra: &str,
+    rest: &str,
+    memory: &str,
+) {
+    let mut command: Vec<String> = argv.iter().map(|a| format!("{a:?}")).collect();
+    command[0] = format!("\"{AGENTS_IN_IMAGE}/{}\"", argv[0]);
+    repo.write_config(&format!(
+        "agent:\n  sandbox: docker\n  command: [{}]\n  docker:\n    image: {image}\n    memory: {memory}\n    cpu: 500m\n{extra}{rest}",
+        command.join(", ")
+    ));
 }
 
 /// Containers (running or not) labelled with `key=value`.
@@ -320,17 +332,21 @@ fn a_good_agent_lands_through_the_docker_level_and_validation_runs_inside() {
 #[test]
 fn the_container_sees_only_the_workspace_and_has_no_way_out() {
     let Some(image) = image() else { return };
-    let host_path = std::env::current_dir().expect("cwd");
-    let (repo, id) = setup(
-        &image,
-        &[
-            "docker-probe.sh",
-            &host_path.to_string_lossy(),
-            "{prompt_file}",
-        ],
-        "  secrets:\n    expose: [AGENT_API_KEY]\n",
-        "",
-    );
+    let secrets = "  secrets:\n    expose: [AGENT_API_KEY]\n";
+    let (repo, id) = setup(&image, &["docker-probe.sh"], secrets, "");
+    // Now that the repository exists: the host paths the agent must not see.
+    let crate_dir = common::crate_path("");
+    let (root, home) = (repo.root.to_string_lossy(), repo.home.to_string_lossy());
+    let argv = [
+        "docker-probe.sh",
+        "{prompt_file}",
+        &root,
+        &home,
+        crate_dir.to_str().unwrap_or("/"),
+        "/var/lib/docker",
+    ];
+    write_config(&repo, &image, &argv, secrets, "", "64M");
+    repo.git(&["commit", "--quiet", "-am", "probe the host paths"]);
     let run = common::Run(
         repo.chant_cmd(&["work", &id])
             .env("AGENT_API_KEY", "k-exposed")
@@ -349,6 +365,7 @@ fn the_container_sees_only_the_workspace_and_has_no_way_out() {
     assert_eq!(p["host-path"], "absent", "{show}");
     assert_eq!(p["docker-sock"], "absent", "{show}");
     assert_eq!(p["net"], "lo", "{show}");
+    assert_eq!(p["routes"], "0", "{show}");
     assert_eq!(p["memory"], (64 * 1024 * 1024).to_string(), "{show}");
     assert_ne!(p["pids"], "max", "{show}");
     assert_eq!(p["capeff"], "0000000000000000", "{show}");
@@ -504,54 +521,34 @@ fn ctrl_c_kills_and_removes_the_container() {
 }
 
 #[test]
-fn containers_of_a_killed_session_are_reaped_by_the_next_run() {
+fn containers_of_a_killed_chant_are_reaped_by_the_next_run() {
     let Some(image) = image() else { return };
-    // A pid that is certainly gone: a child that already exited.
-    let mut gone = std::process::Command::new("true").spawn().expect("spawn");
-    let dead_pid = gone.id();
-    gone.wait().expect("wait");
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_string())
-        .unwrap_or_default();
-    let session = format!("dead-{dead_pid}-{}", std::process::id());
-    rt().block_on(async {
-        let docker = connect().await.expect("engine");
-        let mut labels = HashMap::new();
-        labels.insert("chant.session".to_string(), session.clone());
-        labels.insert("chant.spec".to_string(), "orphan".to_string());
-        labels.insert("chant.pid".to_string(), dead_pid.to_string());
-        labels.insert("chant.host".to_string(), host);
-        let body = bollard::models::ContainerCreateBody {
-            image: Some(image.clone()),
-            cmd: Some(vec!["sleep".into(), "300".into()]),
-            labels: Some(labels),
-            host_config: Some(bollard::models::HostConfig {
-                network_mode: Some("none".into()),
-                ..Default::default()
-            }),
-            ..Default::default()
-        };
-        let c = docker
-            .create_container(
-                None::<bollard::query_parameters::CreateContainerOptions>,
-                body,
-            )
-            .await
-            .expect("create orphan");
-        docker
-            .start_container(
-                &c.id,
-                None::<bollard::query_parameters::StartContainerOptions>,
-            )
-            .await
-            .expect("start orphan");
+    let (repo, id) = setup(&image, &["docker-hang.sh"], "", "");
+    let mut child = repo
+        .chant_cmd(&["work", &id])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn");
+    wait_for("container running", || {
+        !containers("chant.spec", &id).is_empty()
     });
-    assert_eq!(containers("chant.session", &session).len(), 1);
-    let (repo, id) = setup(&image, &["greet.sh"], "", "");
-    repo.chant(&["work", &id]).assert_ok();
+    // SIGKILL: chant gets no chance to clean up.
+    child.kill().expect("kill");
+    child.wait().expect("wait");
+    assert_eq!(
+        containers("chant.spec", &id).len(),
+        1,
+        "left by the killed run"
+    );
+    let other = repo.add_spec("Another", &["hello.txt"]);
+    repo.git(&["add", "-A"]);
+    repo.git(&["commit", "--quiet", "-m", "another spec"]);
+    write_config(&repo, &image, &["greet.sh"], "", "", "64M");
+    repo.chant(&["work", &other]).assert_ok();
     assert!(
-        containers("chant.session", &session).is_empty(),
-        "the dead session's container was reaped"
+        containers("chant.spec", &id).is_empty(),
+        "the killed run's container was reaped"
     );
 }
 
@@ -681,12 +678,7 @@ fn a_user_without_access_to_the_socket_is_told_how_to_get_it() {
 #[test]
 fn a_non_root_user_runs_the_agent_as_itself() {
     let Some(image) = image() else { return };
-    let (repo, id) = setup(
-        &image,
-        &["docker-probe.sh", "/nonexistent", "{prompt_file}"],
-        "",
-        "",
-    );
+    let (repo, id) = setup(&image, &["docker-probe.sh", "{prompt_file}"], "", "");
     let Some(run) = chant_as(&repo, 4321, Some(socket_group()), &["work", &id]) else {
         return;
     };
