@@ -29,9 +29,7 @@ use bollard::models::{ContainerCreateBody, HostConfig, HostConfigLogConfig};
 use bollard::query_parameters::{AttachContainerOptionsBuilder, WaitContainerOptionsBuilder};
 use futures_util::StreamExt;
 
-pub use engine::{host as engine_host, LABEL_SESSION, LABEL_SPEC};
 pub use mounts::volumes;
-pub use ownership::FALLBACK_ID;
 
 use super::{AgentPaths, Job, Outcome, OutputSink, Sandbox, SandboxError, Stream};
 use crate::config::{Config, DockerConfig, SandboxLevel};

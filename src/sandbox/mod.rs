@@ -103,6 +103,8 @@ pub enum SandboxError {
     DockerConfig(String),
     #[error("Docker engine: {0}")]
     Engine(String),
+    #[error("cannot prepare the workspace for the sandbox: {0}")]
+    Workspace(String),
     #[error("{0}")]
     Io(#[from] std::io::Error),
 }

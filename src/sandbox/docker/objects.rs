@@ -15,11 +15,8 @@ use crate::sandbox::SandboxError;
 /// Copies HEAD's commit and tree into the clone at `workspace` and cuts it off from the
 /// main repository's object store.
 pub fn make_self_contained(workspace: &Path) -> Result<(), SandboxError> {
-    let err = |e: git2::Error| {
-        SandboxError::Engine(format!(
-            "cannot prepare the clone's git objects for the container: {e}"
-        ))
-    };
+    let err =
+        |e: git2::Error| SandboxError::Workspace(format!("copying the clone's git objects: {e}"));
     // `borrowed` keeps the main repository as an alternate (loaded when opened) to read
     // from; `own`, opened once the link is gone, writes into the clone's store only (a
     // write is skipped when any store of the handle already has the object).
