@@ -44,9 +44,8 @@ fn main() {
         env: vec![("PATH".into(), "/bin".into())],
         workspace: workspace.clone(),
         timeout: Duration::from_secs(60),
-        prompt_file: None,
-        spec_id: "bench".into(),
-        session: "bench".into(),
+        files: Vec::new(),
+        hold_stdin: false,
     };
     let stop = Arc::new(AtomicBool::new(false));
     let mut api = Vec::new();

@@ -371,21 +371,18 @@ fn the_container_sees_only_the_workspace_and_has_no_way_out() {
     assert_eq!(p["capeff"], "0000000000000000", "{show}");
     assert_eq!(p["nonewprivs"], "1", "{show}");
     assert!(p["prompt"].starts_with("You are working on spec"), "{show}");
-    assert_eq!(
-        p["prompt-gate"], "absent",
-        "no gate to point the agent at: {show}"
-    );
     assert_eq!(p["homedir"], "/home/agent", "{show}");
     assert_eq!(p["home"], "writable", "{show}");
+    assert_eq!(p["gate"], "126", "$CHANT_EXEC is the stub: {show}");
     let names = repo.git(&["show", &format!("chant/{id}:env-names.txt")]);
     let names: Vec<&str> = names.lines().collect();
     assert!(names.contains(&"AGENT_API_KEY"), "{names:?}");
     assert!(names.contains(&"HOME"), "{names:?}");
     for never in [
         "DATABASE_URL",
-        "CHANT_EXEC",
         "GIT_CONFIG_GLOBAL",
         "CHANT_ACTOR",
+        "GIT_AUTHOR_NAME",
     ] {
         assert!(!names.contains(&never), "{never} leaked: {names:?}");
     }

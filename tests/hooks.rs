@@ -216,7 +216,9 @@ fn the_ledger_cannot_be_rewound_deleted_or_forged() {
         "{}",
         run.stderr()
     );
-    // Forge: an entry whose hash does not match its content.
+    // Forge: an entry whose hash does not match its content, on top of the server's ledger
+    // (which now holds the push_rejected entries of the two refusals above).
+    s.repo.chant(&["audit", "sync"]).assert_ok();
     let tip = s.repo.git(&["rev-parse", "refs/chant/audit"]);
     let body = s
         .repo
@@ -230,11 +232,7 @@ fn the_ledger_cannot_be_rewound_deleted_or_forged() {
         .repo
         .git(&["commit-tree", tree.trim(), "-p", tip.trim(), "-m", &message]);
     let run = s.push(&[], &[&format!("{}:refs/chant/audit", forged.trim())]);
-    assert!(
-        run.stderr().contains("hash does not match"),
-        "{}",
-        run.stderr()
-    );
+    assert!(run.stderr().contains("hash mismatch"), "{}", run.stderr());
     // An honest append goes through (after taking in the server's push_rejected entries).
     s.repo.chant(&["approve", &s.id]).assert_ok();
     s.repo.chant(&["audit", "sync"]).assert_ok();
@@ -304,4 +302,41 @@ fn pre_commit_refuses_secrets_and_agent_commits_on_main() {
         run.stderr()
     );
     repo.git(&["commit", "--quiet", "-m", "as a person"]);
+}
+
+#[test]
+fn pre_push_refuses_unapproved_spec_commits_and_ledger_rewinds() {
+    let s = setup();
+    s.repo.chant(&["hooks", "install"]).assert_ok();
+    s.merge_spec();
+    let run = s
+        .repo
+        .git_in(&s.repo.root, &[], &["push", "origin", "main"]);
+    assert_ne!(run.code(), 0);
+    assert!(
+        run.stderr()
+            .contains(&format!("main: spec {} has no recorded approval", s.id)),
+        "{}",
+        run.stderr()
+    );
+    s.repo
+        .git_in(&s.repo.root, &[], &["push", "origin", "refs/chant/audit"])
+        .assert_ok();
+    let old = s.repo.git(&["rev-parse", "refs/chant/audit~1"]);
+    let run = s.repo.git_in(
+        &s.repo.root,
+        &[],
+        &[
+            "push",
+            "--force",
+            "origin",
+            &format!("{}:refs/chant/audit", old.trim()),
+        ],
+    );
+    assert!(
+        run.stderr()
+            .contains("non-fast-forward push of refs/chant/audit"),
+        "{}",
+        run.stderr()
+    );
 }

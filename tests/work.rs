@@ -359,3 +359,151 @@ fn wait_for(mut cond: impl FnMut() -> bool) {
     }
     panic!("condition not met in 20 s");
 }
+
+#[test]
+fn status_comes_from_the_ledger() {
+    let (repo, id) = setup("greet.sh", "  sandbox: none\n");
+    assert!(repo
+        .chant(&["list"])
+        .assert_ok()
+        .stdout()
+        .contains("pending"));
+    repo.chant(&["work", &id]).assert_ok();
+    let list = repo
+        .chant(&["list", "--status", "completed"])
+        .assert_ok()
+        .stdout();
+    assert!(list.contains(&id), "{list}");
+    repo.chant(&["show", &id])
+        .assert_ok()
+        .stdout_has("status:   completed");
+    repo.chant(&["work", &id])
+        .assert_code(1)
+        .stderr_has("is completed");
+    let (repo, id) = setup("fail.sh", "  sandbox: none\n");
+    repo.chant(&["work", &id]).assert_code(1);
+    let json = repo
+        .chant(&["list", "--format", "json"])
+        .assert_ok()
+        .stdout();
+    assert!(json.contains("\"status\": \"failed\""), "{json}");
+}
+
+#[test]
+fn dry_run_creates_and_records_nothing() {
+    let (repo, id) = setup(
+        "greet.sh",
+        "  sandbox: none\n  secrets:\n    expose: [AGENT_API_KEY]\n",
+    );
+    let before = repo.ledger().len();
+    let out = common::Run(
+        repo.chant_cmd(&["work", &id, "--dry-run"])
+            .env("AGENT_API_KEY", "sk-dry-123456")
+            .output()
+            .expect("run"),
+    )
+    .assert_ok()
+    .stdout();
+    assert!(
+        out.contains("sandbox:   none")
+            && out.contains("secrets:   AGENT_API_KEY")
+            && !out.contains("sk-dry"),
+        "{out}"
+    );
+    assert_eq!(repo.rev(&format!("chant/{id}")), None);
+    assert_eq!(repo.ledger().len(), before);
+}
+
+#[test]
+fn secrets_are_masked_in_ledger_entries_too() {
+    let (repo, id) = setup(
+        "leak-name.sh",
+        "  sandbox: none\n  secrets:\n    expose: [AGENT_API_KEY]\n  denied_paths: [\"*.key\"]\n",
+    );
+    common::Run(
+        repo.chant_cmd(&["work", &id])
+            .env("AGENT_API_KEY", "sk-leak-abcdef123")
+            .output()
+            .expect("run"),
+    )
+    .assert_code(1);
+    let v = repo.events("policy_violation");
+    assert_eq!(v[0]["details"]["path"], "***.key");
+    assert!(!repo
+        .ledger()
+        .iter()
+        .any(|e| e.to_string().contains("sk-leak-abcdef123")));
+}
+
+#[test]
+fn denied_paths_never_reach_the_clone_and_allowed_paths_limit_it() {
+    let repo = TestRepo::initialised();
+    repo.write(".env", "DATABASE_URL=postgres://secret\n");
+    repo.write("credentials/aws.json", "{}\n");
+    repo.write("src/lib.rs", "// code\n");
+    repo.write("docs/guide.md", "# guide\n");
+    repo.git(&["add", "-f", "-A"]);
+    repo.git(&["commit", "--quiet", "-m", "files"]);
+    repo.use_agent(
+        "list-files.sh",
+        "  sandbox: none\n  file_access:\n    allowed_paths: [src/, README.md]\n    denied_paths: [\".env*\", credentials/]\n",
+        "",
+    );
+    let id = repo.add_spec("List", &[]);
+    repo.git(&["add", "-A"]);
+    repo.git(&["commit", "--quiet", "-m", "spec"]);
+    repo.chant(&["work", &id]).assert_ok();
+    let files = repo.git(&["show", &format!("chant/{id}:src/files.txt")]);
+    let files: Vec<&str> = files.lines().collect();
+    assert!(
+        files.contains(&"src/lib.rs") && files.contains(&"README.md"),
+        "{files:?}"
+    );
+    for hidden in [
+        ".env",
+        "credentials/aws.json",
+        "docs/guide.md",
+        ".chant/config.md",
+    ] {
+        assert!(!files.contains(&hidden), "{hidden} was visible: {files:?}");
+    }
+    // Withheld files are not deletions: they are still on the branch.
+    let tree = repo.git(&["ls-tree", "-r", "--name-only", &format!("chant/{id}")]);
+    assert!(
+        tree.contains(".env") && tree.contains("docs/guide.md"),
+        "{tree}"
+    );
+}
+
+#[test]
+fn validation_commands_run_in_the_sandbox_and_gate_landing() {
+    let (repo, id) = setup("greet.sh", "  sandbox: none\n");
+    let config = repo.read(".chant/config.md").replace(
+        "---\n\n# Config",
+        "work:\n  validate: [\"test -f hello.txt\", \"grep -q Hello hello.txt\"]\n---\n\n# Config",
+    );
+    repo.write(".chant/config.md", &config);
+    repo.git(&["commit", "--quiet", "-am", "validate"]);
+    repo.chant(&["work", &id]).assert_ok();
+    let runs = repo.events("command_run");
+    assert_eq!(runs.len(), 2);
+    assert!(runs
+        .iter()
+        .all(|r| r["details"]["exit_code"] == 0 && r["details"]["phase"] == "validate"));
+
+    let (repo, id) = setup("greet.sh", "  sandbox: none\n");
+    let config = repo.read(".chant/config.md").replace(
+        "---\n\n# Config",
+        "work:\n  validate: [\"grep -q Goodbye hello.txt\"]\n---\n\n# Config",
+    );
+    repo.write(".chant/config.md", &config);
+    repo.git(&["commit", "--quiet", "-am", "validate"]);
+    repo.chant(&["work", &id])
+        .assert_code(1)
+        .stderr_has("validation `grep -q Goodbye hello.txt` failed (exit 1)");
+    assert_eq!(
+        repo.rev(&format!("chant/{id}")),
+        repo.rev("main"),
+        "nothing lands"
+    );
+}

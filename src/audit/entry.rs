@@ -1,4 +1,6 @@
 //! One ledger entry, in exactly the seed's JSON shape.
+//!
+//! Owns the entry's fields and names. It never computes hashes (see `chain`) nor touches git.
 
 use serde_json::{Map, Value};
 
@@ -101,6 +103,70 @@ impl NewEntry {
     }
 }
 
+/// The top-level keys every entry has, in the order of the seed's example.
+pub const FIELDS: &[&str] = &[
+    "ts",
+    "event",
+    "spec_id",
+    "actor",
+    "agent",
+    "sandbox",
+    "host",
+    "session",
+    "details",
+    "prev_hash",
+    "hash",
+];
+
 /// A recorded entry: the JSON object, with every field kept (unknown ones too).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Entry(pub Map<String, Value>);
+
+impl Entry {
+    /// A string field, `None` when absent or not a string (e.g. `null`).
+    pub fn str(&self, key: &str) -> Option<&str> {
+        self.0.get(key).and_then(Value::as_str)
+    }
+
+    pub fn ts(&self) -> &str {
+        self.str("ts").unwrap_or("")
+    }
+
+    pub fn event(&self) -> &str {
+        self.str("event").unwrap_or("")
+    }
+
+    pub fn spec_id(&self) -> Option<&str> {
+        self.str("spec_id")
+    }
+
+    pub fn actor(&self) -> &str {
+        self.str("actor").unwrap_or("")
+    }
+
+    pub fn hash(&self) -> &str {
+        self.str("hash").unwrap_or("")
+    }
+
+    pub fn prev_hash(&self) -> &str {
+        self.str("prev_hash").unwrap_or("")
+    }
+
+    pub fn details(&self) -> Option<&Map<String, Value>> {
+        self.0.get("details").and_then(Value::as_object)
+    }
+
+    /// The one-line commit subject: `<event> <spec_id or -> by <actor>`, control
+    /// characters replaced so that it stays one line.
+    pub fn subject(&self) -> String {
+        let text = format!(
+            "{} {} by {}",
+            self.event(),
+            self.spec_id().unwrap_or("-"),
+            self.actor()
+        );
+        text.chars()
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .collect()
+    }
+}

@@ -1,11 +1,31 @@
 //! The audit ledger on `refs/chant/audit`: entries, canonical JSON and hash chain,
-//! append (compare-and-swap), signing, verification, queries and sinks.
+//! append (compare-and-swap), signing, verification, queries, sinks and replication.
 //!
-//! The ref is the source of truth. Nothing here prints; callers report.
+//! The ref is the source of truth: sinks and the query index are derived from it and a
+//! failure there never loses a ledger entry. Nothing here prints; callers report.
+//! `audit.enabled: false` turns off the sinks only — the ledger itself always records.
 
+mod chain;
 mod entry;
+mod fastcheck;
+pub mod index;
+pub mod ledger;
+mod pack;
+pub mod query;
+pub mod replicate;
+pub mod sign;
+pub mod signers;
+pub mod sink;
+pub mod verify;
 
-pub use entry::{Entry, Event, NewEntry};
+pub use chain::{canonical, entry_hash, find_float, ZERO_HASH};
+pub use entry::{Entry, Event, NewEntry, FIELDS};
+pub use ledger::{Draft, Stored};
+pub use replicate::{configure_replication, sync, SyncOutcome};
+pub use sign::Signer;
+pub use verify::{verify, Verified, VerifyOptions};
+
+use serde_json::{Map, Value};
 
 use crate::config::Config;
 use crate::identity::Identity;
@@ -16,8 +36,41 @@ pub const AUDIT_REF: &str = "refs/chant/audit";
 
 #[derive(Debug, thiserror::Error)]
 pub enum AuditError {
+    /// Bad input: an unknown event, details that are not an object, a float.
     #[error("{0}")]
     Invalid(String),
+    /// The signing set-up is incomplete or wrong.
+    #[error("{0}")]
+    SignConfig(String),
+    /// The signing program or key failed.
+    #[error("signing failed: {0}")]
+    SignFailed(String),
+    /// Verification found a bad entry.
+    #[error("audit ledger broken at commit {commit}: {reason}")]
+    Broken { commit: String, reason: String },
+    /// The ledger's history was rewritten since it was last verified.
+    #[error("{AUDIT_REF} was rewritten: head {head} does not descend from the last verified head {checkpoint}{}{}",
+        .first_broken.as_ref().map_or("", |_| "; first broken entry: commit "),
+        .first_broken.as_deref().unwrap_or(""))]
+    Rewritten {
+        head: String,
+        checkpoint: String,
+        first_broken: Option<String>,
+    },
+    #[error("cannot verify the audit ledger in a shallow repository: its history is cut off; run `git fetch --unshallow` first")]
+    Shallow,
+    #[error("{0}")]
+    Missing(String),
+    #[error("{0}")]
+    Contended(String),
+    #[error("{0}")]
+    Sync(String),
+    #[error("{}: {source}", .path.display())]
+    Io {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("git: {0}")]
     Git(#[from] git2::Error),
 }
@@ -25,10 +78,17 @@ pub enum AuditError {
 impl AuditError {
     pub fn exit_code(&self) -> u8 {
         match self {
-            AuditError::Invalid(_) => 2,
-            AuditError::Git(_) => 1,
+            AuditError::Invalid(_) | AuditError::SignConfig(_) => 2,
+            _ => 1,
         }
     }
+}
+
+/// What an append did: the entries, and sink problems that did not stop it.
+#[derive(Debug, Clone)]
+pub struct Appended {
+    pub entries: Vec<Stored>,
+    pub warnings: Vec<String>,
 }
 
 /// Appends one entry to the ledger of `project` (and mirrors it to the configured sinks).
@@ -38,186 +98,138 @@ pub fn record(
     identity: &Identity,
     entry: NewEntry,
 ) -> Result<Entry, AuditError> {
-    record_batch(project, config, identity, vec![entry]).map(|mut v| v.remove(0))
+    let mut out = record_batch(project, config, identity, vec![entry])?;
+    out.pop()
+        .ok_or_else(|| AuditError::Invalid("nothing was recorded".into()))
 }
 
-/// Appends several entries with one ref update (interim: unsigned, no sinks).
+/// Appends several entries with one ref update.
 pub fn record_batch(
     project: &Project,
-    _config: &Config,
+    config: &Config,
     identity: &Identity,
     entries: Vec<NewEntry>,
 ) -> Result<Vec<Entry>, AuditError> {
-    append(&project.repo, identity, entries)
+    append(project, config, identity, entries)
+        .map(|a| a.entries.into_iter().map(|s| s.entry).collect())
 }
 
-/// Appends entries to the ledger of `repo` (bare repositories too).
+/// [`record_batch`], returning the commits and the sink warnings too.
 pub fn append(
-    repo: &git2::Repository,
+    project: &Project,
+    config: &Config,
     identity: &Identity,
     entries: Vec<NewEntry>,
-) -> Result<Vec<Entry>, AuditError> {
-    use sha2::Digest;
-    loop {
-        let head = repo.refname_to_id(AUDIT_REF).ok();
-        let mut prev_hash = match head {
-            Some(oid) => {
-                let msg = repo
-                    .find_commit(oid)?
-                    .message()
-                    .unwrap_or_default()
-                    .to_string();
-                let json = msg.lines().last().unwrap_or_default();
-                let v: serde_json::Value =
-                    serde_json::from_str(json).map_err(|e| AuditError::Invalid(e.to_string()))?;
-                v["hash"].as_str().unwrap_or_default().to_string()
-            }
-            None => "0".repeat(64),
-        };
-        let tree = repo.find_tree(repo.treebuilder(None)?.write()?)?;
-        let mut parent = head;
-        let mut out = Vec::new();
-        for e in &entries {
-            let mut map = serde_json::Map::new();
-            map.insert(
-                "ts".into(),
-                crate::clock::now()
-                    .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-                    .into(),
-            );
-            map.insert("event".into(), e.event.as_str().into());
-            map.insert("spec_id".into(), e.spec_id.clone().into());
-            map.insert("actor".into(), identity.actor.clone().into());
-            map.insert("agent".into(), e.agent.clone().into());
-            map.insert("sandbox".into(), e.sandbox.clone().into());
-            map.insert("host".into(), identity.host.clone().into());
-            map.insert("session".into(), identity.session.clone().into());
-            map.insert(
-                "details".into(),
-                serde_json::Value::Object(e.details.clone()),
-            );
-            map.insert("prev_hash".into(), prev_hash.clone().into());
-            let canonical =
-                serde_json::to_string(&map).map_err(|e| AuditError::Invalid(e.to_string()))?;
-            let hash = hex(&sha2::Sha256::digest(canonical.as_bytes()));
-            map.insert("hash".into(), hash.clone().into());
-            let body =
-                serde_json::to_string(&map).map_err(|e| AuditError::Invalid(e.to_string()))?;
-            let message = format!(
-                "{} {} by {}\n\n{body}\n",
-                e.event.as_str(),
-                e.spec_id.as_deref().unwrap_or("-"),
-                identity.actor
-            );
-            let sig = git2::Signature::now(&identity.actor, &identity.email)?;
-            let parents: Vec<git2::Commit<'_>> = parent
-                .map(|p| repo.find_commit(p))
-                .transpose()?
-                .into_iter()
-                .collect();
-            let refs: Vec<&git2::Commit<'_>> = parents.iter().collect();
-            parent = Some(repo.commit(None, &sig, &sig, &message, &tree, &refs)?);
-            prev_hash = hash;
-            out.push(Entry(map));
-        }
-        let Some(new) = parent else { return Ok(out) };
-        match crate::git::update_ref(repo, AUDIT_REF, new, head, "chant: audit") {
-            Ok(()) => return Ok(out),
-            Err(e)
-                if matches!(
-                    e.code(),
-                    git2::ErrorCode::Modified | git2::ErrorCode::Exists | git2::ErrorCode::Locked
-                ) =>
-            {
-                continue
-            }
-            Err(e) => return Err(e.into()),
-        }
+) -> Result<Appended, AuditError> {
+    let signer = Signer::from_config(&project.repo, config.audit.sign)?;
+    let drafts = entries
+        .into_iter()
+        .map(|e| draft(identity, e))
+        .collect::<Result<Vec<_>, _>>()?;
+    let stored = ledger::append(&project.repo, &signer, &drafts)?;
+    let warnings = if config.audit.enabled {
+        sink::mirror(project.root(), &config.audit, &stored)
+    } else {
+        Vec::new()
+    };
+    Ok(Appended {
+        entries: stored,
+        warnings,
+    })
+}
+
+/// Appends entries to the ledger of any repository, bare ones included (server hooks
+/// recording `push_rejected`): no work tree, so no sinks.
+pub fn append_to_repo(
+    repo: &git2::Repository,
+    sign: crate::config::SignMode,
+    identity: &Identity,
+    entries: Vec<NewEntry>,
+) -> Result<Vec<Stored>, AuditError> {
+    let signer = Signer::from_config(repo, sign)?;
+    let drafts = entries
+        .into_iter()
+        .map(|e| draft(identity, e))
+        .collect::<Result<Vec<_>, _>>()?;
+    ledger::append(repo, &signer, &drafts)
+}
+
+/// The current time as entries write it: RFC 3339 UTC, whole seconds, `Z`.
+pub fn timestamp() -> String {
+    crate::clock::now().format("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+/// Turns what a caller asks to record into a draft: adds ts, actor, host and session, and
+/// refuses floats.
+pub fn draft(identity: &Identity, entry: NewEntry) -> Result<Draft, AuditError> {
+    let details = Value::Object(entry.details);
+    if let Some(path) = find_float(&details) {
+        return Err(AuditError::Invalid(format!(
+            "details{path} is a floating-point number; the ledger holds integers only \
+             (give durations in whole milliseconds)"
+        )));
     }
+    let opt = |v: Option<String>| v.map_or(Value::Null, Value::String);
+    let mut fields = Map::new();
+    fields.insert("ts".into(), Value::String(timestamp()));
+    fields.insert("event".into(), Value::String(entry.event.as_str().into()));
+    fields.insert("spec_id".into(), opt(entry.spec_id));
+    fields.insert("actor".into(), Value::String(identity.actor.clone()));
+    fields.insert("agent".into(), opt(entry.agent));
+    fields.insert("sandbox".into(), opt(entry.sandbox));
+    fields.insert("host".into(), Value::String(identity.host.clone()));
+    fields.insert("session".into(), Value::String(identity.session.clone()));
+    fields.insert("details".into(), details);
+    Ok(Draft {
+        fields,
+        email: identity.email.clone(),
+    })
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn entry_of(commit: &git2::Commit<'_>) -> Result<serde_json::Value, String> {
-    let msg = commit.message().unwrap_or_default();
-    let line = msg
-        .lines()
-        .rev()
-        .find(|l| l.starts_with('{'))
-        .ok_or("no JSON entry in the message")?;
-    serde_json::from_str(line).map_err(|e| e.to_string())
-}
-
-/// The entries reachable from `tip`, oldest first.
+/// The entries reachable from `tip`, oldest first, as JSON values.
 pub fn entries_at(
     repo: &git2::Repository,
     tip: Option<git2::Oid>,
-) -> Result<Vec<serde_json::Value>, AuditError> {
-    let mut out = Vec::new();
-    let mut next = tip;
-    while let Some(oid) = next {
-        let commit = repo.find_commit(oid)?;
-        out.push(entry_of(&commit).map_err(AuditError::Invalid)?);
-        next = commit.parent_ids().next();
-    }
+) -> Result<Vec<Value>, AuditError> {
+    let mut out = ledger::Walk::new(repo, tip)
+        .map(|s| s.map(|s| Value::Object(s.entry.0)))
+        .collect::<Result<Vec<_>, _>>()?;
     out.reverse();
     Ok(out)
 }
 
-/// Checks the entries after `from` up to `to`: single parents, hashes, links.
+/// Verifies the entries a push adds to the ledger: those after `old` up to `new` (all of
+/// them when `old` is None), with signatures against the repository's allowed signers when
+/// `signed`. Returns the reason of the first broken entry.
 pub fn verify_range(
     repo: &git2::Repository,
-    from: Option<git2::Oid>,
-    to: git2::Oid,
-    _signed: bool,
+    old: Option<git2::Oid>,
+    new: git2::Oid,
+    signed: bool,
 ) -> Result<(), String> {
-    use sha2::Digest;
-    let mut chain = Vec::new();
-    let mut next = Some(to);
-    while let Some(oid) = next {
-        if Some(oid) == from {
-            break;
+    // The first new entry: the one whose parent is `old`.
+    let mut from = None;
+    if let Some(old) = old {
+        let mut at = Some(new);
+        while let Some(oid) = at {
+            let commit = repo.find_commit(oid).map_err(|e| e.to_string())?;
+            let parent = commit.parent_id(0).ok();
+            if parent == Some(old) {
+                from = Some(oid);
+                break;
+            }
+            at = parent;
         }
-        let commit = repo.find_commit(oid).map_err(|e| e.to_string())?;
-        if commit.parent_count() > 1 {
-            return Err(format!(
-                "entry {oid} has {} parents; the ledger is linear",
-                commit.parent_count()
-            ));
+        if from.is_none() {
+            return Err(format!("the pushed ledger {new} does not extend {old}"));
         }
-        chain.push((oid, entry_of(&commit)?));
-        next = commit.parent_ids().next();
     }
-    if next.is_none() && from.is_some() {
-        return Err("the new ledger does not contain the old one".into());
-    }
-    chain.reverse();
-    let mut prev = match from {
-        Some(f) => entry_of(&repo.find_commit(f).map_err(|e| e.to_string())?)?["hash"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string(),
-        None => "0".repeat(64),
+    let opts = VerifyOptions {
+        require_signatures: signed,
+        allowed_signers: None,
+        from,
+        checkpoint: None,
+        head: Some(new),
     };
-    for (oid, entry) in chain {
-        let mut e = entry.clone();
-        let hash = e
-            .as_object_mut()
-            .and_then(|m| m.remove("hash"))
-            .and_then(|h| h.as_str().map(str::to_string))
-            .unwrap_or_default();
-        let canonical = serde_json::to_string(&e).map_err(|e| e.to_string())?;
-        if hex(&sha2::Sha256::digest(canonical.as_bytes())) != hash {
-            return Err(format!("entry {oid}: hash does not match its content"));
-        }
-        if entry["prev_hash"] != prev.as_str() {
-            return Err(format!(
-                "entry {oid}: prev_hash does not link to the previous entry"
-            ));
-        }
-        prev = hash;
-    }
-    Ok(())
+    verify(repo, &opts).map(|_| ()).map_err(|e| e.to_string())
 }

@@ -2,7 +2,9 @@
 
 use std::path::PathBuf;
 
+use crate::audit::{self, Event, NewEntry};
 use crate::error::{Error, Result};
+use crate::identity::Identity;
 use crate::project::Project;
 use crate::spec::SpecStore;
 
@@ -49,6 +51,19 @@ pub fn run(args: Args) -> Result<u8> {
     };
     let store = SpecStore::new(project.specs_dir());
     let spec = store.create(&args.title, &args.targets, body.as_deref())?;
+    let path = store.path_of(&spec.id);
+    let content = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
+    let sha = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&content));
+    let entry = NewEntry::new(Event::SpecCreated)
+        .spec(spec.id.as_str())
+        .detail("content_sha256", sha)
+        .detail("title", spec.title())
+        .detail("path", format!(".chant/specs/{}.md", spec.id));
+    let identity = Identity::resolve(Some(&project.repo));
+    let appended = audit::append(&project, &project.config()?, &identity, vec![entry])?;
+    for w in &appended.warnings {
+        eprintln!("warning: {w}");
+    }
     println!("{}", spec.id);
     Ok(0)
 }

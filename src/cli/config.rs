@@ -1,7 +1,9 @@
 //! `git chant config get|set`.
 
+use crate::audit::{self, Event, NewEntry};
 use crate::config::{self, CONFIG_PATH};
 use crate::error::{Error, Result};
+use crate::identity::Identity;
 use crate::project::Project;
 
 /// Read or change .chant/config.md
@@ -66,6 +68,15 @@ pub fn run(args: Args) -> Result<u8> {
                 return Ok(0);
             }
             crate::atomic::replace(&path, new_text.as_bytes()).map_err(|e| Error::io(&path, e))?;
+            let entry = NewEntry::new(Event::ConfigChanged)
+                .detail("key", key.as_str())
+                .detail("old", old.clone().unwrap_or(serde_json::Value::Null))
+                .detail("new", new.clone());
+            let identity = Identity::resolve(Some(&project.repo));
+            let appended = audit::append(&project, &after, &identity, vec![entry])?;
+            for w in &appended.warnings {
+                eprintln!("warning: {w}");
+            }
             println!(
                 "{key}: {} -> {}",
                 old.as_ref().map_or_else(|| "(unset)".to_string(), show),

@@ -83,6 +83,10 @@ pub fn run(args: Args) -> Result<u8> {
     println!("\n# 6. The result is a commit on chant/<id>; main did not move");
     demo.show_git(&["log", "--oneline", "--graph", "--decorate", "--branches"])?;
     demo.show_git(&["show", "--stat", "--format=%B", &format!("chant/{id}")])?;
+    println!("\n# 7. Every step above is in the audit ledger, readable with plain git");
+    demo.show_git(&["log", "--format=%b", "-3", "refs/chant/audit"])?;
+    demo.chant(&["audit", "--spec", &short])?;
+    demo.chant(&["audit", "verify"])?;
 
     println!("\nDone. Look around: cd {}", dir.display());
     println!("Remove it when finished: rm -rf {}", dir.display());

@@ -196,7 +196,9 @@ pub fn hook(args: HookArgs) -> Result<u8> {
                         .map(|u| format!("{} {} {}", u.old, u.new, u.name))
                         .collect::<Vec<_>>(),
                 );
-            if let Err(e) = crate::audit::append(&real, &identity, vec![entry]) {
+            if let Err(e) =
+                crate::audit::append_to_repo(&real, config.audit.sign, &identity, vec![entry])
+            {
                 eprintln!("chant: could not record the rejection in the ledger: {e}");
             }
             Ok(1)

@@ -2,6 +2,7 @@
 
 use std::path::Path;
 
+use crate::audit;
 use crate::config::{self, template, Tier};
 use crate::error::{Error, Result};
 use crate::project::Project;
@@ -91,7 +92,66 @@ pub fn init_project(project: &Project, tier: Tier) -> Result<Vec<String>> {
             missing.join(", ")
         ));
     }
+    changes.extend(audit::configure_replication(&project.repo)?);
+    let hooks_dir = crate::hooks::install::hooks_dir(&project.repo);
+    let installed =
+        crate::hooks::install::install(&hooks_dir, crate::hooks::install::CLIENT, false).map_err(
+            |e| {
+                Error::Refused(format!(
+                    "installing hooks into {}: {e}",
+                    hooks_dir.display()
+                ))
+            },
+        )?;
+    for (name, what) in installed {
+        match what {
+            crate::hooks::install::Installed::Unchanged => {}
+            crate::hooks::install::Installed::Chained => changes.push(format!(
+                "installed the {name} hook (your existing one runs after it as {name}.local)"
+            )),
+            _ => changes.push(format!("installed the {name} hook")),
+        }
+    }
+    if let Some(change) = start_ledger(project)? {
+        changes.push(change);
+    }
     Ok(changes)
+}
+
+/// Starts the ledger when there is none: adopts a remote's published ledger when one was
+/// fetched (so clones share one chain), else writes the genesis `ledger_created` entry.
+fn start_ledger(project: &Project) -> Result<Option<String>> {
+    let repo = &project.repo;
+    if crate::git::read_ref(repo, audit::AUDIT_REF)?.is_some() {
+        return Ok(None);
+    }
+    let mut names: Vec<String> = repo.remotes()?.iter().flatten().map(String::from).collect();
+    names.sort_by_key(|n| n != "origin");
+    for name in names {
+        let tracking = audit::replicate::tracking_ref(&name);
+        if let Some(oid) = crate::git::read_ref(repo, &tracking)? {
+            if crate::git::compare_and_swap(repo, audit::AUDIT_REF, oid, None, "chant init: adopt")?
+            {
+                return Ok(Some(format!(
+                    "adopted {name}'s audit ledger ({})",
+                    audit::AUDIT_REF
+                )));
+            }
+            return Ok(None);
+        }
+    }
+    let config = project.config()?;
+    let identity = crate::identity::Identity::resolve(Some(repo));
+    let entry = audit::NewEntry::new(audit::Event::LedgerCreated)
+        .detail("tool", concat!("git-chant ", env!("CARGO_PKG_VERSION")));
+    let appended = audit::append(project, &config, &identity, vec![entry])?;
+    Ok(appended.entries.first().map(|s| {
+        format!(
+            "started the audit ledger on {} ({})",
+            audit::AUDIT_REF,
+            s.commit
+        )
+    }))
 }
 
 fn write_new(path: &Path, text: &str) -> Result<()> {

@@ -4,7 +4,7 @@ use serde_json::json;
 
 use crate::error::Result;
 use crate::project::Project;
-use crate::spec::SpecStore;
+use crate::spec::{status, SpecStore};
 
 /// List specs
 #[derive(Debug, clap::Args)]
@@ -32,12 +32,13 @@ pub fn run(args: Args) -> Result<u8> {
     let project = Project::discover()?;
     project.require_initialised()?;
     let specs = SpecStore::new(project.specs_dir()).all()?;
+    let ledger = status::of_repository(&project.repo);
     let specs: Vec<_> = specs
         .into_iter()
         .filter(|s| {
             args.status
                 .as_deref()
-                .is_none_or(|want| s.declared_status() == want)
+                .is_none_or(|want| status::effective(s, &ledger) == want)
         })
         .collect();
     match args.format {
@@ -48,7 +49,7 @@ pub fn run(args: Args) -> Result<u8> {
                     json!({
                         "id": s.id.as_str(),
                         "title": s.title(),
-                        "status": s.declared_status(),
+                        "status": status::effective(s, &ledger),
                         "type": s.kind(),
                         "target_files": s.target_files(),
                         "depends_on": s.depends_on(),
@@ -77,7 +78,7 @@ pub fn run(args: Args) -> Result<u8> {
                     println!(
                         "{:<22} {:<12} {}",
                         s.id.as_str(),
-                        s.declared_status(),
+                        status::effective(s, &ledger),
                         s.title()
                     );
                 }

@@ -5,6 +5,7 @@
 
 mod add;
 mod approve;
+mod audit;
 mod cancel;
 mod config;
 mod demo;
@@ -40,6 +41,8 @@ Examples:
   git chant list --status pending
   git chant show x7m                      any unique part of an id works
   git chant config set agent.sandbox docker
+  git chant audit --last 7d               what happened this week (refs/chant/audit)
+  git chant audit verify                  check the ledger's hash chain
   git chant demo                          the whole flow in a throwaway repository
   git chant doctor                        which sandbox levels can run here
 
@@ -74,6 +77,7 @@ enum Command {
     Hooks(hooks::Args),
     Hook(hooks::HookArgs),
     Config(config::Args),
+    Audit(Box<audit::Args>),
     Demo(demo::Args),
     Doctor(doctor::Args),
     Completions(man::CompletionsArgs),
@@ -114,6 +118,7 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Hooks(args) => hooks::run(args),
         Command::Hook(args) => hooks::hook(args),
         Command::Config(args) => config::run(args),
+        Command::Audit(args) => audit::run(*args),
         Command::Demo(args) => demo::run(args),
         Command::Doctor(args) => doctor::run(args),
         Command::Completions(args) => man::completions(args),

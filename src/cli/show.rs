@@ -2,7 +2,7 @@
 
 use crate::error::Result;
 use crate::project::Project;
-use crate::spec::SpecStore;
+use crate::spec::{status, SpecStore};
 
 /// Show one spec
 #[derive(Debug, clap::Args)]
@@ -25,7 +25,8 @@ pub fn run(args: Args) -> Result<u8> {
     let spec = store.load(&id)?;
     println!("id:       {}", spec.id);
     println!("title:    {}", spec.title());
-    println!("status:   {}", spec.declared_status());
+    let ledger = status::of_repository(&project.repo);
+    println!("status:   {}", status::effective(&spec, &ledger));
     println!("type:     {}", spec.kind());
     let targets = spec.target_files();
     if !targets.is_empty() {

@@ -20,6 +20,7 @@ Examples:
   git chant work x7m --sandbox none           the agent runs as you (honour system)
   git chant work x7m --secrets-from dotenv:.env.agent --yes
   git chant work x7m --keep                   keep the clone to inspect it
+  git chant work x7m --dry-run                check and show the plan; create nothing
 
 The agent works in a clone under .git/chant/clones/ on branch chant/<id>; your work
 tree, index and main branch never change. What it leaves behind is checked against
@@ -41,6 +42,9 @@ pub struct Args {
     /// Keep the sandboxed clone after a successful run
     #[arg(long)]
     keep: bool,
+    /// Check everything and show what would run; create and record nothing
+    #[arg(long)]
+    dry_run: bool,
 }
 
 fn parse_level(s: &str) -> std::result::Result<SandboxLevel, String> {
@@ -63,7 +67,34 @@ pub fn run(args: Args) -> Result<u8> {
         secrets_from: args.secrets_from,
         yes: args.yes,
         keep: args.keep,
+        dry_run: args.dry_run,
     };
+    if options.dry_run {
+        let plan = work::plan(&project, &options)?;
+        println!("spec:      {} ({})", plan.id, plan.title);
+        println!("sandbox:   {}", plan.level);
+        println!("branch:    {} ({})", plan.branch, plan.start);
+        println!("command:   {}", plan.command.join(" "));
+        println!(
+            "secrets:   {}",
+            if plan.exposed.is_empty() {
+                "none exposed".to_string()
+            } else {
+                plan.exposed.join(", ")
+            }
+        );
+        if !plan.sensitive_targets.is_empty() {
+            println!(
+                "sensitive: {} (asks before running; --yes to skip)",
+                plan.sensitive_targets.join(", ")
+            );
+        }
+        for v in &plan.validate {
+            println!("validate:  {v}");
+        }
+        println!("Nothing was created or recorded (--dry-run).");
+        return Ok(0);
+    }
     let mut reporter = Terminal;
     let mut recorder = LedgerRecorder {
         project: &project,

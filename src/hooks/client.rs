@@ -168,7 +168,7 @@ pub fn pre_push(
             }
         }
         let commits = protection::spec_commits(repo, u.local, &hide)?;
-        for reason in protection::unapproved(repo, config, &commits, &ledger) {
+        for reason in protection::unapproved(repo, config, &commits, &ledger, &hide) {
             verdict.refusals.push(format!("{branch}: {reason}"));
         }
     }

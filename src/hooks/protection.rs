@@ -1,7 +1,7 @@
 //! Branch protection rules shared by the client and server hooks: which branches are
 //! protected, who is an agent, and whether the spec commits of an update are approved.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use git2::{Oid, Repository};
 use globset::Glob;
@@ -92,11 +92,15 @@ pub fn spec_commits(
 /// entry for that spec, by a non-agent, or an ancestor of one: a commit added after the
 /// approval needs a new approval. With `required_checks`, every named check needs a
 /// `check_passed` entry for that approved head.
+///
+/// `hide` are the commits the other side already has (they bound the walks, so the check
+/// costs one walk per distinct approved head, not one per commit).
 pub fn unapproved(
     repo: &Repository,
     config: &Config,
     commits: &[(Oid, String)],
     ledger: &[Value],
+    hide: &[Oid],
 ) -> Vec<String> {
     if !config.protection.require_approval && config.protection.required_checks.is_empty() {
         return Vec::new();
@@ -106,6 +110,7 @@ pub fn unapproved(
         by_spec.entry(spec.as_str()).or_default().push(*oid);
     }
     let mut reasons = Vec::new();
+    let mut reach: HashMap<Oid, HashSet<Oid>> = HashMap::new();
     for (spec, oids) in by_spec {
         let heads: Vec<Oid> = ledger
             .iter()
@@ -117,11 +122,16 @@ pub fn unapproved(
                     .and_then(|c| Oid::from_str(c).ok())
             })
             .collect();
+        for head in &heads {
+            if !reach.contains_key(head) {
+                reach.insert(*head, reachable(repo, *head, hide));
+            }
+        }
         let covering = |c: Oid| {
             heads
                 .iter()
                 .copied()
-                .find(|h| *h == c || repo.graph_descendant_of(*h, c).unwrap_or(false))
+                .find(|h| reach.get(h).is_some_and(|set| set.contains(&c)))
         };
         let mut approved_heads = Vec::new();
         for oid in &oids {
@@ -156,6 +166,22 @@ pub fn unapproved(
         }
     }
     reasons
+}
+
+/// Commits reachable from `head` (itself included) that none of `hide` reaches.
+fn reachable(repo: &Repository, head: Oid, hide: &[Oid]) -> HashSet<Oid> {
+    let mut set = HashSet::new();
+    let Ok(mut walk) = repo.revwalk() else {
+        return set;
+    };
+    if walk.push(head).is_err() {
+        return set;
+    }
+    for h in hide {
+        let _ = walk.hide(*h);
+    }
+    set.extend(walk.flatten());
+    set
 }
 
 pub fn short(oid: Oid) -> String {

@@ -99,7 +99,7 @@ pub fn check(
         }
         match protection::spec_commits(repo, u.new, &hide) {
             Ok(commits) => {
-                for reason in protection::unapproved(repo, config, &commits, &ledger) {
+                for reason in protection::unapproved(repo, config, &commits, &ledger, &hide) {
                     refusals.push(format!("{branch}: {reason}"));
                 }
             }

@@ -2,8 +2,8 @@
 //! the Docker Engine API (bollard, no `docker` CLI), from `agent.docker.image`.
 //!
 //! The container gets the clone bind-mounted writable at `/workspace` and nothing else of
-//! the host but what `agent.docker.volumes` names (read-only unless `:rw`) and the prompt
-//! file (read-only); a read-only root with private tmpfs `/tmp` and `/home/agent`; no
+//! the host but what `agent.docker.volumes` names (read-only unless `:rw`) and a private
+//! directory with the job's files (the prompt) at `/run/chant` (read-only); a read-only root with private tmpfs `/tmp` and `/home/agent`; no
 //! network; memory, cpu and pids limits; all capabilities dropped; no-new-privileges; a
 //! non-root user owning the clone; exactly the job's environment. Its output is streamed
 //! to the sink and never stored by the engine (log driver `none`).
@@ -31,15 +31,17 @@ use futures_util::StreamExt;
 
 pub use mounts::volumes;
 
-use super::{AgentPaths, Job, Outcome, OutputSink, Sandbox, SandboxError, Stream};
+use super::{GuestView, Job, Outcome, OutputSink, Sandbox, SandboxError, Stream};
 use crate::config::{Config, DockerConfig, SandboxLevel};
 
 /// Where the clone appears inside the container.
 pub const WORKSPACE: &str = "/workspace";
 /// The agent's private, writable home (a tmpfs).
 pub const HOME: &str = "/home/agent";
-/// Where the prompt file is mounted (read-only).
-pub const PROMPT_FILE: &str = "/run/chant/prompt.md";
+/// Where the job's files (the prompt) and the command-gate stub are mounted (read-only).
+pub const FILES_DIR: &str = "/run/chant";
+/// `$CHANT_EXEC` inside: a stub that says the gate is not available at this level.
+pub const EXEC_STUB: &str = "/run/chant/chant-exec";
 /// `PATH` inside the container: the usual directories of a Linux image.
 pub const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 /// At most this many processes in the container (a fork bomb stops here).
@@ -142,20 +144,16 @@ impl Sandbox for Docker {
         Ok(Vec::new())
     }
 
-    fn runs_host_programs(&self) -> bool {
-        false
-    }
-
-    fn agent_paths(&self, _host: &AgentPaths) -> AgentPaths {
-        AgentPaths {
+    fn guest(&self) -> Option<GuestView> {
+        Some(GuestView {
             workspace: WORKSPACE.into(),
             home: HOME.into(),
-            prompt_file: PROMPT_FILE.into(),
-            // The gate is a host program that records into the main repository, which the
-            // container must not see.
-            exec: None,
-            path_var: Some(PATH.into()),
-        }
+            path: PATH.into(),
+            files_dir: FILES_DIR.into(),
+            // The real gate is a host program that records into the main repository, which
+            // the container must not see.
+            exec: EXEC_STUB.into(),
+        })
     }
 
     fn run(
@@ -165,10 +163,8 @@ impl Sandbox for Docker {
         stop: &Arc<AtomicBool>,
     ) -> Result<Outcome, SandboxError> {
         let owner = ownership::Owner::for_workspace(&job.workspace)?;
-        let mut handed: Vec<&Path> = vec![job.workspace.as_path()];
-        if let Some(p) = &job.prompt_file {
-            handed.push(p.as_path());
-        }
+        let staged = mounts::stage_files(&job.files)?;
+        let handed: Vec<&Path> = vec![job.workspace.as_path(), staged.path()];
         // Given back whatever happens, also when handing over stopped half-way.
         let result = owner
             .hand_over(&handed)
@@ -180,7 +176,7 @@ impl Sandbox for Docker {
                     // Leftovers of killed sessions go first; failing to list them is no reason
                     // not to run.
                     let _ = engine::reap_dead(&docker).await;
-                    let body = self.container(job, &owner)?;
+                    let body = self.container(job, &owner, staged.path())?;
                     run_container(&docker, body, job, sink, stop).await
                 })
             });
@@ -197,6 +193,7 @@ impl Docker {
         &self,
         job: &Job,
         owner: &ownership::Owner,
+        staged: &Path,
     ) -> Result<ContainerCreateBody, SandboxError> {
         let Some((program, args)) = job.argv.split_first() else {
             return Err(SandboxError::ProgramNotFound {
@@ -208,9 +205,7 @@ impl Docker {
             mounts::host_path(&job.workspace)?
         )];
         binds.extend(volumes(&self.config.volumes, &job.workspace)?);
-        if let Some(prompt) = &job.prompt_file {
-            binds.push(format!("{}:{PROMPT_FILE}:ro", mounts::host_path(prompt)?));
-        }
+        binds.push(format!("{}:{FILES_DIR}:ro", mounts::host_path(staged)?));
         let mut tmpfs = HashMap::new();
         tmpfs.insert("/tmp".to_string(), format!("rw,nosuid,nodev,{TMPFS_SIZE}"));
         tmpfs.insert(
@@ -224,8 +219,16 @@ impl Docker {
         let nano_cpus =
             i64::try_from(self.config.cpu.millis().saturating_mul(1_000_000)).unwrap_or(i64::MAX);
         let mut labels = HashMap::new();
-        labels.insert(engine::LABEL_SESSION.to_string(), job.session.clone());
-        labels.insert(engine::LABEL_SPEC.to_string(), job.spec_id.clone());
+        // The job's own CHANT_* variables say which run it belongs to.
+        let env = |name: &str| {
+            job.env
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone())
+                .unwrap_or_default()
+        };
+        labels.insert(engine::LABEL_SESSION.to_string(), env("CHANT_SESSION"));
+        labels.insert(engine::LABEL_SPEC.to_string(), env("CHANT_SPEC_ID"));
         labels.insert(
             engine::LABEL_PID.to_string(),
             std::process::id().to_string(),

@@ -7,8 +7,9 @@
 pub mod docker;
 mod local;
 pub mod process;
+mod vm;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,27 +29,25 @@ pub struct Job {
     pub workspace: PathBuf,
     /// Kill the program after this long.
     pub timeout: Duration,
-    /// The prompt file on this machine (outside the workspace), for levels that must make
-    /// it visible to the program themselves.
-    pub prompt_file: Option<PathBuf>,
-    /// The spec and session this job belongs to (levels label what they create with them).
-    pub spec_id: String,
-    pub session: String,
+    /// Files the program must be able to read, at these paths as it sees them (the prompt).
+    pub files: Vec<(PathBuf, Vec<u8>)>,
+    /// Give the program a standard input that stays open (and silent) until it ends,
+    /// instead of `/dev/null`: qemu's console stalls the guest once its stdin hits EOF.
+    pub hold_stdin: bool,
 }
 
-/// The run's paths as the program sees them, and the PATH it gets.
+/// Where things are for a program that runs in its own machine or container, when the
+/// paths it sees differ from the host's.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AgentPaths {
-    /// The workspace (`{workspace}`, `CHANT_CLONE`).
+pub struct GuestView {
     pub workspace: PathBuf,
-    /// The private home directory (`HOME`).
     pub home: PathBuf,
-    /// The prompt file (`{prompt_file}`).
-    pub prompt_file: PathBuf,
-    /// The command gate (`CHANT_EXEC`); None where the level cannot offer it.
-    pub exec: Option<PathBuf>,
-    /// `PATH`; None: the host's (see `secrets::AgentContext::path`).
-    pub path_var: Option<String>,
+    /// `PATH` inside.
+    pub path: String,
+    /// Where files of [`Job::files`] go.
+    pub files_dir: PathBuf,
+    /// The command gate as seen inside (a stub saying it is unavailable, where it is).
+    pub exec: PathBuf,
 }
 
 /// How the program ended.
@@ -93,6 +92,12 @@ pub enum SandboxError {
         #[source]
         source: std::io::Error,
     },
+    #[error("agent program '{program}' is not in the vm image; add it to agent.vm.image or use a busybox command")]
+    NotInImage { program: String },
+    #[error("{what} not found: {fix}")]
+    Missing { what: String, fix: String },
+    #[error("vm: {0}")]
+    Vm(String),
     #[error("cannot reach the Docker engine at {host}: {detail}\n  start it (e.g. `sudo systemctl start docker`, or `dockerd &` as root) or point DOCKER_HOST at a running one; `git chant doctor` checks again")]
     EngineUnreachable { host: String, detail: String },
     #[error("permission denied on the Docker socket {host}\n  add your user to the `docker` group (`sudo usermod -aG docker $USER`, then log in again) or point DOCKER_HOST at an engine you may use")]
@@ -113,7 +118,9 @@ impl SandboxError {
     pub fn exit_code(&self) -> u8 {
         match self {
             SandboxError::ProgramNotFound { .. }
+            | SandboxError::NotInImage { .. }
             | SandboxError::Unavailable(_)
+            | SandboxError::Missing { .. }
             | SandboxError::EngineUnreachable { .. }
             | SandboxError::EnginePermission { .. }
             | SandboxError::ImageNotFound { .. }
@@ -131,21 +138,14 @@ pub trait Sandbox {
     /// Checks, before anything is created, that the job's program can be started.
     fn preflight(&self, argv: &[String]) -> Result<(), SandboxError>;
 
+    /// How the program sees paths; None: as the host does (it runs on the host).
+    fn guest(&self) -> Option<GuestView> {
+        None
+    }
+
     /// Prepares the workspace (e.g. the agent's native permission config) before the run.
-    fn prepare(&self, _workspace: &Path) -> Result<Vec<String>, SandboxError> {
+    fn prepare(&self, _workspace: &std::path::Path) -> Result<Vec<String>, SandboxError> {
         Ok(Vec::new())
-    }
-
-    /// Whether the program is one of this machine's (so a relative `agent.command` path is
-    /// resolved against the repository); false where it comes from an image.
-    fn runs_host_programs(&self) -> bool {
-        true
-    }
-
-    /// Where the program sees the run's host paths. Levels that run the program on this
-    /// machine see them as they are.
-    fn agent_paths(&self, host: &AgentPaths) -> AgentPaths {
-        host.clone()
     }
 
     /// Runs the job to completion, streaming output to `sink`; `stop` asks for an early end.
@@ -163,6 +163,7 @@ pub fn for_level(level: SandboxLevel, config: &Config) -> Result<Box<dyn Sandbox
         SandboxLevel::None => Ok(Box::new(Local::none())),
         SandboxLevel::Permissions => Ok(Box::new(Local::permissions(config))),
         SandboxLevel::Docker => Ok(Box::new(docker::Docker::new(config)?)),
+        SandboxLevel::Vm => Ok(Box::new(vm::Vm::new(&config.agent)?)),
         other => Err(SandboxError::Unavailable(other)),
     }
 }

@@ -46,7 +46,11 @@ pub fn run(
         .env_clear()
         .envs(job.env.iter().map(|(k, v)| (k, v)))
         .current_dir(&job.workspace)
-        .stdin(Stdio::null())
+        .stdin(if job.hold_stdin {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0)
@@ -61,6 +65,8 @@ pub fn run(
             },
         })?;
     let pgid = child.id() as libc::pid_t;
+    // Kept (never written) until the program ends; dropped with this frame.
+    let _stdin = child.stdin.take();
     let (tx, rx) = mpsc::channel::<(Stream, Vec<u8>)>();
     let mut readers = Vec::new();
     if let Some(out) = child.stdout.take() {

@@ -2,6 +2,7 @@
 
 mod file;
 mod id;
+pub mod status;
 mod store;
 
 pub use file::Spec;

@@ -29,12 +29,11 @@ impl CommitMessage<'_> {
     }
 }
 
-/// Commits `changes` on top of `parent` and moves `branch_ref` from `expected` to it.
-pub fn land(
+/// Writes the commit of `changes` on top of `parent`, without moving any ref: the caller
+/// records it in the ledger first, then [`publish`]es it, so nothing lands unrecorded.
+pub fn commit(
     repo: &Repository,
     parent: Oid,
-    branch_ref: &str,
-    expected: Option<Oid>,
     changes: &[Change],
     message: &CommitMessage<'_>,
     identity: &Identity,
@@ -57,21 +56,24 @@ pub fn land(
     let now = git2::Time::new(crate::clock::now().timestamp(), 0);
     let sig = git2::Signature::new(&identity.actor, &identity.email, &now)?;
     let text = message.render();
-    let commit = crate::git::create_commit(repo, &sig, &text, &tree, &[&parent_commit])?;
-    crate::git::update_ref(
-        repo,
-        branch_ref,
-        commit,
-        expected,
-        &format!("chant: land {}", message.spec_id),
-    )
-    .map_err(|e| match e.code() {
-        git2::ErrorCode::Modified | git2::ErrorCode::Exists | git2::ErrorCode::Locked => {
-            WorkError::BranchMoved {
-                branch: branch_ref.trim_start_matches("refs/heads/").to_string(),
-            }
-        }
-        _ => WorkError::Git(e),
-    })?;
-    Ok(commit)
+    crate::git::create_commit(repo, &sig, &text, &tree, &[&parent_commit])
+        .map_err(|e| WorkError::Ledger(e.to_string()))
+}
+
+/// Moves `branch_ref` from `expected` to `commit` (compare-and-swap).
+pub fn publish(
+    repo: &Repository,
+    branch_ref: &str,
+    expected: Oid,
+    commit: Oid,
+) -> Result<(), WorkError> {
+    let swapped =
+        crate::git::compare_and_swap(repo, branch_ref, commit, Some(expected), "chant: land")?;
+    if swapped {
+        Ok(())
+    } else {
+        Err(WorkError::BranchMoved {
+            branch: branch_ref.trim_start_matches("refs/heads/").to_string(),
+        })
+    }
 }

@@ -56,7 +56,7 @@ pub enum WorkError {
         "spec targets sensitive file(s) {files}; no terminal to confirm: pass --yes to proceed"
     )]
     NeedsConfirmation { files: String },
-    #[error("cannot record to the audit ledger, so nothing was run or landed: {0}")]
+    #[error("cannot record to the audit ledger ({0}); nothing further was run or landed")]
     Ledger(String),
     #[error("{}: {source}", .path.display())]
     Io {
@@ -97,6 +97,7 @@ pub struct Options {
     pub secrets_from: Vec<String>,
     pub yes: bool,
     pub keep: bool,
+    pub dry_run: bool,
 }
 
 /// Where progress, warnings, agent output and questions go (the terminal, in the CLI).
@@ -140,6 +141,114 @@ pub struct Report {
     pub notices: Vec<Notice>,
 }
 
+/// What `work` would do, computed without creating or recording anything (`--dry-run`).
+#[derive(Debug)]
+pub struct Plan {
+    pub id: SpecId,
+    pub title: String,
+    pub level: SandboxLevel,
+    pub branch: String,
+    /// Where the branch starts: its existing tip, or the base branch.
+    pub start: String,
+    pub command: Vec<String>,
+    /// Names (never values) of the secrets the agent would see.
+    pub exposed: Vec<String>,
+    pub sensitive_targets: Vec<String>,
+    pub validate: Vec<String>,
+}
+
+/// Checks everything `run` checks before it creates anything, and describes the run.
+pub fn plan(project: &Project, options: &Options) -> Result<Plan, WorkError> {
+    let Prepared {
+        config,
+        id,
+        spec,
+        level,
+        template,
+        secrets,
+        ..
+    } = prepare(project, options)?;
+    let branch = format!("{}{id}", config.chant.branch_prefix);
+    let start = match project.repo.refname_to_id(&format!("refs/heads/{branch}")) {
+        Ok(tip) => format!("{branch} at {}", &tip.to_string()[..12]),
+        Err(_) => {
+            let base = config.base_branch();
+            project
+                .repo
+                .refname_to_id(&format!("refs/heads/{base}"))
+                .map_err(|_| WorkError::NoBase {
+                    branch: base.to_string(),
+                })?;
+            format!("a new branch from {base}")
+        }
+    };
+    Ok(Plan {
+        title: spec.title().to_string(),
+        level,
+        branch,
+        start,
+        command: template,
+        exposed: secrets
+            .filtered(&config.agent.secrets)
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect(),
+        sensitive_targets: spec
+            .target_files()
+            .into_iter()
+            .filter(|t| config.security.sensitive_patterns.0.is_match(t))
+            .collect(),
+        validate: config.work.validate.clone(),
+        id,
+    })
+}
+
+/// Step 1, shared by `run` and `plan`: everything checked before anything is created.
+struct Prepared {
+    config: Config,
+    id: SpecId,
+    spec: Spec,
+    level: SandboxLevel,
+    sandbox: Box<dyn sandbox::Sandbox>,
+    template: Vec<String>,
+    secrets: crate::secrets::Secrets,
+}
+
+fn prepare(project: &Project, options: &Options) -> Result<Prepared, WorkError> {
+    let config = project.config()?;
+    let store = SpecStore::new(project.specs_dir());
+    let id = store.resolve(&options.spec)?;
+    let spec = store.load(&id)?;
+    let ledger = crate::spec::status::of_repository(&project.repo);
+    let status = crate::spec::status::effective(&spec, &ledger).to_string();
+    if matches!(status.as_str(), "completed" | "cancelled") {
+        return Err(WorkError::NotWorkable { id, status });
+    }
+    let level = options.sandbox.unwrap_or(config.agent.sandbox);
+    let sandbox = sandbox::for_level(level, &config)?;
+    let template = config.agent_command();
+    if sandbox.guest().is_some() {
+        sandbox.preflight(&template)?;
+    } else {
+        sandbox.preflight(&resolve_program(&template, project.root()))?;
+    }
+    let sources = options
+        .secrets_from
+        .iter()
+        .map(|uri| SecretSource::parse(uri))
+        .collect::<Result<Vec<_>, _>>()?;
+    let secrets = crate::secrets::collect(&sources, project.root())?;
+    Ok(Prepared {
+        config,
+        id,
+        spec,
+        level,
+        sandbox,
+        template,
+        secrets,
+    })
+}
+
 /// Runs a spec. `stop` is set by Ctrl-C/SIGTERM handlers (and `cancel`).
 pub fn run(
     project: &Project,
@@ -149,29 +258,66 @@ pub fn run(
     recorder: &mut dyn Recorder,
     stop: &Arc<AtomicBool>,
 ) -> Result<Report, WorkError> {
-    // 1. Resolve, check status, load config, pick the level, check the program exists.
-    let config = project.config()?;
-    let store = SpecStore::new(project.specs_dir());
-    let id = store.resolve(&options.spec)?;
-    let spec = store.load(&id)?;
-    let status = spec.declared_status().to_string();
-    if matches!(status.as_str(), "completed" | "cancelled") {
-        return Err(WorkError::NotWorkable { id, status });
+    let prepared = prepare(project, options)?;
+    // Every entry passes through the redactor: file names and reasons come from the agent.
+    let mut masked = Masked {
+        inner: recorder,
+        redactor: prepared.secrets.redactor(),
+    };
+    run_prepared(
+        project,
+        identity,
+        options,
+        reporter,
+        &mut masked,
+        stop,
+        prepared,
+    )
+}
+
+/// A recorder that masks every secret value in the entries it passes on.
+struct Masked<'r> {
+    inner: &'r mut dyn Recorder,
+    redactor: crate::secrets::Redactor,
+}
+
+impl Recorder for Masked<'_> {
+    fn record(&mut self, entries: Vec<NewEntry>) -> Result<(), String> {
+        let entries = entries
+            .into_iter()
+            .map(|mut e| {
+                if let Value::Object(details) = self.redactor.redact_json(&Value::Object(e.details))
+                {
+                    e.details = details;
+                } else {
+                    e.details = serde_json::Map::new();
+                }
+                e
+            })
+            .collect();
+        self.inner.record(entries)
     }
-    let level = options.sandbox.unwrap_or(config.agent.sandbox);
-    let sandbox = sandbox::for_level(level, &config)?;
-    let template = config.agent_command();
-    sandbox.preflight(&resolve_program(
-        &template,
-        project.root(),
-        sandbox.as_ref(),
-    ))?;
-    let sources = options
-        .secrets_from
-        .iter()
-        .map(|uri| SecretSource::parse(uri))
-        .collect::<Result<Vec<_>, _>>()?;
-    let secrets = crate::secrets::collect(&sources, project.root())?;
+}
+
+fn run_prepared(
+    project: &Project,
+    identity: &Identity,
+    options: &Options,
+    reporter: &mut dyn Reporter,
+    recorder: &mut dyn Recorder,
+    stop: &Arc<AtomicBool>,
+    prepared: Prepared,
+) -> Result<Report, WorkError> {
+    // 1. Resolve, check status, load config, pick the level, check the program exists.
+    let Prepared {
+        config,
+        id,
+        spec,
+        level,
+        sandbox,
+        template,
+        secrets,
+    } = prepared;
 
     let entry = |event: Event| {
         let mut e = NewEntry::new(event).spec(id.as_str());
@@ -326,8 +472,10 @@ impl Run<'_> {
                     branch: base.clone(),
                 })?,
         };
-        if existing.is_none() {
-            crate::git::update_ref(repo, &branch_ref, start, None, "chant: start")?;
+        if existing.is_none()
+            && !crate::git::compare_and_swap(repo, &branch_ref, start, None, "chant: start")?
+        {
+            return Err(WorkError::BranchMoved { branch });
         }
         let run_dir = self
             .project
@@ -354,53 +502,67 @@ impl Run<'_> {
         // 5. Environment and prompt.
         let home = run_dir.join("home");
         std::fs::create_dir_all(&home).map_err(|e| WorkError::io(&home, e))?;
+        let prompt_text = prompt::build(self.spec, self.config);
         let prompt_file = run_dir.join("prompt.md");
-        let exec_wrapper = write_exec_wrapper(&run_dir, self.project.root())?;
-        // The same paths as the agent sees them (inside a container they differ).
-        let seen = self.sandbox.agent_paths(&sandbox::AgentPaths {
-            workspace: clone.path.clone(),
-            home: home.clone(),
-            prompt_file: prompt_file.clone(),
-            exec: Some(exec_wrapper.clone()),
-            path_var: None,
-        });
-        let prompt_text = prompt::build(self.spec, self.config, seen.exec.is_some());
         crate::atomic::replace(&prompt_file, prompt_text.as_bytes())
             .map_err(|e| WorkError::io(&prompt_file, e))?;
+        let exec_wrapper = write_exec_wrapper(&run_dir, self.project.root())?;
         let exposed = self.secrets.filtered(&self.config.agent.secrets);
+        // Paths as the agent sees them: the host's, or the guest's for vm (and docker).
+        let guest = self.sandbox.guest();
+        let (seen_clone, seen_home, seen_exec, seen_prompt, seen_path) = match &guest {
+            Some(g) => (
+                g.workspace.clone(),
+                g.home.clone(),
+                g.exec.clone(),
+                g.files_dir.join("prompt.md"),
+                Some(std::ffi::OsString::from(&g.path)),
+            ),
+            None => (
+                clone.path.clone(),
+                home.clone(),
+                exec_wrapper.clone(),
+                prompt_file.clone(),
+                None,
+            ),
+        };
         let env: Vec<(String, String)> = crate::secrets::agent_env(
             &AgentContext {
                 spec_id: self.id.as_str(),
                 session: &self.identity.session,
-                clone: &seen.workspace,
-                home: &seen.home,
-                exec: seen.exec.as_deref().unwrap_or(&exec_wrapper),
-                path: seen.path_var.as_ref().map(Into::into),
+                clone: &seen_clone,
+                home: &seen_home,
+                exec: &seen_exec,
+                path: seen_path,
                 lang: None,
                 term: None,
             },
             &exposed,
         )?
         .into_iter()
-        .filter(|(k, _)| seen.exec.is_some() || k != "CHANT_EXEC")
         .map(|(k, v)| (k, v.to_string_lossy().into_owned()))
         .collect();
+        let program = match guest {
+            Some(_) => self.template.to_vec(),
+            None => resolve_program(self.template, self.project.root()),
+        };
         let argv = prompt::substitute(
-            &resolve_program(self.template, self.project.root(), self.sandbox),
+            &program,
             &prompt::Placeholders {
                 prompt: &prompt_text,
-                prompt_file: &seen.prompt_file.to_string_lossy(),
+                prompt_file: &seen_prompt.to_string_lossy(),
                 spec_id: self.id.as_str(),
-                workspace: &seen.workspace.to_string_lossy(),
+                workspace: &seen_clone.to_string_lossy(),
             },
         );
+        let files = vec![(seen_prompt.clone(), prompt_text.clone().into_bytes())];
         let redactor = self.secrets.redactor();
         recorder
             .record(vec![self
                 .entry(Event::SpecStarted)
                 .detail("prompt", "standard")
                 .detail("target_files", self.spec.target_files())
-                .detail("command", redactor.redact_json(&json!(self.template)))
+                .detail("command", json!(self.template))
                 .detail("base", base.clone())
                 .detail("branch", branch.clone())
                 .detail("start_commit", start.to_string())
@@ -423,9 +585,8 @@ impl Run<'_> {
             env: env.clone(),
             workspace: clone.path.clone(),
             timeout: self.config.agent.timeout.duration(),
-            prompt_file: Some(prompt_file.clone()),
-            spec_id: self.id.to_string(),
-            session: self.identity.session.clone(),
+            files: files.clone(),
+            hold_stdin: false,
         };
         let agent_started = Instant::now();
         let outcome = self.run_job(&job, reporter, &redactor)?;
@@ -440,16 +601,7 @@ impl Run<'_> {
             Outcome::Interrupted => Some("interrupted".to_string()),
         };
         if let Some(reason) = failure {
-            let cancel = take_cancel_request(self.project, &self.id);
-            return self.fail(
-                reason,
-                cancel,
-                &clone.path,
-                recorder,
-                Vec::new(),
-                Vec::new(),
-                agent_ms,
-            );
+            return self.fail(reason, &clone.path, recorder, agent_ms);
         }
 
         // Validation commands, in the same sandbox.
@@ -460,9 +612,8 @@ impl Run<'_> {
                 env: env.clone(),
                 workspace: clone.path.clone(),
                 timeout: self.config.agent.timeout.duration(),
-                prompt_file: Some(prompt_file.clone()),
-                spec_id: self.id.to_string(),
-                session: self.identity.session.clone(),
+                files: files.clone(),
+                hold_stdin: false,
             };
             let started = Instant::now();
             let outcome = self.run_job(&job, reporter, &redactor)?;
@@ -479,17 +630,8 @@ impl Run<'_> {
                     .detail("phase", "validate")])
                 .map_err(WorkError::Ledger)?;
             if code != 0 {
-                let cancel = take_cancel_request(self.project, &self.id);
                 let reason = format!("validation `{command}` failed (exit {code})");
-                return self.fail(
-                    reason,
-                    cancel,
-                    &clone.path,
-                    recorder,
-                    Vec::new(),
-                    Vec::new(),
-                    agent_ms,
-                );
+                return self.fail(reason, &clone.path, recorder, agent_ms);
             }
         }
 
@@ -519,19 +661,18 @@ impl Run<'_> {
                 .collect();
             recorder.record(entries).map_err(WorkError::Ledger)?;
             let reason = format!("{} policy violation(s); nothing landed", violations.len());
-            return self.fail(
-                reason,
-                None,
-                &clone.path,
-                recorder,
-                violations,
-                notices,
-                agent_ms,
-            );
+            let mut report = self.fail(reason, &clone.path, recorder, agent_ms)?;
+            report.violations = violations;
+            report.notices = notices;
+            return Ok(report);
         }
 
         // 9. Land.
         let files: Vec<String> = collected.changes.iter().map(|c| c.path.clone()).collect();
+        if repo.refname_to_id(&branch_ref)? != start {
+            let reason = format!("branch {branch} moved while the agent worked; nothing landed");
+            return self.fail(reason, &clone.path, recorder, agent_ms);
+        }
         let commit = if collected.changes.is_empty() {
             reporter.warn("The agent changed nothing; nothing to land.");
             None
@@ -542,16 +683,9 @@ impl Run<'_> {
                 session: &self.identity.session,
                 sandbox: self.level.as_str(),
             };
-            let tip = repo.refname_to_id(&branch_ref)?;
-            let expected = if tip == start { Some(start) } else { Some(tip) };
-            if tip != start {
-                return Err(WorkError::BranchMoved { branch });
-            }
-            Some(land::land(
+            Some(land::commit(
                 repo,
                 start,
-                &branch_ref,
-                expected,
                 &collected.changes,
                 &message,
                 self.identity,
@@ -585,7 +719,13 @@ impl Run<'_> {
                         .collect::<Vec<_>>(),
                 ),
         );
+        // Recorded first, then published: nothing lands without its ledger entries.
         recorder.record(entries).map_err(WorkError::Ledger)?;
+        if let Some(commit) = commit {
+            if let Err(e) = land::publish(repo, &branch_ref, start, commit) {
+                return self.fail(e.to_string(), &clone.path, recorder, agent_ms);
+            }
+        }
         let kept = if options.keep {
             Some(clone.path.clone())
         } else {
@@ -621,18 +761,16 @@ impl Run<'_> {
         Ok(outcome?)
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// Records how the run failed (or that it was cancelled, when `git chant cancel` asked
+    /// for it) and keeps the clone for inspection.
     fn fail(
         &self,
         reason: String,
-        cancel: Option<CancelRequest>,
         clone: &Path,
         recorder: &mut dyn Recorder,
-        violations: Vec<Violation>,
-        notices: Vec<Notice>,
         agent_ms: u64,
     ) -> Result<Report, WorkError> {
-        let (entry, verdict) = match cancel {
+        let (entry, verdict) = match take_cancel_request(self.project, &self.id) {
             Some(c) => (
                 self.entry(Event::SpecCancelled)
                     .detail("reason", c.reason.clone())
@@ -653,23 +791,15 @@ impl Run<'_> {
             verdict,
             clone: Some(clone.to_path_buf()),
             log: self.log.clone(),
-            violations,
-            notices,
+            violations: Vec::new(),
+            notices: Vec::new(),
         })
     }
 }
 
-/// A program path with a `/` in `agent.command` is relative to the repository root — on
-/// this machine. Where the program is not the host's (a container image's), it is left as is.
-fn resolve_program(
-    template: &[String],
-    root: &Path,
-    sandbox: &dyn sandbox::Sandbox,
-) -> Vec<String> {
+/// A program path with a `/` in `agent.command` is relative to the repository root.
+fn resolve_program(template: &[String], root: &Path) -> Vec<String> {
     let mut argv = template.to_vec();
-    if !sandbox.runs_host_programs() {
-        return argv;
-    }
     if let Some(first) = argv.first_mut() {
         if first.contains('/') && !first.starts_with('/') {
             *first = root.join(&*first).to_string_lossy().into_owned();

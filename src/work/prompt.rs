@@ -4,8 +4,8 @@
 use crate::config::Config;
 use crate::spec::Spec;
 
-/// The prompt text for `spec`; `gate`: whether `$CHANT_EXEC` exists where the agent runs.
-pub fn build(spec: &Spec, config: &Config, gate: bool) -> String {
+/// The prompt text for `spec`.
+pub fn build(spec: &Spec, config: &Config) -> String {
     let mut out = format!(
         "You are working on spec {} in a sandboxed clone of the repository.\n\n",
         spec.id
@@ -44,9 +44,7 @@ pub fn build(spec: &Spec, config: &Config, gate: bool) -> String {
         out.push_str(&format!("- Never change: {}\n", join(&denied)));
     }
     out.push_str("- Never change .chant/, .git, .gitattributes or .gitmodules; do not create symlinks that leave the repository.\n");
-    if gate {
-        out.push_str("- Run shell commands through \"$CHANT_EXEC\" (e.g. \"$CHANT_EXEC\" cargo test) so they are checked and recorded.\n");
-    }
+    out.push_str("- Run shell commands through \"$CHANT_EXEC\" (e.g. \"$CHANT_EXEC\" cargo test) so they are checked and recorded.\n");
     out
 }
 

@@ -260,3 +260,96 @@ impl TestRepo {
             .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
     }
 }
+
+// ---- audit ledger helpers ----
+
+/// The ledger entries as `git log --format=%b refs/chant/audit` prints them, oldest first.
+pub fn ledger_lines(repo: &TestRepo) -> Vec<String> {
+    let out = repo.git(&["log", "--reverse", "--format=%b", "refs/chant/audit"]);
+    out.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// The ledger commits, oldest first.
+pub fn ledger_commits(repo: &TestRepo) -> Vec<String> {
+    repo.git(&["rev-list", "--reverse", "refs/chant/audit"])
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// Rewrites the ledger: `edit` gets the commit messages oldest first and returns the new
+/// list; the chain of commits is rebuilt from them (unsigned, same author) and the ref
+/// forced to it, as an attacker with write access to .git would. Returns the new commits.
+pub fn rewrite_ledger(
+    repo: &TestRepo,
+    edit: impl FnOnce(Vec<String>) -> Vec<String>,
+) -> Vec<String> {
+    let git = repo.open();
+    let mut messages = Vec::new();
+    let mut sigs = Vec::new();
+    for oid in ledger_commits(repo) {
+        let c = git
+            .find_commit(git2::Oid::from_str(&oid).expect("oid"))
+            .expect("commit");
+        messages.push(c.message().expect("utf-8").to_string());
+        sigs.push(c.author().to_owned());
+    }
+    let sig = sigs[0].clone();
+    let tree = git
+        .find_tree(git.treebuilder(None).expect("tb").write().expect("tree"))
+        .expect("tree");
+    let mut parent: Option<git2::Commit> = None;
+    let mut out = Vec::new();
+    for msg in edit(messages) {
+        let parents: Vec<&git2::Commit> = parent.iter().collect();
+        let oid = git
+            .commit(None, &sig, &sig, &msg, &tree, &parents)
+            .expect("commit");
+        out.push(oid.to_string());
+        parent = Some(git.find_commit(oid).expect("commit"));
+    }
+    let tip = git2::Oid::from_str(out.last().expect("entries")).expect("oid");
+    git.reference("refs/chant/audit", tip, true, "test: rewrite")
+        .expect("ref");
+    out
+}
+
+/// Generates an SSH key pair (`ssh-keygen -t <kind>`) under the test's home; returns the
+/// private key path and the public key line.
+pub fn ssh_keygen(repo: &TestRepo, name: &str, kind: &str) -> (PathBuf, String) {
+    let path = repo.home.join(name);
+    let mut args = vec!["-q", "-t", kind, "-N", "", "-C", name, "-f"];
+    let p = path.to_str().expect("utf-8 path").to_string();
+    args.push(&p);
+    if kind == "rsa" {
+        args.extend(["-b", "2048"]);
+    }
+    let out = Command::new("ssh-keygen")
+        .args(&args)
+        .output()
+        .expect("ssh-keygen");
+    assert!(
+        out.status.success(),
+        "ssh-keygen: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let public = std::fs::read_to_string(path.with_extension("pub")).expect("pub");
+    (path, public.trim().to_string())
+}
+
+/// Configures git to sign with the SSH key at `key` and to trust `allowed` (lines of an
+/// allowed-signers file).
+pub fn use_ssh_signing(repo: &TestRepo, key: &Path, allowed: &str) {
+    let allowed_path = repo.home.join("allowed_signers");
+    std::fs::write(&allowed_path, allowed).expect("allowed signers");
+    repo.git(&["config", "gpg.format", "ssh"]);
+    repo.git(&["config", "user.signingkey", key.to_str().expect("utf-8")]);
+    repo.git(&[
+        "config",
+        "gpg.ssh.allowedSignersFile",
+        allowed_path.to_str().expect("utf-8"),
+    ]);
+}

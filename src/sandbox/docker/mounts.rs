@@ -4,8 +4,55 @@
 
 use std::path::Path;
 
-use super::WORKSPACE;
+use super::{EXEC_STUB, FILES_DIR, WORKSPACE};
 use crate::sandbox::SandboxError;
+
+/// What `$CHANT_EXEC` runs inside the container.
+const STUB: &str = "#!/bin/sh\n\
+echo \"chant: the command gate (\\$CHANT_EXEC) is not available at sandbox level docker; run the command directly\" >&2\n\
+exit 126\n";
+
+/// Writes the job's files (guest paths under `/run/chant`) and the gate stub into a fresh
+/// private directory, to be mounted read-only at `/run/chant`. Removed when dropped.
+pub fn stage_files(
+    files: &[(std::path::PathBuf, Vec<u8>)],
+) -> Result<tempfile::TempDir, SandboxError> {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::Builder::new().prefix("chant-docker-").tempdir()?;
+    let write = |rel: &Path, bytes: &[u8], mode: u32| -> Result<(), SandboxError> {
+        let path = dir.path().join(rel);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        std::fs::write(&path, bytes)?;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))?;
+        Ok(())
+    };
+    for (guest, bytes) in files {
+        let rel = guest.strip_prefix(FILES_DIR).map_err(|_| {
+            SandboxError::Workspace(format!(
+                "{} is outside {FILES_DIR}, the only place the container gets files",
+                guest.display()
+            ))
+        })?;
+        if rel.as_os_str().is_empty()
+            || rel
+                .components()
+                .any(|c| !matches!(c, std::path::Component::Normal(_)))
+        {
+            return Err(SandboxError::Workspace(format!(
+                "{} is not a file name",
+                guest.display()
+            )));
+        }
+        write(rel, bytes, 0o644)?;
+    }
+    let stub = Path::new(EXEC_STUB)
+        .strip_prefix(FILES_DIR)
+        .unwrap_or(Path::new("chant-exec"));
+    write(stub, STUB.as_bytes(), 0o755)?;
+    Ok(dir)
+}
 
 pub fn host_path(path: &Path) -> Result<String, SandboxError> {
     let text = path.to_str().ok_or_else(|| {

@@ -1,0 +1,270 @@
+//! `git chant audit verify` against tampered ledgers: every tampering exits 1 and names the
+//! commit at fault.
+
+mod common;
+
+use common::{ledger_commits, rewrite_ledger, TestRepo};
+
+/// An initialised repository with `n` extra entries.
+fn ledger_with(n: usize) -> TestRepo {
+    let repo = TestRepo::initialised();
+    for i in 0..n {
+        repo.chant(&[
+            "audit",
+            "record",
+            "command_run",
+            "--details",
+            &format!(r#"{{"command":"step {i}","exit_code":0}}"#),
+        ])
+        .assert_ok();
+    }
+    repo
+}
+
+#[test]
+fn an_intact_ledger_verifies_incrementally() {
+    let repo = ledger_with(3);
+    let head = ledger_commits(&repo).pop().expect("head");
+    repo.chant(&["audit", "verify"])
+        .assert_ok()
+        .stdout_has(&format!("verified 4 entries; head {head}"));
+    repo.chant(&[
+        "audit",
+        "record",
+        "spec_failed",
+        "--details",
+        r#"{"reason":"x"}"#,
+    ])
+    .assert_ok();
+    let head2 = ledger_commits(&repo).pop().expect("head");
+    repo.chant(&["audit", "verify"])
+        .assert_ok()
+        .stdout_has(&format!("verified 1 entries; head {head2}"))
+        .stdout_has(&format!("since the last verified head {head}"));
+    // --from re-verifies a stretch.
+    let commits = ledger_commits(&repo);
+    repo.chant(&["audit", "verify", "--from", &commits[1]])
+        .assert_ok()
+        .stdout_has("verified 4 entries");
+    // --from newer than the checkpoint: no false "rewritten".
+    repo.chant(&["audit", "record", "spec_failed"]).assert_ok();
+    let commits = ledger_commits(&repo);
+    repo.chant(&["audit", "verify", "--from", &commits[5]])
+        .assert_ok()
+        .stdout_has("verified 1 entries");
+    repo.chant(&["audit", "verify", "--from", "main"])
+        .assert_code(2)
+        .stderr_has("is not an entry of refs/chant/audit");
+}
+
+#[test]
+fn an_edited_entry_is_named() {
+    let repo = ledger_with(3);
+    let new = rewrite_ledger(&repo, |mut msgs| {
+        msgs[2] = msgs[2].replace("step 1", "step X");
+        msgs
+    });
+    repo.chant(&["audit", "verify"])
+        .assert_code(1)
+        .stderr_has(&format!("broken at commit {}", new[2]))
+        .stderr_has("hash mismatch");
+}
+
+#[test]
+fn a_dropped_entry_is_named() {
+    let repo = ledger_with(3);
+    let new = rewrite_ledger(&repo, |mut msgs| {
+        msgs.remove(2);
+        msgs
+    });
+    repo.chant(&["audit", "verify"])
+        .assert_code(1)
+        .stderr_has(&format!("broken at commit {}", new[2]))
+        .stderr_has("prev_hash");
+}
+
+#[test]
+fn a_dropped_first_entry_is_named() {
+    let repo = ledger_with(2);
+    let new = rewrite_ledger(&repo, |mut msgs| {
+        msgs.remove(0);
+        msgs
+    });
+    repo.chant(&["audit", "verify"])
+        .assert_code(1)
+        .stderr_has(&format!("broken at commit {}", new[0]))
+        .stderr_has("not 64 zeros");
+}
+
+#[test]
+fn reordered_entries_are_named() {
+    let repo = ledger_with(3);
+    let new = rewrite_ledger(&repo, |mut msgs| {
+        msgs.swap(2, 3);
+        msgs
+    });
+    repo.chant(&["audit", "verify"])
+        .assert_code(1)
+        .stderr_has(&format!("broken at commit {}", new[2]));
+}
+
+#[test]
+fn a_merge_commit_is_named() {
+    let repo = ledger_with(1);
+    let commits = ledger_commits(&repo);
+    let git = repo.open();
+    let head = git
+        .find_commit(git2::Oid::from_str(&commits[1]).expect("oid"))
+        .expect("commit");
+    let other = git
+        .find_commit(git2::Oid::from_str(&commits[0]).expect("oid"))
+        .expect("commit");
+    let sig = head.author().to_owned();
+    let msg = head.message().expect("msg").to_string();
+    let tree = head.tree().expect("tree");
+    let parent = head.parent(0).expect("parent");
+    let merge = git
+        .commit(None, &sig, &sig, &msg, &tree, &[&parent, &other])
+        .expect("merge");
+    git.reference("refs/chant/audit", merge, true, "test")
+        .expect("ref");
+    repo.chant(&["audit", "verify"])
+        .assert_code(1)
+        .stderr_has(&format!("broken at commit {merge}"))
+        .stderr_has("2 parents");
+}
+
+#[test]
+fn a_rewound_ref_is_reported() {
+    let repo = ledger_with(3);
+    let commits = ledger_commits(&repo);
+    repo.chant(&["audit", "verify"]).assert_ok();
+    repo.git(&["update-ref", "refs/chant/audit", &commits[1]]);
+    repo.chant(&["audit", "verify"])
+        .assert_code(1)
+        .stderr_has("was rewritten")
+        .stderr_has(&commits[3]);
+}
+
+#[test]
+fn a_rewritten_ledger_after_verify_names_checkpoint_and_bad_commit() {
+    let repo = ledger_with(3);
+    let commits = ledger_commits(&repo);
+    repo.chant(&["audit", "verify"]).assert_ok();
+    let new = rewrite_ledger(&repo, |mut msgs| {
+        msgs[1] = msgs[1].replace("step 0", "step Y");
+        msgs
+    });
+    repo.chant(&["audit", "verify"])
+        .assert_code(1)
+        .stderr_has(&commits[3])
+        .stderr_has(&new[1]);
+}
+
+#[test]
+fn a_deleted_ref_is_reported() {
+    let repo = ledger_with(1);
+    let commits = ledger_commits(&repo);
+    repo.chant(&["audit", "verify"]).assert_ok();
+    repo.git(&["update-ref", "-d", "refs/chant/audit"]);
+    repo.chant(&["audit", "verify"])
+        .assert_code(1)
+        .stderr_has("the ledger was deleted")
+        .stderr_has(&commits[1]);
+    // Without a checkpoint: still a refusal, not a pass.
+    std::fs::remove_file(repo.path(".git/chant/audit/verified")).expect("rm");
+    repo.chant(&["audit", "verify"])
+        .assert_code(1)
+        .stderr_has("does not exist");
+}
+
+#[test]
+fn a_shallow_clone_cannot_verify() {
+    let repo = ledger_with(3);
+    let clone = TestRepo::new();
+    let url = format!("file://{}", repo.root.display());
+    std::fs::remove_dir_all(&clone.root).expect("rm");
+    let mut cmd = std::process::Command::new("git");
+    clone.env(&mut cmd);
+    let out = cmd
+        .args(["clone", "--quiet", "--depth", "1", &url])
+        .arg(&clone.root)
+        .current_dir(clone.tmp.path())
+        .output()
+        .expect("clone");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    clone.git(&[
+        "fetch",
+        "--quiet",
+        "--depth",
+        "2",
+        "origin",
+        "refs/chant/audit:refs/chant/audit",
+    ]);
+    clone
+        .chant(&["audit", "verify"])
+        .assert_code(1)
+        .stderr_has("shallow");
+}
+
+#[test]
+fn a_non_canonical_entry_with_a_matching_hash_is_named() {
+    // Same content, same hash, but whitespace: other tools would hash different bytes.
+    let repo = ledger_with(2);
+    let new = rewrite_ledger(&repo, |mut msgs| {
+        msgs[1] = msgs[1].replacen("{\"actor\":", "{ \"actor\":", 1);
+        msgs
+    });
+    repo.chant(&["audit", "verify"])
+        .assert_code(1)
+        .stderr_has(&format!("broken at commit {}", new[1]))
+        .stderr_has("canonical");
+}
+
+#[test]
+fn unknown_fields_are_kept_and_covered_by_the_hash() {
+    let repo = ledger_with(1);
+    // A newer tool wrote an extra top-level field and an extra detail; re-chain properly.
+    rewrite_ledger(&repo, |msgs| {
+        let mut prev = "0".repeat(64);
+        msgs.iter()
+            .map(|m| {
+                let (subject, body) = m.split_once("\n\n").expect("body");
+                let mut e: serde_json::Map<String, serde_json::Value> =
+                    serde_json::from_str(body.trim()).expect("json");
+                e.insert("x_future".into(), serde_json::json!({"b": 1, "a": [2]}));
+                e.insert("prev_hash".into(), serde_json::json!(prev));
+                e.remove("hash");
+                let h = git_chant::audit::entry_hash(&e);
+                e.insert("hash".into(), serde_json::json!(h));
+                prev = h;
+                format!("{subject}\n\n{}", serde_json::to_string(&e).expect("json"))
+            })
+            .collect()
+    });
+    repo.chant(&["audit", "verify"]).assert_ok();
+    let out = repo
+        .chant(&["audit", "--format", "jsonl"])
+        .assert_ok()
+        .stdout();
+    assert!(
+        out.lines()
+            .all(|l| l.contains(r#""x_future":{"a":[2],"b":1}"#)),
+        "{out}"
+    );
+}
+
+#[test]
+fn git_log_prints_exactly_one_json_line_per_entry() {
+    let repo = ledger_with(2);
+    let out = repo.git(&["log", "--format=%b", "refs/chant/audit"]);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 3, "{out:?}");
+    for l in lines {
+        serde_json::from_str::<serde_json::Value>(l).expect("a JSON line");
+    }
+}
