@@ -113,6 +113,7 @@ impl Demo<'_> {
         let status = Command::new("git")
             .args(args)
             .env("GIT_PAGER", "cat")
+            .env("PATH", self.path_with_exe())
             .current_dir(self.dir)
             .status()
             .map_err(|e| {
@@ -128,6 +129,21 @@ impl Demo<'_> {
                 args.join(" ")
             )))
         }
+    }
+
+    /// `PATH` with this binary's folder first, so the hooks `init` installed find it even
+    /// when git-chant is not installed yet.
+    fn path_with_exe(&self) -> std::ffi::OsString {
+        let mut dirs: Vec<PathBuf> = self
+            .exe
+            .parent()
+            .map(Path::to_path_buf)
+            .into_iter()
+            .collect();
+        dirs.extend(std::env::split_paths(
+            &std::env::var_os("PATH").unwrap_or_default(),
+        ));
+        std::env::join_paths(dirs).unwrap_or_default()
     }
 
     /// Runs `git <args>`, echoing the command and its output.

@@ -1,6 +1,6 @@
 //! Level `vm`: a throwaway qemu virtual machine per run; the hypervisor enforces.
 //!
-//! Every run boots the configured kernel from a fresh initramfs that chant builds (busybox,
+//! Every run boots the configured kernel (qemu machine `pc`) from a fresh initramfs that chant builds (busybox,
 //! the virtio modules, the agent image, chant's own `/init` and the job), so nothing a run
 //! writes survives into the next (`snapshot: clean`). The clone goes in as a tar archive on
 //! a read-only virtio disk; the guest unpacks it into a tmpfs `/workspace`, runs the agent as
@@ -27,7 +27,9 @@ const OUTPUT_DISK: u64 = 4 << 30;
 const MODULES: &[&str] = &[
     "drivers/virtio/virtio_ring",
     "drivers/virtio/virtio",
-    "drivers/virtio/virtio_mmio",
+    "drivers/virtio/virtio_pci_legacy_dev",
+    "drivers/virtio/virtio_pci_modern_dev",
+    "drivers/virtio/virtio_pci",
     "drivers/block/virtio_blk",
 ];
 
@@ -129,7 +131,9 @@ impl Vm {
         let mut argv: Vec<String> = vec![
             self.qemu.display().to_string(),
             "-machine".into(),
-            format!("microvm,accel={accel}"),
+            // `pc`, not `microvm`: under TCG on a loaded host the microvm guest's TSC
+            // calibration fails and its clock never ticks; `pc` has the PIT and HPET.
+            format!("pc,accel={accel}"),
             "-m".into(),
             format!("{}M", (self.config.memory.bytes() >> 20).max(64)),
             "-smp".into(),
@@ -154,7 +158,7 @@ impl Vm {
                 if *read_only { ",readonly=on" } else { "" }
             ));
             argv.push("-device".into());
-            argv.push(format!("virtio-blk-device,drive=d{i}"));
+            argv.push(format!("virtio-blk-pci,drive=d{i}"));
         }
         argv
     }
@@ -332,7 +336,7 @@ mount -t proc proc /proc
 mount -t sysfs sys /sys
 mount -t devtmpfs dev /dev
 if grep -q chant.probe /proc/cmdline; then echo chant-probe-ok; poweroff -f; fi
-for m in virtio_ring virtio virtio_mmio virtio_blk; do [ -f /lib/modules/$m.ko ] && insmod /lib/modules/$m.ko; done
+for m in virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci virtio_blk; do [ -f /lib/modules/$m.ko ] && insmod /lib/modules/$m.ko; done
 IN=; OUT=
 for d in /sys/block/vd*; do
   n=${d##*/}
@@ -355,20 +359,21 @@ sync
 poweroff -f
 "#;
 
-/// The job as a root-only script: a clean environment and the agent's argv, run as uid 1000.
+/// The job as a root-only script: a clean environment and the agent's argv, run as the
+/// `agent` user (uid 1000) by busybox `su`, which keeps the environment with `-p`.
 fn job_script(job: &Job) -> String {
+    let mut command = String::from("exec");
+    for a in &job.argv {
+        command.push(' ');
+        command.push_str(&quote(a));
+    }
     let mut s = String::from("#!/bin/sh\nexec env -i");
     for (k, v) in &job.env {
         s.push(' ');
         s.push_str(&quote(&format!("{k}={v}")));
     }
-    s.push_str(&format!(
-        " setpriv --reuid={AGENT_ID} --regid={AGENT_ID} --clear-groups --"
-    ));
-    for a in &job.argv {
-        s.push(' ');
-        s.push_str(&quote(a));
-    }
+    s.push_str(" su -p -s /bin/sh agent -c ");
+    s.push_str(&quote(&command));
     s.push('\n');
     s
 }
@@ -792,15 +797,20 @@ fn add_image(cpio: &mut Cpio, image: &Path) -> Result<(), SandboxError> {
 }
 
 /// A minimal writer of the `newc` cpio format the kernel unpacks as initramfs.
+/// Compressed with gzip (fast level): busybox and the modules shrink to a third, which the
+/// guest then has less to read before it starts.
 struct Cpio {
-    out: std::io::BufWriter<std::fs::File>,
+    out: flate2::write::GzEncoder<std::io::BufWriter<std::fs::File>>,
     ino: u32,
 }
 
 impl Cpio {
     fn create(path: &Path) -> std::io::Result<Cpio> {
         Ok(Cpio {
-            out: std::io::BufWriter::new(std::fs::File::create(path)?),
+            out: flate2::write::GzEncoder::new(
+                std::io::BufWriter::new(std::fs::File::create(path)?),
+                flate2::Compression::fast(),
+            ),
             ino: 1,
         })
     }
@@ -846,7 +856,7 @@ impl Cpio {
 
     fn finish(mut self) -> std::io::Result<()> {
         self.entry("TRAILER!!!", 0, &[])?;
-        self.out.flush()
+        self.out.finish()?.flush()
     }
 }
 
