@@ -59,12 +59,17 @@ pub fn run(_args: Args) -> Result<u8> {
         println!("{:<12} refused  {e}", "");
         usable.retain(|l| *l != SandboxLevel::Docker);
     }
-    for level in [SandboxLevel::Vm, SandboxLevel::Kubernetes] {
-        println!(
-            "{:<12} missing  not available in this build",
-            level.as_str()
-        );
+    match crate::sandbox::for_level(SandboxLevel::Vm, &config) {
+        Ok(_) => {
+            println!(
+                "{:<12} ok       qemu, a kernel and busybox found; agent program {program} must be in agent.vm.image",
+                "vm"
+            );
+            usable.push(SandboxLevel::Vm);
+        }
+        Err(e) => println!("{:<12} missing  {e}", "vm"),
     }
+    println!("{:<12} missing  not available in this build", "kubernetes");
     Ok(report_configured(&config, &usable))
 }
 
