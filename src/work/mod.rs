@@ -319,12 +319,7 @@ fn run_prepared(
         secrets,
     } = prepared;
 
-    let entry = |event: Event| {
-        let mut e = NewEntry::new(event).spec(id.as_str());
-        e.sandbox = Some(level.to_string());
-        e.agent = Some(agent_name(&template));
-        e
-    };
+    let entry = |event: Event| run_entry(event, &id, level, &template);
 
     // 2. Sensitive targets.
     let sensitive: Vec<String> = spec
@@ -443,10 +438,7 @@ struct Run<'a> {
 
 impl Run<'_> {
     fn entry(&self, event: Event) -> NewEntry {
-        let mut e = NewEntry::new(event).spec(self.id.as_str());
-        e.sandbox = Some(self.level.to_string());
-        e.agent = Some(agent_name(self.template));
-        e
+        run_entry(event, &self.id, self.level, self.template)
     }
 
     fn steps(
@@ -795,6 +787,14 @@ impl Run<'_> {
             notices: Vec::new(),
         })
     }
+}
+
+/// A ledger entry about this run: the spec, the sandbox level and the agent program.
+fn run_entry(event: Event, id: &SpecId, level: SandboxLevel, template: &[String]) -> NewEntry {
+    let mut e = NewEntry::new(event).spec(id.as_str());
+    e.sandbox = Some(level.to_string());
+    e.agent = Some(agent_name(template));
+    e
 }
 
 /// A program path with a `/` in `agent.command` is relative to the repository root.
