@@ -9,6 +9,7 @@ mod audit;
 mod cancel;
 mod config;
 mod demo;
+mod doctor;
 mod exec;
 mod hooks;
 mod init;
@@ -43,6 +44,7 @@ Examples:
   git chant audit --last 7d               what happened this week (refs/chant/audit)
   git chant audit verify                  check the ledger's hash chain
   git chant demo                          the whole flow in a throwaway repository
+  git chant doctor                        which sandbox levels can run here
 
 Exit codes: 0 success, 1 the operation ran and said no, 2 bad usage or input.";
 
@@ -77,6 +79,7 @@ enum Command {
     Config(config::Args),
     Audit(Box<audit::Args>),
     Demo(demo::Args),
+    Doctor(doctor::Args),
     Completions(man::CompletionsArgs),
     Man(man::ManArgs),
 }
@@ -117,6 +120,7 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Config(args) => config::run(args),
         Command::Audit(args) => audit::run(*args),
         Command::Demo(args) => demo::run(args),
+        Command::Doctor(args) => doctor::run(args),
         Command::Completions(args) => man::completions(args),
         Command::Man(args) => man::man(args),
     }

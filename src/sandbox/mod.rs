@@ -4,6 +4,7 @@
 //! knows which level ran it. Every level is followed by the same untrusted-result check
 //! (`work::policy`), so a level only has to contain the agent, not judge its output.
 
+pub mod docker;
 mod local;
 pub mod process;
 mod vm;
@@ -97,6 +98,18 @@ pub enum SandboxError {
     Missing { what: String, fix: String },
     #[error("vm: {0}")]
     Vm(String),
+    #[error("cannot reach the Docker engine at {host}: {detail}\n  start it (e.g. `sudo systemctl start docker`, or `dockerd &` as root) or point DOCKER_HOST at a running one; `git chant doctor` checks again")]
+    EngineUnreachable { host: String, detail: String },
+    #[error("permission denied on the Docker socket {host}\n  add your user to the `docker` group (`sudo usermod -aG docker $USER`, then log in again) or point DOCKER_HOST at an engine you may use")]
+    EnginePermission { host: String },
+    #[error("Docker image '{image}' not found in the engine\n  build it with `docker build -t {image} .` from the Dockerfile in docs/sandbox.md, or set agent.docker.image")]
+    ImageNotFound { image: String },
+    #[error("agent.docker: {0}")]
+    DockerConfig(String),
+    #[error("Docker engine: {0}")]
+    Engine(String),
+    #[error("cannot prepare the workspace for the sandbox: {0}")]
+    Workspace(String),
     #[error("{0}")]
     Io(#[from] std::io::Error),
 }
@@ -107,7 +120,11 @@ impl SandboxError {
             SandboxError::ProgramNotFound { .. }
             | SandboxError::NotInImage { .. }
             | SandboxError::Unavailable(_)
-            | SandboxError::Missing { .. } => 2,
+            | SandboxError::Missing { .. }
+            | SandboxError::EngineUnreachable { .. }
+            | SandboxError::EnginePermission { .. }
+            | SandboxError::ImageNotFound { .. }
+            | SandboxError::DockerConfig(_) => 2,
             _ => 1,
         }
     }
@@ -145,6 +162,7 @@ pub fn for_level(level: SandboxLevel, config: &Config) -> Result<Box<dyn Sandbox
     match level {
         SandboxLevel::None => Ok(Box::new(Local::none())),
         SandboxLevel::Permissions => Ok(Box::new(Local::permissions(config))),
+        SandboxLevel::Docker => Ok(Box::new(docker::Docker::new(config)?)),
         SandboxLevel::Vm => Ok(Box::new(vm::Vm::new(&config.agent)?)),
         other => Err(SandboxError::Unavailable(other)),
     }

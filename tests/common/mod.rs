@@ -64,6 +64,10 @@ impl TestRepo {
             .env("GIT_COMMITTER_EMAIL", "test@example.com")
             .env("CHANT_ACTOR", "tester")
             .env("CHANT_ACTOR_EMAIL", "tester@example.com");
+        // The engine the docker tests talk to is the one chant must reach too.
+        if let Some(host) = std::env::var_os("DOCKER_HOST") {
+            cmd.env("DOCKER_HOST", host);
+        }
     }
 
     /// Runs `git <args>` in the repository; panics on failure.

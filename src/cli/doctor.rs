@@ -1,0 +1,101 @@
+//! `git chant doctor`: which sandbox levels can run here, and the fix for each that cannot.
+
+use std::path::Path;
+
+use crate::config::{Config, SandboxLevel};
+use crate::error::Result;
+use crate::project::Project;
+use crate::sandbox::{docker, process};
+
+/// Check which sandbox levels are usable on this machine
+#[derive(Debug, clap::Args)]
+#[command(after_help = "\
+Examples:
+  git chant doctor          check every level against this repository's config
+
+Exits 0 when the configured level (agent.sandbox) is usable, 1 when it is not.")]
+pub struct Args {}
+
+pub fn run(_args: Args) -> Result<u8> {
+    let project = Project::discover()?;
+    let config = project.config()?;
+    let argv = config.agent_command();
+    let program = argv.first().cloned().unwrap_or_default();
+    let mut usable = Vec::new();
+
+    let local = check_program(&program, project.root());
+    for level in [SandboxLevel::None, SandboxLevel::Permissions] {
+        match &local {
+            Ok(path) => {
+                println!(
+                    "{:<12} ok       agent program {program} at {path}",
+                    level.as_str()
+                );
+                usable.push(level);
+            }
+            Err(fix) => println!("{:<12} missing  {fix}", level.as_str()),
+        }
+    }
+
+    let probe = docker::probe(&config.agent.docker.image);
+    match (&probe.engine, &probe.image) {
+        (Err(e), _) => println!("{:<12} missing  {e}", "docker"),
+        (Ok(()), Some(Err(e))) => println!(
+            "{:<12} missing  engine {} answers, but {e}",
+            "docker", probe.host
+        ),
+        (Ok(()), _) => {
+            println!(
+                "{:<12} ok       engine {} (Docker {}), image {}; agent program {program} must be in the image",
+                "docker",
+                probe.host,
+                probe.version.as_deref().unwrap_or("?"),
+                config.agent.docker.image
+            );
+            usable.push(SandboxLevel::Docker);
+        }
+    }
+    if let Err(e) = docker::Docker::new(&config) {
+        println!("{:<12} refused  {e}", "");
+        usable.retain(|l| *l != SandboxLevel::Docker);
+    }
+    match crate::sandbox::for_level(SandboxLevel::Vm, &config) {
+        Ok(_) => {
+            println!(
+                "{:<12} ok       qemu, a kernel and busybox found; agent program {program} must be in agent.vm.image",
+                "vm"
+            );
+            usable.push(SandboxLevel::Vm);
+        }
+        Err(e) => println!("{:<12} missing  {e}", "vm"),
+    }
+    println!("{:<12} missing  not available in this build", "kubernetes");
+    Ok(report_configured(&config, &usable))
+}
+
+fn report_configured(config: &Config, usable: &[SandboxLevel]) -> u8 {
+    let level = config.agent.sandbox;
+    if usable.contains(&level) {
+        println!("\nagent.sandbox is {level}: usable");
+        0
+    } else {
+        println!("\nagent.sandbox is {level}: NOT usable here (see above)");
+        1
+    }
+}
+
+/// The agent program on this machine's PATH, or the fix when it is missing.
+fn check_program(program: &str, root: &Path) -> std::result::Result<String, String> {
+    let resolved = if program.contains('/') && !program.starts_with('/') {
+        root.join(program).to_string_lossy().into_owned()
+    } else {
+        program.to_string()
+    };
+    let path = std::env::var("PATH").unwrap_or_default();
+    match process::find_program(&resolved, &path) {
+        Some(p) => Ok(p.display().to_string()),
+        None => Err(format!(
+            "agent program '{program}' not found on PATH; install it or set agent.command"
+        )),
+    }
+}

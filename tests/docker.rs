@@ -1,0 +1,717 @@
+//! Level `docker` end to end against a real Docker Engine: the walls are proved from inside
+//! the container (fixtures/agents/docker-*.sh), the result goes through the same policy
+//! check and landing as every level, and nothing of a run is left in the engine.
+//!
+//! The test image is built here, without a registry: Debian's static busybox and the
+//! fixture agents (at /opt/chant/agents/) imported as a root file system through the
+//! engine's image API. With no engine these tests skip loudly, unless
+//! `CHANT_REQUIRE_DOCKER=1` (CI) makes them fail.
+
+mod common;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use bollard::query_parameters::{CreateImageOptionsBuilder, ListContainersOptionsBuilder};
+use common::TestRepo;
+use futures_util::StreamExt;
+use sha2::Digest;
+
+const AGENTS_IN_IMAGE: &str = "/opt/chant/agents";
+
+/// The test image's tag, or None (after a loud message) when no engine answers locally.
+fn image() -> Option<String> {
+    static IMAGE: OnceLock<Result<String, String>> = OnceLock::new();
+    match IMAGE.get_or_init(build_image) {
+        Ok(tag) => Some(tag.clone()),
+        Err(why) => {
+            if std::env::var_os("CHANT_REQUIRE_DOCKER").is_some_and(|v| v == "1") {
+                panic!("CHANT_REQUIRE_DOCKER=1 but the docker tests cannot run: {why}");
+            }
+            eprintln!(
+                "\n*** SKIPPING docker test: {why}\n*** (set CHANT_REQUIRE_DOCKER=1 to make this a failure)\n"
+            );
+            None
+        }
+    }
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+}
+
+async fn connect() -> Result<bollard::Docker, String> {
+    let docker = bollard::Docker::connect_with_defaults().map_err(|e| e.to_string())?;
+    let docker = docker
+        .negotiate_version()
+        .await
+        .map_err(|e| e.to_string())?;
+    docker
+        .ping()
+        .await
+        .map_err(|e| format!("no Docker engine answers ({e})"))?;
+    Ok(docker)
+}
+
+fn busybox() -> Result<Vec<u8>, String> {
+    for p in ["/bin/busybox", "/usr/bin/busybox"] {
+        if let Ok(bytes) = std::fs::read(p) {
+            return Ok(bytes);
+        }
+    }
+    Err("no busybox found (apt-get install busybox-static)".into())
+}
+
+/// Imports busybox + the fixture agents as `chant-test-busybox:<content hash>`.
+fn build_image() -> Result<String, String> {
+    let bin = busybox()?;
+    let agents_dir = common::crate_path("fixtures/agents");
+    let mut agents: Vec<(String, Vec<u8>)> = std::fs::read_dir(&agents_dir)
+        .map_err(|e| e.to_string())?
+        .filter_map(Result::ok)
+        .map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            (name, std::fs::read(e.path()).unwrap_or_default())
+        })
+        .collect();
+    agents.sort();
+    let git = git_files();
+    let mut hash = sha2::Sha256::new();
+    hash.update(&bin);
+    for (path, body) in &git {
+        hash.update(path.as_bytes());
+        hash.update(body);
+    }
+    for (name, body) in &agents {
+        hash.update(name.as_bytes());
+        hash.update(body);
+    }
+    let digest = hash.finalize();
+    let tag: String = digest.iter().take(6).map(|b| format!("{b:02x}")).collect();
+    let image = format!("chant-test-busybox:{tag}");
+    rt().block_on(async {
+        let docker = connect().await?;
+        if docker.inspect_image(&image).await.is_ok() {
+            return Ok(image.clone());
+        }
+        let rootfs = rootfs_tar(&bin, &agents, &git).map_err(|e| e.to_string())?;
+        let options = CreateImageOptionsBuilder::default()
+            .from_src("-")
+            .repo("chant-test-busybox")
+            .tag(&tag)
+            .build();
+        let mut progress =
+            docker.create_image(Some(options), Some(bollard::body_full(rootfs.into())), None);
+        while let Some(step) = progress.next().await {
+            step.map_err(|e| format!("image import failed: {e}"))?;
+        }
+        Ok(image.clone())
+    })
+}
+
+/// The host's git and the libraries it loads (paths without the leading `/`), so agents in
+/// the test image can use git; empty when there is no `/usr/bin/git` or no `ldd`.
+fn git_files() -> Vec<(String, Vec<u8>)> {
+    let git = "/usr/bin/git";
+    let Ok(ldd) = std::process::Command::new("ldd").arg(git).output() else {
+        return Vec::new();
+    };
+    let mut paths = vec![git.to_string()];
+    for token in String::from_utf8_lossy(&ldd.stdout).split_whitespace() {
+        if token.starts_with('/') {
+            paths.push(token.to_string());
+        }
+    }
+    paths.sort();
+    paths.dedup();
+    paths
+        .into_iter()
+        .filter_map(|p| {
+            let body = std::fs::read(&p).ok()?;
+            Some((p.trim_start_matches('/').to_string(), body))
+        })
+        .collect()
+}
+
+fn rootfs_tar(
+    busybox: &[u8],
+    agents: &[(String, Vec<u8>)],
+    git: &[(String, Vec<u8>)],
+) -> std::io::Result<Vec<u8>> {
+    let mut tar = tar::Builder::new(Vec::new());
+    let dir = |tar: &mut tar::Builder<Vec<u8>>, path: &str, mode: u32| {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Directory);
+        h.set_mode(mode);
+        h.set_size(0);
+        h.set_mtime(0);
+        tar.append_data(&mut h, path, std::io::empty())
+    };
+    for d in ["bin", "etc", "tmp", "opt", "opt/chant", "opt/chant/agents"] {
+        dir(&mut tar, d, if d == "tmp" { 0o1777 } else { 0o755 })?;
+    }
+    let mut h = tar::Header::new_gnu();
+    h.set_mode(0o755);
+    h.set_size(busybox.len() as u64);
+    h.set_mtime(0);
+    tar.append_data(&mut h, "bin/busybox", busybox)?;
+    let list = std::process::Command::new("busybox")
+        .arg("--list")
+        .output()?;
+    for applet in String::from_utf8_lossy(&list.stdout).lines() {
+        if applet == "busybox" || applet.is_empty() {
+            continue;
+        }
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Symlink);
+        h.set_mode(0o777);
+        h.set_size(0);
+        h.set_mtime(0);
+        tar.append_link(&mut h, format!("bin/{applet}"), "busybox")?;
+    }
+    let mut dirs: Vec<String> = Vec::new();
+    for (path, _) in git {
+        let mut parent = Path::new(path).parent();
+        while let Some(d) = parent.filter(|d| !d.as_os_str().is_empty()) {
+            dirs.push(d.to_string_lossy().into_owned());
+            parent = d.parent();
+        }
+    }
+    dirs.sort();
+    dirs.dedup();
+    for d in dirs
+        .iter()
+        .filter(|d| !["bin", "etc", "tmp", "opt"].contains(&d.as_str()))
+    {
+        dir(&mut tar, d, 0o755)?;
+    }
+    for (path, body) in git {
+        let mut h = tar::Header::new_gnu();
+        h.set_mode(0o755);
+        h.set_size(body.len() as u64);
+        h.set_mtime(0);
+        tar.append_data(&mut h, path, body.as_slice())?;
+    }
+    for (name, body) in agents {
+        let mut h = tar::Header::new_gnu();
+        h.set_mode(0o755);
+        h.set_size(body.len() as u64);
+        h.set_mtime(0);
+        tar.append_data(&mut h, format!("opt/chant/agents/{name}"), body.as_slice())?;
+    }
+    tar.into_inner()
+}
+
+/// A repository whose agent is `argv` (the first element a fixture name) in the docker
+/// level, with `extra` YAML lines under `agent:` and `rest` at top level.
+fn setup(image: &str, argv: &[&str], extra: &str, rest: &str) -> (TestRepo, String) {
+    setup_with_memory(image, argv, extra, rest, "64M")
+}
+
+fn setup_with_memory(
+    image: &str,
+    argv: &[&str],
+    extra: &str,
+    rest: &str,
+    memory: &str,
+) -> (TestRepo, String) {
+    let repo = TestRepo::initialised();
+    write_config(&repo, image, argv, extra, rest, memory);
+    repo.git(&["add", "-A"]);
+    repo.git(&["commit", "--quiet", "-m", "chant config"]);
+    let id = repo.add_spec("Greet the user", &["hello.txt"]);
+    repo.git(&["add", "-A"]);
+    repo.git(&["commit", "--quiet", "-m", "spec"]);
+    (repo, id)
+}
+
+/// Writes `.chant/config.md` for the docker level (not committed).
+fn write_config(
+    repo: &TestRepo,
+    image: &str,
+    argv: &[&str],
+    extra: &str,
+    rest: &str,
+    memory: &str,
+) {
+    let mut command: Vec<String> = argv.iter().map(|a| format!("{a:?}")).collect();
+    command[0] = format!("\"{AGENTS_IN_IMAGE}/{}\"", argv[0]);
+    repo.write_config(&format!(
+        "agent:\n  sandbox: docker\n  command: [{}]\n  docker:\n    image: {image}\n    memory: {memory}\n    cpu: 500m\n{extra}{rest}",
+        command.join(", ")
+    ));
+}
+
+/// Containers (running or not) labelled with `key=value`.
+fn containers(key: &str, value: &str) -> Vec<String> {
+    rt().block_on(async {
+        let docker = connect().await.expect("engine");
+        let mut filters = HashMap::new();
+        filters.insert("label".to_string(), vec![format!("{key}={value}")]);
+        let options = ListContainersOptionsBuilder::default()
+            .all(true)
+            .filters(&filters)
+            .build();
+        docker
+            .list_containers(Some(options))
+            .await
+            .expect("list containers")
+            .into_iter()
+            .filter_map(|c| c.id)
+            .collect()
+    })
+}
+
+fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
+    let until = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < until {
+        if cond() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("{what}: not within 30 s");
+}
+
+fn probe_lines(repo: &TestRepo, id: &str) -> HashMap<String, String> {
+    repo.git(&["show", &format!("chant/{id}:probe.txt")])
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.trim().to_string()))
+        .collect()
+}
+
+#[test]
+fn a_good_agent_lands_through_the_docker_level_and_validation_runs_inside() {
+    let Some(image) = image() else { return };
+    let (repo, id) = setup(
+        &image,
+        &["greet.sh"],
+        "  secrets:\n    expose: [AGENT_API_KEY]\n",
+        "work:\n  validate: [\"test -f hello.txt && test \\\"$(id -u)\\\" != 0 && test \\\"$PWD\\\" = /workspace\"]\n",
+    );
+    let main_before = repo.rev("main");
+    let run = common::Run(
+        repo.chant_cmd(&["work", &id])
+            .env("AGENT_API_KEY", "sk-docker-1234567890")
+            .output()
+            .expect("run"),
+    )
+    .assert_ok();
+    assert!(
+        run.stdout()
+            .contains(&format!("greet: working on {id} in /workspace")),
+        "{}",
+        run.stdout()
+    );
+    assert!(
+        run.stdout().contains("greet: using key ***"),
+        "{}",
+        run.stdout()
+    );
+    assert!(!run.stdout().contains("sk-docker-1234567890"));
+    assert_eq!(repo.rev("main"), main_before, "main never moves");
+    let branch = format!("chant/{id}");
+    assert_eq!(
+        repo.git(&["show", &format!("{branch}:hello.txt")]),
+        "Hello from the agent!\n"
+    );
+    let message = repo.git(&["log", "-1", "--format=%B", &branch]);
+    assert!(message.contains("Chant-Sandbox: docker"), "{message}");
+    assert_eq!(repo.events("spec_completed")[0]["sandbox"], "docker");
+    let validate = repo.events("command_run");
+    assert_eq!(validate[0]["details"]["exit_code"], 0, "{validate:?}");
+    assert!(containers("chant.spec", &id).is_empty(), "container left");
+}
+
+#[test]
+fn the_container_sees_only_the_workspace_and_has_no_way_out() {
+    let Some(image) = image() else { return };
+    let secrets = "  secrets:\n    expose: [AGENT_API_KEY]\n";
+    let (repo, id) = setup(&image, &["docker-probe.sh"], secrets, "");
+    // Now that the repository exists: the host paths the agent must not see.
+    let crate_dir = common::crate_path("");
+    let (root, home) = (repo.root.to_string_lossy(), repo.home.to_string_lossy());
+    let argv = [
+        "docker-probe.sh",
+        "{prompt_file}",
+        &root,
+        &home,
+        crate_dir.to_str().unwrap_or("/"),
+        "/var/lib/docker",
+    ];
+    write_config(&repo, &image, &argv, secrets, "", "64M");
+    repo.git(&["commit", "--quiet", "-am", "probe the host paths"]);
+    let run = common::Run(
+        repo.chant_cmd(&["work", &id])
+            .env("AGENT_API_KEY", "k-exposed")
+            .env("DATABASE_URL", "postgres://never-seen")
+            .output()
+            .expect("run"),
+    )
+    .assert_ok();
+    let p = probe_lines(&repo, &id);
+    let show = format!("{p:?}\n{}", run.stderr());
+    assert_ne!(p["uid"], "0", "{show}");
+    assert_eq!(p["pwd"], "/workspace", "{show}");
+    assert_eq!(p["clone"], "/workspace", "{show}");
+    assert_eq!(p["rootfs"], "read-only", "{show}");
+    assert_eq!(p["tmp"], "writable", "{show}");
+    assert_eq!(p["host-path"], "absent", "{show}");
+    assert_eq!(p["docker-sock"], "absent", "{show}");
+    assert_eq!(p["net"], "lo", "{show}");
+    assert_eq!(p["routes"], "0", "{show}");
+    assert_eq!(p["memory"], (64 * 1024 * 1024).to_string(), "{show}");
+    assert_ne!(p["pids"], "max", "{show}");
+    assert_eq!(p["capeff"], "0000000000000000", "{show}");
+    assert_eq!(p["nonewprivs"], "1", "{show}");
+    assert!(p["prompt"].starts_with("You are working on spec"), "{show}");
+    assert_eq!(p["homedir"], "/home/agent", "{show}");
+    assert_eq!(p["home"], "writable", "{show}");
+    assert_eq!(p["gate"], "126", "$CHANT_EXEC is the stub: {show}");
+    let names = repo.git(&["show", &format!("chant/{id}:env-names.txt")]);
+    let names: Vec<&str> = names.lines().collect();
+    assert!(names.contains(&"AGENT_API_KEY"), "{names:?}");
+    assert!(names.contains(&"HOME"), "{names:?}");
+    for never in [
+        "DATABASE_URL",
+        "GIT_CONFIG_GLOBAL",
+        "CHANT_ACTOR",
+        "GIT_AUTHOR_NAME",
+    ] {
+        assert!(!names.contains(&never), "{never} leaked: {names:?}");
+    }
+    assert!(containers("chant.spec", &id).is_empty(), "container left");
+}
+
+#[test]
+fn a_policy_violation_from_inside_the_container_lands_nothing() {
+    let Some(image) = image() else { return };
+    let (repo, id) = setup(
+        &image,
+        &["touch-denied.sh"],
+        "  file_access:\n    denied_paths: [\".env*\", \"*.key\"]\n",
+        "",
+    );
+    let run = repo.chant(&["work", &id]).assert_code(1);
+    assert!(
+        run.stderr().contains("policy violation"),
+        "{}",
+        run.stderr()
+    );
+    assert_eq!(repo.rev(&format!("chant/{id}")), repo.rev("main"));
+    let violations = repo.events("policy_violation");
+    for p in [".env", "server.key"] {
+        assert!(
+            violations.iter().any(|v| v["details"]["path"] == p),
+            "no violation for {p}: {violations:?}"
+        );
+    }
+    assert!(containers("chant.spec", &id).is_empty(), "container left");
+}
+
+#[test]
+fn the_kernel_stops_a_fork_bomb_and_an_allocation_past_the_memory_limit() {
+    let Some(image) = image() else { return };
+    // Room for 512 processes' kernel memory, so that only the allocation hits the limit.
+    let (repo, id) = setup_with_memory(&image, &["docker-limits.sh"], "", "", "256M");
+    repo.chant(&["work", &id]).assert_ok();
+    let limits = repo.git(&["show", &format!("chant/{id}:limits.txt")]);
+    let spawned: u32 = limits
+        .lines()
+        .find_map(|l| l.strip_prefix("spawned="))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(u32::MAX);
+    assert!(spawned < 512, "pids limit held at {spawned}:\n{limits}");
+    assert!(
+        limits.contains("dd-exit=137"),
+        "only the allocation was killed:\n{limits}"
+    );
+    assert!(limits.contains("survived=yes"), "{limits}");
+    assert!(containers("chant.spec", &id).is_empty(), "container left");
+}
+
+#[test]
+fn a_failing_agent_lands_nothing_and_leaves_no_container() {
+    let Some(image) = image() else { return };
+    let (repo, id) = setup(&image, &["fail.sh"], "", "");
+    repo.chant(&["work", &id])
+        .assert_code(1)
+        .stderr_has("exited with code 3");
+    assert_eq!(repo.rev(&format!("chant/{id}")), repo.rev("main"));
+    let failed = repo.events("spec_failed");
+    let clone = failed[0]["details"]["clone"].as_str().expect("clone path");
+    assert!(
+        Path::new(clone).join("half.txt").is_file(),
+        "the clone is kept for inspection"
+    );
+    assert!(containers("chant.spec", &id).is_empty(), "container left");
+}
+
+#[test]
+fn cancel_kills_and_removes_the_container() {
+    let Some(image) = image() else { return };
+    let (repo, id) = setup(&image, &["docker-hang.sh"], "", "");
+    let child = repo
+        .chant_cmd(&["work", &id])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn");
+    wait_for("container running", || {
+        !containers("chant.spec", &id).is_empty()
+    });
+    repo.chant(&["cancel", &id, "--reason", "wrong approach"])
+        .assert_ok();
+    let out = child.wait_with_output().expect("wait");
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        repo.events("spec_cancelled")[0]["details"]["reason"],
+        "wrong approach"
+    );
+    assert!(containers("chant.spec", &id).is_empty(), "container left");
+}
+
+#[test]
+fn timeout_kills_and_removes_the_container() {
+    let Some(image) = image() else { return };
+    let (repo, id) = setup(&image, &["docker-hang.sh"], "  timeout: 2s\n", "");
+    let started = Instant::now();
+    let run = repo.chant(&["work", &id]).assert_code(1);
+    assert!(run.stderr().contains("agent.timeout"), "{}", run.stderr());
+    assert!(started.elapsed() < Duration::from_secs(30));
+    assert!(containers("chant.spec", &id).is_empty(), "container left");
+}
+
+#[test]
+fn ctrl_c_kills_and_removes_the_container() {
+    let Some(image) = image() else { return };
+    let (repo, id) = setup(&image, &["docker-hang.sh"], "", "");
+    let child = repo
+        .chant_cmd(&["work", &id])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    wait_for("container running", || {
+        !containers("chant.spec", &id).is_empty()
+    });
+    // SAFETY: sending SIGINT to our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let out = child.wait_with_output().expect("wait");
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        repo.events("spec_failed")[0]["details"]["reason"],
+        "interrupted"
+    );
+    assert!(containers("chant.spec", &id).is_empty(), "container left");
+}
+
+#[test]
+fn containers_of_a_killed_chant_are_reaped_by_the_next_run() {
+    let Some(image) = image() else { return };
+    let (repo, id) = setup(&image, &["docker-hang.sh"], "", "");
+    let mut child = repo
+        .chant_cmd(&["work", &id])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn");
+    wait_for("container running", || {
+        !containers("chant.spec", &id).is_empty()
+    });
+    // SIGKILL: chant gets no chance to clean up.
+    child.kill().expect("kill");
+    child.wait().expect("wait");
+    assert_eq!(
+        containers("chant.spec", &id).len(),
+        1,
+        "left by the killed run"
+    );
+    let other = repo.add_spec("Another", &["hello.txt"]);
+    repo.git(&["add", "-A"]);
+    repo.git(&["commit", "--quiet", "-m", "another spec"]);
+    write_config(&repo, &image, &["greet.sh"], "", "", "64M");
+    repo.chant(&["work", &other]).assert_ok();
+    assert!(
+        containers("chant.spec", &id).is_empty(),
+        "the killed run's container was reaped"
+    );
+}
+
+#[test]
+fn a_missing_image_says_how_to_build_it() {
+    let Some(_) = image() else { return };
+    let (repo, id) = setup("chant-no-such-image:never", &["greet.sh"], "", "");
+    repo.chant(&["work", &id])
+        .assert_code(2)
+        .stderr_has("chant-no-such-image:never' not found")
+        .stderr_has("docs/sandbox.md");
+    assert!(repo.events("spec_started").is_empty(), "nothing ran");
+}
+
+#[test]
+fn doctor_reports_the_docker_level() {
+    let Some(image) = image() else { return };
+    let (repo, _) = setup(&image, &["greet.sh"], "", "");
+    repo.chant(&["doctor"])
+        .assert_ok()
+        .stdout_has("docker       ok")
+        .stdout_has("agent.sandbox is docker: usable");
+    let (repo, _) = setup("chant-no-such-image:never", &["greet.sh"], "", "");
+    repo.chant(&["doctor"])
+        .assert_code(1)
+        .stdout_has("build it with");
+}
+
+// These need no engine: the refusals come before any is asked.
+
+#[test]
+fn an_unreachable_engine_is_an_input_error_naming_the_fix() {
+    let (repo, id) = setup("chant-agent:latest", &["greet.sh"], "", "");
+    let missing = repo.tmp.path().join("no-docker.sock");
+    repo.chant_cmd(&["work", &id])
+        .env("DOCKER_HOST", format!("unix://{}", missing.display()))
+        .output()
+        .map(common::Run)
+        .expect("run")
+        .assert_code(2)
+        .stderr_has("cannot reach the Docker engine")
+        .stderr_has("DOCKER_HOST");
+    assert!(repo.events("spec_started").is_empty());
+}
+
+#[test]
+fn network_enabled_is_refused_until_the_proxy_exists() {
+    let (repo, id) = setup(
+        "chant-agent:latest",
+        &["greet.sh"],
+        "  network:\n    enabled: true\n    allowed_hosts: [example.com]\n",
+        "",
+    );
+    repo.chant(&["work", &id])
+        .assert_code(2)
+        .stderr_has("agent.network.enabled");
+    assert!(!Path::new(&repo.path(".chant/.locks"))
+        .join(format!("{id}.lock"))
+        .exists());
+}
+
+#[test]
+fn a_volume_with_the_docker_socket_is_refused_before_anything_runs() {
+    let (repo, id) = setup("chant-agent:latest", &["greet.sh"], "", "");
+    repo.write_config(&format!(
+        "agent:\n  sandbox: docker\n  command: [\"{AGENTS_IN_IMAGE}/greet.sh\"]\n  docker:\n    volumes: [\"/var/run/docker.sock:/var/run/docker.sock\"]\n"
+    ));
+    repo.chant(&["work", &id])
+        .assert_code(2)
+        .stderr_has("Docker socket");
+    assert!(repo.events("spec_started").is_empty());
+}
+
+/// Runs `git chant <args>` in `repo` as `uid` (gid the same), with `group` as its only
+/// supplementary group; the repository is handed to that user for the run and given back
+/// to root after, so the harness's git can read it. None when this test process is not
+/// root (it cannot switch users) or the engine is not the default socket.
+fn chant_as(repo: &TestRepo, uid: u32, group: Option<u32>, args: &[&str]) -> Option<common::Run> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 || std::env::var_os("DOCKER_HOST").is_some() {
+        eprintln!("*** SKIPPING: switching users needs root and the default Docker socket");
+        return None;
+    }
+    let chown = |owner: &str| {
+        let status = std::process::Command::new("chown")
+            .args(["-R", owner])
+            .arg(repo.tmp.path())
+            .status()
+            .expect("chown");
+        assert!(status.success());
+    };
+    chown(&format!("{uid}:{uid}"));
+    let mut cmd = std::process::Command::new("setpriv");
+    cmd.args(["--reuid", &uid.to_string(), "--regid", &uid.to_string()]);
+    match group {
+        Some(g) => cmd.arg(format!("--groups={g}")),
+        None => cmd.arg("--clear-groups"),
+    };
+    cmd.arg(env!("CARGO_BIN_EXE_git-chant"))
+        .args(args)
+        .current_dir(&repo.root);
+    repo.env(&mut cmd);
+    let out = cmd.output().expect("setpriv");
+    chown("0:0");
+    Some(common::Run(out))
+}
+
+fn socket_group() -> u32 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/var/run/docker.sock")
+        .map(|m| m.gid())
+        .expect("docker socket")
+}
+
+#[test]
+fn a_user_without_access_to_the_socket_is_told_how_to_get_it() {
+    let Some(image) = image() else { return };
+    let (repo, id) = setup(&image, &["greet.sh"], "", "");
+    let Some(run) = chant_as(&repo, 4321, None, &["work", &id]) else {
+        return;
+    };
+    run.assert_code(2)
+        .stderr_has("permission denied on the Docker socket")
+        .stderr_has("docker");
+}
+
+#[test]
+fn a_non_root_user_runs_the_agent_as_itself() {
+    let Some(image) = image() else { return };
+    let (repo, id) = setup(&image, &["docker-probe.sh", "{prompt_file}"], "", "");
+    let Some(run) = chant_as(&repo, 4321, Some(socket_group()), &["work", &id]) else {
+        return;
+    };
+    run.assert_ok();
+    let p = probe_lines(&repo, &id);
+    assert_eq!(p["uid"], "4321", "{p:?}");
+    assert_eq!(p["home"], "writable", "{p:?}");
+    assert!(p["prompt"].starts_with("You are working on spec"), "{p:?}");
+    assert!(containers("chant.spec", &id).is_empty(), "container left");
+}
+
+#[test]
+fn git_works_in_the_container_without_the_main_repository() {
+    let Some(image) = image() else { return };
+    if git_files().is_empty() {
+        eprintln!("*** SKIPPING: no /usr/bin/git to put in the test image");
+        return;
+    }
+    let (repo, id) = setup(
+        &image,
+        &["docker-git.sh"],
+        "  file_access:\n    denied_paths: [\".env\"]\n",
+        "",
+    );
+    repo.write(".env", "SECRET=withheld\n");
+    repo.git(&["add", "-A"]);
+    repo.git(&["commit", "--quiet", "-m", "a withheld file"]);
+    repo.chant(&["work", &id]).assert_ok();
+    let got = repo.git(&["show", &format!("chant/{id}:git.txt")]);
+    for want in [
+        "status=ok",
+        "diff=ok",
+        "log=1",
+        "show=ok",
+        "withheld=absent",
+    ] {
+        assert!(got.lines().any(|l| l == want), "{want} missing:\n{got}");
+    }
+}
