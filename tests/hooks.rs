@@ -340,3 +340,67 @@ fn pre_push_refuses_unapproved_spec_commits_and_ledger_rewinds() {
         run.stderr()
     );
 }
+
+#[test]
+fn the_server_requires_signed_ledger_entries_when_configured() {
+    let repo = TestRepo::initialised(); // its genesis entry is unsigned: no key yet
+    repo.write_config("protection:\n  require_signed_audit: true\n");
+    repo.git(&["add", "-A"]);
+    repo.git(&["commit", "--quiet", "-m", "require signed audit"]);
+    let server = repo.tmp.path().join("server.git");
+    repo.git(&[
+        "init",
+        "--quiet",
+        "--bare",
+        "--initial-branch=main",
+        server.to_str().expect("utf8"),
+    ]);
+    repo.chant(&[
+        "hooks",
+        "install",
+        "--server",
+        "--dir",
+        server.to_str().expect("utf8"),
+    ])
+    .assert_ok();
+    repo.git(&[
+        "remote",
+        "add",
+        "origin",
+        &format!("file://{}", server.display()),
+    ]);
+    repo.git(&["push", "--quiet", "--no-verify", "origin", "main"]);
+    let (key, public) = common::ssh_keygen(&repo, "signer", "ed25519");
+    let allowed = repo.tmp.path().join("server_allowed_signers");
+    std::fs::write(&allowed, format!("tester@example.com {public}\n")).expect("allowed signers");
+    let server_dir = server.to_str().expect("utf8");
+    repo.git(&[
+        "--git-dir",
+        server_dir,
+        "config",
+        "gpg.ssh.allowedSignersFile",
+        allowed.to_str().expect("utf8"),
+    ]);
+
+    let run = repo.git_in(
+        &repo.root,
+        &[],
+        &["push", "--no-verify", "origin", "refs/chant/audit"],
+    );
+    assert_ne!(run.code(), 0, "an unsigned ledger is refused");
+    assert!(
+        run.stderr().contains("chant: refs/chant/audit:"),
+        "{}",
+        run.stderr()
+    );
+
+    // With a signing key, sync re-chains (and signs) the unpublished entries on top of the
+    // server's ledger and pushes them: accepted.
+    common::use_ssh_signing(&repo, &key, &format!("tester@example.com {public}\n"));
+    repo.chant(&["audit", "sync"]).assert_ok();
+    let server_tip = repo.git(&["--git-dir", server_dir, "rev-parse", "refs/chant/audit"]);
+    assert_eq!(
+        server_tip.trim(),
+        repo.git(&["rev-parse", "refs/chant/audit"]).trim()
+    );
+}
