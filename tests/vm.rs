@@ -75,11 +75,16 @@ fn the_guest_is_contained_and_boots_clean_every_time() {
     if !vm_available() {
         return;
     }
-    let (repo, id, _) = setup("vm-probe.sh", "  secrets:\n    expose: [AGENT_API_KEY]\n");
+    let (repo, id, _) = setup(
+        "vm-probe.sh",
+        "  secrets:\n    expose: [AGENT_API_KEY, HOST_PATH]\n",
+    );
+    let host_path = repo.root.display().to_string();
     let run = |id: &str| {
         common::Run(
             repo.chant_cmd(&["work", id])
                 .env("AGENT_API_KEY", "sk-vm-secret-1234")
+                .env("HOST_PATH", &host_path)
                 .env("DATABASE_URL", "postgres://hidden")
                 .output()
                 .expect("run"),
@@ -176,4 +181,61 @@ fn a_program_missing_from_the_image_is_an_input_error() {
     repo.chant(&["work", &id])
         .assert_code(2)
         .stderr_has("is not in the vm image");
+}
+
+#[test]
+fn ctrl_c_stops_the_vm_and_leaves_nothing() {
+    if !vm_available() {
+        return;
+    }
+    let (repo, id, image) = setup("greet.sh", "");
+    std::fs::write(
+        image.join("agent/greet.sh"),
+        "#!/bin/sh\necho sleeping\nsleep 600\n",
+    )
+    .expect("write");
+    let scratch = repo.tmp.path().join("scratch");
+    std::fs::create_dir_all(&scratch).expect("scratch");
+    let child = repo
+        .chant_cmd(&["work", &id])
+        .env("TMPDIR", &scratch)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    // Wait until qemu runs, then interrupt chant as a terminal's Ctrl-C would.
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while std::time::Instant::now() < until {
+        let q = std::process::Command::new("pgrep")
+            .args(["-f", scratch.to_str().expect("utf8")])
+            .output()
+            .expect("pgrep");
+        if !q.stdout.is_empty() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    // SAFETY: sending SIGINT to our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let out = child.wait_with_output().expect("wait");
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        repo.events("spec_failed")[0]["details"]["reason"],
+        "interrupted"
+    );
+    let q = std::process::Command::new("pgrep")
+        .args(["-f", scratch.to_str().expect("utf8")])
+        .output()
+        .expect("pgrep");
+    assert!(q.stdout.is_empty(), "qemu survived Ctrl-C");
+    assert_eq!(
+        std::fs::read_dir(&scratch).expect("scratch").count(),
+        0,
+        "scratch files left behind"
+    );
 }

@@ -59,10 +59,12 @@ pub fn run(_args: Args) -> Result<u8> {
         println!("{:<12} refused  {e}", "");
         usable.retain(|l| *l != SandboxLevel::Docker);
     }
-    match crate::sandbox::for_level(SandboxLevel::Vm, &config) {
+    let vm = crate::sandbox::for_level(SandboxLevel::Vm, &config)
+        .and_then(|vm| vm.preflight(&config.agent_command()).map(|()| vm));
+    match vm {
         Ok(_) => {
             println!(
-                "{:<12} ok       qemu, a kernel and busybox found; agent program {program} must be in agent.vm.image",
+                "{:<12} ok       qemu, a kernel, busybox and the agent program {program} (in agent.vm.image or busybox) found",
                 "vm"
             );
             usable.push(SandboxLevel::Vm);

@@ -7,7 +7,7 @@
 pub mod docker;
 mod local;
 pub mod process;
-mod vm;
+pub mod vm;
 
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;

@@ -490,6 +490,47 @@ fn image_has(image: &Path, program: &str) -> bool {
     })
 }
 
+/// Boots chant's initramfs (without a job) with the accelerator runs would use, straight to
+/// power-off: the baseline the vm benchmark compares a whole run against.
+pub fn bare_boot(agent: &AgentConfig) -> Result<Duration, SandboxError> {
+    let vm = Vm::new(agent)?;
+    let accel = vm.accel();
+    let started = std::time::Instant::now();
+    if probe_boot(&vm, accel, Duration::from_secs(120))? {
+        Ok(started.elapsed())
+    } else {
+        Err(SandboxError::Vm(
+            "the bare boot did not reach chant's init".into(),
+        ))
+    }
+}
+
+/// Boots the probe initramfs with `accel`; true when the guest reached chant's init.
+fn probe_boot(vm: &Vm, accel: &str, timeout: Duration) -> Result<bool, SandboxError> {
+    let tmp = tempfile::tempdir()?;
+    let initrd = tmp.path().join("probe.cpio");
+    vm.initramfs(&initrd, None)?;
+    let job = Job {
+        argv: vm.qemu_argv(
+            accel,
+            &initrd,
+            &[],
+            "console=ttyS0 quiet loglevel=1 panic=-1 chant.probe",
+        ),
+        env: vec![("PATH".into(), std::env::var("PATH").unwrap_or_default())],
+        workspace: tmp.path().to_path_buf(),
+        timeout,
+        files: Vec::new(),
+        hold_stdin: true,
+    };
+    let mut seen = Collect(Vec::new());
+    let outcome = process::run(&job, &mut seen, &Arc::new(AtomicBool::new(false)))?;
+    Ok(
+        outcome == Outcome::Exited(0)
+            && String::from_utf8_lossy(&seen.0).contains("chant-probe-ok"),
+    )
+}
+
 /// Whether a KVM guest really runs here: a short probe boot, remembered per kernel.
 fn kvm_works(vm: &Vm) -> bool {
     if std::fs::OpenOptions::new()
@@ -510,29 +551,7 @@ fn kvm_works(vm: &Vm) -> bool {
             return answer.trim() == "yes";
         }
     }
-    let works = (|| -> Result<bool, SandboxError> {
-        let tmp = tempfile::tempdir()?;
-        let initrd = tmp.path().join("probe.cpio");
-        vm.initramfs(&initrd, None)?;
-        let job = Job {
-            argv: vm.qemu_argv(
-                "kvm",
-                &initrd,
-                &[],
-                "console=ttyS0 quiet loglevel=1 panic=-1 chant.probe",
-            ),
-            env: vec![("PATH".into(), std::env::var("PATH").unwrap_or_default())],
-            workspace: tmp.path().to_path_buf(),
-            timeout: Duration::from_secs(8),
-            files: Vec::new(),
-            hold_stdin: true,
-        };
-        let mut seen = Collect(Vec::new());
-        let outcome = process::run(&job, &mut seen, &Arc::new(AtomicBool::new(false)))?;
-        Ok(outcome == Outcome::Exited(0)
-            && String::from_utf8_lossy(&seen.0).contains("chant-probe-ok"))
-    })()
-    .unwrap_or(false);
+    let works = probe_boot(vm, "kvm", Duration::from_secs(8)).unwrap_or(false);
     if let Some(dir) = cache.parent() {
         let _ = std::fs::create_dir_all(dir);
         let _ = std::fs::write(
