@@ -21,7 +21,7 @@ fn main() {
         let tmp = tempfile::tempdir().expect("tmp");
         let repo = tmp.path().join("repo");
         make_repo(&repo, n);
-        let runs = if n >= 100_000 { 2 } else { 3 };
+        let runs = if n >= 100_000 { 2 } else { 5 };
         let mut base = Vec::new();
         let mut chant = Vec::new();
         for i in 0..runs {
