@@ -34,7 +34,7 @@ impl Local {
         Local {
             level: SandboxLevel::Permissions,
             native: Some(NativeSettings {
-                files: crate::work::native_settings(config),
+                files: native_settings(config),
             }),
         }
     }
@@ -81,4 +81,21 @@ impl Sandbox for Local {
     ) -> Result<Outcome, SandboxError> {
         process::run(job, sink, stop)
     }
+}
+
+/// The agent's native permission files for level `permissions`: (path in the clone, text).
+///
+/// Claude Code's `.claude/settings.json`: allow/deny rules from `agent.permissions`, and a
+/// PreToolUse hook that sends every shell command through the command gate first.
+fn native_settings(config: &Config) -> Vec<(String, String)> {
+    let mut settings =
+        crate::exec::native::ClaudePermissions::from_config(&config.agent).to_settings_json();
+    settings["hooks"] = serde_json::json!({
+        "PreToolUse": [{
+            "matcher": "Bash",
+            "hooks": [{"type": "command", "command": "\"$CHANT_EXEC\" --claude-hook"}]
+        }]
+    });
+    let text = serde_json::to_string_pretty(&settings).unwrap_or_default();
+    vec![(".claude/settings.json".to_string(), text + "\n")]
 }

@@ -5,22 +5,25 @@
 //! Every step that matters is recorded through the caller's [`Recorder`] (the audit
 //! ledger); nothing here prints — progress and agent output go to the [`Reporter`].
 
+mod cancel;
 mod clone;
 mod collect;
 mod land;
 pub mod lock;
+mod output;
 mod policy;
 mod prompt;
 mod scan;
+mod steps;
 
-use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Instant;
 
 use serde_json::{json, Value};
 
+pub use cancel::{cancel_path, CancelRequest};
 pub use collect::{Change, ChangeKind};
 pub use policy::{Notice, Violation};
 
@@ -28,8 +31,8 @@ use crate::audit::{Event, NewEntry};
 use crate::config::{Config, SandboxLevel};
 use crate::identity::Identity;
 use crate::project::Project;
-use crate::sandbox::{self, Job, Outcome, OutputSink, SandboxError, Stream};
-use crate::secrets::{AgentContext, SecretSource};
+use crate::sandbox::{self, SandboxError, Stream};
+use crate::secrets::SecretSource;
 use crate::spec::{Spec, SpecId, SpecStore};
 
 #[derive(Debug, thiserror::Error)]
@@ -393,7 +396,7 @@ fn run_prepared(
     }
     recorder.record(vec![acquired]).map_err(WorkError::Ledger)?;
 
-    let mut ctx = Run {
+    let mut ctx = steps::Run {
         project,
         identity,
         config: &config,
@@ -420,373 +423,6 @@ fn run_prepared(
     let report = result?;
     recorded.map_err(WorkError::Ledger)?;
     Ok(report)
-}
-
-struct Run<'a> {
-    project: &'a Project,
-    identity: &'a Identity,
-    config: &'a Config,
-    spec: &'a Spec,
-    id: SpecId,
-    level: SandboxLevel,
-    sandbox: &'a dyn sandbox::Sandbox,
-    template: &'a [String],
-    secrets: &'a crate::secrets::Secrets,
-    stop: &'a Arc<AtomicBool>,
-    log: PathBuf,
-}
-
-impl Run<'_> {
-    fn entry(&self, event: Event) -> NewEntry {
-        run_entry(event, &self.id, self.level, self.template)
-    }
-
-    fn steps(
-        &mut self,
-        options: &Options,
-        reporter: &mut dyn Reporter,
-        recorder: &mut dyn Recorder,
-        confirmed_by: Value,
-    ) -> Result<Report, WorkError> {
-        let repo = &self.project.repo;
-        let prefix = &self.config.chant.branch_prefix;
-        let branch = format!("{prefix}{}", self.id);
-        let branch_ref = format!("refs/heads/{branch}");
-        let base = self.config.base_branch().to_string();
-
-        // 4. Branch and sandboxed clone.
-        let existing = repo.refname_to_id(&branch_ref).ok();
-        let start = match existing {
-            Some(tip) => tip,
-            None => repo
-                .refname_to_id(&format!("refs/heads/{base}"))
-                .map_err(|_| WorkError::NoBase {
-                    branch: base.clone(),
-                })?,
-        };
-        if existing.is_none()
-            && !crate::git::compare_and_swap(repo, &branch_ref, start, None, "chant: start")?
-        {
-            return Err(WorkError::BranchMoved { branch });
-        }
-        let run_dir = self
-            .project
-            .state_dir()
-            .join("runs")
-            .join(&self.identity.session);
-        let clone_path = self
-            .project
-            .state_dir()
-            .join("clones")
-            .join(format!("{}-{}", self.id, self.identity.session));
-        reporter.info(&format!(
-            "Preparing a sandboxed clone of {branch} at {}",
-            clone_path.display()
-        ));
-        let fa = &self.config.agent.file_access;
-        let visibility = clone::Visibility {
-            allow: vec![&fa.allowed_paths.0, &self.config.agent.allowed_paths.0],
-            deny: vec![&fa.denied_paths.0, &self.config.agent.denied_paths.0],
-        };
-        let clone = clone::create(repo, start, &branch, &clone_path, &visibility)?;
-        let generated: HashSet<String> = self.sandbox.prepare(&clone.path)?.into_iter().collect();
-
-        // 5. Environment and prompt.
-        let home = run_dir.join("home");
-        std::fs::create_dir_all(&home).map_err(|e| WorkError::io(&home, e))?;
-        let prompt_text = prompt::build(self.spec, self.config);
-        let prompt_file = run_dir.join("prompt.md");
-        crate::atomic::replace(&prompt_file, prompt_text.as_bytes())
-            .map_err(|e| WorkError::io(&prompt_file, e))?;
-        let exec_wrapper = write_exec_wrapper(&run_dir, self.project.root())?;
-        let exposed = self.secrets.filtered(&self.config.agent.secrets);
-        // Paths as the agent sees them: the host's, or the guest's for vm (and docker).
-        let guest = self.sandbox.guest();
-        let (seen_clone, seen_home, seen_exec, seen_prompt, seen_path) = match &guest {
-            Some(g) => (
-                g.workspace.clone(),
-                g.home.clone(),
-                g.exec.clone(),
-                g.files_dir.join("prompt.md"),
-                Some(std::ffi::OsString::from(&g.path)),
-            ),
-            None => (
-                clone.path.clone(),
-                home.clone(),
-                exec_wrapper.clone(),
-                prompt_file.clone(),
-                None,
-            ),
-        };
-        let env: Vec<(String, String)> = crate::secrets::agent_env(
-            &AgentContext {
-                spec_id: self.id.as_str(),
-                session: &self.identity.session,
-                clone: &seen_clone,
-                home: &seen_home,
-                exec: &seen_exec,
-                path: seen_path,
-                lang: None,
-                term: None,
-            },
-            &exposed,
-        )?
-        .into_iter()
-        .map(|(k, v)| (k, v.to_string_lossy().into_owned()))
-        .collect();
-        let program = match guest {
-            Some(_) => self.template.to_vec(),
-            None => resolve_program(self.template, self.project.root()),
-        };
-        let argv = prompt::substitute(
-            &program,
-            &prompt::Placeholders {
-                prompt: &prompt_text,
-                prompt_file: &seen_prompt.to_string_lossy(),
-                spec_id: self.id.as_str(),
-                workspace: &seen_clone.to_string_lossy(),
-            },
-        );
-        let files = vec![(seen_prompt.clone(), prompt_text.clone().into_bytes())];
-        let redactor = self.secrets.redactor();
-        recorder
-            .record(vec![self
-                .entry(Event::SpecStarted)
-                .detail("prompt", "standard")
-                .detail("target_files", self.spec.target_files())
-                .detail("command", json!(self.template))
-                .detail("base", base.clone())
-                .detail("branch", branch.clone())
-                .detail("start_commit", start.to_string())
-                .detail("withheld_paths", clone.hidden as u64)
-                .detail(
-                    "generated_files",
-                    generated.iter().cloned().collect::<Vec<_>>(),
-                )
-                .detail("sensitive_confirmed", confirmed_by)
-                .detail(
-                    "timeout_ms",
-                    self.config.agent.timeout.duration().as_millis() as u64,
-                )])
-            .map_err(WorkError::Ledger)?;
-
-        // 6. Run the agent.
-        reporter.info(&format!("Running the agent ({} sandbox)", self.level));
-        let job = Job {
-            argv,
-            env: env.clone(),
-            workspace: clone.path.clone(),
-            timeout: self.config.agent.timeout.duration(),
-            files: files.clone(),
-            hold_stdin: false,
-        };
-        let agent_started = Instant::now();
-        let outcome = self.run_job(&job, reporter, &redactor)?;
-        let agent_ms = agent_started.elapsed().as_millis() as u64;
-        let failure = match &outcome {
-            Outcome::Exited(0) => None,
-            Outcome::Exited(code) => Some(format!("the agent exited with code {code}")),
-            Outcome::TimedOut => Some(format!(
-                "the agent ran past agent.timeout ({})",
-                self.config.agent.timeout
-            )),
-            Outcome::Interrupted => Some("interrupted".to_string()),
-        };
-        if let Some(reason) = failure {
-            return self.fail(reason, &clone.path, recorder, agent_ms);
-        }
-
-        // Validation commands, in the same sandbox.
-        for command in &self.config.work.validate {
-            reporter.info(&format!("Validating: {command}"));
-            let job = Job {
-                argv: vec!["sh".into(), "-c".into(), command.clone()],
-                env: env.clone(),
-                workspace: clone.path.clone(),
-                timeout: self.config.agent.timeout.duration(),
-                files: files.clone(),
-                hold_stdin: false,
-            };
-            let started = Instant::now();
-            let outcome = self.run_job(&job, reporter, &redactor)?;
-            let code = match outcome {
-                Outcome::Exited(c) => c,
-                Outcome::TimedOut | Outcome::Interrupted => -1,
-            };
-            recorder
-                .record(vec![self
-                    .entry(Event::CommandRun)
-                    .detail("command", command.clone())
-                    .detail("exit_code", code)
-                    .detail("duration_ms", started.elapsed().as_millis() as u64)
-                    .detail("phase", "validate")])
-                .map_err(WorkError::Ledger)?;
-            if code != 0 {
-                let reason = format!("validation `{command}` failed (exit {code})");
-                return self.fail(reason, &clone.path, recorder, agent_ms);
-            }
-        }
-
-        // 7 + 8. Collect as data, then judge.
-        reporter.info("Checking what the agent changed");
-        let collected = collect::collect(
-            repo,
-            &clone,
-            &generated,
-            self.config.agent.file_access.max_file_size.bytes(),
-            &self.config.agent.file_access.sensitive_patterns,
-        )?;
-        let (violations, notices) =
-            policy::check(&collected.changes, &collected.oddities, self.config);
-        for n in &notices {
-            reporter.warn(&format!("Notice: {} {}", n.path, n.detail));
-        }
-        if !violations.is_empty() {
-            let entries = violations
-                .iter()
-                .map(|v| {
-                    self.entry(Event::PolicyViolation)
-                        .detail("rule", v.rule.clone())
-                        .detail("path", v.path.clone())
-                        .detail("detail", v.detail.clone())
-                })
-                .collect();
-            recorder.record(entries).map_err(WorkError::Ledger)?;
-            let reason = format!("{} policy violation(s); nothing landed", violations.len());
-            let mut report = self.fail(reason, &clone.path, recorder, agent_ms)?;
-            report.violations = violations;
-            report.notices = notices;
-            return Ok(report);
-        }
-
-        // 9. Land.
-        let files: Vec<String> = collected.changes.iter().map(|c| c.path.clone()).collect();
-        if repo.refname_to_id(&branch_ref)? != start {
-            let reason = format!("branch {branch} moved while the agent worked; nothing landed");
-            return self.fail(reason, &clone.path, recorder, agent_ms);
-        }
-        let commit = if collected.changes.is_empty() {
-            reporter.warn("The agent changed nothing; nothing to land.");
-            None
-        } else {
-            let message = land::CommitMessage {
-                spec_id: self.id.as_str(),
-                title: self.spec.title(),
-                session: &self.identity.session,
-                sandbox: self.level.as_str(),
-            };
-            Some(land::commit(
-                repo,
-                start,
-                &collected.changes,
-                &message,
-                self.identity,
-            )?)
-        };
-        let mut entries: Vec<NewEntry> = collected
-            .changes
-            .iter()
-            .map(|c| {
-                let mut e = self
-                    .entry(Event::FileModified)
-                    .detail("path", c.path.clone())
-                    .detail("change", c.kind.as_str());
-                if let Some((_, mode)) = c.new {
-                    e = e.detail("mode", format!("{mode:o}"));
-                }
-                e
-            })
-            .collect();
-        entries.push(
-            self.entry(Event::SpecCompleted)
-                .detail("commit", commit.map(|c| c.to_string()))
-                .detail("branch", branch.clone())
-                .detail("files_changed", files.clone())
-                .detail("agent_duration_ms", agent_ms)
-                .detail(
-                    "notices",
-                    notices
-                        .iter()
-                        .map(|n| format!("{} {}", n.path, n.detail))
-                        .collect::<Vec<_>>(),
-                ),
-        );
-        // Recorded first, then published: nothing lands without its ledger entries.
-        recorder.record(entries).map_err(WorkError::Ledger)?;
-        if let Some(commit) = commit {
-            if let Err(e) = land::publish(repo, &branch_ref, start, commit) {
-                return self.fail(e.to_string(), &clone.path, recorder, agent_ms);
-            }
-        }
-        let kept = if options.keep {
-            Some(clone.path.clone())
-        } else {
-            remove_dir(&clone.path);
-            None
-        };
-        remove_dir(&run_dir);
-        Ok(Report {
-            id: self.id.clone(),
-            verdict: Verdict::Completed {
-                commit: commit.map(|c| c.to_string()),
-                files,
-            },
-            clone: kept,
-            log: self.log.clone(),
-            violations: Vec::new(),
-            notices,
-        })
-    }
-
-    /// Runs one program under the level, its output masked on the way to the reporter and
-    /// the run log.
-    fn run_job(
-        &self,
-        job: &Job,
-        reporter: &mut dyn Reporter,
-        redactor: &crate::secrets::Redactor,
-    ) -> Result<Outcome, WorkError> {
-        let log = open_log(&self.log)?;
-        let mut sink = RedactingSink::new(reporter, log, redactor);
-        let outcome = self.sandbox.run(job, &mut sink, self.stop);
-        sink.finish();
-        Ok(outcome?)
-    }
-
-    /// Records how the run failed (or that it was cancelled, when `git chant cancel` asked
-    /// for it) and keeps the clone for inspection.
-    fn fail(
-        &self,
-        reason: String,
-        clone: &Path,
-        recorder: &mut dyn Recorder,
-        agent_ms: u64,
-    ) -> Result<Report, WorkError> {
-        let (entry, verdict) = match take_cancel_request(self.project, &self.id) {
-            Some(c) => (
-                self.entry(Event::SpecCancelled)
-                    .detail("reason", c.reason.clone())
-                    .detail("cancelled_by", c.actor),
-                Verdict::Cancelled { reason: c.reason },
-            ),
-            None => (
-                self.entry(Event::SpecFailed)
-                    .detail("reason", reason.clone())
-                    .detail("agent_duration_ms", agent_ms)
-                    .detail("clone", clone.to_string_lossy().into_owned()),
-                Verdict::Failed { reason },
-            ),
-        };
-        recorder.record(vec![entry]).map_err(WorkError::Ledger)?;
-        Ok(Report {
-            id: self.id.clone(),
-            verdict,
-            clone: Some(clone.to_path_buf()),
-            log: self.log.clone(),
-            violations: Vec::new(),
-            notices: Vec::new(),
-        })
-    }
 }
 
 /// A ledger entry about this run: the spec, the sandbox level and the agent program.
@@ -836,113 +472,4 @@ fn write_exec_wrapper(run_dir: &Path, root: &Path) -> Result<PathBuf, WorkError>
 
 fn shell_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', "'\\''"))
-}
-
-fn open_log(path: &Path) -> Result<std::fs::File, WorkError> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| WorkError::io(dir, e))?;
-    }
-    std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .map_err(|e| WorkError::io(path, e))
-}
-
-fn remove_dir(path: &Path) {
-    let _ = std::fs::remove_dir_all(path);
-}
-
-/// Agent output on its way to the terminal and the run log, with secrets masked.
-struct RedactingSink<'r> {
-    reporter: &'r mut dyn Reporter,
-    log: std::fs::File,
-    out: crate::secrets::StreamRedactor,
-    err: crate::secrets::StreamRedactor,
-}
-
-impl<'r> RedactingSink<'r> {
-    fn new(
-        reporter: &'r mut dyn Reporter,
-        log: std::fs::File,
-        redactor: &crate::secrets::Redactor,
-    ) -> Self {
-        RedactingSink {
-            reporter,
-            log,
-            out: redactor.stream(),
-            err: redactor.stream(),
-        }
-    }
-
-    fn emit(&mut self, stream: Stream, bytes: &[u8]) {
-        if bytes.is_empty() {
-            return;
-        }
-        use std::io::Write;
-        let _ = self.log.write_all(bytes);
-        self.reporter.agent_output(stream, bytes);
-    }
-
-    /// Flushes what the redactors held back (end of a program's output).
-    fn finish(&mut self) {
-        let out = self.out.finish();
-        self.emit(Stream::Stdout, &out);
-        let err = self.err.finish();
-        self.emit(Stream::Stderr, &err);
-    }
-}
-
-impl OutputSink for RedactingSink<'_> {
-    fn output(&mut self, stream: Stream, bytes: &[u8]) {
-        let clean = match stream {
-            Stream::Stdout => self.out.push(bytes),
-            Stream::Stderr => self.err.push(bytes),
-        };
-        self.emit(stream, &clean);
-    }
-}
-
-/// A `git chant cancel` request left for the running `work` process.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub struct CancelRequest {
-    pub reason: String,
-    pub actor: String,
-}
-
-/// The cancel request file of `id`.
-pub fn cancel_path(project: &Project, id: &SpecId) -> PathBuf {
-    project
-        .chant_dir()
-        .join(".locks")
-        .join(format!("{id}.cancel"))
-}
-
-fn take_cancel_request(project: &Project, id: &SpecId) -> Option<CancelRequest> {
-    let path = cancel_path(project, id);
-    let text = std::fs::read_to_string(&path).ok()?;
-    let _ = std::fs::remove_file(&path);
-    serde_json::from_str(&text).ok()
-}
-
-/// Whether `stop` was raised (for callers deciding how to report).
-pub fn stopped(stop: &AtomicBool) -> bool {
-    stop.load(Ordering::SeqCst)
-}
-
-/// The agent's native permission files for level `permissions`: (path in the clone, text).
-///
-/// Claude Code's `.claude/settings.json`: allow/deny rules from `agent.permissions`, and a
-/// PreToolUse hook that sends every shell command through the command gate first.
-pub fn native_settings(config: &Config) -> Vec<(String, String)> {
-    let mut settings =
-        crate::exec::native::ClaudePermissions::from_config(&config.agent).to_settings_json();
-    settings["hooks"] = json!({
-        "PreToolUse": [{
-            "matcher": "Bash",
-            "hooks": [{"type": "command", "command": "\"$CHANT_EXEC\" --claude-hook"}]
-        }]
-    });
-    let text = serde_json::to_string_pretty(&settings).unwrap_or_default();
-    vec![(".claude/settings.json".to_string(), text + "\n")]
 }

@@ -1,0 +1,132 @@
+//! The guest's initramfs: a gzip'd `newc` cpio archive, the format the kernel unpacks, and
+//! the agent image (a directory or a `.tar`) copied into it.
+
+use std::io::{Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use super::transfer::clean_relative;
+use super::SandboxError;
+
+/// A minimal writer of the `newc` cpio format the kernel unpacks as initramfs.
+/// Compressed with gzip (fast level): busybox and the modules shrink to a third, which the
+/// guest then has less to read before it starts.
+pub(super) struct Cpio {
+    out: flate2::write::GzEncoder<std::io::BufWriter<std::fs::File>>,
+    ino: u32,
+}
+
+impl Cpio {
+    pub(super) fn create(path: &Path) -> std::io::Result<Cpio> {
+        Ok(Cpio {
+            out: flate2::write::GzEncoder::new(
+                std::io::BufWriter::new(std::fs::File::create(path)?),
+                flate2::Compression::fast(),
+            ),
+            ino: 1,
+        })
+    }
+
+    fn entry(&mut self, name: &str, mode: u32, data: &[u8]) -> std::io::Result<()> {
+        let name = name.trim_start_matches('/');
+        self.ino += 1;
+        let header = format!(
+            "070701{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}",
+            self.ino,
+            mode,
+            0,
+            0,
+            1,
+            0,
+            data.len(),
+            0,
+            0,
+            0,
+            0,
+            name.len() + 1,
+            0
+        );
+        self.out.write_all(header.as_bytes())?;
+        self.out.write_all(name.as_bytes())?;
+        self.out.write_all(&[0])?;
+        pad(&mut self.out, 110 + name.len() + 1)?;
+        self.out.write_all(data)?;
+        pad(&mut self.out, data.len())
+    }
+
+    pub(super) fn dir(&mut self, name: &str, perm: u32) -> std::io::Result<()> {
+        self.entry(name, 0o040000 | (perm & 0o7777), &[])
+    }
+
+    pub(super) fn file(&mut self, name: &str, data: &[u8], perm: u32) -> std::io::Result<()> {
+        self.entry(name, 0o100000 | (perm & 0o7777), data)
+    }
+
+    pub(super) fn symlink(&mut self, name: &str, target: &str) -> std::io::Result<()> {
+        self.entry(name, 0o120777, target.as_bytes())
+    }
+
+    pub(super) fn finish(mut self) -> std::io::Result<()> {
+        self.entry("TRAILER!!!", 0, &[])?;
+        self.out.finish()?.flush()
+    }
+}
+
+fn pad(out: &mut impl Write, len: usize) -> std::io::Result<()> {
+    let rem = (4 - len % 4) % 4;
+    out.write_all(&[0u8; 3][..rem])
+}
+
+/// Adds an image (a directory or a `.tar`) to the initramfs.
+pub(super) fn add_image(cpio: &mut Cpio, image: &Path) -> Result<(), SandboxError> {
+    if image.is_dir() {
+        let mut stack = vec![PathBuf::new()];
+        while let Some(rel) = stack.pop() {
+            for entry in std::fs::read_dir(image.join(&rel))? {
+                let entry = entry?;
+                let r = rel.join(entry.file_name());
+                let name = r.to_string_lossy().into_owned();
+                let meta = std::fs::symlink_metadata(entry.path())?;
+                if meta.is_dir() {
+                    cpio.dir(&name, 0o755)?;
+                    stack.push(r);
+                } else if meta.file_type().is_symlink() {
+                    let target = std::fs::read_link(entry.path())?;
+                    cpio.symlink(&name, &target.to_string_lossy())?;
+                } else if meta.is_file() {
+                    cpio.file(
+                        &name,
+                        &std::fs::read(entry.path())?,
+                        meta.permissions().mode() & 0o7777,
+                    )?;
+                }
+            }
+        }
+        return Ok(());
+    }
+    let mut archive = tar::Archive::new(std::fs::File::open(image)?);
+    for entry in archive.entries()? {
+        let mut entry = entry?;
+        let Some(rel) = clean_relative(&entry.path()?) else {
+            continue;
+        };
+        let name = rel.to_string_lossy().into_owned();
+        if name.is_empty() {
+            continue;
+        }
+        let mode = entry.header().mode().unwrap_or(0o644);
+        let kind = entry.header().entry_type();
+        if kind.is_dir() {
+            cpio.dir(&name, mode)?;
+        } else if kind.is_symlink() {
+            if let Some(t) = entry.link_name()? {
+                cpio.symlink(&name, &t.to_string_lossy())?;
+            }
+        } else if kind.is_file() {
+            let mut bytes = Vec::new();
+            entry.read_to_end(&mut bytes)?;
+            cpio.file(&name, &bytes, mode)?;
+        }
+    }
+    Ok(())
+}
