@@ -14,6 +14,17 @@ struct Setup {
     id: String,
 }
 
+/// A bare repository beside `repo` with the server hook installed, added as `origin`.
+fn hooked_server(repo: &TestRepo) -> PathBuf {
+    let server = repo.tmp.path().join("server.git");
+    let dir = server.to_str().expect("utf8");
+    repo.git(&["init", "--quiet", "--bare", "--initial-branch=main", dir]);
+    repo.chant(&["hooks", "install", "--server", "--dir", dir])
+        .assert_ok();
+    repo.git(&["remote", "add", "origin", &format!("file://{dir}")]);
+    server
+}
+
 fn setup() -> Setup {
     let repo = TestRepo::initialised();
     repo.use_agent(
@@ -24,28 +35,7 @@ fn setup() -> Setup {
     let id = repo.add_spec("Greet the user", &["hello.txt"]);
     repo.git(&["add", "-A"]);
     repo.git(&["commit", "--quiet", "-m", "spec"]);
-    let server = repo.tmp.path().join("server.git");
-    repo.git(&[
-        "init",
-        "--quiet",
-        "--bare",
-        "--initial-branch=main",
-        server.to_str().expect("utf8"),
-    ]);
-    repo.chant(&[
-        "hooks",
-        "install",
-        "--server",
-        "--dir",
-        server.to_str().expect("utf8"),
-    ])
-    .assert_ok();
-    repo.git(&[
-        "remote",
-        "add",
-        "origin",
-        &format!("file://{}", server.display()),
-    ]);
+    let server = hooked_server(&repo);
     repo.git(&["push", "--quiet", "origin", "main"]);
     repo.chant(&["work", &id]).assert_ok();
     Setup { repo, server, id }
@@ -347,28 +337,7 @@ fn the_server_requires_signed_ledger_entries_when_configured() {
     repo.write_config("protection:\n  require_signed_audit: true\n");
     repo.git(&["add", "-A"]);
     repo.git(&["commit", "--quiet", "-m", "require signed audit"]);
-    let server = repo.tmp.path().join("server.git");
-    repo.git(&[
-        "init",
-        "--quiet",
-        "--bare",
-        "--initial-branch=main",
-        server.to_str().expect("utf8"),
-    ]);
-    repo.chant(&[
-        "hooks",
-        "install",
-        "--server",
-        "--dir",
-        server.to_str().expect("utf8"),
-    ])
-    .assert_ok();
-    repo.git(&[
-        "remote",
-        "add",
-        "origin",
-        &format!("file://{}", server.display()),
-    ]);
+    let server = hooked_server(&repo);
     repo.git(&["push", "--quiet", "--no-verify", "origin", "main"]);
     let (key, public) = common::ssh_keygen(&repo, "signer", "ed25519");
     let allowed = repo.tmp.path().join("server_allowed_signers");
