@@ -38,12 +38,31 @@ pub fn effective<'a>(spec: &'a super::Spec, ledger: &HashMap<String, &'static st
         .unwrap_or_else(|| spec.declared_status())
 }
 
-/// The statuses recorded in the ledger of `repo`.
+/// The statuses recorded in the ledger of `repo`. Reads only the run events, through the
+/// ledger's query index (which is checked against the ref, never trusted over it).
 pub fn of_repository(repo: &git2::Repository) -> HashMap<String, &'static str> {
-    let tip = repo.refname_to_id(crate::audit::AUDIT_REF).ok();
-    let entries = crate::audit::entries_at(repo, tip).unwrap_or_default();
+    let filter = crate::audit::query::Filter {
+        events: RUN_EVENTS.iter().map(|e| e.to_string()).collect(),
+        ..Default::default()
+    };
+    let entries: Vec<Value> = crate::audit::query::run(repo, &filter)
+        .map(|found| {
+            found
+                .into_iter()
+                .map(|s| Value::Object(s.entry.0))
+                .collect()
+        })
+        .unwrap_or_default();
     from_ledger(entries.iter())
 }
+
+/// The events that change a spec's status.
+const RUN_EVENTS: &[&str] = &[
+    "spec_started",
+    "spec_completed",
+    "spec_failed",
+    "spec_cancelled",
+];
 
 #[cfg(test)]
 mod tests {
