@@ -267,17 +267,6 @@ fn containers(key: &str, value: &str) -> Vec<String> {
     })
 }
 
-fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
-    let until = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < until {
-        if cond() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!("{what}: not within 30 s");
-}
-
 fn probe_lines(repo: &TestRepo, id: &str) -> HashMap<String, String> {
     repo.git(&["show", &format!("chant/{id}:probe.txt")])
         .lines()
@@ -463,7 +452,7 @@ fn cancel_kills_and_removes_the_container() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .expect("spawn");
-    wait_for("container running", || {
+    common::wait_for("container running", || {
         !containers("chant.spec", &id).is_empty()
     });
     repo.chant(&["cancel", &id, "--reason", "wrong approach"])
@@ -498,7 +487,7 @@ fn ctrl_c_kills_and_removes_the_container() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("spawn");
-    wait_for("container running", || {
+    common::wait_for("container running", || {
         !containers("chant.spec", &id).is_empty()
     });
     // SAFETY: sending SIGINT to our own child.
@@ -527,7 +516,7 @@ fn containers_of_a_killed_chant_are_reaped_by_the_next_run() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .expect("spawn");
-    wait_for("container running", || {
+    common::wait_for("container running", || {
         !containers("chant.spec", &id).is_empty()
     });
     // SIGKILL: chant gets no chance to clean up.

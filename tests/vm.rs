@@ -139,31 +139,22 @@ fn timeout_kills_the_vm() {
         return;
     }
     let (repo, id, image) = setup("greet.sh", "");
-    std::fs::write(
-        image.join("agent/greet.sh"),
-        "#!/bin/sh\necho sleeping\nsleep 600\n",
-    )
-    .expect("write");
+    make_agent_hang(&image);
     let config = repo
         .read(".chant/config.md")
         .replace("timeout: 60s", "timeout: 8s");
     repo.write(".chant/config.md", &config);
     repo.git(&["commit", "--quiet", "-am", "short timeout"]);
-    let run = repo.chant(&["work", &id]).assert_code(1);
+    let scratch = scratch_dir(&repo);
+    let out = repo
+        .chant_cmd(&["work", &id])
+        .env("TMPDIR", &scratch)
+        .output()
+        .expect("run");
+    let run = common::Run(out).assert_code(1);
     assert!(run.stderr().contains("agent.timeout"), "{}", run.stderr());
-    let left = std::process::Command::new("pgrep")
-        .args(["-f", &format!("chant-vm-.*{}", "")])
-        .output()
-        .expect("pgrep");
-    let _ = left;
-    let qemus = std::process::Command::new("pgrep")
-        .args(["-f", repo.tmp.path().to_str().expect("utf8")])
-        .output()
-        .expect("pgrep");
-    assert!(
-        String::from_utf8_lossy(&qemus.stdout).trim().is_empty(),
-        "a process of this test is still running"
-    );
+    assert!(!qemu_running(&scratch), "qemu is still running");
+    assert_nothing_left(&scratch);
 }
 
 #[test]
@@ -189,13 +180,8 @@ fn ctrl_c_stops_the_vm_and_leaves_nothing() {
         return;
     }
     let (repo, id, image) = setup("greet.sh", "");
-    std::fs::write(
-        image.join("agent/greet.sh"),
-        "#!/bin/sh\necho sleeping\nsleep 600\n",
-    )
-    .expect("write");
-    let scratch = repo.tmp.path().join("scratch");
-    std::fs::create_dir_all(&scratch).expect("scratch");
+    make_agent_hang(&image);
+    let scratch = scratch_dir(&repo);
     let child = repo
         .chant_cmd(&["work", &id])
         .env("TMPDIR", &scratch)
@@ -204,17 +190,7 @@ fn ctrl_c_stops_the_vm_and_leaves_nothing() {
         .spawn()
         .expect("spawn");
     // Wait until qemu runs, then interrupt chant as a terminal's Ctrl-C would.
-    let until = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while std::time::Instant::now() < until {
-        let q = std::process::Command::new("pgrep")
-            .args(["-f", scratch.to_str().expect("utf8")])
-            .output()
-            .expect("pgrep");
-        if !q.stdout.is_empty() {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
+    common::wait_for("qemu running", || qemu_running(&scratch));
     // SAFETY: sending SIGINT to our own child.
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     let out = child.wait_with_output().expect("wait");
@@ -228,14 +204,41 @@ fn ctrl_c_stops_the_vm_and_leaves_nothing() {
         repo.events("spec_failed")[0]["details"]["reason"],
         "interrupted"
     );
-    let q = std::process::Command::new("pgrep")
+    assert!(!qemu_running(&scratch), "qemu survived Ctrl-C");
+    assert_nothing_left(&scratch);
+}
+
+/// Replaces the image's agent with one that never finishes.
+fn make_agent_hang(image: &Path) {
+    std::fs::write(
+        image.join("agent/greet.sh"),
+        "#!/bin/sh\necho sleeping\nsleep 600\n",
+    )
+    .expect("write");
+}
+
+/// An empty folder to pass as the run's TMPDIR, where the VM keeps its scratch files (so
+/// the test can find its qemu by path, and see that nothing is left behind).
+fn scratch_dir(repo: &TestRepo) -> PathBuf {
+    let scratch = repo.tmp.path().join("scratch");
+    std::fs::create_dir_all(&scratch).expect("scratch");
+    scratch
+}
+
+/// True while a process (qemu) has a path below `scratch` on its command line.
+fn qemu_running(scratch: &Path) -> bool {
+    let out = std::process::Command::new("pgrep")
         .args(["-f", scratch.to_str().expect("utf8")])
         .output()
         .expect("pgrep");
-    assert!(q.stdout.is_empty(), "qemu survived Ctrl-C");
-    assert_eq!(
-        std::fs::read_dir(&scratch).expect("scratch").count(),
-        0,
-        "scratch files left behind"
-    );
+    !out.stdout.is_empty()
+}
+
+fn assert_nothing_left(scratch: &Path) {
+    let left: Vec<_> = std::fs::read_dir(scratch)
+        .expect("scratch")
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert!(left.is_empty(), "scratch files left behind: {left:?}");
 }

@@ -230,7 +230,9 @@ fn sigint_stops_the_agent_records_and_releases() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("spawn");
-    wait_for(|| !repo.events("spec_started").is_empty());
+    common::wait_for("spec_started recorded", || {
+        !repo.events("spec_started").is_empty()
+    });
     std::thread::sleep(std::time::Duration::from_millis(300));
     // SAFETY: sending SIGINT to our own child.
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
@@ -256,7 +258,9 @@ fn cancel_stops_a_running_spec() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .expect("spawn");
-    wait_for(|| !repo.events("spec_started").is_empty());
+    common::wait_for("spec_started recorded", || {
+        !repo.events("spec_started").is_empty()
+    });
     repo.chant(&["cancel", &id, "--reason", "wrong approach"])
         .assert_ok()
         .stdout_has("Cancelled");
@@ -347,17 +351,6 @@ fn unknown_secret_schemes_are_input_errors() {
     repo.chant(&["work", &id, "--secrets-from", "ftp://x"])
         .assert_code(2)
         .stderr_has("ftp");
-}
-
-fn wait_for(mut cond: impl FnMut() -> bool) {
-    let until = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while std::time::Instant::now() < until {
-        if cond() {
-            return;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    panic!("condition not met in 20 s");
 }
 
 #[test]

@@ -198,6 +198,18 @@ impl Run {
     }
 }
 
+/// Polls `cond` until it holds; panics naming `what` after 30 s.
+pub fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while std::time::Instant::now() < until {
+        if cond() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    panic!("{what}: not within 30 s");
+}
+
 /// Path of a file under the crate root (fixtures etc.).
 pub fn crate_path(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
