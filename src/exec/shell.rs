@@ -579,6 +579,12 @@ pub fn literal_words(argv: &[String]) -> Vec<Word> {
     argv.iter().map(|a| Word::plain(a)).collect()
 }
 
+/// Quotes a word so a POSIX shell reads it back unchanged (the inverse of [`parse`] for one
+/// word).
+pub fn quote(word: &str) -> String {
+    format!("'{}'", word.replace('\'', r"'\''"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

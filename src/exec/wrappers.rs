@@ -250,11 +250,6 @@ fn skip_options(
     Ok(i.min(args.len()))
 }
 
-/// Quotes a word so a shell reads it back unchanged.
-fn shell_quote(word: &str) -> String {
-    format!("'{}'", word.replace('\'', r"'\''"))
-}
-
 fn peel_env(args: &[String]) -> Peel {
     let mut i = 0;
     while let Some(a) = args.get(i) {
@@ -302,7 +297,7 @@ fn split_string(string: Option<&str>, rest: &[String]) -> Peel {
     let mut line = string.to_string();
     for w in rest {
         line.push(' ');
-        line.push_str(&shell_quote(w));
+        line.push_str(&super::shell::quote(w));
     }
     Peel::Line {
         line,

@@ -196,11 +196,7 @@ pub fn plan(project: &Project, options: &Options) -> Result<Plan, WorkError> {
             .into_iter()
             .map(|(k, _)| k)
             .collect(),
-        sensitive_targets: spec
-            .target_files()
-            .into_iter()
-            .filter(|t| config.security.sensitive_patterns.0.is_match(t))
-            .collect(),
+        sensitive_targets: sensitive_targets(&spec, &config),
         validate: config.work.validate.clone(),
         id,
     })
@@ -325,11 +321,7 @@ fn run_prepared(
     let entry = |event: Event| run_entry(event, &id, level, &template);
 
     // 2. Sensitive targets.
-    let sensitive: Vec<String> = spec
-        .target_files()
-        .into_iter()
-        .filter(|t| config.security.sensitive_patterns.0.is_match(t))
-        .collect();
+    let sensitive = sensitive_targets(&spec, &config);
     let mut confirmed_by = Value::Null;
     if !sensitive.is_empty() {
         for file in &sensitive {
@@ -425,6 +417,14 @@ fn run_prepared(
     Ok(report)
 }
 
+/// The spec's target files that match `security.sensitive_patterns`.
+fn sensitive_targets(spec: &Spec, config: &Config) -> Vec<String> {
+    spec.target_files()
+        .into_iter()
+        .filter(|t| config.security.sensitive_patterns.0.is_match(t))
+        .collect()
+}
+
 /// A ledger entry about this run: the spec, the sandbox level and the agent program.
 fn run_entry(event: Event, id: &SpecId, level: SandboxLevel, template: &[String]) -> NewEntry {
     let mut e = NewEntry::new(event).spec(id.as_str());
@@ -460,16 +460,12 @@ fn write_exec_wrapper(run_dir: &Path, root: &Path) -> Result<PathBuf, WorkError>
         "#!/bin/sh\n# The command gate: checks agent.commands and records command_run.\n\
          if [ \"$1\" = --claude-hook ]; then exec {exe} exec --repo {root} --claude-hook; fi\n\
          exec {exe} exec --repo {root} -- \"$@\"\n",
-        exe = shell_quote(&exe.to_string_lossy()),
-        root = shell_quote(&root.to_string_lossy())
+        exe = crate::exec::shell::quote(&exe.to_string_lossy()),
+        root = crate::exec::shell::quote(&root.to_string_lossy())
     );
     crate::atomic::replace(&path, script.as_bytes()).map_err(|e| WorkError::io(&path, e))?;
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))
         .map_err(|e| WorkError::io(&path, e))?;
     Ok(path)
-}
-
-fn shell_quote(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "'\\''"))
 }

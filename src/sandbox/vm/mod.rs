@@ -369,21 +369,17 @@ fn job_script(job: &Job) -> String {
     let mut command = String::from("exec");
     for a in &job.argv {
         command.push(' ');
-        command.push_str(&quote(a));
+        command.push_str(&crate::exec::shell::quote(a));
     }
     let mut s = String::from("#!/bin/sh\nexec env -i");
     for (k, v) in &job.env {
         s.push(' ');
-        s.push_str(&quote(&format!("{k}={v}")));
+        s.push_str(&crate::exec::shell::quote(&format!("{k}={v}")));
     }
     s.push_str(" su -p -s /bin/sh agent -c ");
-    s.push_str(&quote(&command));
+    s.push_str(&crate::exec::shell::quote(&command));
     s.push('\n');
     s
-}
-
-fn quote(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "'\\''"))
 }
 
 fn missing(what: &str, fix: &str) -> SandboxError {
