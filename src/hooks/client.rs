@@ -167,10 +167,9 @@ pub fn pre_push(
                 hide.push(t);
             }
         }
-        let commits = protection::spec_commits(repo, u.local, &hide)?;
-        for reason in protection::unapproved(repo, config, &commits, &ledger, &hide) {
-            verdict.refusals.push(format!("{branch}: {reason}"));
-        }
+        verdict.refusals.extend(protection::unapproved_update(
+            repo, config, branch, u.local, &hide, &ledger,
+        )?);
     }
     Ok(verdict)
 }

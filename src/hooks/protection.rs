@@ -63,7 +63,7 @@ pub fn spec_trailer(message: &str) -> Option<String> {
 }
 
 /// Commits reachable from `new` but from none of `hide`, with their spec trailers.
-pub fn spec_commits(
+fn spec_commits(
     repo: &Repository,
     new: Oid,
     hide: &[Oid],
@@ -95,7 +95,7 @@ pub fn spec_commits(
 ///
 /// `hide` are the commits the other side already has (they bound the walks, so the check
 /// costs one walk per distinct approved head, not one per commit).
-pub fn unapproved(
+fn unapproved(
     repo: &Repository,
     config: &Config,
     commits: &[(Oid, String)],
@@ -166,6 +166,23 @@ pub fn unapproved(
         }
     }
     reasons
+}
+
+/// Why moving protected `branch` to `new` is refused for unapproved spec commits (reasons
+/// prefixed with the branch); `hide` are the commits the other side already has.
+pub fn unapproved_update(
+    repo: &Repository,
+    config: &Config,
+    branch: &str,
+    new: Oid,
+    hide: &[Oid],
+    ledger: &[Value],
+) -> Result<Vec<String>, git2::Error> {
+    let commits = spec_commits(repo, new, hide)?;
+    Ok(unapproved(repo, config, &commits, ledger, hide)
+        .into_iter()
+        .map(|reason| format!("{branch}: {reason}"))
+        .collect())
 }
 
 /// Commits reachable from `head` (itself included) that none of `hide` reaches.

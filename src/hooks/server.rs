@@ -97,12 +97,8 @@ pub fn check(
         if !u.old.is_zero() {
             hide.push(u.old);
         }
-        match protection::spec_commits(repo, u.new, &hide) {
-            Ok(commits) => {
-                for reason in protection::unapproved(repo, config, &commits, &ledger, &hide) {
-                    refusals.push(format!("{branch}: {reason}"));
-                }
-            }
+        match protection::unapproved_update(repo, config, branch, u.new, &hide, &ledger) {
+            Ok(reasons) => refusals.extend(reasons),
             Err(e) => refusals.push(format!("{branch}: cannot read the pushed commits: {e}")),
         }
     }
