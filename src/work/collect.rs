@@ -5,7 +5,7 @@
 //! checkout produced are known unchanged without reading them; everything else is read
 //! (bounded) and hashed.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
 use git2::{Oid, Repository};
 
@@ -62,15 +62,15 @@ pub fn collect(
     let (found, mut oddities) =
         scan::scan(&clone.path, Limits::default()).map_err(|e| WorkError::io(&clone.path, e))?;
     let words: Vec<String> = sensitive_words.iter().map(|w| w.to_lowercase()).collect();
-    let mut seen: HashMap<&str, ()> = HashMap::with_capacity(found.len());
+    let mut seen: HashSet<&str> = HashSet::with_capacity(found.len());
     let mut changes = Vec::new();
     for item in &found {
         let path = item.path();
         if ignored.contains(path) {
-            seen.insert(path, ());
+            seen.insert(path);
             continue;
         }
-        seen.insert(path, ());
+        seen.insert(path);
         let base = clone.files.get(path);
         let (oid, mode, target, content) = match item {
             Found::File {
@@ -129,7 +129,7 @@ pub fn collect(
     let mut deleted: Vec<&String> = clone
         .files
         .keys()
-        .filter(|p| !seen.contains_key(p.as_str()) && !ignored.contains(*p))
+        .filter(|p| !seen.contains(p.as_str()) && !ignored.contains(*p))
         .filter(|p| !oddities.iter().any(|o| &o.path == *p))
         .collect();
     deleted.sort();

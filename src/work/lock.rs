@@ -20,6 +20,18 @@ pub struct LockInfo {
     pub started: String,
 }
 
+impl LockInfo {
+    /// Stands for a lock file that exists but cannot be read (being written, or damaged).
+    fn unreadable() -> LockInfo {
+        LockInfo {
+            pid: 0,
+            host: "?".into(),
+            user: "?".into(),
+            started: "?".into(),
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum LockError {
     #[error("spec {id} is already being worked on by pid {} on {} (user {}, since {}); wait for it or run `git chant cancel {id} --reason …`", .holder.pid, .holder.host, .holder.user, .holder.started)]
@@ -105,12 +117,7 @@ impl SpecLock {
                         }
                         return Err(LockError::Held {
                             id: id.clone(),
-                            holder: LockInfo {
-                                pid: 0,
-                                host: "?".into(),
-                                user: "?".into(),
-                                started: "?".into(),
-                            },
+                            holder: LockInfo::unreadable(),
                         });
                     };
                     if !is_stale(&holder) {
@@ -132,12 +139,7 @@ impl SpecLock {
         }
         Err(LockError::Held {
             id: id.clone(),
-            holder: read(&path).unwrap_or(LockInfo {
-                pid: 0,
-                host: "?".into(),
-                user: "?".into(),
-                started: "?".into(),
-            }),
+            holder: read(&path).unwrap_or(LockInfo::unreadable()),
         })
     }
 
