@@ -46,6 +46,7 @@ fn main() {
         timeout: Duration::from_secs(60),
         files: Vec::new(),
         hold_stdin: false,
+        network: None,
     };
     let stop = Arc::new(AtomicBool::new(false));
     let mut api = Vec::new();

@@ -73,3 +73,25 @@ fn network_allowed_leaves_web_tools_alone() {
     let p = ClaudePermissions::from_config(&config.agent);
     assert!(!p.deny.iter().any(|r| r.starts_with("Web")));
 }
+
+#[test]
+fn network_allowlist_becomes_fetch_rules() {
+    let yaml: serde_yaml_ng::Value = serde_yaml_ng::from_str(
+        "agent:\n  network:\n    enabled: true\n    allowed_hosts: [api.anthropic.com, 'registry.npmjs.org:443', '*.pypi.org']\n    denied_hosts: ['*', evil.pypi.org]\n",
+    )
+    .expect("yaml");
+    let config = Config::from_yaml("config.md", &yaml).expect("config");
+    let p = ClaudePermissions::from_config(&config.agent);
+    for rule in [
+        "WebFetch(domain:api.anthropic.com)",
+        "WebFetch(domain:registry.npmjs.org)",
+        "WebFetch(domain:*.pypi.org)",
+    ] {
+        assert!(p.allow.iter().any(|r| r == rule), "{rule} in {:?}", p.allow);
+    }
+    assert!(p.deny.iter().any(|r| r == "WebFetch(domain:evil.pypi.org)"));
+    assert!(!p
+        .deny
+        .iter()
+        .any(|r| r == "WebFetch" || r.contains("domain:*)")));
+}

@@ -15,6 +15,7 @@ mod hooks;
 mod init;
 mod list;
 mod man;
+mod relay;
 mod show;
 mod work;
 
@@ -76,6 +77,8 @@ enum Command {
     Exec(exec::Args),
     Hooks(hooks::Args),
     Hook(hooks::HookArgs),
+    #[command(hide = true)]
+    Relay(relay::Args),
     Config(config::Args),
     Audit(Box<audit::Args>),
     Demo(demo::Args),
@@ -117,6 +120,7 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Exec(args) => exec::run(args),
         Command::Hooks(args) => hooks::run(args),
         Command::Hook(args) => hooks::hook(args),
+        Command::Relay(args) => relay::run(args),
         Command::Config(args) => config::run(args),
         Command::Audit(args) => audit::run(*args),
         Command::Demo(args) => demo::run(args),

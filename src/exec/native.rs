@@ -18,6 +18,7 @@
 //! | `permissions.deny_edit` | deny `Edit(…)` |
 //! | `file_access.denied_paths`, `agent.denied_paths` | deny `Read(…)` and `Edit(…)` |
 //! | `permissions.allow_network: false` and `network.enabled: false` | deny `WebFetch`, `WebSearch` |
+//! | `network.enabled: true`: `allowed_hosts` / `denied_hosts` | allow / deny `WebFetch(domain:h)` |
 //!
 //! What it cannot express (and is enforced elsewhere, or not at all at this level):
 //! - chant's wider deny matching (reordered flags, wrappers, `/usr/bin/curl`, redirections
@@ -86,12 +87,38 @@ impl ClaudePermissions {
             push(&mut out.deny, "WebFetch".into());
             push(&mut out.deny, "WebSearch".into());
         }
+        // The allowlist as fetch rules (a port in a pattern has no equivalent there); a
+        // bare `*` in denied_hosts is the default already.
+        if agent.network.enabled {
+            for p in agent.network.allowed_hosts.0.patterns() {
+                push(
+                    &mut out.allow,
+                    format!("WebFetch(domain:{})", domain(p.as_str())),
+                );
+            }
+            for p in agent.network.denied_hosts.0.patterns() {
+                if !p.is_any() {
+                    push(
+                        &mut out.deny,
+                        format!("WebFetch(domain:{})", domain(p.as_str())),
+                    );
+                }
+            }
+        }
         out
     }
 
     /// The `.claude/settings.json` document: `{"permissions": {"allow": […], "deny": […]}}`.
     pub fn to_settings_json(&self) -> Value {
         json!({"permissions": {"allow": self.allow, "deny": self.deny}})
+    }
+}
+
+/// A host pattern without its port.
+fn domain(pattern: &str) -> &str {
+    match pattern.rsplit_once(':') {
+        Some((host, port)) if port.chars().all(|c| c.is_ascii_digit()) => host,
+        _ => pattern,
     }
 }
 

@@ -67,6 +67,16 @@ impl HostPattern {
     pub fn as_str(&self) -> &str {
         &self.text
     }
+
+    /// True for `*` (with or without a port): every host.
+    pub fn is_any(&self) -> bool {
+        self.host == HostMatch::Any
+    }
+
+    /// True when the pattern names one host (a name or an IP literal), not a family.
+    pub fn is_exact(&self) -> bool {
+        matches!(self.host, HostMatch::Exact(_))
+    }
 }
 
 impl fmt::Display for HostPattern {

@@ -17,6 +17,7 @@ mod engine;
 mod mounts;
 mod objects;
 mod ownership;
+mod relay;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -57,14 +58,6 @@ pub struct Docker {
 impl Docker {
     /// Checks the parts of the config this level cannot honour yet, before anything runs.
     pub fn new(config: &Config) -> Result<Self, SandboxError> {
-        if config.agent.network.enabled {
-            return Err(SandboxError::DockerConfig(
-                "agent.network.enabled is true, but the docker level has no egress proxy yet, \
-                 so it cannot allow only agent.network.allowed_hosts; set \
-                 agent.network.enabled: false (the container then has no network)"
-                    .into(),
-            ));
-        }
         if config.agent.docker.network != "none" {
             return Err(SandboxError::DockerConfig(format!(
                 "network '{}' is not supported: the docker level runs with network 'none'",
@@ -176,8 +169,21 @@ impl Sandbox for Docker {
                     // Leftovers of killed sessions go first; failing to list them is no reason
                     // not to run.
                     let _ = engine::reap_dead(&docker).await;
-                    let body = self.container(job, &owner, staged.path())?;
-                    run_container(&docker, body, job, sink, stop).await
+                    let relay = match &job.network {
+                        Some(egress) => Some(
+                            relay::start(&docker, &self.config.image, egress, labels(job)).await?,
+                        ),
+                        None => None,
+                    };
+                    let result = match self.container(job, &owner, staged.path(), relay.as_deref())
+                    {
+                        Ok(body) => run_container(&docker, body, job, sink, stop).await,
+                        Err(e) => Err(e),
+                    };
+                    if let Some(id) = relay {
+                        let _ = engine::remove(&docker, &id).await;
+                    }
+                    result
                 })
             });
         let given_back = owner.give_back(&handed);
@@ -194,6 +200,7 @@ impl Docker {
         job: &Job,
         owner: &ownership::Owner,
         staged: &Path,
+        relay: Option<&str>,
     ) -> Result<ContainerCreateBody, SandboxError> {
         let Some((program, args)) = job.argv.split_first() else {
             return Err(SandboxError::ProgramNotFound {
@@ -218,41 +225,39 @@ impl Docker {
         let memory = i64::try_from(self.config.memory.bytes()).unwrap_or(i64::MAX);
         let nano_cpus =
             i64::try_from(self.config.cpu.millis().saturating_mul(1_000_000)).unwrap_or(i64::MAX);
-        let mut labels = HashMap::new();
-        // The job's own CHANT_* variables say which run it belongs to.
-        let env = |name: &str| {
-            job.env
-                .iter()
-                .find(|(k, _)| k == name)
-                .map(|(_, v)| v.clone())
-                .unwrap_or_default()
+        let mut env: Vec<String> = job.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        // With the network enabled, the relay's namespace (only `lo`, the relay listening
+        // on it) instead of one with nothing at all.
+        let network_mode = match relay {
+            Some(id) => {
+                env.extend(
+                    crate::net::proxy_env(&relay::proxy_url())
+                        .into_iter()
+                        .map(|(k, v)| format!("{k}={v}")),
+                );
+                format!("container:{id}")
+            }
+            None => "none".into(),
         };
-        labels.insert(engine::LABEL_SESSION.to_string(), env("CHANT_SESSION"));
-        labels.insert(engine::LABEL_SPEC.to_string(), env("CHANT_SPEC_ID"));
-        labels.insert(
-            engine::LABEL_PID.to_string(),
-            std::process::id().to_string(),
-        );
-        labels.insert(engine::LABEL_HOST.to_string(), engine::this_host());
         Ok(ContainerCreateBody {
             image: Some(self.config.image.clone()),
             entrypoint: Some(vec![program.clone()]),
             cmd: Some(args.to_vec()),
-            env: Some(job.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
+            env: Some(env),
             working_dir: Some(WORKSPACE.into()),
             user: Some(owner.user()),
-            labels: Some(labels),
+            labels: Some(labels(job)),
             attach_stdout: Some(true),
             attach_stderr: Some(true),
             attach_stdin: Some(false),
             open_stdin: Some(false),
             tty: Some(false),
-            network_disabled: Some(true),
+            network_disabled: Some(relay.is_none()),
             host_config: Some(HostConfig {
                 binds: Some(binds),
                 tmpfs: Some(tmpfs),
                 readonly_rootfs: Some(self.config.read_only),
-                network_mode: Some("none".into()),
+                network_mode: Some(network_mode),
                 memory: (memory > 0).then_some(memory),
                 // The same as memory: no swap on top of the limit.
                 memory_swap: (memory > 0).then_some(memory),
@@ -272,6 +277,27 @@ impl Docker {
             ..Default::default()
         })
     }
+}
+
+/// The labels that say which run a container belongs to (the job's own CHANT_* variables),
+/// by which leftovers of killed sessions are found.
+fn labels(job: &Job) -> HashMap<String, String> {
+    let env = |name: &str| {
+        job.env
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
+    };
+    let mut labels = HashMap::new();
+    labels.insert(engine::LABEL_SESSION.to_string(), env("CHANT_SESSION"));
+    labels.insert(engine::LABEL_SPEC.to_string(), env("CHANT_SPEC_ID"));
+    labels.insert(
+        engine::LABEL_PID.to_string(),
+        std::process::id().to_string(),
+    );
+    labels.insert(engine::LABEL_HOST.to_string(), engine::this_host());
+    labels
 }
 
 /// Creates, starts and follows one container; whatever happens it is removed after.

@@ -79,7 +79,15 @@ impl Sandbox for Local {
         sink: &mut dyn OutputSink,
         stop: &Arc<AtomicBool>,
     ) -> Result<Outcome, SandboxError> {
-        process::run(job, sink, stop)
+        match &job.network {
+            // The proxy variables are all that steers the program here: honour system.
+            Some(egress) => {
+                let mut job = job.clone();
+                job.env.extend(crate::net::proxy_env(&egress.url));
+                process::run(&job, sink, stop)
+            }
+            None => process::run(job, sink, stop),
+        }
     }
 }
 

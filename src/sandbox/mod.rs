@@ -34,6 +34,17 @@ pub struct Job {
     /// Give the program a standard input that stays open (and silent) until it ends,
     /// instead of `/dev/null`: qemu's console stalls the guest once its stdin hits EOF.
     pub hold_stdin: bool,
+    /// The run's egress proxy (`agent.network.enabled`); None: no network at all.
+    pub network: Option<Egress>,
+}
+
+/// Where the run's egress proxy listens on the host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Egress {
+    /// Its Unix socket, for relays (docker, vm).
+    pub socket: PathBuf,
+    /// `http://127.0.0.1:PORT`, for programs on the host (none, permissions).
+    pub url: String,
 }
 
 /// Where things are for a program that runs in its own machine or container, when the

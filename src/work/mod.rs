@@ -8,6 +8,7 @@
 mod cancel;
 mod clone;
 mod collect;
+mod egress;
 mod land;
 pub mod lock;
 mod output;

@@ -13,8 +13,8 @@ use serde_json::{json, Value};
 use super::cancel::take_cancel_request;
 use super::output::{open_log, RedactingSink};
 use super::{
-    clone, collect, land, policy, prompt, resolve_program, run_entry, write_exec_wrapper, Options,
-    Recorder, Report, Reporter, Verdict, WorkError,
+    clone, collect, egress, land, policy, prompt, resolve_program, run_entry, write_exec_wrapper,
+    Options, Recorder, Report, Reporter, Verdict, WorkError,
 };
 use crate::audit::{Event, NewEntry};
 use crate::config::{Config, SandboxLevel};
@@ -172,7 +172,15 @@ impl Run<'_> {
                 )])
             .map_err(WorkError::Ledger)?;
 
-        // 6. Run the agent.
+        // 6. Run the agent, with the egress proxy when the network is enabled.
+        let mut proxy = egress::RunProxy::start(self.config)?;
+        let egress = proxy.as_ref().map(egress::RunProxy::egress);
+        if let Some(e) = &egress {
+            reporter.info(&format!(
+                "Network: only agent.network.allowed_hosts, through chant's proxy ({})",
+                e.url
+            ));
+        }
         reporter.info(&format!("Running the agent ({} sandbox)", self.level));
         let job = Job {
             argv,
@@ -181,10 +189,12 @@ impl Run<'_> {
             timeout: self.config.agent.timeout.duration(),
             files: files.clone(),
             hold_stdin: false,
+            network: egress.clone(),
         };
         let agent_started = Instant::now();
         let outcome = self.run_job(&job, reporter, &redactor)?;
         let agent_ms = agent_started.elapsed().as_millis() as u64;
+        self.record_refusals(proxy.as_mut(), reporter, recorder)?;
         let failure = match &outcome {
             Outcome::Exited(0) => None,
             Outcome::Exited(code) => Some(format!("the agent exited with code {code}")),
@@ -208,9 +218,11 @@ impl Run<'_> {
                 timeout: self.config.agent.timeout.duration(),
                 files: files.clone(),
                 hold_stdin: false,
+                network: egress.clone(),
             };
             let started = Instant::now();
             let outcome = self.run_job(&job, reporter, &redactor)?;
+            self.record_refusals(proxy.as_mut(), reporter, recorder)?;
             let code = match outcome {
                 Outcome::Exited(c) => c,
                 Outcome::TimedOut | Outcome::Interrupted => -1,
@@ -299,8 +311,12 @@ impl Run<'_> {
                 e
             })
             .collect();
+        let mut completed = self.entry(Event::SpecCompleted);
+        if let Some(p) = &proxy {
+            completed = completed.detail("network", json!(p.allowed_by_host()));
+        }
         entries.push(
-            self.entry(Event::SpecCompleted)
+            completed
                 .detail("commit", commit.map(|c| c.to_string()))
                 .detail("branch", branch.clone())
                 .detail("files_changed", files.clone())
@@ -338,6 +354,26 @@ impl Run<'_> {
             violations: Vec::new(),
             notices,
         })
+    }
+
+    /// Records the egress proxy's refusals since the last call as `policy_violation`
+    /// entries, and says so on the terminal.
+    fn record_refusals(
+        &self,
+        proxy: Option<&mut egress::RunProxy>,
+        reporter: &mut dyn Reporter,
+        recorder: &mut dyn Recorder,
+    ) -> Result<(), WorkError> {
+        let Some(proxy) = proxy else { return Ok(()) };
+        let entries = proxy.new_refusals(|| self.entry(Event::PolicyViolation));
+        if entries.is_empty() {
+            return Ok(());
+        }
+        reporter.warn(&format!(
+            "The proxy refused {} connection(s) outside agent.network.allowed_hosts (recorded as policy_violation)",
+            entries.len()
+        ));
+        recorder.record(entries).map_err(WorkError::Ledger)
     }
 
     /// Runs one program under the level, its output masked on the way to the reporter and

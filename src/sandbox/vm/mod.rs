@@ -299,6 +299,7 @@ impl Sandbox for Vm {
             timeout: job.timeout,
             files: Vec::new(),
             hold_stdin: true,
+            network: None,
         };
         let mut console = Console {
             inner: sink,
@@ -522,6 +523,7 @@ fn probe_boot(vm: &Vm, accel: &str, timeout: Duration) -> Result<bool, SandboxEr
         timeout,
         files: Vec::new(),
         hold_stdin: true,
+        network: None,
     };
     let mut seen = Collect(Vec::new());
     let outcome = process::run(&job, &mut seen, &Arc::new(AtomicBool::new(false)))?;

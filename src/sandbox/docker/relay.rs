@@ -1,0 +1,195 @@
+//! The relay sidecar of a docker run with `agent.network.enabled`: a container of its own
+//! whose network namespace holds only `lo`, running `git chant relay` (this very program,
+//! bind-mounted read-only with the libraries it links, started through their dynamic
+//! loader so any image will do). The agent's container joins that namespace, so its only
+//! peer is the relay on 127.0.0.1:3128, which hands each connection to chant's proxy on the
+//! host through a bind-mounted Unix socket. No route, no gateway, no DNS: a direct
+//! connection to any address fails in the kernel.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use bollard::container::LogOutput;
+use bollard::models::{ContainerCreateBody, HostConfig, HostConfigLogConfig};
+use bollard::query_parameters::AttachContainerOptionsBuilder;
+use futures_util::StreamExt;
+
+use super::{engine, PIDS_LIMIT};
+use crate::net::relay::READY;
+use crate::net::RELAY_PORT;
+use crate::sandbox::{Egress, SandboxError};
+
+/// Where the relay's files appear in its container.
+const DIR: &str = "/chant-relay";
+/// An unprivileged user of no image in particular (`nobody`).
+const USER: &str = "65534:65534";
+/// How long the relay may take to listen.
+const READY_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// The proxy URL inside the agent's container.
+pub fn proxy_url() -> String {
+    format!("http://127.0.0.1:{RELAY_PORT}")
+}
+
+/// The program and its libraries, as bind mounts and the command that starts it.
+struct Files {
+    binds: Vec<String>,
+    entrypoint: Vec<String>,
+}
+
+fn files(socket: &Path) -> Result<Files, SandboxError> {
+    let exe = std::env::current_exe()?;
+    let exe = exe.canonicalize()?;
+    let listed = std::process::Command::new("ldd")
+        .arg(&exe)
+        .env_clear()
+        .output()
+        .map_err(|e| {
+            SandboxError::Workspace(format!(
+                "cannot list the libraries of {} with ldd ({e}); agent.network needs them for its relay",
+                exe.display()
+            ))
+        })?;
+    let text = String::from_utf8_lossy(&listed.stdout);
+    let mut binds = vec![
+        bind(&exe, &format!("{DIR}/git-chant"))?,
+        format!("{}:{DIR}/proxy.sock:rw", super::mounts::host_path(socket)?),
+    ];
+    let mut loader = None;
+    for line in text.lines().map(str::trim) {
+        let path_of = |s: &str| s.split(" (").next().unwrap_or_default().trim().to_string();
+        if let Some((name, rest)) = line.split_once(" => ") {
+            let path = path_of(rest);
+            if path.starts_with('/') {
+                binds.push(bind(Path::new(&path), &format!("{DIR}/lib/{name}"))?);
+            }
+        } else if line.starts_with('/') {
+            loader = Some(PathBuf::from(path_of(line)));
+        }
+    }
+    let args = [
+        "relay".to_string(),
+        "--socket".into(),
+        format!("{DIR}/proxy.sock"),
+        "--listen".into(),
+        format!("127.0.0.1:{RELAY_PORT}"),
+    ];
+    let entrypoint = match loader {
+        Some(ld) => {
+            binds.push(bind(&ld, &format!("{DIR}/ld.so"))?);
+            let mut e = vec![
+                format!("{DIR}/ld.so"),
+                "--library-path".into(),
+                format!("{DIR}/lib"),
+                format!("{DIR}/git-chant"),
+            ];
+            e.extend(args);
+            e
+        }
+        // Statically linked: it starts by itself.
+        None => std::iter::once(format!("{DIR}/git-chant"))
+            .chain(args)
+            .collect(),
+    };
+    Ok(Files { binds, entrypoint })
+}
+
+fn bind(host: &Path, inside: &str) -> Result<String, SandboxError> {
+    let host = host.canonicalize()?;
+    Ok(format!("{}:{inside}:ro", super::mounts::host_path(&host)?))
+}
+
+/// Creates and starts the relay for `egress`; returns its container id once it listens.
+/// On error nothing is left behind.
+pub async fn start(
+    docker: &bollard::Docker,
+    image: &str,
+    egress: &Egress,
+    labels: HashMap<String, String>,
+) -> Result<String, SandboxError> {
+    let host = engine::host();
+    let files = files(&egress.socket)?;
+    let body = ContainerCreateBody {
+        image: Some(image.to_string()),
+        entrypoint: Some(files.entrypoint),
+        cmd: Some(Vec::new()),
+        env: Some(Vec::new()),
+        working_dir: Some("/".into()),
+        user: Some(USER.into()),
+        labels: Some(labels),
+        attach_stdout: Some(true),
+        attach_stderr: Some(true),
+        host_config: Some(HostConfig {
+            binds: Some(files.binds),
+            readonly_rootfs: Some(true),
+            // A namespace of its own with only `lo`, which the agent's container joins.
+            network_mode: Some("none".into()),
+            memory: Some(128 << 20),
+            memory_swap: Some(128 << 20),
+            pids_limit: Some(PIDS_LIMIT),
+            cap_drop: Some(vec!["ALL".into()]),
+            security_opt: Some(vec!["no-new-privileges".into()]),
+            privileged: Some(false),
+            log_config: Some(HostConfigLogConfig {
+                typ: Some("none".into()),
+                config: None,
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let id = docker
+        .create_container(
+            None::<bollard::query_parameters::CreateContainerOptions>,
+            body,
+        )
+        .await
+        .map_err(|e| engine::classify(&host, e))?
+        .id;
+    match wait_ready(docker, &id).await {
+        Ok(()) => Ok(id),
+        Err(e) => {
+            let _ = engine::remove(docker, &id).await;
+            Err(e)
+        }
+    }
+}
+
+async fn wait_ready(docker: &bollard::Docker, id: &str) -> Result<(), SandboxError> {
+    let host = engine::host();
+    let attach = AttachContainerOptionsBuilder::default()
+        .stdout(true)
+        .stderr(true)
+        .stream(true)
+        .build();
+    let mut output = docker
+        .attach_container(id, Some(attach))
+        .await
+        .map_err(|e| engine::classify(&host, e))?
+        .output;
+    docker
+        .start_container(id, None::<bollard::query_parameters::StartContainerOptions>)
+        .await
+        .map_err(|e| engine::classify(&host, e))?;
+    let mut said = Vec::new();
+    let ready = tokio::time::timeout(READY_TIMEOUT, async {
+        while let Some(Ok(chunk)) = output.next().await {
+            if let LogOutput::StdOut { message } | LogOutput::StdErr { message } = chunk {
+                said.extend_from_slice(&message);
+                if String::from_utf8_lossy(&said).contains(READY) {
+                    return true;
+                }
+            }
+        }
+        false
+    })
+    .await;
+    match ready {
+        Ok(true) => Ok(()),
+        _ => Err(SandboxError::Engine(format!(
+            "the network relay did not start in its container: {}",
+            String::from_utf8_lossy(&said).trim()
+        ))),
+    }
+}

@@ -1,0 +1,129 @@
+//! `agent.network` at the host levels (none, permissions): chant runs its egress proxy for
+//! the run and hands the agent the proxy variables. This is the honour system (a program
+//! may ignore them; the docker and vm levels enforce it, see tests/docker.rs and
+//! tests/vm.rs), but the proxy's own decisions are real and land in the ledger. Every
+//! server here listens on 127.0.0.1 only.
+
+mod common;
+
+use std::collections::HashMap;
+
+use common::http::Server;
+use common::TestRepo;
+
+/// A repository whose agent is net-probe.sh at level `none`, probing `allowed` and
+/// `refused`, with `network` YAML lines under `agent:`.
+fn setup(network: &str, allowed: &Server, refused: &Server) -> (TestRepo, String) {
+    let repo = TestRepo::initialised();
+    let script = common::crate_path("fixtures/agents/net-probe.sh");
+    repo.write_config(&format!(
+        "agent:\n  sandbox: none\n  command: [\"{}\", \"{{prompt_file}}\", \"{}\", \"{}\", \"127.0.0.1:{}\"]\n{network}",
+        script.display(),
+        allowed.url(),
+        refused.url(),
+        refused.port,
+    ));
+    repo.git(&["add", "-A"]);
+    repo.git(&["commit", "--quiet", "-m", "chant config"]);
+    let id = repo.add_spec("Probe the network", &["net.txt"]);
+    repo.git(&["add", "-A"]);
+    repo.git(&["commit", "--quiet", "-m", "spec"]);
+    (repo, id)
+}
+
+fn probe(repo: &TestRepo, id: &str) -> HashMap<String, String> {
+    repo.git(&["show", &format!("chant/{id}:net.txt")])
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.trim().to_string()))
+        .collect()
+}
+
+fn busybox_present() -> bool {
+    ["/bin/busybox", "/usr/bin/busybox"]
+        .iter()
+        .any(|p| std::path::Path::new(p).exists())
+}
+
+#[test]
+fn the_proxy_lets_the_agent_reach_listed_hosts_only_and_records_each_refusal() {
+    if !busybox_present() {
+        panic!("these tests need busybox (apt-get install busybox-static)");
+    }
+    let ok = Server::start("allowed-ok");
+    let other = Server::start("second-server");
+    let (repo, id) = setup(
+        &format!(
+            "  network:\n    enabled: true\n    allowed_hosts: [\"127.0.0.1:{}\"]\n",
+            ok.port
+        ),
+        &ok,
+        &other,
+    );
+    repo.chant(&["work", &id])
+        .assert_ok()
+        .stderr_has("refused 2 connection(s)");
+    let found = probe(&repo, &id);
+    assert!(found["proxy"].starts_with("http://127.0.0.1:"), "{found:?}");
+    assert_eq!(found["allowed"], "allowed-ok", "{found:?}");
+    assert!(
+        found["refused"].contains("not in agent.network.allowed_hosts"),
+        "{found:?}"
+    );
+    assert_eq!(found["tunnel-allowed"], "allowed-ok", "{found:?}");
+    assert!(
+        found["tunnel-refused"].contains("not in agent.network.allowed_hosts"),
+        "{found:?}"
+    );
+    // The second server saw only the direct request (the honour system at this level).
+    assert_eq!(other.hits(), 1);
+    assert_eq!(ok.hits(), 2);
+
+    let refusals = repo.events("policy_violation");
+    assert_eq!(refusals.len(), 2, "{refusals:?}");
+    for r in &refusals {
+        let d = &r["details"];
+        assert_eq!(d["rule"], "network");
+        assert_eq!(d["host"], "127.0.0.1");
+        assert_eq!(d["port"], other.port);
+        assert_eq!(r["spec_id"], id.as_str());
+    }
+    let completed = repo.events("spec_completed");
+    assert_eq!(completed[0]["details"]["network"]["127.0.0.1"], 2);
+}
+
+#[test]
+fn denied_hosts_win_over_allowed_hosts() {
+    let ok = Server::start("allowed-ok");
+    let denied = Server::start("denied-server");
+    let (repo, id) = setup(
+        &format!(
+            "  network:\n    enabled: true\n    allowed_hosts: [\"127.0.0.1\"]\n    denied_hosts: [\"127.0.0.1:{}\", \"*\"]\n",
+            denied.port
+        ),
+        &ok,
+        &denied,
+    );
+    repo.chant(&["work", &id]).assert_ok();
+    let found = probe(&repo, &id);
+    assert_eq!(found["allowed"], "allowed-ok", "{found:?}");
+    assert!(found["refused"].contains("denied_hosts"), "{found:?}");
+    let refusals = repo.events("policy_violation");
+    assert!(refusals.iter().all(|r| r["details"]["detail"]
+        .as_str()
+        .is_some_and(|d| d.contains("denied_hosts"))));
+    assert!(!refusals.is_empty());
+}
+
+#[test]
+fn without_network_enabled_there_is_no_proxy() {
+    let ok = Server::start("allowed-ok");
+    let other = Server::start("second-server");
+    let (repo, id) = setup("", &ok, &other);
+    repo.chant(&["work", &id]).assert_ok();
+    assert_eq!(probe(&repo, &id)["proxy"], "none");
+    assert!(repo.events("policy_violation").is_empty());
+    assert!(repo.events("spec_completed")[0]["details"]
+        .get("network")
+        .is_none());
+}
