@@ -15,6 +15,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use bollard::query_parameters::{CreateImageOptionsBuilder, ListContainersOptionsBuilder};
+use common::http::Server;
 use common::TestRepo;
 use futures_util::StreamExt;
 use sha2::Digest;
@@ -581,19 +582,64 @@ fn an_unreachable_engine_is_an_input_error_naming_the_fix() {
 }
 
 #[test]
-fn network_enabled_is_refused_until_the_proxy_exists() {
-    let (repo, id) = setup(
-        "chant-agent:latest",
-        &["greet.sh"],
-        "  network:\n    enabled: true\n    allowed_hosts: [example.com]\n",
-        "",
+fn with_network_enabled_the_agent_reaches_only_listed_hosts_through_the_relay() {
+    let Some(image) = image() else { return };
+    // Both servers listen on the host's loopback: only chant's proxy, on the host, can
+    // reach them; the container's namespace holds nothing but the relay on its own `lo`.
+    let ok = Server::start("allowed-ok");
+    let other = Server::start("second-server");
+    let network = format!(
+        "  network:\n    enabled: true\n    allowed_hosts: [\"127.0.0.1:{}\"]\n",
+        ok.port
     );
-    repo.chant(&["work", &id])
-        .assert_code(2)
-        .stderr_has("agent.network.enabled");
-    assert!(!Path::new(&repo.path(".chant/.locks"))
-        .join(format!("{id}.lock"))
-        .exists());
+    let (repo, id) = setup(&image, &["greet.sh"], &network, "");
+    // The host's address on the default bridge, where a route out would lead.
+    let direct = format!("172.17.0.1:{}", other.port);
+    let argv = [
+        "net-probe.sh",
+        "{prompt_file}",
+        &ok.url(),
+        &other.url(),
+        &direct,
+    ];
+    write_config(&repo, &image, &argv, &network, "", "64M");
+    repo.git(&["commit", "--quiet", "-am", "probe the network"]);
+    repo.chant(&["work", &id]).assert_ok();
+    let found: HashMap<String, String> = repo
+        .git(&["show", &format!("chant/{id}:net.txt")])
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.trim().to_string()))
+        .collect();
+    assert_eq!(found["proxy"], "http://127.0.0.1:3128", "{found:?}");
+    assert_eq!(found["allowed"], "allowed-ok", "{found:?}");
+    assert_eq!(found["tunnel-allowed"], "allowed-ok", "{found:?}");
+    assert!(
+        found["refused"].contains("not in agent.network.allowed_hosts"),
+        "{found:?}"
+    );
+    assert!(
+        found["tunnel-refused"].contains("not in agent.network.allowed_hosts"),
+        "{found:?}"
+    );
+    assert!(found["direct"].contains("unreachable"), "{found:?}");
+    assert_eq!(found["net"], "lo", "{found:?}");
+    assert_eq!(found["routes"], "0", "{found:?}");
+    assert_eq!(other.hits(), 0, "the second server was reached");
+    assert_eq!(ok.hits(), 2);
+    let refusals = repo.events("policy_violation");
+    assert_eq!(refusals.len(), 2, "{refusals:?}");
+    assert!(refusals
+        .iter()
+        .all(|r| r["details"]["rule"] == "network" && r["details"]["port"] == other.port));
+    assert_eq!(
+        repo.events("spec_completed")[0]["details"]["network"]["127.0.0.1"],
+        2
+    );
+    assert!(
+        containers("chant.spec", &id).is_empty(),
+        "a container was left"
+    );
 }
 
 #[test]

@@ -242,3 +242,62 @@ fn assert_nothing_left(scratch: &Path) {
         .collect();
     assert!(left.is_empty(), "scratch files left behind: {left:?}");
 }
+
+#[test]
+fn with_network_enabled_the_guest_reaches_only_listed_hosts_through_the_proxy() {
+    if !vm_available() {
+        return;
+    }
+    let ok = common::http::Server::start("allowed-ok");
+    let other = common::http::Server::start("second-server");
+    let (repo, id, image) = setup("net-probe.sh", "");
+    // 10.0.2.2 is qemu's alias for the host: the way out a guest would try first.
+    repo.write_config(&format!(
+        "agent:\n  sandbox: vm\n  command: [sh, /agent/net-probe.sh, \"{{prompt_file}}\", \"{}\", \"{}\", \"10.0.2.2:{}\"]\n  timeout: 90s\n  vm:\n    image: {}\n    memory: 256M\n    accel: tcg\n    network: allowlist\n  network:\n    enabled: true\n    allowed_hosts: [\"127.0.0.1:{}\"]\n",
+        ok.url(),
+        other.url(),
+        other.port,
+        image.display(),
+        ok.port
+    ));
+    repo.git(&["commit", "--quiet", "-am", "probe the network"]);
+    repo.chant(&["work", &id]).assert_ok();
+    let found: std::collections::HashMap<String, String> = repo
+        .git(&["show", &format!("chant/{id}:net.txt")])
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.trim().to_string()))
+        .collect();
+    assert_eq!(found["proxy"], "http://10.0.2.100:3128", "{found:?}");
+    assert_eq!(found["allowed"], "allowed-ok", "{found:?}");
+    assert_eq!(found["tunnel-allowed"], "allowed-ok", "{found:?}");
+    assert!(
+        found["refused"].contains("not in agent.network.allowed_hosts"),
+        "{found:?}"
+    );
+    assert!(
+        found["tunnel-refused"].contains("not in agent.network.allowed_hosts"),
+        "{found:?}"
+    );
+    assert!(found["direct"].starts_with("failed"), "{found:?}");
+    assert_eq!(found["routes"], "1", "only the guest's own link: {found:?}");
+    assert_eq!(other.hits(), 0, "the second server was reached");
+    assert_eq!(ok.hits(), 2);
+    let refusals = repo.events("policy_violation");
+    assert_eq!(refusals.len(), 2, "{refusals:?}");
+    assert!(refusals.iter().all(|r| r["details"]["rule"] == "network"));
+}
+
+#[test]
+fn network_enabled_with_an_isolated_vm_is_an_input_error() {
+    if !vm_available() {
+        return;
+    }
+    let (repo, id, _) = setup(
+        "greet.sh",
+        "  network:\n    enabled: true\n    allowed_hosts: [example.com]\n",
+    );
+    repo.chant(&["work", &id])
+        .assert_code(2)
+        .stderr_has("agent.vm.network: allowlist");
+}

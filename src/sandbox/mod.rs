@@ -117,6 +117,8 @@ pub enum SandboxError {
     ImageNotFound { image: String },
     #[error("agent.docker: {0}")]
     DockerConfig(String),
+    #[error("{0}")]
+    VmConfig(String),
     #[error("Docker engine: {0}")]
     Engine(String),
     #[error("cannot prepare the workspace for the sandbox: {0}")]
@@ -135,7 +137,8 @@ impl SandboxError {
             | SandboxError::EngineUnreachable { .. }
             | SandboxError::EnginePermission { .. }
             | SandboxError::ImageNotFound { .. }
-            | SandboxError::DockerConfig(_) => 2,
+            | SandboxError::DockerConfig(_)
+            | SandboxError::VmConfig(_) => 2,
             _ => 1,
         }
     }

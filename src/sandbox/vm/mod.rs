@@ -20,8 +20,8 @@ mod transfer;
 use initramfs::{add_image, Cpio};
 use transfer::{pack_workspace, unpack_result};
 
-use super::{process, GuestView, Job, Outcome, OutputSink, Sandbox, SandboxError, Stream};
-use crate::config::{AgentConfig, SandboxLevel, VmAccel, VmConfig, VmProvider};
+use super::{process, Egress, GuestView, Job, Outcome, OutputSink, Sandbox, SandboxError, Stream};
+use crate::config::{AgentConfig, SandboxLevel, VmAccel, VmConfig, VmNetwork, VmProvider};
 
 /// The agent's uid and gid inside the guest.
 const AGENT_ID: u32 = 1000;
@@ -35,7 +35,14 @@ const MODULES: &[&str] = &[
     "drivers/virtio/virtio_pci_modern_dev",
     "drivers/virtio/virtio_pci",
     "drivers/block/virtio_blk",
+    // The NIC, loaded only when the network is enabled.
+    "net/core/failover",
+    "drivers/net/net_failover",
+    "drivers/net/virtio_net",
 ];
+/// The guest's address, and where qemu forwards the guest's connections to the relay.
+const GUEST_ADDRESS: &str = "10.0.2.15/24";
+const PROXY_ADDRESS: &str = "10.0.2.100";
 
 /// A qemu virtual machine per run.
 pub struct Vm {
@@ -51,6 +58,15 @@ impl Vm {
     /// Checks that the provider, kernel and busybox are installed.
     pub fn new(agent: &AgentConfig) -> Result<Vm, SandboxError> {
         let config = agent.vm.clone();
+        match (agent.network.enabled, config.network) {
+            (true, VmNetwork::Isolated) => return Err(SandboxError::VmConfig(
+                "agent.network.enabled is true but agent.vm.network is 'isolated' (no NIC); set agent.vm.network: allowlist to give the guest chant's egress proxy, or agent.network.enabled: false".into(),
+            )),
+            (false, VmNetwork::Allowlist) => return Err(SandboxError::VmConfig(
+                "agent.vm.network is 'allowlist' but agent.network.enabled is false; set agent.network.enabled: true and list agent.network.allowed_hosts, or agent.vm.network: isolated".into(),
+            )),
+            _ => {}
+        }
         let path = std::env::var("PATH").unwrap_or_default();
         let qemu = match config.provider {
             VmProvider::Qemu => {
@@ -131,7 +147,8 @@ impl Vm {
         initrd: &Path,
         disks: &[(&Path, bool)],
         append: &str,
-    ) -> Vec<String> {
+        network: Option<&Egress>,
+    ) -> Result<Vec<String>, SandboxError> {
         let mut argv: Vec<String> = vec![
             self.qemu.display().to_string(),
             "-machine".into(),
@@ -145,8 +162,6 @@ impl Vm {
             "-no-user-config".into(),
             "-nographic".into(),
             "-no-reboot".into(),
-            "-nic".into(),
-            "none".into(),
             "-kernel".into(),
             self.kernel.display().to_string(),
             "-initrd".into(),
@@ -164,7 +179,30 @@ impl Vm {
             argv.push("-device".into());
             argv.push(format!("virtio-blk-pci,drive=d{i}"));
         }
-        argv
+        match network {
+            None => argv.extend(["-nic".into(), "none".into()]),
+            // User-mode networking with `restrict=on`: the guest reaches nothing, neither
+            // the host nor beyond, but the one forward qemu hands to the relay (a process
+            // per connection, talking to the proxy's Unix socket). qemu splits the command
+            // with shell quoting rules but runs no shell.
+            Some(egress) => {
+                let exe = std::env::current_exe()?;
+                let relay = format!(
+                    "{} relay --socket {}",
+                    crate::exec::shell::quote(&exe.to_string_lossy()),
+                    crate::exec::shell::quote(&egress.socket.to_string_lossy()),
+                );
+                argv.push("-netdev".into());
+                argv.push(format!(
+                    "user,id=n0,restrict=on,guestfwd=tcp:{PROXY_ADDRESS}:{}-cmd:{}",
+                    crate::net::RELAY_PORT,
+                    relay.replace(',', ",,")
+                ));
+                argv.push("-device".into());
+                argv.push("virtio-net-pci,netdev=n0".into());
+            }
+        }
+        Ok(argv)
     }
 
     /// The initramfs for one run: busybox, modules, the image, `/init` and the job.
@@ -232,6 +270,9 @@ impl Vm {
                 cpio.file(&rel.to_string_lossy(), bytes, 0o644)?;
             }
             cpio.file("chant/job.sh", job_script(job).as_bytes(), 0o700)?;
+            if job.network.is_some() {
+                cpio.file("chant/net", format!("{GUEST_ADDRESS}\n").as_bytes(), 0o600)?;
+            }
         }
         cpio.finish()?;
         Ok(())
@@ -293,7 +334,8 @@ impl Sandbox for Vm {
                 &initrd,
                 &[(&input, true), (&output, false)],
                 "console=ttyS0 quiet loglevel=1 panic=-1",
-            ),
+                job.network.as_ref(),
+            )?,
             env: vec![("PATH".into(), std::env::var("PATH").unwrap_or_default())],
             workspace: tmp.path().to_path_buf(),
             timeout: job.timeout,
@@ -342,6 +384,12 @@ mount -t sysfs sys /sys
 mount -t devtmpfs dev /dev
 if grep -q chant.probe /proc/cmdline; then echo chant-probe-ok; poweroff -f; fi
 for m in virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci virtio_blk; do [ -f /lib/modules/$m.ko ] && insmod /lib/modules/$m.ko; done
+if [ -f /chant/net ]; then
+  for m in failover net_failover virtio_net; do [ -f /lib/modules/$m.ko ] && insmod /lib/modules/$m.ko; done
+  ip link set lo up
+  ip link set eth0 up
+  ip addr add "$(cat /chant/net)" dev eth0
+fi
 IN=; OUT=
 for d in /sys/block/vd*; do
   n=${d##*/}
@@ -373,7 +421,13 @@ fn job_script(job: &Job) -> String {
         command.push_str(&crate::exec::shell::quote(a));
     }
     let mut s = String::from("#!/bin/sh\nexec env -i");
-    for (k, v) in &job.env {
+    let proxy = job.network.as_ref().map(|_| {
+        crate::net::proxy_env(&format!(
+            "http://{PROXY_ADDRESS}:{}",
+            crate::net::RELAY_PORT
+        ))
+    });
+    for (k, v) in job.env.iter().chain(proxy.iter().flatten()) {
         s.push(' ');
         s.push_str(&crate::exec::shell::quote(&format!("{k}={v}")));
     }
@@ -517,7 +571,8 @@ fn probe_boot(vm: &Vm, accel: &str, timeout: Duration) -> Result<bool, SandboxEr
             &initrd,
             &[],
             "console=ttyS0 quiet loglevel=1 panic=-1 chant.probe",
-        ),
+            None,
+        )?,
         env: vec![("PATH".into(), std::env::var("PATH").unwrap_or_default())],
         workspace: tmp.path().to_path_buf(),
         timeout,
