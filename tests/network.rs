@@ -13,13 +13,13 @@ use common::TestRepo;
 
 /// A repository whose agent is net-probe.sh at level `none`, probing `allowed` and
 /// `refused`, with `network` YAML lines under `agent:`.
-fn setup(network: &str, allowed: &Server, refused: &Server) -> (TestRepo, String) {
+fn setup(network: &str, allowed: &str, refused: &Server) -> (TestRepo, String) {
     let repo = TestRepo::initialised();
     let script = common::crate_path("fixtures/agents/net-probe.sh");
     repo.write_config(&format!(
         "agent:\n  sandbox: none\n  command: [\"{}\", \"{{prompt_file}}\", \"{}\", \"{}\", \"127.0.0.1:{}\"]\n{network}",
         script.display(),
-        allowed.url(),
+        allowed,
         refused.url(),
         refused.port,
     ));
@@ -54,10 +54,10 @@ fn the_proxy_lets_the_agent_reach_listed_hosts_only_and_records_each_refusal() {
     let other = Server::start("second-server");
     let (repo, id) = setup(
         &format!(
-            "  network:\n    enabled: true\n    allowed_hosts: [\"127.0.0.1:{}\"]\n",
+            "  network:\n    enabled: true\n    allowed_hosts: [\"localhost:{}\"]\n",
             ok.port
         ),
-        &ok,
+        &ok.url_at("localhost"),
         &other,
     );
     repo.chant(&["work", &id])
@@ -88,8 +88,9 @@ fn the_proxy_lets_the_agent_reach_listed_hosts_only_and_records_each_refusal() {
         assert_eq!(d["port"], other.port);
         assert_eq!(r["spec_id"], id.as_str());
     }
+    // The agent named `localhost`: the proxy resolved it with the host's resolver.
     let completed = repo.events("spec_completed");
-    assert_eq!(completed[0]["details"]["network"]["127.0.0.1"], 2);
+    assert_eq!(completed[0]["details"]["network"]["localhost"], 2);
 }
 
 #[test]
@@ -101,7 +102,7 @@ fn denied_hosts_win_over_allowed_hosts() {
             "  network:\n    enabled: true\n    allowed_hosts: [\"127.0.0.1\"]\n    denied_hosts: [\"127.0.0.1:{}\", \"*\"]\n",
             denied.port
         ),
-        &ok,
+        &ok.url(),
         &denied,
     );
     repo.chant(&["work", &id]).assert_ok();
@@ -119,7 +120,7 @@ fn denied_hosts_win_over_allowed_hosts() {
 fn without_network_enabled_there_is_no_proxy() {
     let ok = Server::start("allowed-ok");
     let other = Server::start("second-server");
-    let (repo, id) = setup("", &ok, &other);
+    let (repo, id) = setup("", &ok.url(), &other);
     repo.chant(&["work", &id]).assert_ok();
     assert_eq!(probe(&repo, &id)["proxy"], "none");
     assert!(repo.events("policy_violation").is_empty());

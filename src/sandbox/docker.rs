@@ -3,8 +3,9 @@
 //!
 //! The container gets the clone bind-mounted writable at `/workspace` and nothing else of
 //! the host but what `agent.docker.volumes` names (read-only unless `:rw`) and a private
-//! directory with the job's files (the prompt) at `/run/chant` (read-only); a read-only root with private tmpfs `/tmp` and `/home/agent`; no
-//! network; memory, cpu and pids limits; all capabilities dropped; no-new-privileges; a
+//! directory with the job's files (the prompt) at `/run/chant` (read-only); a read-only
+//! root with private tmpfs `/tmp` and `/home/agent`; no network (with `agent.network`
+//! enabled: the namespace of its relay sidecar, see `relay`); memory, cpu and pids limits; all capabilities dropped; no-new-privileges; a
 //! non-root user owning the clone; exactly the job's environment. Its output is streamed
 //! to the sink and never stored by the engine (log driver `none`).
 //!

@@ -46,7 +46,12 @@ impl Server {
     }
 
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}/", self.port)
+        self.url_at("127.0.0.1")
+    }
+
+    /// The URL with another name for this machine (e.g. `localhost`).
+    pub fn url_at(&self, host: &str) -> String {
+        format!("http://{host}:{}/", self.port)
     }
 
     /// Requests served so far.
