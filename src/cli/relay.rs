@@ -10,6 +10,11 @@ use crate::net::relay;
 
 /// Carry connections to the egress proxy's Unix socket.
 #[derive(Debug, clap::Args)]
+#[command(after_help = "\
+Examples:
+  (started by the docker and vm levels when agent.network.enabled; not run by hand)
+  git chant relay --socket /tmp/chant-net-x/proxy.sock --listen 127.0.0.1:3128
+  git chant relay --socket /tmp/chant-net-x/proxy.sock      one connection on stdin/stdout")]
 pub struct Args {
     /// The proxy's Unix socket.
     #[arg(long, value_name = "PATH")]
