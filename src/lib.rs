@@ -13,6 +13,7 @@ pub mod exec;
 pub mod git;
 pub mod hooks;
 pub mod identity;
+pub mod net;
 pub mod pattern;
 pub mod project;
 pub mod sandbox;

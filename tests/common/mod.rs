@@ -7,6 +7,8 @@ use std::process::{Command, Output};
 
 use assert_cmd::cargo::CommandCargoExt;
 
+pub mod http;
+
 /// A fixed "now" for tests that need repeatable ids and timestamps.
 pub const FIXED_TS: &str = "2026-01-22T15:30:00Z";
 
