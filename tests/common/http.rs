@@ -37,6 +37,7 @@ pub struct Response {
     pub status: u16,
     pub content_type: &'static str,
     pub body: Vec<u8>,
+    pub headers: Vec<(&'static str, String)>,
 }
 
 impl Response {
@@ -45,6 +46,7 @@ impl Response {
             status,
             content_type: "application/json",
             body: value.to_string().into_bytes(),
+            headers: Vec::new(),
         }
     }
 }
@@ -124,12 +126,16 @@ fn serve(stream: TcpStream, seen: &Mutex<Vec<Request>>, handler: &Handler) {
     let response = handler(&request);
     seen.lock().expect("lock").push(request);
     let mut out = stream;
-    let head = format!(
-        "HTTP/1.1 {} X\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+    let mut head = format!(
+        "HTTP/1.1 {} X\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n",
         response.status,
         response.content_type,
         response.body.len()
     );
+    for (k, v) in &response.headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
     let _ = out.write_all(head.as_bytes());
     let _ = out.write_all(&response.body);
     let _ = out.flush();
@@ -139,4 +145,49 @@ fn serve(stream: TcpStream, seen: &Mutex<Vec<Request>>, handler: &Handler) {
 pub fn closed_port() -> u16 {
     let l = TcpListener::bind("127.0.0.1:0").expect("bind");
     l.local_addr().expect("addr").port()
+}
+
+/// A plain HTTP/1.1 request to a loopback server (test set-up: creating a bucket, listing
+/// objects): the status and the body.
+pub fn request(method: &str, port: u16, path: &str, body: &[u8]) -> (u16, Vec<u8>) {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).expect("write");
+    stream.write_all(body).expect("write");
+    let mut out = Vec::new();
+    stream.read_to_end(&mut out).expect("read");
+    let split = out
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map_or(out.len(), |i| i + 4);
+    let status = String::from_utf8_lossy(&out[..split])
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let head_text = String::from_utf8_lossy(&out[..split]).to_ascii_lowercase();
+    let mut body = out[split..].to_vec();
+    if head_text.contains("transfer-encoding: chunked") {
+        body = dechunk(&body);
+    }
+    (status, body)
+}
+
+fn dechunk(mut data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(eol) = data.windows(2).position(|w| w == b"\r\n") {
+        let size =
+            usize::from_str_radix(String::from_utf8_lossy(&data[..eol]).trim(), 16).unwrap_or(0);
+        if size == 0 {
+            break;
+        }
+        let start = eol + 2;
+        let end = (start + size).min(data.len());
+        out.extend_from_slice(&data[start..end]);
+        data = &data[(end + 2).min(data.len())..];
+    }
+    out
 }
