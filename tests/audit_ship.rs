@@ -14,8 +14,7 @@
 mod common;
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -62,56 +61,6 @@ fn ship_to(kind: ShipType, url: Option<String>, token_env: Option<&str>) -> Ship
 }
 
 // ---------------------------------------------------------------- S3 (moto, real protocol)
-
-struct Moto {
-    child: Child,
-    port: u16,
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn moto_program() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("CHANT_MOTO_SERVER") {
-        return Some(PathBuf::from(p));
-    }
-    let on_path = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|d| d.join("moto_server"))
-            .find(|p| p.is_file())
-    });
-    on_path.or_else(|| {
-        let venv = PathBuf::from("/work/.venv-moto/bin/moto_server");
-        venv.is_file().then_some(venv)
-    })
-}
-
-fn start_moto() -> Option<Moto> {
-    let Some(program) = moto_program() else {
-        assert!(
-            std::env::var("CHANT_REQUIRE_MOTO").as_deref() != Ok("1"),
-            "CHANT_REQUIRE_MOTO=1 but moto_server was not found (CHANT_MOTO_SERVER, PATH, /work/.venv-moto)"
-        );
-        eprintln!("\n!!!!!!!! SKIPPED: the S3 shipping test needs moto_server (pip install 'moto[server]'); set CHANT_MOTO_SERVER or CHANT_REQUIRE_MOTO=1 !!!!!!!!\n");
-        return None;
-    };
-    let port = closed_port();
-    let child = Command::new(&program)
-        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start moto_server");
-    let moto = Moto { child, port };
-    common::wait_for("moto_server listening", || {
-        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-    });
-    Some(moto)
-}
 
 fn aws_env(cmd: &mut Command, port: u16) {
     cmd.env("AWS_ENDPOINT_URL", format!("http://127.0.0.1:{port}"))
@@ -179,7 +128,9 @@ fn s3_ships_in_order_once_and_resumes_after_the_target_was_down() {
     assert_eq!(hashes(&repo), before);
     assert!(!repo.exists(".git/chant/ship-cursor.json"));
 
-    let Some(moto) = start_moto() else { return };
+    let Some(moto) = common::moto::start() else {
+        return;
+    };
     let (status, _) = request("PUT", moto.port, "/chant-audit", b"");
     assert_eq!(status, 200);
 

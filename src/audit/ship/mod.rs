@@ -379,3 +379,51 @@ pub fn after_run(
     let to = config.audit.ship_to.as_ref()?;
     Some(ship(repo, to, &process_env(), &Options::default()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn to(kind: ShipType) -> ShipTo {
+        ShipTo {
+            kind,
+            bucket: Some("logs".into()),
+            prefix: Some("/chant/".into()),
+            url: Some("https://es.example.com:9200/".into()),
+            index: None,
+            token_env: None,
+        }
+    }
+
+    #[test]
+    fn targets_read_as_people_name_them() {
+        assert_eq!(describe(&to(ShipType::S3)), "s3://logs/chant");
+        assert_eq!(describe(&to(ShipType::Gcs)), "gcs://logs/chant");
+        assert_eq!(
+            describe(&to(ShipType::Elasticsearch)),
+            "elasticsearch https://es.example.com:9200/chant-audit"
+        );
+        let mut bare = to(ShipType::S3);
+        bare.prefix = None;
+        assert_eq!(describe(&bare), "s3://logs");
+    }
+
+    #[test]
+    fn jitter_stays_within_half_to_one_and_a_half() {
+        let d = Duration::from_millis(1000);
+        for _ in 0..200 {
+            let j = jitter(d);
+            assert!(j >= Duration::from_millis(500) && j < Duration::from_millis(1500));
+        }
+    }
+
+    #[test]
+    fn only_transient_http_failures_are_retried() {
+        for (status, retry) in [(500, true), (503, true), (429, true), (408, true)] {
+            assert_eq!(Failure::http(status, "x").retry, retry, "{status}");
+        }
+        for status in [400, 401, 403, 404, 413] {
+            assert!(!Failure::http(status, "x").retry, "{status}");
+        }
+    }
+}
