@@ -30,19 +30,6 @@ pub fn index(to: &ShipTo) -> String {
         .unwrap_or_else(|| DEFAULT_INDEX.to_string())
 }
 
-/// The value of the variable `token_env` names, required when it is set.
-pub(crate) fn token(to: &ShipTo, env: &HashMap<String, String>) -> Result<Option<String>, String> {
-    match &to.token_env {
-        None => Ok(None),
-        Some(name) => match env.get(name).filter(|v| !v.is_empty()) {
-            Some(v) => Ok(Some(v.clone())),
-            None => Err(format!(
-                "the variable {name} (audit.ship_to.token_env) is not set; export it with the token"
-            )),
-        },
-    }
-}
-
 impl Elasticsearch {
     pub(crate) fn new(to: &ShipTo, env: &HashMap<String, String>) -> Result<Self, String> {
         let url = to
@@ -55,7 +42,7 @@ impl Elasticsearch {
             client: crate::net::client(None)?,
             url,
             index: index(to),
-            api_key: token(to, env)?,
+            api_key: super::token(to, env)?,
         })
     }
 

@@ -362,6 +362,19 @@ pub(crate) fn document(item: &Item<'_>) -> serde_json::Value {
     serde_json::Value::Object(map)
 }
 
+/// The value of the variable `token_env` names, required when it is set.
+pub(crate) fn token(to: &ShipTo, env: &HashMap<String, String>) -> Result<Option<String>, String> {
+    match &to.token_env {
+        None => Ok(None),
+        Some(name) => match env.get(name).filter(|v| !v.is_empty()) {
+            Some(v) => Ok(Some(v.clone())),
+            None => Err(format!(
+                "the variable {name} (audit.ship_to.token_env) is not set; export it with the token"
+            )),
+        },
+    }
+}
+
 /// The process environment as text (entries that are not UTF-8 are skipped).
 pub fn process_env() -> HashMap<String, String> {
     std::env::vars_os()

@@ -37,7 +37,7 @@ impl Splunk {
         } else {
             format!("{base}{EVENT_PATH}")
         };
-        let token = super::elasticsearch::token(to, env)?
+        let token = super::token(to, env)?
             .ok_or("token_env is required for splunk: name the variable that holds the HEC token (audit.ship_to.token_env)")?;
         Ok(Splunk {
             client: crate::net::client(None)?,
