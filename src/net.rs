@@ -32,12 +32,15 @@ pub fn client(ca_file: Option<&Path>) -> Result<reqwest::Client, String> {
     if let Some(path) = ca_file {
         let pem = std::fs::read(path)
             .map_err(|e| format!("cannot read the CA file {}: {e}", path.display()))?;
-        let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
-            format!(
-                "the CA file {} holds no PEM certificate: {e}",
-                path.display()
-            )
-        })?;
+        let certs = reqwest::Certificate::from_pem_bundle(&pem)
+            .ok()
+            .filter(|c| !c.is_empty())
+            .ok_or_else(|| {
+                format!(
+                    "the CA file {} holds no PEM certificate (-----BEGIN CERTIFICATE-----)",
+                    path.display()
+                )
+            })?;
         builder = builder.tls_certs_merge(certs);
     }
     builder

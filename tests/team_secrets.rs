@@ -22,10 +22,24 @@ use serde_json::json;
 const TOKEN: &str = "hvs.test-token";
 const NAMESPACE: &str = "team-a";
 
+/// A fake Vault over HTTPS (the certificate in fixtures/tls/), for `VAULT_CACERT`.
+fn fake_vault_tls() -> FakeServer {
+    let (cert, key) = (
+        common::crate_path("fixtures/tls/server.pem"),
+        common::crate_path("fixtures/tls/server.key"),
+    );
+    FakeServer::start_tls(&cert, &key, vault_answer)
+}
+
 /// A fake Vault with a KV v2 engine at `kv2/`, a KV v1 engine at `kv1/`, and a path the
 /// token may not read.
 fn fake_vault() -> FakeServer {
-    FakeServer::start(|r: &Request| {
+    FakeServer::start(vault_answer)
+}
+
+/// What Vault answers (see [`fake_vault`]).
+fn vault_answer(r: &Request) -> Response {
+    {
         if r.header("x-vault-token") != Some(TOKEN) {
             return Response::json(403, json!({"errors": ["permission denied"]}));
         }
@@ -75,7 +89,7 @@ fn fake_vault() -> FakeServer {
             ),
             _ => Response::json(404, json!({"errors": []})),
         }
-    })
+    }
 }
 
 fn vault_env(addr: &str, home: &Path) -> Vec<(OsString, OsString)> {
@@ -133,6 +147,37 @@ fn vault_token_comes_from_the_token_file_when_the_variable_is_unset() {
         .collect();
     let s = collect_with_env(&[source("vault://kv1/app")], dir.path(), env).expect("reads");
     assert_eq!(s.get("AGENT_API_KEY"), Some("sk-vault-v1-0123456789"));
+}
+
+#[test]
+fn vault_over_https_trusts_the_ca_in_vault_cacert() {
+    let vault = fake_vault_tls();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let addr = format!("https://127.0.0.1:{}", vault.port);
+    let mut env = vault_env(&addr, dir.path());
+    // Without the CA: the certificate is not trusted, and the error says where.
+    let msg = collect_with_env(&[source("vault://kv1/app")], dir.path(), env.clone())
+        .expect_err("untrusted")
+        .to_string();
+    assert!(
+        msg.contains("cannot reach Vault at https://127.0.0.1:"),
+        "{msg}"
+    );
+    env.push((
+        "VAULT_CACERT".into(),
+        common::crate_path("fixtures/tls/ca.pem").into_os_string(),
+    ));
+    let s = collect_with_env(&[source("vault://kv1/app")], dir.path(), env.clone())
+        .expect("trusted with VAULT_CACERT");
+    assert_eq!(s.get("AGENT_API_KEY"), Some("sk-vault-v1-0123456789"));
+    // A CA file that is not PEM is an input error naming the variable.
+    let bad = dir.path().join("ca.txt");
+    std::fs::write(&bad, "not a certificate").expect("write");
+    env.pop();
+    env.push(("VAULT_CACERT".into(), bad.into_os_string()));
+    let e = collect_with_env(&[source("vault://kv1/app")], dir.path(), env).expect_err("bad CA");
+    assert!(e.to_string().contains("VAULT_CACERT"), "{e}");
+    assert_eq!(e.exit_code(), 2);
 }
 
 fn vault_error(uri: &str, env: Vec<(OsString, OsString)>) -> SecretsError {

@@ -77,6 +77,50 @@ impl FakeServer {
         FakeServer { port, requests }
     }
 
+    /// The same over HTTPS, with the certificate and key in PEM files (fixtures/tls/).
+    pub fn start_tls(
+        cert: &std::path::Path,
+        key: &std::path::Path,
+        handler: impl Fn(&Request) -> Response + Send + Sync + 'static,
+    ) -> FakeServer {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        git_chant::net::install_tls_provider();
+        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+            .expect("cert file")
+            .collect::<Result<_, _>>()
+            .expect("certs");
+        let key = PrivateKeyDer::from_pem_file(key).expect("key file");
+        let config = Arc::new(
+            rustls::ServerConfig::builder()
+                .with_no_client_auth()
+                .with_single_cert(certs, key)
+                .expect("server config"),
+        );
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+        let port = listener.local_addr().expect("addr").port();
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let seen = Arc::clone(&requests);
+        let handler: Arc<Handler> = Arc::new(handler);
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { continue };
+                let Ok(conn) = rustls::ServerConnection::new(Arc::clone(&config)) else {
+                    continue;
+                };
+                let seen = Arc::clone(&seen);
+                let handler = Arc::clone(&handler);
+                std::thread::spawn(move || {
+                    let mut tls = rustls::StreamOwned::new(conn, stream);
+                    serve(&mut tls, &seen, handler.as_ref());
+                    tls.conn.send_close_notify();
+                    let _ = tls.flush();
+                });
+            }
+        });
+        FakeServer { port, requests }
+    }
+
     pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }
@@ -86,11 +130,8 @@ impl FakeServer {
     }
 }
 
-fn serve(stream: TcpStream, seen: &Mutex<Vec<Request>>, handler: &Handler) {
-    let Ok(clone) = stream.try_clone() else {
-        return;
-    };
-    let mut reader = BufReader::new(clone);
+fn serve(mut stream: impl Read + Write, seen: &Mutex<Vec<Request>>, handler: &Handler) {
+    let mut reader = BufReader::new(&mut stream);
     let mut line = String::new();
     if reader.read_line(&mut line).unwrap_or(0) == 0 {
         return;
@@ -123,9 +164,10 @@ fn serve(stream: TcpStream, seen: &Mutex<Vec<Request>>, handler: &Handler) {
         headers,
         body,
     };
+    drop(reader);
     let response = handler(&request);
     seen.lock().expect("lock").push(request);
-    let mut out = stream;
+    let out = &mut stream;
     let mut head = format!(
         "HTTP/1.1 {} X\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n",
         response.status,
