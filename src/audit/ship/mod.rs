@@ -383,14 +383,19 @@ pub fn process_env() -> HashMap<String, String> {
 }
 
 /// Shipping at the end of `work`: None when `audit.ship_to` is unset, else what [`ship`]
-/// did with the default options and the process environment. The caller reports; a
-/// failure must not fail the run (the entries stay pending for the next ship).
+/// did with the process environment and two attempts per batch (a target that is down
+/// delays the run's end by seconds, not minutes). The caller reports; a failure must not
+/// fail the run (the entries stay pending for the next ship).
 pub fn after_run(
     repo: &Repository,
     config: &crate::config::Config,
 ) -> Option<Result<Shipped, ShipError>> {
     let to = config.audit.ship_to.as_ref()?;
-    Some(ship(repo, to, &process_env(), &Options::default()))
+    let options = Options {
+        attempts: 2,
+        ..Options::default()
+    };
+    Some(ship(repo, to, &process_env(), &options))
 }
 
 #[cfg(test)]
