@@ -27,6 +27,8 @@ pub enum Error {
     Project(#[from] ProjectError),
     #[error(transparent)]
     Work(#[from] crate::work::WorkError),
+    #[error(transparent)]
+    Ship(#[from] crate::audit::ship::ShipError),
     /// Bad input that no module owns (a flag combination, a malformed argument).
     #[error("{0}")]
     Usage(String),
@@ -52,6 +54,7 @@ impl Error {
             Error::Audit(e) => e.exit_code(),
             Error::Project(e) => e.exit_code(),
             Error::Work(e) => e.exit_code(),
+            Error::Ship(e) => e.exit_code(),
             Error::Refused(_) | Error::Io { .. } | Error::Git(_) => 1,
         }
     }

@@ -57,3 +57,14 @@ fn man_page_and_completions() {
         .assert_ok()
         .stdout_has("git-chant");
 }
+
+#[test]
+fn audit_ship_help() {
+    let repo = TestRepo::new();
+    let out = repo
+        .chant(&["audit", "ship", "--help"])
+        .assert_ok()
+        .stdout();
+    assert!(out.contains("Examples:"), "{out}");
+    insta::assert_snapshot!("help-audit-ship", out);
+}

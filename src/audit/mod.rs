@@ -13,6 +13,7 @@ pub mod ledger;
 mod pack;
 pub mod query;
 pub mod replicate;
+pub mod ship;
 pub mod sign;
 pub mod signers;
 pub mod sink;

@@ -26,6 +26,7 @@ Examples:
   git chant audit verify --require-signatures
   git chant audit record command_run --spec x7m --details '{\"command\":\"make\",\"exit_code\":0}'
   git chant audit sync                           reconcile with origin and push
+  git chant audit ship --dry-run                 what audit.ship_to has not received yet
 
 Entries come oldest first; --limit keeps the most recent N. The ledger is plain git:
   git log --format=%b refs/chant/audit | jq -c 'select(.event == \"spec_failed\")'"
@@ -104,6 +105,25 @@ enum Action {
         #[arg(long, value_name = "LEVEL")]
         sandbox: Option<String>,
     },
+    /// Send the entries audit.ship_to has not received yet (S3, GCS, Elasticsearch, Splunk)
+    #[command(after_help = "\
+Examples:
+  git chant audit ship                 send what is pending, oldest first
+  git chant audit ship --dry-run       count what is pending; send nothing
+
+Entries go in order, in batches, each retried with backoff; .git/chant/ship-cursor.json
+remembers the last entry the target acknowledged: after a failure the next run resends
+only the unacknowledged batch and skips nothing. Ids come from entry hashes (S3/GCS object keys,
+Elasticsearch _id; Splunk gets a hash field). Credentials come from the platform's own
+variables (AWS_*, GOOGLE_APPLICATION_CREDENTIALS) or the variable ship_to.token_env names.
+`git chant work` ships at the end of each run too. Exit 1 when the target is down or
+refuses (nothing is lost: the ledger is whole and the next ship resumes); 2 when
+audit.ship_to is unset or incomplete.")]
+    Ship {
+        /// Show what is pending; send nothing
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Fetch the remote ledger, re-chain unpublished local entries on top of it, and push
     Sync {
         /// The remote to sync with
@@ -128,6 +148,7 @@ pub fn run(args: Args) -> Result<u8> {
             sandbox,
         }) => run_record(&event, spec, details, agent, sandbox),
         Some(Action::Sync { remote }) => run_sync(&remote),
+        Some(Action::Ship { dry_run }) => run_ship(dry_run),
     }
 }
 
@@ -337,6 +358,30 @@ fn run_sync(remote: &str) -> Result<u8> {
         println!("pushed {} to {remote}; head {head}", audit::AUDIT_REF);
     } else {
         println!("ledger in sync with {remote}; head {head}");
+    }
+    Ok(0)
+}
+
+fn run_ship(dry_run: bool) -> Result<u8> {
+    use crate::audit::ship::{self, Options, ShipError};
+    let project = Project::discover()?;
+    let config = project.config()?;
+    let Some(to) = &config.audit.ship_to else {
+        return Err(ShipError::NotConfigured.into());
+    };
+    let options = Options {
+        dry_run,
+        ..Options::default()
+    };
+    let out = ship::ship(&project.repo, to, &ship::process_env(), &options)?;
+    let last = out.last_hash.as_deref().unwrap_or("");
+    match (dry_run, out.count) {
+        (_, 0) => println!("nothing to ship to {}: up to date", out.target),
+        (true, n) => println!("would ship {n} entries to {}; last hash {last}", out.target),
+        (false, n) => println!(
+            "shipped {n} entries in {} batch(es) to {}; last hash {last}",
+            out.batches, out.target
+        ),
     }
     Ok(0)
 }

@@ -19,6 +19,7 @@ Examples:
   git chant work x7m                          default level (agent.sandbox, else permissions)
   git chant work x7m --sandbox none           the agent runs as you (honour system)
   git chant work x7m --secrets-from dotenv:.env.agent --yes
+  git chant work x7m --secrets-from vault://secret/chant/agent   (VAULT_ADDR, VAULT_TOKEN)
   git chant work x7m --keep                   keep the clone to inspect it
   git chant work x7m --dry-run                check and show the plan; create nothing
 
@@ -33,7 +34,8 @@ pub struct Args {
     /// Sandbox level (default: agent.sandbox from the config)
     #[arg(long, value_parser = parse_level)]
     sandbox: Option<SandboxLevel>,
-    /// Where secrets come from: env:, dotenv:PATH, dir:PATH (repeatable; later wins)
+    /// Where secrets come from: env:, dotenv:PATH, dir:PATH, vault://MOUNT/PATH,
+    /// k8s://NAMESPACE/SECRET (repeatable; later wins)
     #[arg(long = "secrets-from", value_name = "URI")]
     secrets_from: Vec<String>,
     /// Proceed without asking when the spec targets sensitive files

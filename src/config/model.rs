@@ -756,7 +756,32 @@ fn read_audit(s: &Section<'_>) -> Result<AuditConfig, ConfigError> {
             ShipType::Elasticsearch | ShipType::Splunk if present && out.url.is_none() => {
                 return Err(t.error("url", format!("is required when type is {}", out.kind)));
             }
+            ShipType::Splunk if present && out.token_env.is_none() => {
+                return Err(t.error(
+                    "token_env",
+                    "is required when type is splunk: the name of the variable holding the HEC token, e.g. SPLUNK_HEC_TOKEN",
+                ));
+            }
             _ => {}
+        }
+        if let Some(url) = &out.url {
+            if !(url.starts_with("https://") || url.starts_with("http://")) {
+                return Err(t.error(
+                    "url",
+                    format!("'{url}' must start with https:// (or http://), e.g. https://es.example.com:9200"),
+                ));
+            }
+        }
+        if let Some(name) = &out.token_env {
+            let ok = !name.is_empty()
+                && !name.starts_with(|c: char| c.is_ascii_digit())
+                && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+            if !ok {
+                return Err(t.error(
+                    "token_env",
+                    "must be the NAME of an environment variable (letters, digits, '_'), never the token itself",
+                ));
+            }
         }
         t.finish()?;
         present.then_some(out)

@@ -1,13 +1,15 @@
-//! Network egress for the agent (`agent.network`): an allowlisting HTTP/CONNECT proxy chant
-//! runs on the host for one run ([`EgressProxy`]), the relay that carries a sandbox's
-//! connections to it over a Unix socket ([`relay`]), and the rules both follow
-//! ([`EgressPolicy`]).
+//! The network: chant's own HTTP client for the services it talks to ([`http`]: Vault,
+//! Elasticsearch, Splunk, object stores), and the agent's egress (`agent.network`): an
+//! allowlisting HTTP/CONNECT proxy chant runs on the host for one run ([`EgressProxy`]),
+//! the relay that carries a sandbox's connections to it over a Unix socket ([`relay`]), and
+//! the rules both follow ([`EgressPolicy`]).
 //!
 //! The sandbox never gets a route of its own: a docker agent shares a network namespace
 //! holding only `lo` with the relay, a vm guest's only peer is qemu's forward to the relay.
 //! Whatever the agent sends leaves the machine only as the proxy's own connection, made
 //! after the policy allowed the name and the addresses it resolved to.
 
+pub mod http;
 pub mod policy;
 pub mod proxy;
 pub mod relay;
@@ -17,6 +19,7 @@ use std::net::{Shutdown, TcpStream};
 use std::os::fd::AsFd;
 use std::os::unix::net::UnixStream;
 
+pub use http::{block_on, client, describe, install_tls_provider};
 pub use policy::{Decision, EgressPolicy};
 pub use proxy::{EgressProxy, EgressReport, Refusal};
 

@@ -2,7 +2,8 @@
 //! them in everything chant prints or records.
 //!
 //! This module owns:
-//! - [`SecretSource`]: the `--secrets-from` URIs (`env:`, `dotenv:PATH`, `dir:PATH`) and
+//! - [`SecretSource`]: the `--secrets-from` URIs (`env:`, `dotenv:PATH`, `dir:PATH`,
+//!   `vault://MOUNT/PATH` in `vault.rs`, `k8s://NAMESPACE/SECRET` in `k8s.rs`) and
 //!   [`collect`], which reads them in order (later wins) into [`Secrets`];
 //! - [`Secrets::filtered`]: `agent.secrets.expose` / `hide` (hide always wins);
 //! - [`agent_env`]: the agent's whole environment, built from nothing;
@@ -13,8 +14,10 @@
 
 mod dotenv;
 mod env;
+mod k8s;
 mod redact;
 mod source;
+mod vault;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -33,11 +36,13 @@ pub enum SecretsError {
     /// A `--secrets-from` URI with a scheme chant does not know.
     #[error("unknown secret source '{uri}'; supported: {SUPPORTED_SCHEMES}")]
     UnknownScheme { uri: String },
-    /// A scheme chant knows but does not implement yet (`vault://`, `k8s://`).
-    #[error(
-        "secret source '{uri}': {scheme} is not supported yet; supported now: {SUPPORTED_SCHEMES}"
-    )]
-    NotSupportedYet { uri: String, scheme: &'static str },
+    /// A remote source (Vault, Kubernetes) that is set up wrong or has no such secret: bad
+    /// settings, HTTP 404, a value that is not a string. Never holds a value.
+    #[error("secret source '{uri}': {reason}")]
+    SourceInput { uri: String, reason: String },
+    /// A remote source that could not be read: unreachable, HTTP 403, a server error.
+    #[error("secret source '{uri}': {reason}")]
+    Unavailable { uri: String, reason: String },
     /// A known scheme with a bad argument (`dotenv:` without a path, …).
     #[error("secret source '{uri}': {reason}")]
     BadUri { uri: String, reason: String },
@@ -75,6 +80,7 @@ impl SecretsError {
     pub fn exit_code(&self) -> u8 {
         match self {
             SecretsError::Io { source, .. } if source.kind() != std::io::ErrorKind::NotFound => 1,
+            SecretsError::Unavailable { .. } => 1,
             _ => 2,
         }
     }
@@ -96,6 +102,8 @@ pub enum Origin {
     Dotenv(PathBuf),
     /// A mounted Secret volume directory.
     Dir(PathBuf),
+    /// A remote source, by its URI (`vault://…`, `k8s://…`).
+    Remote(String),
     /// Given directly by the caller (tests, other sources).
     Other(String),
 }
@@ -106,7 +114,7 @@ impl fmt::Debug for Origin {
             Origin::Env => f.write_str("env:"),
             Origin::Dotenv(p) => write!(f, "dotenv:{}", p.display()),
             Origin::Dir(p) => write!(f, "dir:{}", p.display()),
-            Origin::Other(s) => f.write_str(s),
+            Origin::Remote(s) | Origin::Other(s) => f.write_str(s),
         }
     }
 }

@@ -1,5 +1,6 @@
 //! Secret sources: the `--secrets-from` URIs and reading them.
 
+use std::collections::HashMap;
 use std::ffi::OsString;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -7,7 +8,8 @@ use std::path::{Path, PathBuf};
 use super::{dotenv::parse_dotenv, is_valid_name, Origin, Secrets, SecretsError};
 
 /// The schemes chant reads today, for messages.
-pub const SUPPORTED_SCHEMES: &str = "env:, dotenv:PATH, dir:PATH";
+pub const SUPPORTED_SCHEMES: &str =
+    "env:, dotenv:PATH, dir:PATH, vault://MOUNT/PATH, k8s://NAMESPACE/SECRET";
 
 /// One place secrets come from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,27 +22,44 @@ pub enum SecretSource {
     /// the key. Dot entries (`..data`, `..2024_01_01_…`) are Kubernetes' own bookkeeping and
     /// are skipped; the key files are symlinks into them and are followed.
     Dir(PathBuf),
+    /// `vault://MOUNT/PATH` — one secret of a Vault key/value engine (v1 or v2).
+    Vault { mount: String, path: String },
+    /// `k8s://NAMESPACE/SECRET` — a Kubernetes Secret, through the API server.
+    K8s { namespace: String, name: String },
 }
 
 impl SecretSource {
-    /// Parses a `--secrets-from` URI. `vault://` and `k8s://` are recognised and refused as
-    /// not supported yet; any other scheme is refused naming the supported ones.
+    /// Parses a `--secrets-from` URI; unknown schemes are refused naming the supported ones.
     pub fn parse(uri: &str) -> Result<SecretSource, SecretsError> {
         let bad = |reason: &str| SecretsError::BadUri {
             uri: uri.to_string(),
             reason: reason.to_string(),
         };
-        if uri.starts_with("vault://") {
-            return Err(SecretsError::NotSupportedYet {
-                uri: uri.to_string(),
-                scheme: "vault://",
-            });
+        if let Some(rest) = uri.strip_prefix("vault://") {
+            return match rest.trim_matches('/').split_once('/') {
+                Some((mount, path)) if !mount.is_empty() && !path.is_empty() => {
+                    Ok(SecretSource::Vault {
+                        mount: mount.to_string(),
+                        path: path.trim_matches('/').to_string(),
+                    })
+                }
+                _ => Err(bad(
+                    "write it as vault://MOUNT/PATH, e.g. vault://secret/chant/agent",
+                )),
+            };
         }
-        if uri.starts_with("k8s://") {
-            return Err(SecretsError::NotSupportedYet {
-                uri: uri.to_string(),
-                scheme: "k8s://",
-            });
+        if let Some(rest) = uri.strip_prefix("k8s://") {
+            return match rest.split_once('/') {
+                Some((ns, name))
+                    if is_k8s_name(ns) && is_k8s_name(name) =>
+                {
+                    Ok(SecretSource::K8s {
+                        namespace: ns.to_string(),
+                        name: name.to_string(),
+                    })
+                }
+                _ => Err(bad("write it as k8s://NAMESPACE/SECRET with Kubernetes names (lower-case letters, digits, '-', '.'), e.g. k8s://default/chant-secrets")),
+            };
         }
         let Some((scheme, arg)) = uri.split_once(':') else {
             return Err(if uri == "env" {
@@ -103,6 +122,7 @@ pub fn collect_with_env(
         sources
     };
     let mut secrets = Secrets::new();
+    let remote_env: HashMap<String, String> = env.iter().cloned().collect();
     for source in sources {
         match source {
             SecretSource::Env => {
@@ -125,9 +145,30 @@ pub fn collect_with_env(
                     secrets.insert(k, v, Origin::Dir(path.clone()));
                 }
             }
+            SecretSource::Vault { mount, path } => {
+                let uri = format!("vault://{mount}/{path}");
+                for (k, v) in super::vault::read(&uri, mount, path, &remote_env)? {
+                    secrets.insert(k, v, Origin::Remote(uri.clone()));
+                }
+            }
+            SecretSource::K8s { namespace, name } => {
+                let uri = format!("k8s://{namespace}/{name}");
+                for (k, v) in super::k8s::read(&uri, namespace, name, &remote_env)? {
+                    secrets.insert(k, v, Origin::Remote(uri.clone()));
+                }
+            }
         }
     }
     Ok(secrets)
+}
+
+/// A Kubernetes object name (RFC 1123 subdomain): lower-case letters, digits, '-' and '.'.
+fn is_k8s_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 253
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'.'))
 }
 
 /// Reads a mounted Secret volume: every regular file (symlinks followed) whose name does not
@@ -194,13 +235,30 @@ mod tests {
     }
 
     #[test]
-    fn later_schemes_are_not_supported_yet() {
-        for uri in ["vault://secret/app", "k8s://default/chant-secrets"] {
-            let e = SecretSource::parse(uri).expect_err("refused");
-            assert_eq!(e.exit_code(), 2);
-            let msg = e.to_string();
-            assert!(msg.contains("not supported yet"), "{msg}");
-            assert!(msg.contains(SUPPORTED_SCHEMES), "{msg}");
+    fn parses_vault_and_k8s() {
+        assert_eq!(
+            SecretSource::parse("vault://secret/team/app").ok(),
+            Some(SecretSource::Vault {
+                mount: "secret".into(),
+                path: "team/app".into()
+            })
+        );
+        assert_eq!(
+            SecretSource::parse("k8s://default/chant-secrets").ok(),
+            Some(SecretSource::K8s {
+                namespace: "default".into(),
+                name: "chant-secrets".into()
+            })
+        );
+        for uri in [
+            "vault://secret",
+            "vault://",
+            "k8s://default",
+            "k8s://Default/x",
+            "k8s://a/b/c",
+        ] {
+            let e = SecretSource::parse(uri).expect_err(uri);
+            assert_eq!(e.exit_code(), 2, "{uri}");
         }
     }
 

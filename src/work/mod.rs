@@ -413,6 +413,15 @@ fn run_prepared(
         .detail("duration_ms", started_at.elapsed().as_millis() as u64);
     held.release();
     let recorded = recorder.record(vec![release]);
+    // audit.ship_to: ship what the run recorded; a failure is reported, never fatal.
+    match crate::audit::ship::after_run(&project.repo, &config) {
+        Some(Ok(s)) if s.count > 0 => reporter.info(&format!(
+            "Shipped {} audit entries to {}",
+            s.count, s.target
+        )),
+        Some(Err(e)) => reporter.warn(&format!("Warning: audit shipping: {e}")),
+        _ => {}
+    }
     let report = result?;
     recorded.map_err(WorkError::Ledger)?;
     Ok(report)

@@ -268,7 +268,17 @@ impl Run<'_> {
             recorder.record(entries).map_err(WorkError::Ledger)?;
             let reason = format!("{} policy violation(s); nothing landed", violations.len());
             let mut report = self.fail(reason, &clone.path, recorder, agent_ms)?;
-            report.violations = violations;
+            // Paths come from the agent and may carry a secret (a file named after it):
+            // masked here as in the ledger, before anything prints them.
+            let redactor = self.secrets.redactor();
+            report.violations = violations
+                .into_iter()
+                .map(|mut v| {
+                    v.path = redactor.redact(&v.path);
+                    v.detail = redactor.redact(&v.detail);
+                    v
+                })
+                .collect();
             report.notices = notices;
             return Ok(report);
         }

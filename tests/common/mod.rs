@@ -8,6 +8,7 @@ use std::process::{Command, Output};
 use assert_cmd::cargo::CommandCargoExt;
 
 pub mod http;
+pub mod moto;
 
 /// A fixed "now" for tests that need repeatable ids and timestamps.
 pub const FIXED_TS: &str = "2026-01-22T15:30:00Z";
