@@ -5,6 +5,7 @@
 //! (`work::policy`), so a level only has to contain the agent, not judge its output.
 
 pub mod docker;
+pub mod kubernetes;
 mod local;
 pub mod process;
 pub mod vm;
@@ -110,6 +111,10 @@ pub enum SandboxError {
     Engine(String),
     #[error("cannot prepare the workspace for the sandbox: {0}")]
     Workspace(String),
+    #[error("agent.kubernetes: {0}")]
+    KubernetesConfig(String),
+    #[error("Kubernetes: {0}")]
+    Kubernetes(String),
     #[error("{0}")]
     Io(#[from] std::io::Error),
 }
@@ -124,7 +129,8 @@ impl SandboxError {
             | SandboxError::EngineUnreachable { .. }
             | SandboxError::EnginePermission { .. }
             | SandboxError::ImageNotFound { .. }
-            | SandboxError::DockerConfig(_) => 2,
+            | SandboxError::DockerConfig(_)
+            | SandboxError::KubernetesConfig(_) => 2,
             _ => 1,
         }
     }
@@ -164,6 +170,6 @@ pub fn for_level(level: SandboxLevel, config: &Config) -> Result<Box<dyn Sandbox
         SandboxLevel::Permissions => Ok(Box::new(Local::permissions(config))),
         SandboxLevel::Docker => Ok(Box::new(docker::Docker::new(config)?)),
         SandboxLevel::Vm => Ok(Box::new(vm::Vm::new(&config.agent)?)),
-        other => Err(SandboxError::Unavailable(other)),
+        SandboxLevel::Kubernetes => Ok(Box::new(kubernetes::Kubernetes::new(config)?)),
     }
 }
