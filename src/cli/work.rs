@@ -70,6 +70,15 @@ pub fn run(args: Args) -> Result<u8> {
         dry_run: args.dry_run,
     };
     if options.dry_run {
+        if options.sandbox.unwrap_or(config.agent.sandbox) == SandboxLevel::Kubernetes {
+            // The documents alone on stdout, for `kubectl apply -f -`.
+            print!(
+                "{}",
+                work::kubernetes_manifests(&project, &identity, &options)?
+            );
+            eprintln!("chant: nothing was created, contacted or recorded (--dry-run)");
+            return Ok(0);
+        }
         let plan = work::plan(&project, &options)?;
         println!("spec:      {} ({})", plan.id, plan.title);
         println!("sandbox:   {}", plan.level);

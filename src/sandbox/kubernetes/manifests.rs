@@ -302,7 +302,7 @@ fn job(
                         image: config.image.clone(),
                         image_pull_policy: Some("IfNotPresent".into()),
                         command: Some(command),
-                        working_dir: Some(script::WORK_DIR.into()),
+                        working_dir: Some(script::WORKSPACE_MOUNT.into()),
                         env: Some(env),
                         env_from: Some(vec![EnvFromSource {
                             secret_ref: Some(SecretEnvSource {

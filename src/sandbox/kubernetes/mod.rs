@@ -72,14 +72,13 @@ impl Kubernetes {
         manifests::build(&self.config, &self.network, &self.repo_url, run)
     }
 
-    /// The run's description from a prepared job: chant's fixed variables stay plain
-    /// environment, every other (exposed secret) goes into the run's Secret.
+    /// The run's description from a prepared job: chant's fixed variables (and `LANG`,
+    /// `TERM`) stay plain environment, every other (an exposed secret) goes into the run's
+    /// Secret.
     pub fn run_spec(job: &Job) -> RunSpec {
-        let (env, secrets): (Vec<_>, Vec<_>) = job
-            .env
-            .iter()
-            .cloned()
-            .partition(|(k, _)| crate::secrets::RESERVED_NAMES.contains(&k.as_str()));
+        let (env, secrets): (Vec<_>, Vec<_>) = job.env.iter().cloned().partition(|(k, _)| {
+            crate::secrets::RESERVED_NAMES.contains(&k.as_str()) || k == "LANG" || k == "TERM"
+        });
         let var = |name: &str| {
             job.env
                 .iter()

@@ -1,0 +1,355 @@
+//! Level `kubernetes` end to end.
+//!
+//! No Kubernetes API server can be installed on these machines, so chant talks to a
+//! PROTOCOL-LEVEL FAKE API SERVER written here (tests/kubernetes/fake.rs), on loopback,
+//! reached through a kubeconfig the test writes (server http://127.0.0.1:PORT, a bearer
+//! token the fake checks). It speaks what kube-rs sends — JSON bodies, `?watch=true&
+//! resourceVersion=…` streams of newline-delimited watch events, `pods/NAME/log?follow=true`,
+//! DELETE with a propagationPolicy — and records every request so the test asserts the
+//! order. The fake drops the first watch after one event, so chant must resume it.
+//!
+//! The fake's "pod" is real: when chant starts the Job, the fake runs the Job's container
+//! in Docker with exactly its image, command, environment (plus the Secret's data, as
+//! `envFrom` gives it), user and read-only root, its emptyDirs as tmpfs, against a real bare
+//! repository with chant's server hook installed (bind-mounted, reached by a `file://`
+//! URL). The pod clones `chant/<id>`, runs the fixture agent and pushes to its incoming
+//! ref; chant fetches it, judges it (step 8) and lands it on `chant/<id>`. Without an engine
+//! these tests skip loudly, unless `CHANT_REQUIRE_DOCKER=1` makes them fail.
+
+mod common;
+#[path = "kubernetes/fake.rs"]
+mod fake;
+#[path = "kubernetes/image.rs"]
+mod image;
+
+use std::path::PathBuf;
+
+use common::TestRepo;
+
+const TOKEN: &str = "chant-test-token-7f3a";
+const SECRET: &str = "sk-k8s-test-4242";
+
+struct Setup {
+    repo: TestRepo,
+    server: PathBuf,
+    id: String,
+    fake: fake::Fake,
+    kubeconfig: PathBuf,
+    env_file: PathBuf,
+    image: String,
+}
+
+fn setup(image: &str, agent: &str, timeout: &str) -> Setup {
+    let repo = TestRepo::initialised();
+    // The bare repository is the pods' (uid 1000); the host's git (root here) may use it.
+    std::fs::write(
+        repo.home.join(".gitconfig"),
+        "[safe]\n\tdirectory = *\n[protocol \"file\"]\n\tallow = always\n",
+    )
+    .expect("gitconfig");
+    let server = repo.tmp.path().join("server.git");
+    let dir = server.to_str().expect("utf8").to_string();
+    repo.write_config(&format!(
+        "agent:\n  sandbox: kubernetes\n  command: [\"/opt/chant/agents/{agent}\"]\n  timeout: {timeout}\n  secrets:\n    expose: [AGENT_API_KEY, CHANT_PUSHER]\n  kubernetes:\n    namespace: chant\n    image: {image}\n    repo_url: file://{dir}\nprotection:\n  agents: [\"agent-*\"]\n"
+    ));
+    repo.git(&["add", "-A"]);
+    repo.git(&["commit", "--quiet", "-m", "chant config"]);
+    let id = repo.add_spec("Greet the user", &["hello.txt"]);
+    repo.git(&["add", "-A"]);
+    repo.git(&["commit", "--quiet", "-m", "spec"]);
+    repo.git(&["init", "--quiet", "--bare", "--initial-branch=main", &dir]);
+    repo.chant(&["hooks", "install", "--server", "--dir", &dir])
+        .assert_ok();
+    repo.git(&[
+        "push",
+        "--quiet",
+        "--no-verify",
+        &format!("file://{dir}"),
+        "main",
+    ]);
+    let status = std::process::Command::new("chown")
+        .args(["-R", "1000:1000", &dir])
+        .status()
+        .expect("chown");
+    assert!(status.success());
+    let env_file = repo.tmp.path().join("agent.env");
+    std::fs::write(
+        &env_file,
+        format!("AGENT_API_KEY={SECRET}\nCHANT_PUSHER=agent-k8s\n"),
+    )
+    .expect("env file");
+    let fake = fake::Fake::start(TOKEN, "chant", vec![server.clone()]);
+    let kubeconfig = repo.tmp.path().join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: fake\n  cluster:\n    server: http://127.0.0.1:{port}\nusers:\n- name: tester\n  user:\n    token: {TOKEN}\ncontexts:\n- name: fake\n  context:\n    cluster: fake\n    user: tester\n    namespace: chant\ncurrent-context: fake\n",
+            port = fake.port
+        ),
+    )
+    .expect("kubeconfig");
+    Setup {
+        repo,
+        server,
+        id,
+        fake,
+        kubeconfig,
+        env_file,
+        image: image.to_string(),
+    }
+}
+
+impl Setup {
+    fn work(&self) -> common::Run {
+        let mut cmd = self.repo.chant_cmd(&[
+            "work",
+            &self.id,
+            "--secrets-from",
+            &format!("dotenv:{}", self.env_file.display()),
+        ]);
+        cmd.env("KUBECONFIG", &self.kubeconfig);
+        common::Run(cmd.output().expect("run git-chant"))
+    }
+
+    fn server_git(&self, args: &[&str]) -> String {
+        let mut cmd = std::process::Command::new("git");
+        self.repo.env(&mut cmd);
+        let out = cmd
+            .args(args)
+            .current_dir(&self.server)
+            .output()
+            .expect("git");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn server_events(&self, event: &str) -> Vec<serde_json::Value> {
+        self.server_git(&["log", "--format=%b", "refs/chant/audit"])
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|e| e["event"] == event)
+            .collect()
+    }
+}
+
+#[test]
+fn a_job_runs_the_agent_and_its_result_lands_through_the_policy_check() {
+    let Some(image) = image::image() else { return };
+    let s = setup(&image, "greet.sh", "5m");
+    let run = s.work();
+    let out = run.stdout();
+    assert_eq!(run.code(), 0, "stdout:\n{out}\nstderr:\n{}", run.stderr());
+    // The pod's log was streamed, masked.
+    assert!(out.contains("greet: working on"), "{out}");
+    assert!(!out.contains(SECRET), "the secret leaked: {out}");
+    assert!(!run.stderr().contains(SECRET));
+    // The result landed on chant/<id> through step 8, and the ledger says so.
+    let branch = format!("chant/{}", s.id);
+    let landed = s.repo.git(&["show", &format!("{branch}:hello.txt")]);
+    assert_eq!(landed, "Hello from the agent!\n");
+    let completed = s.repo.events("spec_completed");
+    assert_eq!(completed.len(), 1);
+    assert_eq!(completed[0]["sandbox"], "kubernetes");
+    assert_eq!(completed[0]["details"]["files_changed"][0], "hello.txt");
+    // The incoming ref is gone from the repository; the pod's push was an agent's.
+    assert_eq!(s.server_git(&["for-each-ref", "refs/chant/incoming"]), "");
+    assert!(s.server_events("push_rejected").is_empty());
+
+    // The API sequence, in order.
+    let requests = s.fake.requests();
+    let lines: Vec<String> = requests.iter().map(|r| r.line()).collect();
+    let position = |what: &str, pred: &dyn Fn(&fake::Request) -> bool| {
+        requests
+            .iter()
+            .position(pred)
+            .unwrap_or_else(|| panic!("no {what} in:\n{}", lines.join("\n")))
+    };
+    let creates: Vec<&str> = requests[..6]
+        .iter()
+        .map(|r| r.path.rsplit('/').next().unwrap_or_default())
+        .collect();
+    assert_eq!(
+        creates,
+        [
+            "jobs",
+            "serviceaccounts",
+            "roles",
+            "rolebindings",
+            "secrets",
+            "networkpolicies"
+        ],
+        "{}",
+        lines.join("\n")
+    );
+    assert!(requests[..6].iter().all(|r| r.method == "POST"));
+    let start = position("PATCH", &|r| r.method == "PATCH");
+    let first_watch = position("watch", &|r| r.is_watch());
+    let last_watch = requests.len()
+        - 1
+        - requests
+            .iter()
+            .rev()
+            .position(|r| r.is_watch())
+            .unwrap_or(0);
+    let log = position("log", &|r| r.path.ends_with("/log"));
+    let delete = position("DELETE", &|r| r.method == "DELETE");
+    assert!(
+        start == 6 && start < first_watch && first_watch < last_watch,
+        "{}",
+        lines.join("\n")
+    );
+    assert!(
+        start < log && log < delete && last_watch < delete,
+        "{}",
+        lines.join("\n")
+    );
+    assert_eq!(delete, requests.len() - 1, "the Job is deleted last");
+    assert_eq!(s.fake.unauthorised(), 0, "every request carried the token");
+    // The Job was created suspended; the other objects are owned by it.
+    let created = &requests[0].body;
+    assert_eq!(created["spec"]["suspend"], true);
+    let uid = s.fake.job_uid();
+    for r in requests.iter().filter(|r| r.method == "POST").skip(1) {
+        assert_eq!(
+            r.body["metadata"]["ownerReferences"][0]["uid"],
+            uid,
+            "{}",
+            r.line()
+        );
+    }
+    // The Secret holds exactly the exposed keys.
+    let secret = requests
+        .iter()
+        .find(|r| r.path.ends_with("/secrets"))
+        .expect("secret created");
+    let mut keys: Vec<&String> = secret.body["data"]
+        .as_object()
+        .map(|m| m.keys().collect())
+        .unwrap_or_default();
+    keys.sort();
+    assert_eq!(keys, ["AGENT_API_KEY", "CHANT_PUSHER"]);
+    // The watch resumed from the last resourceVersion seen before the drop.
+    let watches: Vec<&fake::Request> = requests.iter().filter(|r| r.is_watch()).collect();
+    assert!(watches.len() >= 2, "{}", lines.join("\n"));
+    assert_eq!(
+        watches[1].query("resourceVersion").as_deref(),
+        Some(fake::ACTIVE_VERSION)
+    );
+    // The log was followed.
+    assert!(requests
+        .iter()
+        .any(|r| r.path.ends_with("/log") && r.query("follow").as_deref() == Some("true")));
+    // Deleted with a propagation policy, so the pod and owned objects go too.
+    let delete = requests
+        .iter()
+        .find(|r| r.method == "DELETE")
+        .expect("job deleted");
+    assert_eq!(delete.body["propagationPolicy"], "Background");
+    assert!(s.fake.pods_left().is_empty(), "the pod's container is gone");
+}
+
+#[test]
+fn the_agent_identity_cannot_push_anywhere_but_its_incoming_ref() {
+    let Some(image) = image::image() else { return };
+    let s = setup(&image, "greet.sh", "5m");
+    let dir = s.server.to_str().expect("utf8");
+    // The pod's image, user, read-only root and tmpfs; the agent tries to push directly.
+    let script = format!(
+        "set -u; cd /workspace && git clone -q file://{dir} r && cd r && echo x > x.txt && \
+         git add x.txt && git -c user.name=a -c user.email=a@a commit -qm x && \
+         for target in main refs/heads/other refs/chant/incoming/{id}; do \
+           if git push -q file://{dir} HEAD:$target; then echo ACCEPTED $target; fi; done; \
+         git push -q file://{dir} HEAD:refs/chant/incoming/{id}/sess_x && echo INCOMING-OK",
+        id = s.id
+    );
+    let out = image::run_as_pod(
+        &image,
+        &[("CHANT_PUSHER", "agent-k8s"), ("HOME", "/home/agent")],
+        &[&s.server],
+        &["sh", "-c", &script],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stdout.contains("ACCEPTED"), "{stdout}\n{stderr}");
+    assert!(stdout.contains("INCOMING-OK"), "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains(
+            "agent-k8s is an agent (protection.agents) and may not update protected branch 'main'"
+        ),
+        "{stderr}"
+    );
+    assert!(
+        stderr
+            .contains("may push only to refs/chant/incoming/<id>/<session>, not refs/heads/other"),
+        "{stderr}"
+    );
+    assert_eq!(s.server_events("push_rejected").len(), 3);
+    let _ = &s.image;
+}
+
+#[test]
+fn a_timeout_deletes_the_job_and_lands_nothing() {
+    let Some(image) = image::image() else { return };
+    let s = setup(&image, "sleepy.sh", "4s");
+    let run = s.work();
+    assert_eq!(run.code(), 1, "{}", run.stderr());
+    assert!(run.stderr().contains("agent.timeout"), "{}", run.stderr());
+    let requests = s.fake.requests();
+    let delete = requests
+        .iter()
+        .find(|r| r.method == "DELETE")
+        .expect("job deleted on timeout");
+    assert_eq!(delete.body["propagationPolicy"], "Background");
+    assert!(s.fake.pods_left().is_empty(), "the pod's container is gone");
+    assert_eq!(s.repo.events("spec_failed").len(), 1);
+    assert!(s.repo.rev(&format!("chant/{}:hello.txt", s.id)).is_none());
+}
+
+#[test]
+fn dry_run_prints_the_manifests_and_contacts_nothing() {
+    let repo = TestRepo::initialised();
+    repo.write_config(
+        "agent:\n  sandbox: kubernetes\n  command: [agent, \"{prompt_file}\"]\n  secrets:\n    expose: [AGENT_API_KEY]\n  kubernetes:\n    namespace: agents\n    image: worker:1\n    repo_url: https://git.example.com/r.git\n",
+    );
+    repo.git(&["add", "-A"]);
+    repo.git(&["commit", "--quiet", "-m", "config"]);
+    let id = repo.add_spec("Do a thing", &["a.txt"]);
+    let env = repo.tmp.path().join("agent.env");
+    std::fs::write(&env, format!("AGENT_API_KEY={SECRET}\n")).expect("env");
+    let mut cmd = repo.chant_cmd(&[
+        "work",
+        &id,
+        "--dry-run",
+        "--secrets-from",
+        &format!("dotenv:{}", env.display()),
+    ]);
+    // Nothing may be contacted: a kubeconfig pointing nowhere proves it is not read.
+    cmd.env("KUBECONFIG", "/nonexistent/kubeconfig");
+    let run = common::Run(cmd.output().expect("run"));
+    assert_eq!(run.code(), 0, "{}", run.stderr());
+    let out = run.stdout();
+    assert!(!out.contains(SECRET));
+    let kinds: Vec<String> = out
+        .split("\n---\n")
+        .map(|d| {
+            let v: serde_yaml_ng::Value = serde_yaml_ng::from_str(d).expect("YAML document");
+            v["kind"].as_str().unwrap_or_default().to_string()
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "ServiceAccount",
+            "Role",
+            "RoleBinding",
+            "Secret",
+            "NetworkPolicy",
+            "Job"
+        ]
+    );
+    assert!(out.contains("/tmp/chant/prompt.md"), "{out}");
+    assert!(
+        repo.rev(&format!("chant/{id}")).is_none(),
+        "no branch created"
+    );
+    assert!(repo.events("spec_started").is_empty());
+}
