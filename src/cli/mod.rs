@@ -17,6 +17,7 @@ mod list;
 mod man;
 mod show;
 mod work;
+mod work_all;
 
 use std::io::Write;
 use std::process::ExitCode;
