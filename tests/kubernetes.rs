@@ -244,7 +244,9 @@ fn a_job_runs_the_agent_and_its_result_lands_through_the_policy_check() {
         .find(|r| r.method == "DELETE")
         .expect("job deleted");
     assert_eq!(delete.body["propagationPolicy"], "Background");
-    assert!(s.fake.pods_left().is_empty(), "the pod's container is gone");
+    common::wait_for("the pod's container to be gone", || {
+        s.fake.pods_left().is_empty()
+    });
 }
 
 #[test]
@@ -299,7 +301,9 @@ fn a_timeout_deletes_the_job_and_lands_nothing() {
         .find(|r| r.method == "DELETE")
         .expect("job deleted on timeout");
     assert_eq!(delete.body["propagationPolicy"], "Background");
-    assert!(s.fake.pods_left().is_empty(), "the pod's container is gone");
+    common::wait_for("the pod's container to be removed", || {
+        s.fake.pods_left().is_empty()
+    });
     assert_eq!(s.repo.events("spec_failed").len(), 1);
     assert!(s.repo.rev(&format!("chant/{}:hello.txt", s.id)).is_none());
 }
@@ -352,4 +356,49 @@ fn dry_run_prints_the_manifests_and_contacts_nothing() {
         "no branch created"
     );
     assert!(repo.events("spec_started").is_empty());
+}
+
+#[test]
+fn doctor_reports_the_cluster_and_what_is_missing() {
+    let repo = TestRepo::initialised();
+    repo.write_config(
+        "agent:\n  kubernetes:\n    namespace: chant\n    image: worker:1\n    repo_url: https://git.example.com/r.git\n",
+    );
+    let fake = fake::Fake::start(TOKEN, "chant", Vec::new());
+    let kubeconfig = repo.tmp.path().join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: fake\n  cluster:\n    server: http://127.0.0.1:{}\nusers:\n- name: tester\n  user:\n    token: {TOKEN}\ncontexts:\n- name: fake-ctx\n  context:\n    cluster: fake\n    user: tester\ncurrent-context: fake-ctx\n",
+            fake.port
+        ),
+    )
+    .expect("kubeconfig");
+    let mut cmd = repo.chant_cmd(&["doctor"]);
+    cmd.env("KUBECONFIG", &kubeconfig);
+    let out = common::Run(cmd.output().expect("doctor")).stdout();
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("kubernetes"))
+        .unwrap_or_default()
+        .to_string();
+    assert!(line.contains(" ok "), "{out}");
+    assert!(line.contains("context fake-ctx"), "{line}");
+    assert!(line.contains("namespace chant answers"), "{line}");
+    assert!(fake
+        .requests()
+        .iter()
+        .any(|r| r.method == "GET" && r.path == "/apis/batch/v1/namespaces/chant/jobs"));
+
+    let mut cmd = repo.chant_cmd(&["doctor"]);
+    cmd.env("KUBECONFIG", repo.tmp.path().join("absent"));
+    let out = common::Run(cmd.output().expect("doctor")).stdout();
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("kubernetes") && l.contains("missing")),
+        "{out}"
+    );
+    repo.write_config("agent:\n  kubernetes:\n    namespace: chant\n");
+    let out = repo.chant(&["doctor"]).stdout();
+    assert!(out.contains("agent.kubernetes.image is not set"), "{out}");
 }

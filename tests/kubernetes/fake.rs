@@ -354,6 +354,13 @@ fn route(ctx: &Ctx, r: &Request, out: &mut TcpStream) -> std::io::Result<bool> {
             end_stream(out)?;
             return Ok(false);
         }
+        ("GET", p) if p == jobs => {
+            respond(
+                out,
+                200,
+                &json!({"apiVersion": "batch/v1", "kind": "JobList", "metadata": {"resourceVersion": "1"}, "items": []}),
+            )?;
+        }
         ("GET", p) if p == format!("{jobs}/{job_name}") => {
             respond(out, 200, &job_with(ctx, "4", json!({})))?;
         }
@@ -481,6 +488,7 @@ fn start_pod(ctx: &Ctx, name: &str) {
     }
     cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
     let state = Arc::clone(&ctx.state);
+    let name_owned = name.to_string();
     std::thread::spawn(move || {
         let mut child = match cmd.spawn() {
             Ok(c) => c,
@@ -518,10 +526,28 @@ fn start_pod(ctx: &Ctx, name: &str) {
             })
         })
         .collect();
+        // A DELETE may come before `docker run` has created the container: keep removing
+        // it until it is gone.
+        let name = name_owned;
+        let status = loop {
+            match child.try_wait() {
+                Ok(Some(status)) => break Some(status),
+                Ok(None) => {}
+                Err(_) => break None,
+            }
+            if state.lock().unwrap_or_else(|e| e.into_inner()).deleted {
+                let _ = Command::new("docker")
+                    .args(["rm", "-f", &name])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status();
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        };
         for r in readers {
             let _ = r.join();
         }
-        let code = child.wait().ok().and_then(|s| s.code()).unwrap_or(137);
+        let code = status.and_then(|s| s.code()).unwrap_or(137);
         let mut s = state.lock().unwrap_or_else(|e| e.into_inner());
         s.exit = Some(code);
     });

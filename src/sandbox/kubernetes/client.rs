@@ -314,8 +314,12 @@ async fn exit_code(pods: &Api<Pod>, pod: &str) -> i32 {
         .unwrap_or(1)
 }
 
-/// What `git chant doctor` learns: the context and whether the namespace answers.
-pub async fn probe(namespace: &str) -> Result<String, SandboxError> {
+/// What `git chant doctor` learns: the API server and the kubeconfig context, once a
+/// list of Jobs in `namespace` has answered (within 10 s).
+pub async fn probe(namespace: &str) -> Result<(String, Option<String>), SandboxError> {
+    let context = kube::config::Kubeconfig::read()
+        .ok()
+        .and_then(|k| k.current_context);
     let config = kube::Config::infer()
         .await
         .map_err(|e| SandboxError::Missing {
@@ -324,14 +328,17 @@ pub async fn probe(namespace: &str) -> Result<String, SandboxError> {
         })?;
     let server = config.cluster_url.to_string();
     let client = kube::Client::try_from(config).map_err(|e| api("connect", e))?;
-    Api::<Job>::namespaced(client, namespace)
-        .list(&ListParams::default().limit(1))
-        .await
-        .map_err(|e| {
-            api(
-                &format!("list Jobs in namespace {namespace} at {server}"),
-                e,
-            )
-        })?;
-    Ok(server)
+    let jobs = Api::<Job>::namespaced(client, namespace);
+    let params = ListParams::default().limit(1);
+    let list = jobs.list(&params);
+    match tokio::time::timeout(Duration::from_secs(10), list).await {
+        Ok(Ok(_)) => Ok((server, context)),
+        Ok(Err(e)) => Err(api(
+            &format!("listing Jobs in namespace {namespace} at {server}"),
+            e,
+        )),
+        Err(_) => Err(SandboxError::Kubernetes(format!(
+            "{server} did not answer within 10 s"
+        ))),
+    }
 }

@@ -107,8 +107,9 @@ impl Kubernetes {
     }
 }
 
-/// What `git chant doctor` learns: the API server's URL, or why it cannot be used.
-pub fn probe(namespace: &str) -> Result<String, SandboxError> {
+/// What `git chant doctor` learns: the API server's URL and the kubeconfig context, or
+/// why the cluster cannot be used.
+pub fn probe(namespace: &str) -> Result<(String, Option<String>), SandboxError> {
     runtime()?.block_on(client::probe(namespace))
 }
 
