@@ -1,7 +1,7 @@
 //! Level `kubernetes` end to end.
 //!
 //! No Kubernetes API server can be installed on these machines, so chant talks to a
-//! PROTOCOL-LEVEL FAKE API SERVER written here (tests/kubernetes/fake.rs), on loopback,
+//! PROTOCOL-LEVEL FAKE API SERVER written here (tests/kubernetes/fake/), on loopback,
 //! reached through a kubeconfig the test writes (server http://127.0.0.1:PORT, a bearer
 //! token the fake checks). It speaks what kube-rs sends — JSON bodies, `?watch=true&
 //! resourceVersion=…` streams of newline-delimited watch events, `pods/NAME/log?follow=true`,
@@ -17,7 +17,7 @@
 //! these tests skip loudly, unless `CHANT_REQUIRE_DOCKER=1` makes them fail.
 
 mod common;
-#[path = "kubernetes/fake.rs"]
+#[path = "kubernetes/fake/mod.rs"]
 mod fake;
 #[path = "kubernetes/image.rs"]
 mod image;
@@ -306,6 +306,69 @@ fn a_timeout_deletes_the_job_and_lands_nothing() {
     });
     assert_eq!(s.repo.events("spec_failed").len(), 1);
     assert!(s.repo.rev(&format!("chant/{}:hello.txt", s.id)).is_none());
+}
+
+#[test]
+fn ctrl_c_deletes_the_job() {
+    let Some(image) = image::image() else { return };
+    let s = setup(&image, "sleepy.sh", "5m");
+    let mut cmd = s.repo.chant_cmd(&["work", &s.id]);
+    cmd.env("KUBECONFIG", &s.kubeconfig)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let child = cmd.spawn().expect("spawn");
+    common::wait_for("the pod's log to be followed", || {
+        s.fake.requests().iter().any(|r| r.path.ends_with("/log"))
+    });
+    // SAFETY: sending SIGINT to our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let out = child.wait_with_output().expect("wait");
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        s.repo.events("spec_failed")[0]["details"]["reason"],
+        "interrupted"
+    );
+    let requests = s.fake.requests();
+    let delete = requests
+        .iter()
+        .find(|r| r.method == "DELETE")
+        .expect("job deleted on Ctrl-C");
+    assert_eq!(delete.body["propagationPolicy"], "Background");
+    common::wait_for("the pod's container to be removed", || {
+        s.fake.pods_left().is_empty()
+    });
+}
+
+#[test]
+fn what_the_pod_pushes_is_judged_like_every_level() {
+    let Some(image) = image::image() else { return };
+    for (agent, rule) in [
+        ("escape-symlink.sh", "symlink"),
+        ("big-file.sh", "file_size"),
+    ] {
+        let s = setup(&image, agent, "5m");
+        let run = s.work();
+        assert_eq!(run.code(), 1, "{agent}: {}", run.stderr());
+        let violations = s.repo.events("policy_violation");
+        assert!(
+            violations.iter().any(|v| v["details"]["rule"]
+                .as_str()
+                .unwrap_or_default()
+                .contains(rule)),
+            "{agent}: {violations:?}"
+        );
+        assert_eq!(
+            s.repo.rev(&format!("chant/{}", s.id)),
+            s.repo.rev("main"),
+            "{agent}: nothing landed"
+        );
+        assert_eq!(s.server_git(&["for-each-ref", "refs/chant/incoming"]), "");
+    }
 }
 
 #[test]

@@ -89,6 +89,10 @@ pub fn fetch(
     git(
         clone,
         &[
+            // Malformed objects (tree names such as `..` or `.git`, bad modes) are refused
+            // before anything is stored.
+            "-c",
+            "fetch.fsckObjects=true",
             "fetch",
             "--quiet",
             "--no-tags",
@@ -176,8 +180,10 @@ fn safe_name(name: &str) -> bool {
 
 /// Writes the tree of `commit` over the clone's work tree (which holds the checkout of its
 /// HEAD): files that differ are rewritten, files that are gone removed; untouched files
-/// keep their checkout stat, so collect skips them as at every level.
-pub fn materialise(clone: &Path, commit: Oid) -> Result<(), SandboxError> {
+/// keep their checkout stat, so collect skips them as at every level. A blob larger than
+/// `max_file_size` is written as a sparse file of its size, so the size rule sees it
+/// without the disk holding it.
+pub fn materialise(clone: &Path, commit: Oid, max_file_size: u64) -> Result<(), SandboxError> {
     let repo = Repository::open(clone).map_err(git2_error)?;
     let head = repo
         .head()
@@ -199,6 +205,20 @@ pub fn materialise(clone: &Path, commit: Oid) -> Result<(), SandboxError> {
             continue;
         }
         let target = inside(clone, path)?;
+        let (size, _) = repo
+            .odb()
+            .and_then(|db| db.read_header(*oid))
+            .map_err(git2_error)?;
+        if *mode != 0o120000 && size as u64 > max_file_size {
+            make_parents(clone, path)?;
+            remove(&target)?;
+            std::fs::File::create(&target)
+                .and_then(|f| f.set_len(size as u64))
+                .map_err(|e| {
+                    SandboxError::Workspace(format!("writing {}: {e}", target.display()))
+                })?;
+            continue;
+        }
         let blob = repo.find_blob(*oid).map_err(git2_error)?;
         make_parents(clone, path)?;
         remove(&target)?;
@@ -326,7 +346,7 @@ mod tests {
             ],
             Some(start),
         );
-        materialise(dir.path(), result).expect("materialise");
+        materialise(dir.path(), result, 1024).expect("materialise");
         assert!(!dir.path().join("gone.txt").exists());
         assert_eq!(
             std::fs::read(dir.path().join("new/run.sh")).expect("written"),

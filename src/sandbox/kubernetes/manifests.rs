@@ -12,17 +12,13 @@ use k8s_openapi::api::core::v1::{
     PodSpec, PodTemplateSpec, ResourceRequirements, SeccompProfile, Secret, SecretEnvSource,
     SecurityContext, ServiceAccount, Volume, VolumeMount,
 };
-use k8s_openapi::api::networking::v1::{
-    IPBlock, NetworkPolicy, NetworkPolicyEgressRule, NetworkPolicyPeer, NetworkPolicyPort,
-    NetworkPolicySpec,
-};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
-use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use k8s_openapi::ByteString;
 
-use super::script;
+use super::{network, script};
 use crate::config::{ByteSize, Cpu, KubernetesConfig, NetworkConfig};
 
 /// Every worker pod carries this label (the seed's NetworkPolicy selects on it).
@@ -138,7 +134,7 @@ pub fn build(
         },
         network_policy: config
             .network_policy
-            .then(|| network_policy(config, network, repo_url, &name)),
+            .then(|| network::policy(meta(config, &name, &name), network, repo_url, &name)),
         job: job(config, repo_url, run, &name, &account, &secret_name),
     }
 }
@@ -148,7 +144,7 @@ fn suffix(name: &str) -> &str {
     name.strip_prefix("chant-").unwrap_or(name)
 }
 
-fn labels(run_name: &str) -> BTreeMap<String, String> {
+pub(super) fn labels(run_name: &str) -> BTreeMap<String, String> {
     BTreeMap::from([
         (APP_LABEL.0.to_string(), APP_LABEL.1.to_string()),
         (RUN_LABEL.to_string(), run_name.to_string()),
@@ -347,122 +343,6 @@ fn job(
         }),
         status: None,
     }
-}
-
-/// Egress: DNS (the agent and git name their hosts), the repository's port, and HTTPS —
-/// or, with `agent.network.enabled`, the ports of `allowed_hosts`. A NetworkPolicy cannot
-/// name hosts; the allowlist is also put in an annotation for an FQDN-aware policy engine
-/// (docs/kubernetes.md).
-fn network_policy(
-    config: &KubernetesConfig,
-    network: &NetworkConfig,
-    repo_url: &str,
-    name: &str,
-) -> NetworkPolicy {
-    let mut ports: Vec<u16> = vec![443];
-    if network.enabled {
-        ports = network
-            .allowed_hosts
-            .0
-            .patterns()
-            .iter()
-            .map(|h| host_port(h.as_str()))
-            .collect();
-    }
-    if let Some(p) = url_port(repo_url) {
-        ports.push(p);
-    }
-    ports.sort_unstable();
-    ports.dedup();
-    let anywhere = vec![
-        NetworkPolicyPeer {
-            ip_block: Some(IPBlock {
-                cidr: "0.0.0.0/0".into(),
-                except: None,
-            }),
-            ..Default::default()
-        },
-        NetworkPolicyPeer {
-            ip_block: Some(IPBlock {
-                cidr: "::/0".into(),
-                except: None,
-            }),
-            ..Default::default()
-        },
-    ];
-    let port = |protocol: &str, p: u16| NetworkPolicyPort {
-        protocol: Some(protocol.into()),
-        port: Some(IntOrString::Int(i32::from(p))),
-        end_port: None,
-    };
-    let mut metadata = meta(config, name, name);
-    if network.enabled {
-        let hosts: Vec<&str> = network
-            .allowed_hosts
-            .0
-            .patterns()
-            .iter()
-            .map(|h| h.as_str())
-            .collect();
-        metadata.annotations = Some(BTreeMap::from([(
-            "chant.dev/allowed-hosts".to_string(),
-            hosts.join(","),
-        )]));
-    }
-    NetworkPolicy {
-        metadata,
-        spec: Some(NetworkPolicySpec {
-            pod_selector: Some(LabelSelector {
-                match_labels: Some(labels(name)),
-                match_expressions: None,
-            }),
-            policy_types: Some(vec!["Ingress".into(), "Egress".into()]),
-            // No ingress rule: nothing may connect to the pod.
-            ingress: Some(Vec::new()),
-            egress: Some(vec![
-                NetworkPolicyEgressRule {
-                    to: None,
-                    ports: Some(vec![port("UDP", 53), port("TCP", 53)]),
-                },
-                NetworkPolicyEgressRule {
-                    to: Some(anywhere),
-                    ports: Some(ports.into_iter().map(|p| port("TCP", p)).collect()),
-                },
-            ]),
-        }),
-    }
-}
-
-/// The port of a host pattern (`host:port`), 443 when it names none.
-fn host_port(pattern: &str) -> u16 {
-    pattern
-        .rsplit_once(':')
-        .and_then(|(_, p)| p.parse().ok())
-        .unwrap_or(443)
-}
-
-/// The TCP port a repository URL connects to (None for `file://` and local paths).
-pub fn url_port(url: &str) -> Option<u16> {
-    let (scheme, rest) = match url.split_once("://") {
-        Some(parts) => parts,
-        // scp-like `git@host:path` is ssh.
-        None if url.contains('@') && url.contains(':') => return Some(22),
-        None => return None,
-    };
-    let default = match scheme {
-        "https" => 443,
-        "http" => 80,
-        "ssh" | "git+ssh" => 22,
-        "git" => 9418,
-        _ => return None,
-    };
-    let authority = rest.split('/').next().unwrap_or_default();
-    let host = authority.rsplit('@').next().unwrap_or_default();
-    Some(
-        host.rsplit_once(':')
-            .and_then(|(_, p)| p.parse().ok())
-            .unwrap_or(default),
-    )
 }
 
 /// The objects as YAML documents for `kubectl apply -f -`, the Secret's values withheld.

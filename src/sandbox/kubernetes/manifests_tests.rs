@@ -2,6 +2,9 @@
 
 use super::*;
 use crate::config::Config;
+use crate::sandbox::kubernetes::network::url_port;
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 fn run() -> RunSpec {
     RunSpec {

@@ -16,6 +16,7 @@
 mod client;
 pub mod incoming;
 pub mod manifests;
+mod network;
 pub mod script;
 
 use std::path::Path;
@@ -32,6 +33,8 @@ pub struct Kubernetes {
     config: KubernetesConfig,
     network: NetworkConfig,
     repo_url: String,
+    /// `agent.file_access.max_file_size`: larger results are not written out in full.
+    max_file_size: u64,
 }
 
 impl Kubernetes {
@@ -64,6 +67,7 @@ impl Kubernetes {
             config: k.clone(),
             network: config.agent.network.clone(),
             repo_url,
+            max_file_size: config.agent.file_access.max_file_size.bytes(),
         })
     }
 
@@ -196,7 +200,7 @@ impl Sandbox for Kubernetes {
                 incoming::incoming_ref(&run.spec_id, &run.session)
             )));
         };
-        let written = incoming::materialise(&job.workspace, commit);
+        let written = incoming::materialise(&job.workspace, commit, self.max_file_size);
         let deleted =
             incoming::delete_remote(&job.workspace, &self.repo_url, &run.spec_id, &run.session);
         written?;
