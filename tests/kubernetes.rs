@@ -345,6 +345,32 @@ fn ctrl_c_deletes_the_job() {
 }
 
 #[test]
+fn cancel_deletes_the_job_and_records_the_reason() {
+    let Some(image) = image::image() else { return };
+    let s = setup(&image, "sleepy.sh", "5m");
+    let mut cmd = s.repo.chant_cmd(&["work", &s.id]);
+    cmd.env("KUBECONFIG", &s.kubeconfig)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let child = cmd.spawn().expect("spawn");
+    common::wait_for("the pod's log to be followed", || {
+        s.fake.requests().iter().any(|r| r.path.ends_with("/log"))
+    });
+    s.repo
+        .chant(&["cancel", &s.id, "--reason", "wrong approach"])
+        .assert_ok();
+    let out = child.wait_with_output().expect("wait");
+    assert_eq!(out.status.code(), Some(1));
+    let cancelled = s.repo.events("spec_cancelled");
+    assert_eq!(cancelled.len(), 1);
+    assert_eq!(cancelled[0]["details"]["reason"], "wrong approach");
+    assert!(s.fake.requests().iter().any(|r| r.method == "DELETE"));
+    common::wait_for("the pod's container to be removed", || {
+        s.fake.pods_left().is_empty()
+    });
+}
+
+#[test]
 fn what_the_pod_pushes_is_judged_like_every_level() {
     let Some(image) = image::image() else { return };
     for (agent, rule) in [

@@ -208,3 +208,64 @@ impl Sandbox for Kubernetes {
         Ok(outcome)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn level(yaml: &str) -> Result<Kubernetes, SandboxError> {
+        let config = crate::config::parse(".chant/config.md", &format!("---\n{yaml}---\n"))
+            .expect("config parses");
+        Kubernetes::new(&config)
+    }
+
+    #[test]
+    fn refuses_what_it_cannot_do_with_exit_2_naming_the_key() {
+        let ok = "agent:\n  kubernetes:\n    image: w\n    repo_url: https://h/r.git\n";
+        assert!(level(ok).is_ok());
+        for (yaml, key) in [
+            ("agent:\n  kubernetes:\n    repo_url: https://h/r.git\n", "agent.kubernetes.image"),
+            ("agent:\n  kubernetes:\n    image: w\n", "agent.kubernetes.repo_url"),
+            (
+                "agent:\n  kubernetes:\n    image: w\n    repo_url: https://h/r.git\nwork:\n  validate: [\"make test\"]\n",
+                "work.validate",
+            ),
+        ] {
+            let Err(e) = level(yaml) else {
+                panic!("accepted: {yaml}")
+            };
+            assert_eq!(e.exit_code(), 2);
+            assert!(e.to_string().contains(key), "{e}");
+        }
+    }
+
+    #[test]
+    fn exposed_secrets_go_to_the_secret_and_chants_variables_stay_plain() {
+        let job = Job {
+            argv: vec!["agent".into()],
+            env: vec![
+                ("PATH".into(), "/bin".into()),
+                ("LANG".into(), "C.UTF-8".into()),
+                ("CHANT_SPEC_ID".into(), "2026-01-22-001-x7m".into()),
+                ("CHANT_SESSION".into(), "sess_1".into()),
+                ("AGENT_API_KEY".into(), "sk-1".into()),
+            ],
+            workspace: "/workspace/repo".into(),
+            timeout: std::time::Duration::from_secs(60),
+            files: vec![("/tmp/chant/prompt.md".into(), b"p".to_vec())],
+            hold_stdin: false,
+        };
+        let run = Kubernetes::run_spec(&job);
+        assert_eq!(
+            run.secrets,
+            [("AGENT_API_KEY".to_string(), "sk-1".to_string())]
+        );
+        assert!(run.env.iter().all(|(k, _)| k != "AGENT_API_KEY"));
+        assert_eq!(run.spec_id, "2026-01-22-001-x7m");
+        assert_eq!(run.session, "sess_1");
+        assert_eq!(
+            run.files,
+            [("/tmp/chant/prompt.md".to_string(), "p".to_string())]
+        );
+    }
+}
