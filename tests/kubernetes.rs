@@ -398,6 +398,44 @@ fn what_the_pod_pushes_is_judged_like_every_level() {
 }
 
 #[test]
+fn all_ready_runs_the_ready_specs_as_concurrent_jobs() {
+    let Some(image) = image::image() else { return };
+    let s = setup(&image, "greet.sh", "5m");
+    let second = s.repo.add_spec("Greet once more", &["hello.txt"]);
+    s.repo.git(&["add", "-A"]);
+    s.repo.git(&["commit", "--quiet", "-m", "second spec"]);
+    let mut cmd = s.repo.chant_cmd(&[
+        "work",
+        "--all-ready",
+        "--parallel",
+        "2",
+        "--secrets-from",
+        &format!("dotenv:{}", s.env_file.display()),
+    ]);
+    cmd.env("KUBECONFIG", &s.kubeconfig);
+    let run = common::Run(cmd.output().expect("run"));
+    assert_eq!(run.code(), 0, "{}", run.stderr());
+    assert!(!run.stdout().contains(SECRET));
+    for id in [&s.id, &second] {
+        let landed = s.repo.git(&["show", &format!("chant/{id}:hello.txt")]);
+        assert_eq!(landed, "Hello from the agent!\n", "{id}");
+    }
+    let lifetimes = s.fake.lifetimes();
+    assert_eq!(lifetimes.len(), 2, "two Jobs");
+    let starts: Vec<_> = lifetimes.iter().filter_map(|(_, a, _)| *a).collect();
+    let ends: Vec<_> = lifetimes.iter().filter_map(|(_, _, b)| *b).collect();
+    assert_eq!(
+        (starts.len(), ends.len()),
+        (2, 2),
+        "both started and deleted"
+    );
+    let last_start = starts.iter().max().expect("starts");
+    let first_end = ends.iter().min().expect("ends");
+    assert!(last_start < first_end, "the two Jobs ran at the same time");
+    assert_eq!(s.server_git(&["for-each-ref", "refs/chant/incoming"]), "");
+}
+
+#[test]
 fn dry_run_prints_the_manifests_and_contacts_nothing() {
     let repo = TestRepo::initialised();
     repo.write_config(

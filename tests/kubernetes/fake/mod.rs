@@ -1,5 +1,6 @@
 //! A protocol-level FAKE Kubernetes API server on loopback (HTTP/1.1, one thread per
-//! connection): just enough of the API for chant's sequence, every request recorded.
+//! connection): just enough of the API for chant's sequence, for any number of Jobs at once
+//! (kept by name), every request recorded.
 //!
 //! - POST of a Job, ServiceAccount, Role, RoleBinding, Secret, NetworkPolicy: stored, given
 //!   a uid and a resourceVersion, echoed back (201).
@@ -81,9 +82,17 @@ fn percent_decode(s: &str) -> String {
 }
 
 #[derive(Default)]
-struct State {
+pub(super) struct State {
     requests: Vec<Request>,
     unauthorised: usize,
+    /// The Jobs, by name (several at once with `--all-ready`).
+    jobs: std::collections::BTreeMap<String, Run>,
+    containers: Vec<String>,
+}
+
+/// One Job and its pod.
+#[derive(Default)]
+pub(super) struct Run {
     job: Value,
     secret_env: Vec<(String, String)>,
     watches: usize,
@@ -91,7 +100,8 @@ struct State {
     output: Vec<u8>,
     exit: Option<i32>,
     deleted: bool,
-    containers: Vec<String>,
+    started: Option<std::time::Instant>,
+    ended: Option<std::time::Instant>,
 }
 
 pub struct Fake {
@@ -140,8 +150,29 @@ impl Fake {
         self.lock().unauthorised
     }
 
+    /// The uid of the (first) Job.
     pub fn job_uid(&self) -> Value {
-        self.lock().job["metadata"]["uid"].clone()
+        self.lock()
+            .jobs
+            .values()
+            .next()
+            .map(|r| r.job["metadata"]["uid"].clone())
+            .unwrap_or(Value::Null)
+    }
+
+    /// When each Job was started (unsuspended) and deleted, by name.
+    pub fn lifetimes(
+        &self,
+    ) -> Vec<(
+        String,
+        Option<std::time::Instant>,
+        Option<std::time::Instant>,
+    )> {
+        self.lock()
+            .jobs
+            .iter()
+            .map(|(n, r)| (n.clone(), r.started, r.ended))
+            .collect()
     }
 
     /// Containers the fake started that still exist in the engine.
@@ -176,6 +207,11 @@ impl Drop for Fake {
 
 fn lock(ctx: &Ctx) -> std::sync::MutexGuard<'_, State> {
     ctx.state.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Applies `f` to the Job `name` (None when there is no such Job).
+fn with_run<R>(ctx: &Ctx, name: &str, f: impl FnOnce(&mut Run) -> R) -> Option<R> {
+    lock(ctx).jobs.get_mut(name).map(f)
 }
 
 fn serve(ctx: &Ctx, conn: TcpStream) -> std::io::Result<()> {
@@ -266,11 +302,18 @@ fn end_stream(out: &mut TcpStream) -> std::io::Result<()> {
     out.flush()
 }
 
-fn job_with(ctx: &Ctx, version: &str, status: Value) -> Value {
-    let mut job = lock(ctx).job.clone();
+fn job_with(ctx: &Ctx, name: &str, version: &str, status: Value) -> Value {
+    let mut job = with_run(ctx, name, |r| r.job.clone()).unwrap_or(Value::Null);
     job["metadata"]["resourceVersion"] = json!(version);
     job["status"] = status;
     job
+}
+
+/// The value of `key=VALUE` in a selector query parameter.
+fn selected(r: &Request, param: &str, key: &str) -> String {
+    r.query(param)
+        .and_then(|s| s.strip_prefix(&format!("{key}=")).map(String::from))
+        .unwrap_or_default()
 }
 
 /// Handles one request; false when the connection must close.
@@ -278,17 +321,29 @@ fn route(ctx: &Ctx, r: &Request, out: &mut TcpStream) -> std::io::Result<bool> {
     let ns = &ctx.namespace;
     let jobs = format!("/apis/batch/v1/namespaces/{ns}/jobs");
     let pods = format!("/api/v1/namespaces/{ns}/pods");
-    let job_name = lock(ctx).job["metadata"]["name"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
-    let pod_name = format!("{job_name}-pod");
+    let job_of = |p: &str| p.strip_prefix(&format!("{jobs}/")).map(String::from);
+    let pod_of = |p: &str, tail: &str| {
+        p.strip_prefix(&format!("{pods}/"))
+            .and_then(|rest| rest.strip_suffix(tail))
+            .and_then(|pod| pod.strip_suffix("-pod"))
+            .map(String::from)
+    };
     match (r.method.as_str(), r.path.as_str()) {
         ("POST", p) if p == jobs => {
+            let name = r.body["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
             let mut job = r.body.clone();
-            job["metadata"]["uid"] = json!("uid-job-1");
+            job["metadata"]["uid"] = json!(format!("uid-{name}"));
             job["metadata"]["resourceVersion"] = json!("1");
-            lock(ctx).job = job.clone();
+            lock(ctx).jobs.insert(
+                name,
+                Run {
+                    job: job.clone(),
+                    ..Default::default()
+                },
+            );
             respond(out, 201, &job)?;
         }
         ("POST", p) if p.starts_with("/api") => {
@@ -304,37 +359,40 @@ fn route(ctx: &Ctx, r: &Request, out: &mut TcpStream) -> std::io::Result<bool> {
                             .collect()
                     })
                     .unwrap_or_default();
-                lock(ctx).secret_env = data;
+                let owner = r.body["metadata"]["ownerReferences"][0]["name"]
+                    .as_str()
+                    .unwrap_or_default();
+                with_run(ctx, owner, |run| run.secret_env = data);
             }
             respond(out, 201, &obj)?;
         }
-        ("PATCH", p) if p == format!("{jobs}/{job_name}") => {
-            {
-                let mut s = lock(ctx);
-                s.job["spec"]["suspend"] = json!(false);
-            }
-            start_pod(ctx, &pod_name);
-            respond(out, 200, &job_with(ctx, "2", json!({})))?;
+        ("PATCH", p) if job_of(p).is_some() => {
+            let name = job_of(p).unwrap_or_default();
+            with_run(ctx, &name, |run| {
+                run.job["spec"]["suspend"] = json!(false);
+                run.started = Some(std::time::Instant::now());
+            });
+            start_pod(ctx, &name);
+            respond(out, 200, &job_with(ctx, &name, "2", json!({})))?;
         }
         ("GET", p) if p == jobs && r.is_watch() => {
-            let first = {
-                let mut s = lock(ctx);
-                s.watches += 1;
-                s.watches == 1
-            };
+            let name = selected(r, "fieldSelector", "metadata.name");
+            let first = with_run(ctx, &name, |run| {
+                run.watches += 1;
+                run.watches == 1
+            })
+            .unwrap_or(false);
             start_stream(out, "application/json")?;
             if first {
-                let event = json!({"type": "MODIFIED", "object": job_with(ctx, ACTIVE_VERSION, json!({"active": 1}))});
+                let event = json!({"type": "MODIFIED", "object": job_with(ctx, &name, ACTIVE_VERSION, json!({"active": 1}))});
                 chunk(out, format!("{event}\n").as_bytes())?;
                 // Dropped mid-stream: no final chunk.
                 let _ = out.shutdown(std::net::Shutdown::Both);
                 return Ok(false);
             }
             let code = loop {
-                let (exit, deleted) = {
-                    let s = lock(ctx);
-                    (s.exit, s.deleted)
-                };
+                let (exit, deleted) =
+                    with_run(ctx, &name, |run| (run.exit, run.deleted)).unwrap_or((None, true));
                 if let Some(code) = exit {
                     break Some(code);
                 }
@@ -351,7 +409,8 @@ fn route(ctx: &Ctx, r: &Request, out: &mut TcpStream) -> std::io::Result<bool> {
                 };
                 let mut status = counts;
                 status["conditions"] = json!([{"type": kind, "status": "True"}]);
-                let event = json!({"type": "MODIFIED", "object": job_with(ctx, "4", status)});
+                let event =
+                    json!({"type": "MODIFIED", "object": job_with(ctx, &name, "4", status)});
                 chunk(out, format!("{event}\n").as_bytes())?;
             }
             end_stream(out)?;
@@ -364,13 +423,15 @@ fn route(ctx: &Ctx, r: &Request, out: &mut TcpStream) -> std::io::Result<bool> {
                 &json!({"apiVersion": "batch/v1", "kind": "JobList", "metadata": {"resourceVersion": "1"}, "items": []}),
             )?;
         }
-        ("GET", p) if p == format!("{jobs}/{job_name}") => {
-            respond(out, 200, &job_with(ctx, "4", json!({})))?;
+        ("GET", p) if job_of(p).is_some() => {
+            let name = job_of(p).unwrap_or_default();
+            respond(out, 200, &job_with(ctx, &name, "4", json!({})))?;
         }
         ("GET", p) if p == pods => {
-            let started = lock(ctx).pod_started;
+            let name = selected(r, "labelSelector", "job-name");
+            let started = with_run(ctx, &name, |run| run.pod_started).unwrap_or(false);
             let items: Vec<Value> = if started {
-                vec![pod(ctx, &pod_name, &job_name)]
+                vec![pod(ctx, &name)]
             } else {
                 Vec::new()
             };
@@ -380,14 +441,18 @@ fn route(ctx: &Ctx, r: &Request, out: &mut TcpStream) -> std::io::Result<bool> {
                 &json!({"apiVersion": "v1", "kind": "PodList", "metadata": {"resourceVersion": "5"}, "items": items}),
             )?;
         }
-        ("GET", p) if p == format!("{pods}/{pod_name}/log") => {
+        ("GET", p) if pod_of(p, "/log").is_some() => {
+            let name = pod_of(p, "/log").unwrap_or_default();
             start_stream(out, "text/plain")?;
             let mut sent = 0;
             loop {
-                let (new, done) = {
-                    let s = lock(ctx);
-                    (s.output[sent..].to_vec(), s.exit.is_some() || s.deleted)
-                };
+                let (new, done) = with_run(ctx, &name, |run| {
+                    (
+                        run.output[sent..].to_vec(),
+                        run.exit.is_some() || run.deleted,
+                    )
+                })
+                .unwrap_or((Vec::new(), true));
                 if !new.is_empty() {
                     chunk(out, &new)?;
                     sent += new.len();
@@ -400,31 +465,36 @@ fn route(ctx: &Ctx, r: &Request, out: &mut TcpStream) -> std::io::Result<bool> {
             end_stream(out)?;
             return Ok(false);
         }
-        ("GET", p) if p == format!("{pods}/{pod_name}") => {
-            respond(out, 200, &pod(ctx, &pod_name, &job_name))?;
+        ("GET", p) if pod_of(p, "").is_some() => {
+            let name = pod_of(p, "").unwrap_or_default();
+            respond(out, 200, &pod(ctx, &name))?;
         }
-        ("DELETE", p) if p == format!("{jobs}/{job_name}") => {
-            lock(ctx).deleted = true;
+        ("DELETE", p) if job_of(p).is_some() => {
+            let name = job_of(p).unwrap_or_default();
+            with_run(ctx, &name, |run| {
+                run.deleted = true;
+                run.ended = Some(std::time::Instant::now());
+            });
             let _ = Command::new("docker")
-                .args(["rm", "-f", &pod_name])
+                .args(["rm", "-f", &format!("{name}-pod")])
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .status();
-            respond(out, 200, &job_with(ctx, "6", json!({})))?;
+            respond(out, 200, &job_with(ctx, &name, "6", json!({})))?;
         }
         _ => respond(out, 404, &status(404, "NotFound"))?,
     }
     Ok(true)
 }
 
-fn pod(ctx: &Ctx, name: &str, job: &str) -> Value {
-    let exit = lock(ctx).exit;
+fn pod(ctx: &Ctx, job: &str) -> Value {
+    let exit = with_run(ctx, job, |run| run.exit).flatten();
     let state = match exit {
         Some(code) => json!({"terminated": {"exitCode": code}}),
         None => json!({"running": {}}),
     };
     json!({"apiVersion": "v1", "kind": "Pod",
-           "metadata": {"name": name, "namespace": ctx.namespace, "labels": {"job-name": job}},
+           "metadata": {"name": format!("{job}-pod"), "namespace": ctx.namespace, "labels": {"job-name": job}},
            "status": {"containerStatuses": [{"name": "agent", "ready": exit.is_none(), "restartCount": 0,
               "image": "", "imageID": "", "state": state}]}})
 }

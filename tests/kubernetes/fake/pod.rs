@@ -6,16 +6,19 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{lock, Ctx};
+use super::{lock, with_run, Ctx};
 
-/// Runs the Job's container as the Job describes it.
-pub(super) fn start_pod(ctx: &Ctx, name: &str) {
-    let (job, secret_env) = {
-        let mut s = lock(ctx);
-        s.pod_started = true;
-        s.containers.push(name.to_string());
-        (s.job.clone(), s.secret_env.clone())
+/// Runs the container of Job `job` as the Job describes it, named `<job>-pod`.
+pub(super) fn start_pod(ctx: &Ctx, job_name: &str) {
+    let name = format!("{job_name}-pod");
+    lock(ctx).containers.push(name.clone());
+    let Some((job, secret_env)) = with_run(ctx, job_name, |run| {
+        run.pod_started = true;
+        (run.job.clone(), run.secret_env.clone())
+    }) else {
+        return;
     };
+    let name = name.as_str();
     let pod = &job["spec"]["template"]["spec"];
     let c = &pod["containers"][0];
     let sc = &c["securityContext"];
@@ -71,14 +74,24 @@ pub(super) fn start_pod(ctx: &Ctx, name: &str) {
     cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
     let state = Arc::clone(&ctx.state);
     let name_owned = name.to_string();
+    let key = job_name.to_string();
+    // Applies a change to this Job's record.
+    let update = move |state: &Arc<std::sync::Mutex<super::State>>,
+                       f: &mut dyn FnMut(&mut super::Run)| {
+        let mut s = state.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(run) = s.jobs.get_mut(&key) {
+            f(run);
+        }
+    };
     std::thread::spawn(move || {
         let mut child = match cmd.spawn() {
             Ok(c) => c,
             Err(e) => {
-                let mut s = state.lock().unwrap_or_else(|e| e.into_inner());
-                s.output
-                    .extend_from_slice(format!("fake: docker run failed: {e}\n").as_bytes());
-                s.exit = Some(127);
+                update(&state, &mut |run| {
+                    run.output
+                        .extend_from_slice(format!("fake: docker run failed: {e}\n").as_bytes());
+                    run.exit = Some(127);
+                });
                 return;
             }
         };
@@ -96,14 +109,14 @@ pub(super) fn start_pod(ctx: &Ctx, name: &str) {
         .flatten()
         .map(|mut r| {
             let state = Arc::clone(&state);
+            let update = update.clone();
             std::thread::spawn(move || {
                 let mut buf = [0u8; 4096];
                 while let Ok(n) = r.read(&mut buf) {
                     if n == 0 {
                         break;
                     }
-                    let mut s = state.lock().unwrap_or_else(|e| e.into_inner());
-                    s.output.extend_from_slice(&buf[..n]);
+                    update(&state, &mut |run| run.output.extend_from_slice(&buf[..n]));
                 }
             })
         })
@@ -117,7 +130,9 @@ pub(super) fn start_pod(ctx: &Ctx, name: &str) {
                 Ok(None) => {}
                 Err(_) => break None,
             }
-            if state.lock().unwrap_or_else(|e| e.into_inner()).deleted {
+            let mut deleted = false;
+            update(&state, &mut |run| deleted = run.deleted);
+            if deleted {
                 let _ = Command::new("docker")
                     .args(["rm", "-f", &name])
                     .stdout(Stdio::null())
@@ -130,8 +145,7 @@ pub(super) fn start_pod(ctx: &Ctx, name: &str) {
             let _ = r.join();
         }
         let code = status.and_then(|s| s.code()).unwrap_or(137);
-        let mut s = state.lock().unwrap_or_else(|e| e.into_inner());
-        s.exit = Some(code);
+        update(&state, &mut |run| run.exit = Some(code));
     });
 }
 
