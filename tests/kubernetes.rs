@@ -250,6 +250,34 @@ fn a_job_runs_the_agent_and_its_result_lands_through_the_policy_check() {
 }
 
 #[test]
+fn a_watch_answered_410_gone_rereads_the_job_and_watches_on() {
+    let Some(image) = image::image() else { return };
+    let s = setup(&image, "greet.sh", "5m");
+    s.fake.expire_second_watch();
+    let run = s.work();
+    assert_eq!(run.code(), 0, "{}", run.stderr());
+    let requests = s.fake.requests();
+    let lines: Vec<String> = requests.iter().map(|r| r.line()).collect();
+    let watches: Vec<&fake::Request> = requests.iter().filter(|r| r.is_watch()).collect();
+    assert!(watches.len() >= 3, "{}", lines.join("\n"));
+    let reread = requests
+        .iter()
+        .position(|r| r.method == "GET" && !r.is_watch() && r.path.contains("/jobs/"))
+        .unwrap_or_else(|| panic!("the Job was not re-read:\n{}", lines.join("\n")));
+    let third = requests
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r.is_watch())
+        .nth(2)
+        .map(|(i, r)| (i, r.query("resourceVersion")))
+        .expect("third watch");
+    assert!(reread < third.0, "{}", lines.join("\n"));
+    // The fake's Job reads back at version 4: the watch goes on from there.
+    assert_eq!(third.1.as_deref(), Some("4"));
+    s.repo.git(&["show", &format!("chant/{}:hello.txt", s.id)]);
+}
+
+#[test]
 fn the_agent_identity_cannot_push_anywhere_but_its_incoming_ref() {
     let Some(image) = image::image() else { return };
     let s = setup(&image, "greet.sh", "5m");

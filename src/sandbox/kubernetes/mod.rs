@@ -173,10 +173,12 @@ impl Sandbox for Kubernetes {
         stop: &Arc<AtomicBool>,
     ) -> Result<Outcome, SandboxError> {
         let run = Self::run_spec(job);
-        incoming::publish_start(&job.workspace, &self.repo_url, &run.spec_id)?;
         let manifests = self.manifests(&run);
-        let outcome = runtime()?.block_on(async {
-            let client = client::connect().await?;
+        let rt = runtime()?;
+        // The kubeconfig first: without a cluster nothing is published.
+        let client = rt.block_on(client::connect())?;
+        incoming::publish_start(&job.workspace, &self.repo_url, &run.spec_id)?;
+        let outcome = rt.block_on(async {
             client::run(
                 client,
                 &self.config.namespace,

@@ -10,7 +10,8 @@
 //! - GET `jobs?watch=true`: a chunked stream of newline-delimited watch events. The FIRST
 //!   watch sends one event (the Job active, resourceVersion [`ACTIVE_VERSION`]) and then
 //!   drops the connection mid-stream; later watches wait for the pod to end and send the
-//!   Job's final condition.
+//!   Job's final condition (after [`Fake::expire_second_watch`], the second watch gets a
+//!   `410 Gone` ERROR event instead).
 //! - GET `pods?labelSelector=job-name=…`, `pods/NAME`, `pods/NAME/log?follow=true` (the
 //!   container's output, streamed as it arrives).
 //! - DELETE of the Job: removes the container.
@@ -88,6 +89,8 @@ pub(super) struct State {
     /// The Jobs, by name (several at once with `--all-ready`).
     jobs: std::collections::BTreeMap<String, Run>,
     containers: Vec<String>,
+    /// Answer each Job's second watch with `410 Gone` (its version "expired").
+    expire_second_watch: bool,
 }
 
 /// One Job and its pod.
@@ -148,6 +151,12 @@ impl Fake {
 
     pub fn unauthorised(&self) -> usize {
         self.lock().unauthorised
+    }
+
+    /// From now on, each Job's second watch gets a `410 Gone` event, as when the server
+    /// no longer has the requested resourceVersion.
+    pub fn expire_second_watch(&self) {
+        self.lock().expire_second_watch = true;
     }
 
     /// The uid of the (first) Job.
@@ -377,12 +386,19 @@ fn route(ctx: &Ctx, r: &Request, out: &mut TcpStream) -> std::io::Result<bool> {
         }
         ("GET", p) if p == jobs && r.is_watch() => {
             let name = selected(r, "fieldSelector", "metadata.name");
-            let first = with_run(ctx, &name, |run| {
+            let watches = with_run(ctx, &name, |run| {
                 run.watches += 1;
-                run.watches == 1
+                run.watches
             })
-            .unwrap_or(false);
+            .unwrap_or(0);
+            let first = watches == 1;
             start_stream(out, "application/json")?;
+            if watches == 2 && lock(ctx).expire_second_watch {
+                let event = json!({"type": "ERROR", "object": status(410, "Expired")});
+                chunk(out, format!("{event}\n").as_bytes())?;
+                end_stream(out)?;
+                return Ok(false);
+            }
             if first {
                 let event = json!({"type": "MODIFIED", "object": job_with(ctx, &name, ACTIVE_VERSION, json!({"active": 1}))});
                 chunk(out, format!("{event}\n").as_bytes())?;
