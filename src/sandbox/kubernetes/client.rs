@@ -207,9 +207,14 @@ async fn follow(
                 Ok(Some(WatchEvent::Error(e))) => {
                     return Err(SandboxError::Kubernetes(format!("watching Job {name}: {}", e.message)))
                 }
-                // The server ended the watch or the connection dropped: resume from the
-                // last version seen, so no event is missed.
-                Ok(None) | Err(_) => {
+                // The server ended the watch (it does so every WATCH_TIMEOUT seconds; not
+                // a failure) or the connection dropped: resume from the last version seen,
+                // so no event is missed.
+                Ok(None) => {
+                    failures = 0;
+                    watch = rewatch(&jobs, &wp, &version, &mut failures).await?;
+                }
+                Err(_) => {
                     watch = rewatch(&jobs, &wp, &version, &mut failures).await?;
                 }
             },
