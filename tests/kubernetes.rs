@@ -150,6 +150,10 @@ fn a_job_runs_the_agent_and_its_result_lands_through_the_policy_check() {
     assert_eq!(completed.len(), 1);
     assert_eq!(completed[0]["sandbox"], "kubernetes");
     assert_eq!(completed[0]["details"]["files_changed"][0], "hello.txt");
+    eprintln!(
+        "kubernetes run: agent_duration_ms {} (Job created to pod result fetched)",
+        completed[0]["details"]["agent_duration_ms"]
+    );
     // The incoming ref is gone from the repository; the pod's push was an agent's.
     assert_eq!(s.server_git(&["for-each-ref", "refs/chant/incoming"]), "");
     assert!(s.server_events("push_rejected").is_empty());

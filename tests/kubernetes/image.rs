@@ -1,9 +1,14 @@
 //! The worker image of the kubernetes tests, built without a registry: Debian's static
 //! busybox (`sh`), the host's git with its libraries (and the `git-upload-pack` /
-//! `git-receive-pack` names git runs for `file://`), git-chant itself (the bare
-//! repository's server hook runs in the pod when it pushes) and the fixture agents at
-//! /opt/chant/agents, imported with `docker import`. And a way to run a command the way
-//! the fake API server runs the Job's container.
+//! `git-receive-pack` names git runs for `file://`), the libraries git-chant loads, and the
+//! fixture agents at /opt/chant/agents, imported with `docker import`. And a way to run a
+//! command the way the fake API server runs the Job's container.
+//!
+//! A push over `file://` runs the receiving side — the bare repository's server hook, which
+//! is `git chant hook pre-receive` — inside the pod. That hook belongs to the git server,
+//! not the pod's image, so the test's git-chant binary is bind-mounted read-only at
+//! [`CHANT_IN_POD`] (see [`server_side`]) rather than baked in: the image then stays the
+//! same from build to build.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -28,6 +33,14 @@ pub fn image() -> Option<String> {
             None
         }
     }
+}
+
+/// Where the server hook finds git-chant in the pod (on its `PATH`).
+pub const CHANT_IN_POD: &str = "/usr/local/bin/git-chant";
+
+/// The `-v` argument that plays the git server's side: git-chant, read-only.
+pub fn server_side() -> String {
+    format!("{}:{CHANT_IN_POD}:ro", env!("CARGO_BIN_EXE_git-chant"))
 }
 
 /// Host files (absolute) a program loads, itself first.
@@ -67,7 +80,6 @@ fn build() -> Result<String, String> {
         let inside = host.to_string_lossy().trim_start_matches('/').to_string();
         files.push((inside, host));
     }
-    files.push(("usr/local/bin/git-chant".into(), chant));
     files.sort();
     files.dedup();
     let agents_dir = common::crate_path("fixtures/agents");
@@ -87,7 +99,7 @@ fn build() -> Result<String, String> {
     }
     let mut hash = sha2::Sha256::new();
     // The layout below (bump when it changes) and everything put in it.
-    hash.update(b"layout 2");
+    hash.update(b"layout 3");
     hash.update(&busybox);
     for (p, body) in contents.iter().chain(agents.iter()) {
         hash.update(p.as_bytes());
@@ -240,6 +252,7 @@ pub fn pod_command(
         cmd.arg("-v")
             .arg(format!("{}:{}", b.display(), b.display()));
     }
+    cmd.arg("-v").arg(server_side());
     for (k, v) in env {
         cmd.arg("-e").arg(format!("{k}={v}"));
     }

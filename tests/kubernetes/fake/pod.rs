@@ -47,6 +47,8 @@ pub(super) fn start_pod(ctx: &Ctx, job_name: &str) {
         cmd.arg("-v")
             .arg(format!("{}:{}", b.display(), b.display()));
     }
+    // The git server's side of a `file://` push (its hook), not part of the pod.
+    cmd.arg("-v").arg(crate::image::server_side());
     if let Some(w) = c["workingDir"].as_str() {
         cmd.args(["--workdir", w]);
     }
