@@ -83,10 +83,6 @@ pub enum Stream {
 pub enum SandboxError {
     #[error("agent program '{program}' not found on PATH; install it or set agent.command in .chant/config.md")]
     ProgramNotFound { program: String },
-    #[error(
-        "sandbox level '{0}' is not available yet in this build; use --sandbox none or permissions"
-    )]
-    Unavailable(SandboxLevel),
     #[error("cannot start '{program}': {source}")]
     Spawn {
         program: String,
@@ -124,7 +120,6 @@ impl SandboxError {
         match self {
             SandboxError::ProgramNotFound { .. }
             | SandboxError::NotInImage { .. }
-            | SandboxError::Unavailable(_)
             | SandboxError::Missing { .. }
             | SandboxError::EngineUnreachable { .. }
             | SandboxError::EnginePermission { .. }
