@@ -282,6 +282,25 @@ fn a_watch_answered_410_gone_rereads_the_job_and_watches_on() {
 }
 
 #[test]
+fn a_broken_log_stream_is_reopened_without_repeating_a_byte() {
+    let Some(image) = image::image() else { return };
+    let s = setup(&image, "greet.sh", "5m");
+    s.fake.cut_first_log_after(10);
+    let run = s.work();
+    assert_eq!(run.code(), 0, "{}", run.stderr());
+    let out = run.stdout();
+    assert_eq!(out.matches("greet: working on").count(), 1, "{out}");
+    assert_eq!(out.matches("greet: done").count(), 1, "{out}");
+    let logs = s
+        .fake
+        .requests()
+        .iter()
+        .filter(|r| r.path.ends_with("/log"))
+        .count();
+    assert!(logs >= 2, "the log was reopened ({logs} requests)");
+}
+
+#[test]
 fn the_agent_identity_cannot_push_anywhere_but_its_incoming_ref() {
     let Some(image) = image::image() else { return };
     let s = setup(&image, "greet.sh", "5m");
@@ -446,7 +465,7 @@ fn all_ready_runs_the_ready_specs_as_concurrent_jobs() {
     ]);
     cmd.env("KUBECONFIG", &s.kubeconfig);
     let run = common::Run(cmd.output().expect("run"));
-    assert_eq!(run.code(), 0, "{}", run.stderr());
+    assert_eq!(run.code(), 0, "{}\n{}", run.stdout(), run.stderr());
     assert!(!run.stdout().contains(SECRET));
     for id in [&s.id, &second] {
         let landed = s.repo.git(&["show", &format!("chant/{id}:hello.txt")]);

@@ -4,31 +4,26 @@
 //! the Job (propagation Background: the cluster removes the pod and the owned objects)
 //! whatever happens — completion, failure, timeout, Ctrl-C or `git chant cancel`.
 
-use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures_util::io::{AsyncBufRead, AsyncReadExt};
 use futures_util::{StreamExt, TryStreamExt};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Pod, Secret, ServiceAccount};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
-use kube::api::{
-    Api, DeleteParams, ListParams, LogParams, Patch, PatchParams, PostParams, WatchParams,
-};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, WatchParams};
 use kube::core::WatchEvent;
 
+use super::logs::LogTail;
 use super::manifests::{self, Manifests, CONTAINER};
-use crate::sandbox::{Outcome, OutputSink, SandboxError, Stream};
+use crate::sandbox::{Outcome, OutputSink, SandboxError};
 
 /// A watch that breaks is reopened this many times in a row before the run gives up.
 const WATCH_RETRIES: u32 = 8;
 /// Seconds the server keeps one watch open (it then ends it; chant reopens it).
 const WATCH_TIMEOUT: u32 = 290;
-
-type LogReader = Pin<Box<dyn AsyncBufRead + Send>>;
 
 /// Connects with the kubeconfig (`KUBECONFIG`, else `~/.kube/config`) or in-cluster.
 pub async fn connect() -> Result<kube::Client, SandboxError> {
@@ -86,10 +81,33 @@ pub async fn run(
         follow(&client, namespace, &name, version, sink, stop, timeout).await
     }
     .await;
-    let deleted = jobs.delete(&name, &DeleteParams::background()).await;
+    let deleted = delete(&jobs, &name).await;
     let outcome = result?;
-    deleted.map_err(|e| api("delete the Job", e))?;
+    deleted?;
     Ok(outcome)
+}
+
+/// Deletes the Job (Background propagation: the cluster removes its pod and the objects it
+/// owns). Retried, as cleanup must not fail on one broken connection; gone already is done.
+async fn delete(jobs: &Api<Job>, name: &str) -> Result<(), SandboxError> {
+    let mut last = None;
+    for attempt in 0..3u32 {
+        if attempt > 0 {
+            tokio::time::sleep(Duration::from_millis(200 << attempt)).await;
+        }
+        match jobs.delete(name, &DeleteParams::background()).await {
+            Ok(_) => return Ok(()),
+            Err(kube::Error::Api(e)) if e.code == 404 => return Ok(()),
+            Err(e) => last = Some(e),
+        }
+    }
+    match last {
+        Some(e) => Err(api(
+            &format!("delete Job {name} (delete it with `kubectl delete job {name}`)"),
+            e,
+        )),
+        None => Ok(()),
+    }
 }
 
 async fn create_owned(client: &kube::Client, ns: &str, m: &Manifests) -> Result<(), SandboxError> {
@@ -170,8 +188,7 @@ async fn follow(
         .boxed();
     let deadline = Instant::now() + timeout;
     let mut tick = tokio::time::interval(Duration::from_millis(200));
-    let mut logs: Option<LogReader> = None;
-    let mut pod_name: Option<String> = None;
+    let mut logs = LogTail::new(pods.clone(), name);
     let mut want_logs = false;
     let mut failures = 0u32;
     let mut buf = vec![0u8; 8192];
@@ -218,10 +235,7 @@ async fn follow(
                     watch = rewatch(&jobs, &wp, &version, &mut failures).await?;
                 }
             },
-            read = async { match logs.as_mut() { Some(r) => r.read(&mut buf).await, None => std::future::pending().await } } => match read {
-                Ok(0) | Err(_) => logs = None,
-                Ok(n) => sink.output(Stream::Stdout, &buf[..n]),
-            },
+            read = logs.read(&mut buf) => logs.handle(read, &buf, sink),
             _ = tick.tick() => {
                 if stop.load(Ordering::SeqCst) {
                     return Ok(Outcome::Interrupted);
@@ -229,37 +243,18 @@ async fn follow(
                 if Instant::now() >= deadline {
                     return Ok(Outcome::TimedOut);
                 }
-                if want_logs && logs.is_none() && pod_name.is_none() {
-                    if let Some((pod, reader)) = open_logs(&pods, name).await {
-                        pod_name = Some(pod);
-                        logs = Some(reader);
-                    }
+                if want_logs && !logs.is_open() {
+                    logs.ensure_open().await;
                 }
             }
         }
     };
-    // The pod has ended; its last lines may still be on their way (or never opened).
-    if logs.is_none() && pod_name.is_none() {
-        if let Some((pod, reader)) = open_logs(&pods, name).await {
-            pod_name = Some(pod);
-            logs = Some(reader);
-        }
-    }
-    if let Some(mut reader) = logs {
-        let drain = async {
-            while let Ok(n) = reader.read(&mut buf).await {
-                if n == 0 {
-                    break;
-                }
-                sink.output(Stream::Stdout, &buf[..n]);
-            }
-        };
-        let _ = tokio::time::timeout(Duration::from_secs(5), drain).await;
-    }
+    // The pod has ended; its last lines may still be on their way (or never shown).
+    logs.drain(sink, Duration::from_secs(5)).await;
     Ok(match ended {
         Ended::Complete => Outcome::Exited(0),
         Ended::Deadline => Outcome::TimedOut,
-        Ended::Failed => Outcome::Exited(match &pod_name {
+        Ended::Failed => Outcome::Exited(match &logs.pod {
             Some(pod) => exit_code(&pods, pod).await,
             None => 1,
         }),
@@ -287,22 +282,6 @@ async fn rewatch(
             Err(_) => continue,
         }
     }
-}
-
-/// The Job's pod and its followed log, once the container has started.
-async fn open_logs(pods: &Api<Pod>, job: &str) -> Option<(String, LogReader)> {
-    let list = pods
-        .list(&ListParams::default().labels(&format!("job-name={job}")))
-        .await
-        .ok()?;
-    let pod = list.items.into_iter().next()?.metadata.name?;
-    let lp = LogParams {
-        container: Some(CONTAINER.into()),
-        follow: true,
-        ..Default::default()
-    };
-    let reader = pods.log_stream(&pod, &lp).await.ok()?;
-    Some((pod, Box::pin(reader)))
 }
 
 async fn exit_code(pods: &Api<Pod>, pod: &str) -> i32 {

@@ -15,6 +15,7 @@
 
 mod client;
 pub mod incoming;
+mod logs;
 pub mod manifests;
 mod network;
 pub mod script;

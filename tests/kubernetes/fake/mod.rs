@@ -13,7 +13,8 @@
 //!   Job's final condition (after [`Fake::expire_second_watch`], the second watch gets a
 //!   `410 Gone` ERROR event instead).
 //! - GET `pods?labelSelector=job-name=…`, `pods/NAME`, `pods/NAME/log?follow=true` (the
-//!   container's output, streamed as it arrives).
+//!   container's output from its start, streamed as it arrives; after
+//!   [`Fake::cut_first_log_after`], the first stream breaks after that many bytes).
 //! - DELETE of the Job: removes the container.
 //!
 //! Every request must carry `Authorization: Bearer <token>`, else 401.
@@ -91,6 +92,8 @@ pub(super) struct State {
     containers: Vec<String>,
     /// Answer each Job's second watch with `410 Gone` (its version "expired").
     expire_second_watch: bool,
+    /// Break each Job's first log stream after this many bytes.
+    cut_first_log: Option<usize>,
 }
 
 /// One Job and its pod.
@@ -99,6 +102,7 @@ pub(super) struct Run {
     job: Value,
     secret_env: Vec<(String, String)>,
     watches: usize,
+    logs_served: usize,
     pod_started: bool,
     output: Vec<u8>,
     exit: Option<i32>,
@@ -157,6 +161,11 @@ impl Fake {
     /// no longer has the requested resourceVersion.
     pub fn expire_second_watch(&self) {
         self.lock().expire_second_watch = true;
+    }
+
+    /// From now on, each Job's first log stream breaks (no final chunk) after `bytes`.
+    pub fn cut_first_log_after(&self, bytes: usize) {
+        self.lock().cut_first_log = Some(bytes);
     }
 
     /// The uid of the (first) Job.
@@ -291,10 +300,12 @@ fn respond(out: &mut TcpStream, code: u16, body: &Value) -> std::io::Result<()> 
     out.flush()
 }
 
+/// A streamed response; the connection closes after it (said, so the client does not
+/// reuse it).
 fn start_stream(out: &mut TcpStream, kind: &str) -> std::io::Result<()> {
     write!(
         out,
-        "HTTP/1.1 200 OK\r\nContent-Type: {kind}\r\nTransfer-Encoding: chunked\r\n\r\n"
+        "HTTP/1.1 200 OK\r\nContent-Type: {kind}\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
     )?;
     out.flush()
 }
@@ -459,8 +470,30 @@ fn route(ctx: &Ctx, r: &Request, out: &mut TcpStream) -> std::io::Result<bool> {
         }
         ("GET", p) if pod_of(p, "/log").is_some() => {
             let name = pod_of(p, "/log").unwrap_or_default();
+            let first = with_run(ctx, &name, |run| {
+                run.logs_served += 1;
+                run.logs_served == 1
+            })
+            .unwrap_or(false);
+            let cut = if first { lock(ctx).cut_first_log } else { None };
             start_stream(out, "text/plain")?;
             let mut sent = 0;
+            if let Some(cut) = cut {
+                // Wait for that much output (or the end), send it, and break the stream.
+                let piece = loop {
+                    let (have, done) = with_run(ctx, &name, |run| {
+                        (run.output.clone(), run.exit.is_some() || run.deleted)
+                    })
+                    .unwrap_or((Vec::new(), true));
+                    if have.len() >= cut || done {
+                        break have[..cut.min(have.len())].to_vec();
+                    }
+                    std::thread::sleep(Duration::from_millis(20));
+                };
+                chunk(out, &piece)?;
+                let _ = out.shutdown(std::net::Shutdown::Both);
+                return Ok(false);
+            }
             loop {
                 let (new, done) = with_run(ctx, &name, |run| {
                     (
