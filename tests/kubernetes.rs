@@ -67,11 +67,20 @@ fn setup(image: &str, agent: &str, timeout: &str) -> Setup {
         &format!("file://{dir}"),
         "main",
     ]);
-    let status = std::process::Command::new("chown")
-        .args(["-R", "1000:1000", &dir])
-        .status()
-        .expect("chown");
-    assert!(status.success());
+    // Two users write into it here (chant as root on the host, the pods as uid 1000), where
+    // a real git server has one: directories either creates must stay writable for the
+    // other, or a push fails whenever its objects fall in a fan-out directory the other made.
+    repo.git(&["--git-dir", &dir, "config", "core.sharedRepository", "0777"]);
+    for (program, args) in [
+        ("chown", ["-R", "1000:1000", dir.as_str()]),
+        ("chmod", ["-R", "a+rwX", dir.as_str()]),
+    ] {
+        let status = std::process::Command::new(program)
+            .args(args)
+            .status()
+            .expect(program);
+        assert!(status.success());
+    }
     let env_file = repo.tmp.path().join("agent.env");
     std::fs::write(
         &env_file,
