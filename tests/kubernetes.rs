@@ -577,6 +577,19 @@ fn doctor_reports_the_cluster_and_what_is_missing() {
         .iter()
         .any(|r| r.method == "GET" && r.path == "/apis/batch/v1/namespaces/chant/jobs"));
 
+    // A token the cluster refuses: the line says what to do.
+    let wrong = repo.tmp.path().join("kubeconfig-wrong");
+    let text = std::fs::read_to_string(&kubeconfig).expect("kubeconfig");
+    std::fs::write(&wrong, text.replace(TOKEN, "not-the-token")).expect("write");
+    let mut cmd = repo.chant_cmd(&["doctor"]);
+    cmd.env("KUBECONFIG", &wrong);
+    let out = common::Run(cmd.output().expect("doctor")).stdout();
+    assert!(
+        out.contains("the cluster refused the kubeconfig's credentials"),
+        "{out}"
+    );
+    assert!(fake.unauthorised() >= 1);
+
     let mut cmd = repo.chant_cmd(&["doctor"]);
     cmd.env("KUBECONFIG", repo.tmp.path().join("absent"));
     let out = common::Run(cmd.output().expect("doctor")).stdout();

@@ -39,7 +39,19 @@ pub async fn connect() -> Result<kube::Client, SandboxError> {
 }
 
 fn api(what: &str, e: kube::Error) -> SandboxError {
-    SandboxError::Kubernetes(format!("{what}: {e}"))
+    let fix = match &e {
+        kube::Error::Api(r) if r.code == 401 => {
+            "\n  the cluster refused the kubeconfig's credentials; refresh them (`kubectl auth whoami`)"
+        }
+        kube::Error::Api(r) if r.code == 403 => {
+            "\n  the kubeconfig's identity lacks a permission; grant it the Role in docs/kubernetes.md (\"RBAC for chant itself\")"
+        }
+        kube::Error::Api(r) if r.code == 404 => {
+            "\n  does agent.kubernetes.namespace exist? (`kubectl create namespace <name>`)"
+        }
+        _ => "",
+    };
+    SandboxError::Kubernetes(format!("{what}: {e}{fix}"))
 }
 
 /// Runs the manifests to completion and deletes the Job.
