@@ -92,6 +92,40 @@ fn an_agent_pushing_to_main_is_refused_and_recorded() {
 }
 
 #[test]
+fn an_agent_may_push_only_its_incoming_ref() {
+    let s = setup();
+    s.repo.write("x.txt", "x\n");
+    s.repo.git(&["add", "x.txt"]);
+    s.repo.git(&["commit", "--quiet", "-m", "result"]);
+    let agent = [("CHANT_PUSHER", "agent-k8s")];
+    let incoming = format!("HEAD:refs/chant/incoming/{}/sess_abc", s.id);
+    s.push(&agent, &[&incoming]).assert_ok();
+    for target in [
+        "HEAD:refs/heads/feature",
+        "HEAD:refs/chant/incoming/only-one-part",
+        "HEAD:refs/tags/v1",
+    ] {
+        let run = s.push(&agent, &[target]);
+        assert_ne!(run.code(), 0, "{target} was accepted");
+        assert!(
+            run.stderr()
+                .contains("agent-k8s is an agent (protection.agents) and may push only to refs/chant/incoming/<id>/<session>"),
+            "{}",
+            run.stderr()
+        );
+    }
+    let rejected = s.server_events("push_rejected");
+    assert_eq!(rejected.len(), 3);
+    assert!(rejected.iter().all(|e| e["actor"] == "agent-k8s"));
+    // The same pushes by a person are ordinary.
+    s.push(&[("CHANT_PUSHER", "alice")], &["HEAD:refs/heads/feature"])
+        .assert_ok();
+    let deletion = format!(":refs/chant/incoming/{}/sess_abc", s.id);
+    s.push(&[("CHANT_PUSHER", "alice")], &[&deletion])
+        .assert_ok();
+}
+
+#[test]
 fn gitolite_user_is_the_pusher() {
     let s = setup();
     s.repo.write("x.txt", "x\n");

@@ -500,3 +500,40 @@ fn validation_commands_run_in_the_sandbox_and_gate_landing() {
         "nothing lands"
     );
 }
+
+#[test]
+fn all_ready_runs_each_ready_spec_as_its_own_run_and_skips_blocked_ones() {
+    let (repo, first) = setup("greet.sh", "  sandbox: none\n");
+    let second = repo.add_spec("Greet again", &["hello.txt"]);
+    let blocked = repo.add_spec("After an unfinished one", &["hello.txt"]);
+    // `blocked` depends on a spec that never ran.
+    let path = format!(".chant/specs/{blocked}.md");
+    let text = repo
+        .read(&path)
+        .replacen("---\n", "---\ndepends_on: [nope]\n", 1);
+    repo.write(&path, &text);
+    repo.git(&["add", "-A"]);
+    repo.git(&["commit", "--quiet", "-m", "specs"]);
+    let run = repo
+        .chant(&["work", "--all-ready", "--parallel", "2"])
+        .assert_ok();
+    let short = first.rsplit('-').next().unwrap_or_default().to_string();
+    assert!(
+        run.stderr()
+            .contains(&format!("[{short}] chant: spec {first} completed")),
+        "{}",
+        run.stderr()
+    );
+    let completed: Vec<String> = repo
+        .events("spec_completed")
+        .iter()
+        .map(|e| e["spec_id"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(completed.len(), 2, "{completed:?}");
+    assert!(completed.contains(&first) && completed.contains(&second));
+    assert!(repo.rev(&format!("chant/{blocked}")).is_none());
+    // Nothing is ready any more.
+    repo.chant(&["work", "--all-ready"])
+        .assert_ok()
+        .stderr_has("no spec is ready");
+}

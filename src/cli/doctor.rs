@@ -71,7 +71,23 @@ pub fn run(_args: Args) -> Result<u8> {
         }
         Err(e) => println!("{:<12} missing  {e}", "vm"),
     }
-    println!("{:<12} missing  not available in this build", "kubernetes");
+    let k = &config.agent.kubernetes;
+    match crate::sandbox::kubernetes::Kubernetes::new(&config) {
+        Err(e) => println!("{:<12} missing  {e}", "kubernetes"),
+        Ok(_) => match crate::sandbox::kubernetes::probe(&k.namespace) {
+            Ok((server, context)) => {
+                println!(
+                    "{:<12} ok       API server {server} (context {}), namespace {} answers; image {}",
+                    "kubernetes",
+                    context.as_deref().unwrap_or("in-cluster"),
+                    k.namespace,
+                    k.image.as_deref().unwrap_or("?")
+                );
+                usable.push(SandboxLevel::Kubernetes);
+            }
+            Err(e) => println!("{:<12} missing  {e}", "kubernetes"),
+        },
+    }
     Ok(report_configured(&config, &usable))
 }
 

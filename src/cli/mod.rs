@@ -18,6 +18,7 @@ mod man;
 mod relay;
 mod show;
 mod work;
+mod work_all;
 
 use std::io::Write;
 use std::process::ExitCode;

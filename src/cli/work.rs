@@ -22,15 +22,27 @@ Examples:
   git chant work x7m --secrets-from vault://secret/chant/agent   (VAULT_ADDR, VAULT_TOKEN)
   git chant work x7m --keep                   keep the clone to inspect it
   git chant work x7m --dry-run                check and show the plan; create nothing
+  git chant work x7m --sandbox kubernetes     one Job in agent.kubernetes.namespace
+  git chant work x7m --sandbox kubernetes --dry-run | kubectl apply --dry-run=server -f -
+                                              the run's manifests as YAML; contacts nothing
+  git chant work --all-ready --parallel 4     every ready spec, at most 4 runs at once
 
 The agent works in a clone under .git/chant/clones/ on branch chant/<id>; your work
 tree, index and main branch never change. What it leaves behind is checked against
 policy; only an accepted change is committed on chant/<id>. Every step is recorded in
 the audit ledger (git log refs/chant/audit). Exit 0 when the spec completed, 1 when it
-failed or was cancelled, 2 on bad input.")]
+failed or was cancelled, 2 on bad input. A spec is ready when it is pending and every
+spec in its depends_on has completed; --all-ready exits with the worst of its runs.")]
 pub struct Args {
     /// Spec id: full, unique suffix, today's sequence (3 characters) or unique substring
-    id: String,
+    #[arg(required_unless_present = "all_ready", conflicts_with = "all_ready")]
+    id: Option<String>,
+    /// Work every ready spec, each as its own run
+    #[arg(long, conflicts_with = "dry_run")]
+    all_ready: bool,
+    /// With --all-ready: at most N runs at once
+    #[arg(long, value_name = "N", requires = "all_ready", default_value_t = 1)]
+    parallel: usize,
     /// Sandbox level (default: agent.sandbox from the config)
     #[arg(long, value_parser = parse_level)]
     sandbox: Option<SandboxLevel>,
@@ -63,8 +75,24 @@ pub fn run(args: Args) -> Result<u8> {
         signal_hook::flag::register(signal, Arc::clone(&stop))
             .map_err(|e| Error::io("(signal handler)", e))?;
     }
+    if args.all_ready {
+        let mut pass = Vec::new();
+        if let Some(level) = args.sandbox {
+            pass.extend(["--sandbox".to_string(), level.to_string()]);
+        }
+        for uri in &args.secrets_from {
+            pass.extend(["--secrets-from".to_string(), uri.clone()]);
+        }
+        if args.yes {
+            pass.push("--yes".into());
+        }
+        if args.keep {
+            pass.push("--keep".into());
+        }
+        return super::work_all::run(&project, args.parallel, &pass, &stop);
+    }
     let options = Options {
-        spec: args.id,
+        spec: args.id.unwrap_or_default(),
         sandbox: args.sandbox,
         secrets_from: args.secrets_from,
         yes: args.yes,
@@ -72,6 +100,15 @@ pub fn run(args: Args) -> Result<u8> {
         dry_run: args.dry_run,
     };
     if options.dry_run {
+        if options.sandbox.unwrap_or(config.agent.sandbox) == SandboxLevel::Kubernetes {
+            // The documents alone on stdout, for `kubectl apply -f -`.
+            print!(
+                "{}",
+                work::kubernetes_manifests(&project, &identity, &options)?
+            );
+            eprintln!("chant: nothing was created, contacted or recorded (--dry-run)");
+            return Ok(0);
+        }
         let plan = work::plan(&project, &options)?;
         println!("spec:      {} ({})", plan.id, plan.title);
         println!("sandbox:   {}", plan.level);

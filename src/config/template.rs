@@ -53,6 +53,9 @@ agent:
     service_account: chant-worker
     secret: chant-secrets
     network_policy: true
+    # Required at this level (docs/kubernetes.md):
+    # image: registry.example.com/chant-worker:1   # sh, git and the agent; runs as uid 1000
+    # repo_url: https://git.example.com/project.git
 audit:
   enabled: true
   sign: auto

@@ -40,13 +40,32 @@ pub fn server_config(repo: &Repository) -> Result<Config, String> {
     protection::config_at(repo, tip)
 }
 
-/// Every reason to refuse `updates` pushed by `pusher` (empty: accept).
+/// Every reason to refuse `updates` pushed by `pusher` (empty: accept). An agent
+/// (`protection.agents`) may push only `refs/chant/incoming/<id>/<session>`.
 pub fn check(
     repo: &Repository,
     config: &Config,
     pusher: &str,
     updates: &[RefUpdate],
 ) -> Vec<String> {
+    // An agent's result goes to its incoming ref and nowhere else: chant fetches it from
+    // there, judges it and lands it itself (DESIGN.md, "Kubernetes backend").
+    if protection::is_agent(config, pusher) {
+        return updates
+            .iter()
+            .filter(|u| !is_incoming_ref(&u.name))
+            .map(|u| match u.name.strip_prefix("refs/heads/") {
+                Some(branch) if protection::is_protected(config, branch) => format!(
+                    "{pusher} is an agent (protection.agents) and may not update protected branch '{branch}'"
+                ),
+                _ => format!(
+                    "{pusher} is an agent (protection.agents) and may push only to \
+                     refs/chant/incoming/<id>/<session>, not {}",
+                    u.name
+                ),
+            })
+            .collect();
+    }
     let mut refusals = Vec::new();
     let current_ledger = repo.refname_to_id(AUDIT_REF).ok();
     let mut ledger_tip = current_ledger;
@@ -105,10 +124,51 @@ pub fn check(
     refusals
 }
 
+/// True for `refs/chant/incoming/<id>/<session>`: exactly two plain components.
+pub fn is_incoming_ref(name: &str) -> bool {
+    let Some(rest) = name.strip_prefix(INCOMING_PREFIX) else {
+        return false;
+    };
+    let parts: Vec<&str> = rest.split('/').collect();
+    parts.len() == 2
+        && parts.iter().all(|p| {
+            !p.is_empty()
+                && !p.starts_with('.')
+                && p.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        })
+}
+
+/// Where agents push their results.
+pub const INCOMING_PREFIX: &str = "refs/chant/incoming/";
+
 /// The pusher: `GL_USER` (gitolite), else `REMOTE_USER`, else `CHANT_PUSHER`, else the OS user.
 pub fn pusher() -> String {
     ["GL_USER", "REMOTE_USER", "CHANT_PUSHER"]
         .iter()
         .find_map(|k| std::env::var(k).ok().filter(|v| !v.is_empty()))
         .unwrap_or_else(crate::identity::os_user)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_incoming_ref;
+
+    #[test]
+    fn incoming_refs_have_exactly_a_spec_and_a_session() {
+        assert!(is_incoming_ref(
+            "refs/chant/incoming/2026-01-22-001-x7m/sess_abc123"
+        ));
+        for bad in [
+            "refs/heads/main",
+            "refs/chant/audit",
+            "refs/chant/incoming/x7m",
+            "refs/chant/incoming/x7m/sess/extra",
+            "refs/chant/incoming//sess",
+            "refs/chant/incoming/x7m/..",
+            "refs/chant/incomingx/a/b",
+        ] {
+            assert!(!is_incoming_ref(bad), "{bad}");
+        }
+    }
 }

@@ -5,6 +5,7 @@
 //! (`work::policy`), so a level only has to contain the agent, not judge its output.
 
 pub mod docker;
+pub mod kubernetes;
 mod local;
 pub mod process;
 pub mod vm;
@@ -93,10 +94,6 @@ pub enum Stream {
 pub enum SandboxError {
     #[error("agent program '{program}' not found on PATH; install it or set agent.command in .chant/config.md")]
     ProgramNotFound { program: String },
-    #[error(
-        "sandbox level '{0}' is not available yet in this build; use --sandbox none or permissions"
-    )]
-    Unavailable(SandboxLevel),
     #[error("cannot start '{program}': {source}")]
     Spawn {
         program: String,
@@ -123,6 +120,10 @@ pub enum SandboxError {
     Engine(String),
     #[error("cannot prepare the workspace for the sandbox: {0}")]
     Workspace(String),
+    #[error("agent.kubernetes: {0}")]
+    KubernetesConfig(String),
+    #[error("Kubernetes: {0}")]
+    Kubernetes(String),
     #[error("{0}")]
     Io(#[from] std::io::Error),
 }
@@ -132,13 +133,13 @@ impl SandboxError {
         match self {
             SandboxError::ProgramNotFound { .. }
             | SandboxError::NotInImage { .. }
-            | SandboxError::Unavailable(_)
             | SandboxError::Missing { .. }
             | SandboxError::EngineUnreachable { .. }
             | SandboxError::EnginePermission { .. }
             | SandboxError::ImageNotFound { .. }
             | SandboxError::DockerConfig(_)
-            | SandboxError::VmConfig(_) => 2,
+            | SandboxError::VmConfig(_)
+            | SandboxError::KubernetesConfig(_) => 2,
             _ => 1,
         }
     }
@@ -178,6 +179,6 @@ pub fn for_level(level: SandboxLevel, config: &Config) -> Result<Box<dyn Sandbox
         SandboxLevel::Permissions => Ok(Box::new(Local::permissions(config))),
         SandboxLevel::Docker => Ok(Box::new(docker::Docker::new(config)?)),
         SandboxLevel::Vm => Ok(Box::new(vm::Vm::new(&config.agent)?)),
-        other => Err(SandboxError::Unavailable(other)),
+        SandboxLevel::Kubernetes => Ok(Box::new(kubernetes::Kubernetes::new(config)?)),
     }
 }

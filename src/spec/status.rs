@@ -56,6 +56,33 @@ pub fn of_repository(repo: &git2::Repository) -> HashMap<String, &'static str> {
     from_ledger(entries.iter())
 }
 
+/// The specs ready to be worked, in id order: pending (never run, or declared so) with
+/// every `depends_on` spec completed. Failed specs are not ready: they are re-run by name.
+pub fn ready<'a>(
+    specs: &'a [super::Spec],
+    ledger: &HashMap<String, &'static str>,
+) -> Vec<&'a super::Spec> {
+    let status: HashMap<&str, &str> = specs
+        .iter()
+        .map(|s| (s.id.as_str(), effective(s, ledger)))
+        .collect();
+    specs
+        .iter()
+        .filter(|s| effective(s, ledger) == "pending")
+        .filter(|s| {
+            s.depends_on().iter().all(|dep| {
+                // A dependency is named by full id or unique suffix (as on the command line).
+                let matches: Vec<&&str> = status
+                    .iter()
+                    .filter(|(id, _)| *id == dep || id.ends_with(dep.as_str()))
+                    .map(|(_, st)| st)
+                    .collect();
+                matches.len() == 1 && *matches[0] == "completed"
+            })
+        })
+        .collect()
+}
+
 /// The events that change a spec's status.
 const RUN_EVENTS: &[&str] = &[
     "spec_started",
@@ -83,5 +110,32 @@ mod tests {
         assert_eq!(map.get("a"), Some(&"completed"));
         assert_eq!(map.get("b"), Some(&"in_progress"));
         assert_eq!(map.get("c"), None);
+    }
+
+    #[test]
+    fn ready_means_pending_with_every_dependency_completed() {
+        let spec = |id: &str, front: &str| {
+            let id = crate::spec::SpecId::parse(id).expect("id");
+            crate::spec::Spec::parse(id, &format!("---\n{front}---\n\n# T\n")).expect("spec")
+        };
+        let specs = vec![
+            spec("2026-01-22-001-aaa", "status: pending\n"),
+            spec("2026-01-22-002-bbb", "status: pending\ndepends_on: [aaa]\n"),
+            spec("2026-01-22-003-ccc", "status: pending\n"),
+            spec("2026-01-22-004-ddd", "status: pending\ndepends_on: [ccc]\n"),
+            spec("2026-01-22-005-eee", "status: pending\n"),
+        ];
+        let ledger = from_ledger(
+            [
+                json!({"event": "spec_completed", "spec_id": "2026-01-22-001-aaa"}),
+                json!({"event": "spec_failed", "spec_id": "2026-01-22-005-eee"}),
+            ]
+            .iter(),
+        );
+        let ids: Vec<&str> = ready(&specs, &ledger)
+            .iter()
+            .map(|s| s.id.as_str())
+            .collect();
+        assert_eq!(ids, ["2026-01-22-002-bbb", "2026-01-22-003-ccc"]);
     }
 }

@@ -8,6 +8,7 @@
 mod cancel;
 mod clone;
 mod collect;
+mod dry_run;
 mod egress;
 mod land;
 pub mod lock;
@@ -26,6 +27,7 @@ use serde_json::{json, Value};
 
 pub use cancel::{cancel_path, CancelRequest};
 pub use collect::{Change, ChangeKind};
+pub use dry_run::kubernetes_manifests;
 pub use policy::{Notice, Violation};
 
 use crate::audit::{Event, NewEntry};

@@ -173,7 +173,13 @@ impl Run<'_> {
             .map_err(WorkError::Ledger)?;
 
         // 6. Run the agent, with the egress proxy when the network is enabled.
-        let mut proxy = egress::RunProxy::start(self.config)?;
+        // (A Kubernetes pod cannot reach a proxy on this machine: there the NetworkPolicy
+        // is all there is, see docs/kubernetes.md.)
+        let mut proxy = if self.level == SandboxLevel::Kubernetes {
+            None
+        } else {
+            egress::RunProxy::start(self.config)?
+        };
         let egress = proxy.as_ref().map(egress::RunProxy::egress);
         if let Some(e) = &egress {
             reporter.info(&format!(

@@ -1,0 +1,274 @@
+//! Level `kubernetes`: one Job per spec run, in `agent.kubernetes.namespace`.
+//!
+//! The pod (image `agent.kubernetes.image`: `sh`, `git` and the agent) clones `chant/<id>`
+//! from `agent.kubernetes.repo_url`, runs the agent, and pushes its result ONLY to
+//! `refs/chant/incoming/<id>/<session>` (the server hook refuses an agent anything else).
+//! chant publishes the start of `chant/<id>` there before, and after fetches the incoming
+//! commit as data, writes its tree into the sandboxed clone, deletes the incoming ref and
+//! the Job; `work` then judges the clone exactly as at every level (step 8) and lands it.
+//!
+//! The pod runs non-root on a read-only root with all capabilities dropped, its Secret
+//! holds only the exposed keys, a Role lets its ServiceAccount `get` that Secret only, and
+//! a NetworkPolicy limits its egress (see `manifests`). This level never prints secrets
+//! (`--dry-run` withholds the Secret's values) and never leaves a Job behind on any exit
+//! path that it survives; the Job's TTL covers the rest.
+
+mod client;
+pub mod incoming;
+mod logs;
+pub mod manifests;
+mod network;
+pub mod script;
+
+use std::path::Path;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use super::{GuestView, Job, Outcome, OutputSink, Sandbox, SandboxError};
+use crate::config::{Config, KubernetesConfig, NetworkConfig, SandboxLevel};
+
+pub use manifests::{Manifests, RunSpec};
+
+/// The `kubernetes` level.
+pub struct Kubernetes {
+    config: KubernetesConfig,
+    network: NetworkConfig,
+    repo_url: String,
+    /// `agent.file_access.max_file_size`: larger results are not written out in full.
+    max_file_size: u64,
+}
+
+impl Kubernetes {
+    /// Checks the keys this level needs before anything is created.
+    pub fn new(config: &Config) -> Result<Self, SandboxError> {
+        let k = &config.agent.kubernetes;
+        if k.image.is_none() {
+            return Err(SandboxError::KubernetesConfig(
+                "agent.kubernetes.image is not set; set it to an image holding sh, git and the \
+                 agent (docs/kubernetes.md)"
+                    .into(),
+            ));
+        }
+        let Some(repo_url) = k.repo_url.clone() else {
+            return Err(SandboxError::KubernetesConfig(
+                "agent.kubernetes.repo_url is not set; set it to the repository URL the pods \
+                 clone from and push to (docs/kubernetes.md)"
+                    .into(),
+            ));
+        };
+        if !config.work.validate.is_empty() {
+            return Err(SandboxError::KubernetesConfig(
+                "work.validate is not supported at the kubernetes level yet (each command \
+                 would need its own Job on the agent's result); empty work.validate or use \
+                 --sandbox docker"
+                    .into(),
+            ));
+        }
+        Ok(Kubernetes {
+            config: k.clone(),
+            network: config.agent.network.clone(),
+            repo_url,
+            max_file_size: config.agent.file_access.max_file_size.bytes(),
+        })
+    }
+
+    /// The objects of a run, as `run` would create them (without owner references).
+    pub fn manifests(&self, run: &RunSpec) -> Manifests {
+        manifests::build(&self.config, &self.network, &self.repo_url, run)
+    }
+
+    /// The run's description from a prepared job: chant's fixed variables (and `LANG`,
+    /// `TERM`) stay plain environment, every other (an exposed secret) goes into the run's
+    /// Secret.
+    pub fn run_spec(job: &Job) -> RunSpec {
+        let (env, secrets): (Vec<_>, Vec<_>) = job.env.iter().cloned().partition(|(k, _)| {
+            crate::secrets::RESERVED_NAMES.contains(&k.as_str()) || k == "LANG" || k == "TERM"
+        });
+        let var = |name: &str| {
+            job.env
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone())
+                .unwrap_or_default()
+        };
+        RunSpec {
+            spec_id: var("CHANT_SPEC_ID"),
+            session: var("CHANT_SESSION"),
+            argv: job.argv.clone(),
+            env,
+            secrets,
+            files: job
+                .files
+                .iter()
+                .map(|(p, c)| {
+                    (
+                        p.to_string_lossy().into_owned(),
+                        String::from_utf8_lossy(c).into_owned(),
+                    )
+                })
+                .collect(),
+            timeout: job.timeout,
+        }
+    }
+}
+
+/// What `git chant doctor` learns: the API server's URL and the kubeconfig context, or
+/// why the cluster cannot be used.
+pub fn probe(namespace: &str) -> Result<(String, Option<String>), SandboxError> {
+    runtime()?.block_on(client::probe(namespace))
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, SandboxError> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(SandboxError::Io)
+}
+
+impl Sandbox for Kubernetes {
+    fn level(&self) -> SandboxLevel {
+        SandboxLevel::Kubernetes
+    }
+
+    /// The program is the image's; the cluster is first contacted by `run` (so that
+    /// `--dry-run` contacts nothing).
+    fn preflight(&self, _argv: &[String]) -> Result<(), SandboxError> {
+        Ok(())
+    }
+
+    fn guest(&self) -> Option<GuestView> {
+        Some(GuestView {
+            workspace: script::WORK_DIR.into(),
+            home: script::HOME.into(),
+            path: script::PATH.into(),
+            files_dir: script::FILES_DIR.into(),
+            exec: script::EXEC_STUB.into(),
+        })
+    }
+
+    /// The pod clones the whole branch: paths withheld by `file_access` would reach it, so
+    /// such a run is refused rather than leaked.
+    fn prepare(&self, workspace: &Path) -> Result<Vec<String>, SandboxError> {
+        let repo = git2::Repository::open(workspace)
+            .map_err(|e| SandboxError::Workspace(e.to_string()))?;
+        let message = repo
+            .head()
+            .and_then(|h| h.peel_to_commit())
+            .map(|c| c.message().unwrap_or_default().to_string())
+            .map_err(|e| SandboxError::Workspace(e.to_string()))?;
+        if message.contains("withheld by file_access") {
+            return Err(SandboxError::KubernetesConfig(
+                "agent.file_access withholds paths of this branch, but the kubernetes level \
+                 cannot withhold them yet (the pod clones the whole branch); narrow \
+                 allowed_paths/denied_paths or use --sandbox docker"
+                    .into(),
+            ));
+        }
+        Ok(Vec::new())
+    }
+
+    fn run(
+        &self,
+        job: &Job,
+        sink: &mut dyn OutputSink,
+        stop: &Arc<AtomicBool>,
+    ) -> Result<Outcome, SandboxError> {
+        let run = Self::run_spec(job);
+        let manifests = self.manifests(&run);
+        let rt = runtime()?;
+        // The kubeconfig first: without a cluster nothing is published.
+        let client = rt.block_on(client::connect())?;
+        incoming::publish_start(&job.workspace, &self.repo_url, &run.spec_id)?;
+        let outcome = rt.block_on(async {
+            client::run(
+                client,
+                &self.config.namespace,
+                manifests,
+                sink,
+                stop,
+                job.timeout,
+            )
+            .await
+        })?;
+        if !outcome.success() {
+            // A result pushed before the failure is not wanted either.
+            let _ =
+                incoming::delete_remote(&job.workspace, &self.repo_url, &run.spec_id, &run.session);
+            return Ok(outcome);
+        }
+        let fetched = incoming::fetch(&job.workspace, &self.repo_url, &run.spec_id, &run.session)?;
+        let Some(commit) = fetched else {
+            return Err(SandboxError::Kubernetes(format!(
+                "the Job succeeded but pushed nothing to {}",
+                incoming::incoming_ref(&run.spec_id, &run.session)
+            )));
+        };
+        let written = incoming::materialise(&job.workspace, commit, self.max_file_size);
+        let deleted =
+            incoming::delete_remote(&job.workspace, &self.repo_url, &run.spec_id, &run.session);
+        written?;
+        deleted?;
+        Ok(outcome)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn level(yaml: &str) -> Result<Kubernetes, SandboxError> {
+        let config = crate::config::parse(".chant/config.md", &format!("---\n{yaml}---\n"))
+            .expect("config parses");
+        Kubernetes::new(&config)
+    }
+
+    #[test]
+    fn refuses_what_it_cannot_do_with_exit_2_naming_the_key() {
+        let ok = "agent:\n  kubernetes:\n    image: w\n    repo_url: https://h/r.git\n";
+        assert!(level(ok).is_ok());
+        for (yaml, key) in [
+            ("agent:\n  kubernetes:\n    repo_url: https://h/r.git\n", "agent.kubernetes.image"),
+            ("agent:\n  kubernetes:\n    image: w\n", "agent.kubernetes.repo_url"),
+            (
+                "agent:\n  kubernetes:\n    image: w\n    repo_url: https://h/r.git\nwork:\n  validate: [\"make test\"]\n",
+                "work.validate",
+            ),
+        ] {
+            let Err(e) = level(yaml) else {
+                panic!("accepted: {yaml}")
+            };
+            assert_eq!(e.exit_code(), 2);
+            assert!(e.to_string().contains(key), "{e}");
+        }
+    }
+
+    #[test]
+    fn exposed_secrets_go_to_the_secret_and_chants_variables_stay_plain() {
+        let job = Job {
+            argv: vec!["agent".into()],
+            env: vec![
+                ("PATH".into(), "/bin".into()),
+                ("LANG".into(), "C.UTF-8".into()),
+                ("CHANT_SPEC_ID".into(), "2026-01-22-001-x7m".into()),
+                ("CHANT_SESSION".into(), "sess_1".into()),
+                ("AGENT_API_KEY".into(), "sk-1".into()),
+            ],
+            workspace: "/workspace/repo".into(),
+            timeout: std::time::Duration::from_secs(60),
+            files: vec![("/tmp/chant/prompt.md".into(), b"p".to_vec())],
+            hold_stdin: false,
+        };
+        let run = Kubernetes::run_spec(&job);
+        assert_eq!(
+            run.secrets,
+            [("AGENT_API_KEY".to_string(), "sk-1".to_string())]
+        );
+        assert!(run.env.iter().all(|(k, _)| k != "AGENT_API_KEY"));
+        assert_eq!(run.spec_id, "2026-01-22-001-x7m");
+        assert_eq!(run.session, "sess_1");
+        assert_eq!(
+            run.files,
+            [("/tmp/chant/prompt.md".to_string(), "p".to_string())]
+        );
+    }
+}

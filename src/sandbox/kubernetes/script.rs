@@ -1,0 +1,84 @@
+//! The pod's own steps, as a POSIX shell script run by `sh -c` in the worker image (which
+//! needs only `sh` and `git` besides the agent): write the prompt, clone `chant/<id>` from
+//! the repository, run the agent, commit what it left and push it ONLY to
+//! `refs/chant/incoming/<id>/<session>`. Everything the pod produces is untrusted: chant
+//! fetches the result as data and judges it like every level's (step 8); the server hook
+//! refuses an agent's push to anything but an incoming ref.
+
+use crate::exec::shell::quote;
+
+/// The emptyDir mounted for the workspace.
+pub const WORKSPACE_MOUNT: &str = "/workspace";
+/// The clone inside it. A directory the pod user creates itself: git refuses a work tree
+/// owned by someone else (the emptyDir's root is root's).
+pub const WORK_DIR: &str = "/workspace/repo";
+/// The agent's home (an emptyDir).
+pub const HOME: &str = "/home/agent";
+/// The prompt and the command-gate stub (on the `/tmp` emptyDir).
+pub const FILES_DIR: &str = "/tmp/chant";
+/// `$CHANT_EXEC` in the pod: a stub saying the gate is not available at this level.
+pub const EXEC_STUB: &str = "/tmp/chant/chant-exec";
+/// `PATH` in the pod.
+pub const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+/// The variable carrying the repository URL.
+pub const REPO_URL_VAR: &str = "CHANT_REPO_URL";
+
+/// The variable carrying the content of the `i`th job file.
+pub fn file_var(i: usize) -> String {
+    format!("CHANT_FILE_{i}")
+}
+
+/// The script; the agent's argv follows as `"$@"` (`sh -c SCRIPT chant-pod ARGV…`).
+/// `files` are the pod paths of the job files, in the order of their variables.
+pub fn pod_script(files: &[&str]) -> String {
+    let mut s = String::from(
+        "set -eu\n\
+         umask 077\n\
+         mkdir -p /tmp/chant \"$HOME\"\n",
+    );
+    for (i, path) in files.iter().enumerate() {
+        let var = file_var(i);
+        s.push_str(&format!(
+            "printf '%s' \"${var}\" > {path}\nunset {var}\n",
+            path = quote(path)
+        ));
+    }
+    s.push_str(&format!(
+        "printf '%s\\n' '#!/bin/sh' 'echo \"chant: the command gate is not available in a kubernetes pod\" >&2' 'exit 126' > {stub}\n\
+         chmod 755 {stub}\n\
+         git clone --quiet --single-branch --branch \"chant/$CHANT_SPEC_ID\" -- \"${REPO_URL_VAR}\" {work}\n\
+         cd {work}\n\
+         set +e\n\
+         \"$@\"\n\
+         code=$?\n\
+         set -e\n\
+         if [ \"$code\" -ne 0 ]; then\n  \
+           echo \"chant: the agent exited with code $code; nothing pushed\" >&2\n  \
+           exit \"$code\"\n\
+         fi\n\
+         cd {work}\n\
+         # The agent may have rewritten .git: no hooks, no fsmonitor, an explicit URL.\n\
+         g() {{ git -c core.hooksPath=/dev/null -c core.fsmonitor=false -c user.name='chant agent' -c user.email=agent@chant.invalid \"$@\"; }}\n\
+         g add -A\n\
+         g commit --quiet --allow-empty --no-verify -m \"chant: result of $CHANT_SPEC_ID ($CHANT_SESSION)\"\n\
+         g push --quiet --no-verify -- \"${REPO_URL_VAR}\" \"HEAD:refs/chant/incoming/$CHANT_SPEC_ID/$CHANT_SESSION\"\n",
+        stub = quote(EXEC_STUB),
+        work = quote(WORK_DIR),
+    ));
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pushes_only_to_the_incoming_ref() {
+        let s = pod_script(&["/tmp/chant/prompt.md"]);
+        let pushes: Vec<&str> = s.lines().filter(|l| l.contains(" push ")).collect();
+        assert_eq!(pushes.len(), 1, "{s}");
+        assert!(pushes[0].contains("\"HEAD:refs/chant/incoming/$CHANT_SPEC_ID/$CHANT_SESSION\""));
+        assert!(s.contains("printf '%s' \"$CHANT_FILE_0\" > '/tmp/chant/prompt.md'"));
+        assert!(s.contains("--branch \"chant/$CHANT_SPEC_ID\""));
+    }
+}

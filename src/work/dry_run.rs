@@ -1,0 +1,69 @@
+//! `work --dry-run` at the kubernetes level: the run's manifests, built exactly as `run`
+//! would send them (same prompt, placeholders, environment and Secret keys), without a
+//! clone, a branch, a ledger entry or any contact with a cluster.
+
+use super::{prepare, prompt, Options, WorkError};
+use crate::identity::Identity;
+use crate::project::Project;
+use crate::sandbox::kubernetes::{manifests, Kubernetes};
+use crate::sandbox::Job;
+use crate::secrets::AgentContext;
+
+/// The YAML documents `run` would create for this spec (the Secret's values withheld).
+pub fn kubernetes_manifests(
+    project: &Project,
+    identity: &Identity,
+    options: &Options,
+) -> Result<String, WorkError> {
+    let prepared = prepare(project, options)?;
+    let config = &prepared.config;
+    let level = Kubernetes::new(config)?;
+    let guest = crate::sandbox::Sandbox::guest(&level).ok_or_else(|| {
+        WorkError::Sandbox(crate::sandbox::SandboxError::Kubernetes(
+            "no pod paths".into(),
+        ))
+    })?;
+    let prompt_text = prompt::build(&prepared.spec, config);
+    let prompt_path = guest.files_dir.join("prompt.md");
+    let exposed = prepared.secrets.filtered(&config.agent.secrets);
+    let env: Vec<(String, String)> = crate::secrets::agent_env(
+        &AgentContext {
+            spec_id: prepared.id.as_str(),
+            session: &identity.session,
+            clone: &guest.workspace,
+            home: &guest.home,
+            exec: &guest.exec,
+            path: Some(std::ffi::OsString::from(&guest.path)),
+            lang: None,
+            term: None,
+        },
+        &exposed,
+    )?
+    .into_iter()
+    .map(|(k, v)| (k, v.to_string_lossy().into_owned()))
+    .collect();
+    let argv = prompt::substitute(
+        &prepared.template,
+        &prompt::Placeholders {
+            prompt: &prompt_text,
+            prompt_file: &prompt_path.to_string_lossy(),
+            spec_id: prepared.id.as_str(),
+            workspace: &guest.workspace.to_string_lossy(),
+        },
+    );
+    let job = Job {
+        argv,
+        env,
+        workspace: guest.workspace.clone(),
+        timeout: config.agent.timeout.duration(),
+        files: vec![(prompt_path, prompt_text.into_bytes())],
+        hold_stdin: false,
+        network: None,
+    };
+    let m = level.manifests(&Kubernetes::run_spec(&job));
+    manifests::to_yaml(&m).map_err(|e| {
+        WorkError::Sandbox(crate::sandbox::SandboxError::Kubernetes(format!(
+            "cannot write the manifests as YAML: {e}"
+        )))
+    })
+}
