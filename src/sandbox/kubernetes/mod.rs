@@ -257,6 +257,7 @@ mod tests {
             timeout: std::time::Duration::from_secs(60),
             files: vec![("/tmp/chant/prompt.md".into(), b"p".to_vec())],
             hold_stdin: false,
+            network: None,
         };
         let run = Kubernetes::run_spec(&job);
         assert_eq!(
