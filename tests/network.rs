@@ -128,3 +128,24 @@ fn without_network_enabled_there_is_no_proxy() {
         .get("network")
         .is_none());
 }
+
+#[test]
+fn the_proxy_serves_a_bounded_number_of_connections_at_once() {
+    use std::io::Read;
+    use std::net::TcpStream;
+    let dir = tempfile::tempdir().expect("tmp");
+    let proxy =
+        git_chant::net::EgressProxy::start(git_chant::net::EgressPolicy::default(), dir.path())
+            .expect("proxy");
+    let addr = proxy.url().trim_start_matches("http://").to_string();
+    // Connections that never send a request hold their thread (until the head timeout).
+    let held: Vec<TcpStream> = (0..256)
+        .map(|_| TcpStream::connect(&addr).expect("connect"))
+        .collect();
+    // Accepted in order: the extra connection comes after all held ones are counted.
+    let mut extra = TcpStream::connect(&addr).expect("connect");
+    let mut answer = String::new();
+    extra.read_to_string(&mut answer).expect("answer");
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    drop(held);
+}

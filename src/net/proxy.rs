@@ -13,9 +13,8 @@ use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 use super::{join, Decision, Duplex, EgressPolicy};
@@ -29,6 +28,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 /// Refusals kept one by one; beyond, they are only counted (an agent retrying in a loop
 /// must not flood the ledger).
 const MAX_REFUSALS: usize = 200;
+/// Connections served at once (a thread each); more are answered `503` and closed.
+const MAX_CONNECTIONS: usize = 256;
 
 /// One refused connection.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,6 +54,7 @@ struct Shared {
     policy: EgressPolicy,
     report: Mutex<EgressReport>,
     stop: AtomicBool,
+    active: AtomicUsize,
     /// Addresses never forwarded to, whatever the policy says (a Docker engine on TCP).
     never: Vec<SocketAddr>,
 }
@@ -62,7 +64,6 @@ pub struct EgressProxy {
     shared: Arc<Shared>,
     socket: PathBuf,
     tcp: SocketAddr,
-    threads: Vec<JoinHandle<()>>,
 }
 
 impl EgressProxy {
@@ -80,19 +81,17 @@ impl EgressProxy {
             policy,
             report: Mutex::new(EgressReport::default()),
             stop: AtomicBool::new(false),
+            active: AtomicUsize::new(0),
             never: docker_tcp_endpoint(),
         });
-        let threads = vec![
-            spawn_accept(Arc::clone(&shared), move || unix.accept().map(|(s, _)| s)),
-            spawn_accept(Arc::clone(&shared), move || {
-                tcp_listener.accept().map(|(s, _)| s)
-            }),
-        ];
+        spawn_accept(Arc::clone(&shared), move || unix.accept().map(|(s, _)| s));
+        spawn_accept(Arc::clone(&shared), move || {
+            tcp_listener.accept().map(|(s, _)| s)
+        });
         Ok(EgressProxy {
             shared,
             socket,
             tcp,
-            threads,
         })
     }
 
@@ -115,12 +114,10 @@ impl EgressProxy {
 impl Drop for EgressProxy {
     fn drop(&mut self) {
         self.shared.stop.store(true, Ordering::SeqCst);
-        // Wake both accept loops so they see the flag.
+        // Wake both accept loops so they see the flag and end (not joined: a wake-up that
+        // cannot connect must not hang the run; tunnels still open end with their peers).
         let _ = UnixStream::connect(&self.socket);
         let _ = TcpStream::connect(self.tcp);
-        for t in self.threads.drain(..) {
-            let _ = t.join();
-        }
         let _ = std::fs::remove_file(&self.socket);
     }
 }
@@ -131,7 +128,7 @@ fn lock(report: &Mutex<EgressReport>) -> MutexGuard<'_, EgressReport> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-fn spawn_accept<S, F>(shared: Arc<Shared>, mut accept: F) -> JoinHandle<()>
+fn spawn_accept<S, F>(shared: Arc<Shared>, mut accept: F)
 where
     S: Duplex + Timeouts,
     F: FnMut() -> io::Result<S> + Send + 'static,
@@ -141,11 +138,22 @@ where
         if shared.stop.load(Ordering::SeqCst) {
             return;
         }
-        if let Ok(client) = client {
-            let shared = Arc::clone(&shared);
-            std::thread::spawn(move || serve(&shared, client));
+        let Ok(mut client) = client else { continue };
+        if shared.active.fetch_add(1, Ordering::SeqCst) >= MAX_CONNECTIONS {
+            shared.active.fetch_sub(1, Ordering::SeqCst);
+            let _ = respond(
+                &mut client,
+                503,
+                "too many connections through the proxy at once",
+            );
+            continue;
         }
-    })
+        let shared = Arc::clone(&shared);
+        std::thread::spawn(move || {
+            serve(&shared, client);
+            shared.active.fetch_sub(1, Ordering::SeqCst);
+        });
+    });
 }
 
 /// Read timeouts on either kind of client.
@@ -306,6 +314,7 @@ fn respond(client: &mut impl Write, status: u16, message: &str) -> io::Result<()
     let reason = match status {
         400 => "Bad Request",
         403 => "Forbidden",
+        503 => "Service Unavailable",
         _ => "Bad Gateway",
     };
     let body = format!("git-chant: {message}\n");
