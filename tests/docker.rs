@@ -605,23 +605,8 @@ fn with_network_enabled_the_agent_reaches_only_listed_hosts_through_the_relay() 
     write_config(&repo, &image, &argv, &network, "", "64M");
     repo.git(&["commit", "--quiet", "-am", "probe the network"]);
     repo.chant(&["work", &id]).assert_ok();
-    let found: HashMap<String, String> = repo
-        .git(&["show", &format!("chant/{id}:net.txt")])
-        .lines()
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| (k.to_string(), v.trim().to_string()))
-        .collect();
-    assert_eq!(found["proxy"], "http://127.0.0.1:3128", "{found:?}");
-    assert_eq!(found["allowed"], "allowed-ok", "{found:?}");
-    assert_eq!(found["tunnel-allowed"], "allowed-ok", "{found:?}");
-    assert!(
-        found["refused"].contains("not in agent.network.allowed_hosts"),
-        "{found:?}"
-    );
-    assert!(
-        found["tunnel-refused"].contains("not in agent.network.allowed_hosts"),
-        "{found:?}"
-    );
+    let found = common::http::net_probe(&repo, &id);
+    common::http::assert_only_allowed_reached(&found, "http://127.0.0.1:3128");
     assert!(found["direct"].contains("unreachable"), "{found:?}");
     assert_eq!(found["net"], "lo", "{found:?}");
     assert_eq!(found["routes"], "0", "{found:?}");

@@ -6,8 +6,6 @@
 
 mod common;
 
-use std::collections::HashMap;
-
 use common::http::Server;
 use common::TestRepo;
 
@@ -29,14 +27,6 @@ fn setup(network: &str, allowed: &str, refused: &Server) -> (TestRepo, String) {
     repo.git(&["add", "-A"]);
     repo.git(&["commit", "--quiet", "-m", "spec"]);
     (repo, id)
-}
-
-fn probe(repo: &TestRepo, id: &str) -> HashMap<String, String> {
-    repo.git(&["show", &format!("chant/{id}:net.txt")])
-        .lines()
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| (k.to_string(), v.trim().to_string()))
-        .collect()
 }
 
 fn busybox_present() -> bool {
@@ -63,18 +53,10 @@ fn the_proxy_lets_the_agent_reach_listed_hosts_only_and_records_each_refusal() {
     repo.chant(&["work", &id])
         .assert_ok()
         .stderr_has("refused 2 connection(s)");
-    let found = probe(&repo, &id);
-    assert!(found["proxy"].starts_with("http://127.0.0.1:"), "{found:?}");
-    assert_eq!(found["allowed"], "allowed-ok", "{found:?}");
-    assert!(
-        found["refused"].contains("not in agent.network.allowed_hosts"),
-        "{found:?}"
-    );
-    assert_eq!(found["tunnel-allowed"], "allowed-ok", "{found:?}");
-    assert!(
-        found["tunnel-refused"].contains("not in agent.network.allowed_hosts"),
-        "{found:?}"
-    );
+    let found = common::http::net_probe(&repo, &id);
+    let proxy = found["proxy"].clone();
+    assert!(proxy.starts_with("http://127.0.0.1:"), "{found:?}");
+    common::http::assert_only_allowed_reached(&found, &proxy);
     // The second server saw only the direct request (the honour system at this level).
     assert_eq!(other.hits(), 1);
     assert_eq!(ok.hits(), 2);
@@ -106,7 +88,7 @@ fn denied_hosts_win_over_allowed_hosts() {
         &denied,
     );
     repo.chant(&["work", &id]).assert_ok();
-    let found = probe(&repo, &id);
+    let found = common::http::net_probe(&repo, &id);
     assert_eq!(found["allowed"], "allowed-ok", "{found:?}");
     assert!(found["refused"].contains("denied_hosts"), "{found:?}");
     let refusals = repo.events("policy_violation");
@@ -122,7 +104,7 @@ fn without_network_enabled_there_is_no_proxy() {
     let other = Server::start("second-server");
     let (repo, id) = setup("", &ok.url(), &other);
     repo.chant(&["work", &id]).assert_ok();
-    assert_eq!(probe(&repo, &id)["proxy"], "none");
+    assert_eq!(common::http::net_probe(&repo, &id)["proxy"], "none");
     assert!(repo.events("policy_violation").is_empty());
     assert!(repo.events("spec_completed")[0]["details"]
         .get("network")

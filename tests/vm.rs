@@ -262,23 +262,8 @@ fn with_network_enabled_the_guest_reaches_only_listed_hosts_through_the_proxy() 
     ));
     repo.git(&["commit", "--quiet", "-am", "probe the network"]);
     repo.chant(&["work", &id]).assert_ok();
-    let found: std::collections::HashMap<String, String> = repo
-        .git(&["show", &format!("chant/{id}:net.txt")])
-        .lines()
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| (k.to_string(), v.trim().to_string()))
-        .collect();
-    assert_eq!(found["proxy"], "http://10.0.2.100:3128", "{found:?}");
-    assert_eq!(found["allowed"], "allowed-ok", "{found:?}");
-    assert_eq!(found["tunnel-allowed"], "allowed-ok", "{found:?}");
-    assert!(
-        found["refused"].contains("not in agent.network.allowed_hosts"),
-        "{found:?}"
-    );
-    assert!(
-        found["tunnel-refused"].contains("not in agent.network.allowed_hosts"),
-        "{found:?}"
-    );
+    let found = common::http::net_probe(&repo, &id);
+    common::http::assert_only_allowed_reached(&found, "http://10.0.2.100:3128");
     assert!(found["direct"].starts_with("failed"), "{found:?}");
     assert_eq!(found["routes"], "1", "only the guest's own link: {found:?}");
     assert_eq!(other.hits(), 0, "the second server was reached");

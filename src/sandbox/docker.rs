@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use bollard::container::LogOutput;
 use bollard::models::{ContainerCreateBody, HostConfig, HostConfigLogConfig};
-use bollard::query_parameters::{AttachContainerOptionsBuilder, WaitContainerOptionsBuilder};
+use bollard::query_parameters::WaitContainerOptionsBuilder;
 use futures_util::StreamExt;
 
 pub use mounts::volumes;
@@ -338,21 +338,7 @@ async fn follow(
     sink: &mut dyn OutputSink,
     stop: &Arc<AtomicBool>,
 ) -> Result<Outcome, SandboxError> {
-    let host = engine::host();
-    let attach = AttachContainerOptionsBuilder::default()
-        .stdout(true)
-        .stderr(true)
-        .stream(true)
-        .build();
-    let mut output = docker
-        .attach_container(id, Some(attach))
-        .await
-        .map_err(|e| engine::classify(&host, e))?
-        .output;
-    docker
-        .start_container(id, None::<bollard::query_parameters::StartContainerOptions>)
-        .await
-        .map_err(|e| engine::classify(&host, e))?;
+    let mut output = engine::attach_and_start(docker, id).await?;
     let wait_options = WaitContainerOptionsBuilder::default()
         .condition("not-running")
         .build();

@@ -270,3 +270,26 @@ impl Server {
         self.fake.requests().len()
     }
 }
+
+/// What fixtures/agents/net-probe.sh found (its `net.txt` on `chant/<id>`), as key → value.
+pub fn net_probe(repo: &super::TestRepo, id: &str) -> std::collections::HashMap<String, String> {
+    repo.git(&["show", &format!("chant/{id}:net.txt")])
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.trim().to_string()))
+        .collect()
+}
+
+/// The probe reached the allowed server through the proxy (plain HTTP and CONNECT) and was
+/// refused the other one both ways, at the proxy `proxy` the agent was given.
+pub fn assert_only_allowed_reached(found: &std::collections::HashMap<String, String>, proxy: &str) {
+    assert_eq!(found["proxy"], proxy, "{found:?}");
+    assert_eq!(found["allowed"], "allowed-ok", "{found:?}");
+    assert_eq!(found["tunnel-allowed"], "allowed-ok", "{found:?}");
+    for refused in ["refused", "tunnel-refused"] {
+        assert!(
+            found[refused].contains("not in agent.network.allowed_hosts"),
+            "{refused}: {found:?}"
+        );
+    }
+}

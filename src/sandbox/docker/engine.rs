@@ -7,7 +7,13 @@
 
 use std::collections::HashMap;
 
-use bollard::query_parameters::{ListContainersOptionsBuilder, RemoveContainerOptionsBuilder};
+use std::pin::Pin;
+
+use bollard::container::LogOutput;
+use bollard::query_parameters::{
+    AttachContainerOptionsBuilder, ListContainersOptionsBuilder, RemoveContainerOptionsBuilder,
+};
+use futures_util::Stream;
 
 use crate::sandbox::SandboxError;
 
@@ -160,4 +166,28 @@ fn process_alive(pid: i32) -> bool {
     // SAFETY: signal 0 only checks whether the process exists; nothing is delivered.
     let rc = unsafe { libc::kill(pid, 0) };
     rc == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+}
+
+/// A container's output as it arrives.
+pub type Output = Pin<Box<dyn Stream<Item = Result<LogOutput, bollard::errors::Error>> + Send>>;
+
+/// Attaches to the created container's stdout and stderr, then starts it: nothing it says
+/// is missed.
+pub async fn attach_and_start(docker: &bollard::Docker, id: &str) -> Result<Output, SandboxError> {
+    let host = host();
+    let attach = AttachContainerOptionsBuilder::default()
+        .stdout(true)
+        .stderr(true)
+        .stream(true)
+        .build();
+    let output = docker
+        .attach_container(id, Some(attach))
+        .await
+        .map_err(|e| classify(&host, e))?
+        .output;
+    docker
+        .start_container(id, None::<bollard::query_parameters::StartContainerOptions>)
+        .await
+        .map_err(|e| classify(&host, e))?;
+    Ok(output)
 }

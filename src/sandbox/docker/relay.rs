@@ -12,7 +12,6 @@ use std::time::Duration;
 
 use bollard::container::LogOutput;
 use bollard::models::{ContainerCreateBody, HostConfig, HostConfigLogConfig};
-use bollard::query_parameters::AttachContainerOptionsBuilder;
 use futures_util::StreamExt;
 
 use super::{engine, PIDS_LIMIT};
@@ -157,21 +156,7 @@ pub async fn start(
 }
 
 async fn wait_ready(docker: &bollard::Docker, id: &str) -> Result<(), SandboxError> {
-    let host = engine::host();
-    let attach = AttachContainerOptionsBuilder::default()
-        .stdout(true)
-        .stderr(true)
-        .stream(true)
-        .build();
-    let mut output = docker
-        .attach_container(id, Some(attach))
-        .await
-        .map_err(|e| engine::classify(&host, e))?
-        .output;
-    docker
-        .start_container(id, None::<bollard::query_parameters::StartContainerOptions>)
-        .await
-        .map_err(|e| engine::classify(&host, e))?;
+    let mut output = engine::attach_and_start(docker, id).await?;
     let mut said = Vec::new();
     let ready = tokio::time::timeout(READY_TIMEOUT, async {
         while let Some(Ok(chunk)) = output.next().await {
