@@ -1,11 +1,12 @@
 //! Level `vm`: a throwaway qemu virtual machine per run; the hypervisor enforces.
 //!
-//! Every run boots the configured kernel (qemu machine `pc`) from a fresh initramfs that chant builds (busybox,
-//! the virtio modules, the agent image, chant's own `/init` and the job), so nothing a run
-//! writes survives into the next (`snapshot: clean`). The clone goes in as a tar archive on
+//! Every run boots the configured kernel (qemu machine `pc`) from a fresh initramfs that
+//! chant builds (busybox, the virtio modules, the agent image, chant's own `/init` and the
+//! job), so nothing a run writes survives into the next (`snapshot: clean`). The clone goes in as a tar archive on
 //! a read-only virtio disk; the guest unpacks it into a tmpfs `/workspace`, runs the agent as
-//! uid 1000 with the filtered environment and no network device (`network: isolated`), and
-//! writes the result as a tar archive to a second, raw disk. Chant reads that archive in
+//! uid 1000 with the filtered environment and no network device (`network: isolated`; with
+//! `network: allowlist`, a NIC whose only peer is qemu's forward to chant's egress proxy),
+//! and writes the result as a tar archive to a second, raw disk. Chant reads that archive in
 //! userspace as untrusted data — it never mounts anything the guest wrote — and puts its
 //! files back into the clone for the usual policy check. No host path is visible inside.
 
