@@ -131,3 +131,24 @@ fn the_proxy_serves_a_bounded_number_of_connections_at_once() {
     assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
     drop(held);
 }
+
+#[test]
+fn doctor_says_what_the_network_config_gives() {
+    let repo = TestRepo::initialised();
+    let run = repo.chant(&["doctor"]);
+    assert!(
+        run.stdout().contains("network      off"),
+        "{}",
+        run.stdout()
+    );
+    repo.write_config(
+        "agent:\n  network:\n    enabled: true\n    allowed_hosts: [api.anthropic.com, registry.npmjs.org]\n",
+    );
+    let run = repo.chant(&["doctor"]);
+    let out = run.stdout();
+    assert!(
+        out.contains("network      on       2 allowed_hosts entries"),
+        "{out}"
+    );
+    assert!(out.contains("agent.vm.network is isolated"), "{out}");
+}

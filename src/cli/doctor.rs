@@ -88,7 +88,37 @@ pub fn run(_args: Args) -> Result<u8> {
             Err(e) => println!("{:<12} missing  {e}", "kubernetes"),
         },
     }
+    report_network(&config);
     Ok(report_configured(&config, &usable))
+}
+
+/// What `agent.network` gives the agent here.
+fn report_network(config: &Config) {
+    let network = &config.agent.network;
+    if !network.enabled {
+        println!(
+            "{:<12} off      levels docker and vm have no network (agent.network.enabled: false)",
+            "network"
+        );
+        return;
+    }
+    let allowed = network.allowed_hosts.0.patterns().len();
+    let ldd = process::find_program("ldd", &std::env::var("PATH").unwrap_or_default());
+    println!(
+        "{:<12} on       {allowed} allowed_hosts entr{}, through chant's egress proxy; docker: {}; vm: {}",
+        "network",
+        if allowed == 1 { "y" } else { "ies" },
+        if ldd.is_some() {
+            "relay ready (ldd found)"
+        } else {
+            "no ldd on PATH, the relay cannot be set up (install libc-bin)"
+        },
+        match config.agent.vm.network {
+            crate::config::VmNetwork::Allowlist => "agent.vm.network: allowlist",
+            crate::config::VmNetwork::Isolated =>
+                "agent.vm.network is isolated: set it to allowlist to use the vm level",
+        }
+    );
 }
 
 fn report_configured(config: &Config, usable: &[SandboxLevel]) -> u8 {
