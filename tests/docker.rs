@@ -491,15 +491,7 @@ fn ctrl_c_kills_and_removes_the_container() {
     common::wait_for("container running", || {
         !containers("chant.spec", &id).is_empty()
     });
-    // SAFETY: sending SIGINT to our own child.
-    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
-    let out = child.wait_with_output().expect("wait");
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::ctrl_c(child).assert_code(1);
     assert_eq!(
         repo.events("spec_failed")[0]["details"]["reason"],
         "interrupted"

@@ -386,15 +386,7 @@ fn ctrl_c_deletes_the_job() {
     common::wait_for("the pod's log to be followed", || {
         s.fake.requests().iter().any(|r| r.path.ends_with("/log"))
     });
-    // SAFETY: sending SIGINT to our own child.
-    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
-    let out = child.wait_with_output().expect("wait");
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::ctrl_c(child).assert_code(1);
     assert_eq!(
         s.repo.events("spec_failed")[0]["details"]["reason"],
         "interrupted"

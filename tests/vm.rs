@@ -191,15 +191,7 @@ fn ctrl_c_stops_the_vm_and_leaves_nothing() {
         .expect("spawn");
     // Wait until qemu runs, then interrupt chant as a terminal's Ctrl-C would.
     common::wait_for("qemu running", || qemu_running(&scratch));
-    // SAFETY: sending SIGINT to our own child.
-    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
-    let out = child.wait_with_output().expect("wait");
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::ctrl_c(child).assert_code(1);
     assert_eq!(
         repo.events("spec_failed")[0]["details"]["reason"],
         "interrupted"

@@ -234,15 +234,7 @@ fn sigint_stops_the_agent_records_and_releases() {
         !repo.events("spec_started").is_empty()
     });
     std::thread::sleep(std::time::Duration::from_millis(300));
-    // SAFETY: sending SIGINT to our own child.
-    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
-    let out = child.wait_with_output().expect("wait");
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::ctrl_c(child).assert_code(1);
     let failed = repo.events("spec_failed");
     assert_eq!(failed[0]["details"]["reason"], "interrupted");
     assert_eq!(repo.events("lock_released").len(), 1);

@@ -201,6 +201,13 @@ impl Run {
     }
 }
 
+/// Interrupts `child` as a terminal's Ctrl-C would (SIGINT) and waits for it to end.
+pub fn ctrl_c(child: std::process::Child) -> Run {
+    // SAFETY: kill(2) on the pid of our own child, which has not been waited for yet.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    Run(child.wait_with_output().expect("wait"))
+}
+
 /// Polls `cond` until it holds; panics naming `what` after 30 s.
 pub fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
     let until = std::time::Instant::now() + std::time::Duration::from_secs(30);
