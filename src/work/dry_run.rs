@@ -2,12 +2,12 @@
 //! would send them (same prompt, placeholders, environment and Secret keys), without a
 //! clone, a branch, a ledger entry or any contact with a cluster.
 
+use super::seen::Seen;
 use super::{prepare, prompt, Options, WorkError};
 use crate::identity::Identity;
 use crate::project::Project;
 use crate::sandbox::kubernetes::{manifests, Kubernetes};
 use crate::sandbox::Job;
-use crate::secrets::AgentContext;
 
 /// The YAML documents `run` would create for this spec (the Secret's values withheld).
 pub fn kubernetes_manifests(
@@ -24,39 +24,16 @@ pub fn kubernetes_manifests(
         ))
     })?;
     let prompt_text = prompt::build(&prepared.spec, config);
-    let prompt_path = guest.files_dir.join("prompt.md");
+    let seen = Seen::guest(&guest);
     let exposed = prepared.secrets.filtered(&config.agent.secrets);
-    let env: Vec<(String, String)> = crate::secrets::agent_env(
-        &AgentContext {
-            spec_id: prepared.id.as_str(),
-            session: &identity.session,
-            clone: &guest.workspace,
-            home: &guest.home,
-            exec: &guest.exec,
-            path: Some(std::ffi::OsString::from(&guest.path)),
-            lang: None,
-            term: None,
-        },
-        &exposed,
-    )?
-    .into_iter()
-    .map(|(k, v)| (k, v.to_string_lossy().into_owned()))
-    .collect();
-    let argv = prompt::substitute(
-        &prepared.template,
-        &prompt::Placeholders {
-            prompt: &prompt_text,
-            prompt_file: &prompt_path.to_string_lossy(),
-            spec_id: prepared.id.as_str(),
-            workspace: &guest.workspace.to_string_lossy(),
-        },
-    );
+    let env = seen.env(prepared.id.as_str(), &identity.session, &exposed)?;
+    let argv = seen.argv(&prepared.template, &prompt_text, prepared.id.as_str());
     let job = Job {
         argv,
         env,
         workspace: guest.workspace.clone(),
         timeout: config.agent.timeout.duration(),
-        files: vec![(prompt_path, prompt_text.into_bytes())],
+        files: vec![(seen.prompt, prompt_text.into_bytes())],
         hold_stdin: false,
         network: None,
     };

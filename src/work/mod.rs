@@ -16,6 +16,7 @@ mod output;
 mod policy;
 mod prompt;
 mod scan;
+mod seen;
 mod steps;
 
 use std::path::{Path, PathBuf};

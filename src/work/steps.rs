@@ -12,6 +12,7 @@ use serde_json::{json, Value};
 
 use super::cancel::take_cancel_request;
 use super::output::{open_log, RedactingSink};
+use super::seen::Seen;
 use super::{
     clone, collect, egress, land, policy, prompt, resolve_program, run_entry, write_exec_wrapper,
     Options, Recorder, Report, Reporter, Verdict, WorkError,
@@ -21,7 +22,6 @@ use crate::config::{Config, SandboxLevel};
 use crate::identity::Identity;
 use crate::project::Project;
 use crate::sandbox::{self, Job, Outcome};
-use crate::secrets::AgentContext;
 use crate::spec::{Spec, SpecId};
 
 pub(super) struct Run<'a> {
@@ -104,52 +104,23 @@ impl Run<'_> {
         let exposed = self.secrets.filtered(&self.config.agent.secrets);
         // Paths as the agent sees them: the host's, or the guest's for vm (and docker).
         let guest = self.sandbox.guest();
-        let (seen_clone, seen_home, seen_exec, seen_prompt, seen_path) = match &guest {
-            Some(g) => (
-                g.workspace.clone(),
-                g.home.clone(),
-                g.exec.clone(),
-                g.files_dir.join("prompt.md"),
-                Some(std::ffi::OsString::from(&g.path)),
-            ),
-            None => (
-                clone.path.clone(),
-                home.clone(),
-                exec_wrapper.clone(),
-                prompt_file.clone(),
-                None,
-            ),
-        };
-        let env: Vec<(String, String)> = crate::secrets::agent_env(
-            &AgentContext {
-                spec_id: self.id.as_str(),
-                session: &self.identity.session,
-                clone: &seen_clone,
-                home: &seen_home,
-                exec: &seen_exec,
-                path: seen_path,
-                lang: None,
-                term: None,
+        let seen = match &guest {
+            Some(g) => Seen::guest(g),
+            None => Seen {
+                clone: clone.path.clone(),
+                home: home.clone(),
+                exec: exec_wrapper.clone(),
+                prompt: prompt_file.clone(),
+                path: None,
             },
-            &exposed,
-        )?
-        .into_iter()
-        .map(|(k, v)| (k, v.to_string_lossy().into_owned()))
-        .collect();
+        };
+        let env = seen.env(self.id.as_str(), &self.identity.session, &exposed)?;
         let program = match guest {
             Some(_) => self.template.to_vec(),
             None => resolve_program(self.template, self.project.root()),
         };
-        let argv = prompt::substitute(
-            &program,
-            &prompt::Placeholders {
-                prompt: &prompt_text,
-                prompt_file: &seen_prompt.to_string_lossy(),
-                spec_id: self.id.as_str(),
-                workspace: &seen_clone.to_string_lossy(),
-            },
-        );
-        let files = vec![(seen_prompt.clone(), prompt_text.clone().into_bytes())];
+        let argv = seen.argv(&program, &prompt_text, self.id.as_str());
+        let files = vec![(seen.prompt.clone(), prompt_text.clone().into_bytes())];
         let redactor = self.secrets.redactor();
         recorder
             .record(vec![self
