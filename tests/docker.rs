@@ -2,25 +2,23 @@
 //! the container (fixtures/agents/docker-*.sh), the result goes through the same policy
 //! check and landing as every level, and nothing of a run is left in the engine.
 //!
-//! The test image is built here, without a registry: Debian's static busybox and the
-//! fixture agents (at /opt/chant/agents/) imported as a root file system through the
-//! engine's image API. With no engine these tests skip loudly, unless
+//! The test image is built without a registry (tests/common/image.rs): Debian's static
+//! busybox, git and the fixture agents (at /opt/chant/agents/) imported as a root file
+//! system through the engine's image API. With no engine these tests skip loudly, unless
 //! `CHANT_REQUIRE_DOCKER=1` (CI) makes them fail.
 
 mod common;
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use bollard::query_parameters::{CreateImageOptionsBuilder, ListContainersOptionsBuilder};
+use bollard::query_parameters::ListContainersOptionsBuilder;
 use common::http::Server;
 use common::TestRepo;
-use futures_util::StreamExt;
-use sha2::Digest;
 
-const AGENTS_IN_IMAGE: &str = "/opt/chant/agents";
+use common::image::AGENTS as AGENTS_IN_IMAGE;
 
 /// The test image's tag, or None (after a loud message) when no engine answers locally.
 fn image() -> Option<String> {
@@ -59,153 +57,25 @@ async fn connect() -> Result<bollard::Docker, String> {
     Ok(docker)
 }
 
-fn busybox() -> Result<Vec<u8>, String> {
-    for p in ["/bin/busybox", "/usr/bin/busybox"] {
-        if let Ok(bytes) = std::fs::read(p) {
-            return Ok(bytes);
-        }
+/// The host's git with the libraries it loads, when there is a `/usr/bin/git`, so agents in
+/// the test image can use git.
+fn git_files() -> Vec<PathBuf> {
+    let git = Path::new("/usr/bin/git");
+    if git.exists() {
+        common::image::with_libraries(git)
+    } else {
+        Vec::new()
     }
-    Err("no busybox found (apt-get install busybox-static)".into())
 }
 
-/// Imports busybox + the fixture agents as `chant-test-busybox:<content hash>`.
+/// Busybox, git and the fixture agents as `chant-test-busybox:<content hash>`.
 fn build_image() -> Result<String, String> {
-    let bin = busybox()?;
-    let agents_dir = common::crate_path("fixtures/agents");
-    let mut agents: Vec<(String, Vec<u8>)> = std::fs::read_dir(&agents_dir)
-        .map_err(|e| e.to_string())?
-        .filter_map(Result::ok)
-        .map(|e| {
-            let name = e.file_name().to_string_lossy().into_owned();
-            (name, std::fs::read(e.path()).unwrap_or_default())
-        })
-        .collect();
-    agents.sort();
-    let git = git_files();
-    let mut hash = sha2::Sha256::new();
-    hash.update(&bin);
-    for (path, body) in &git {
-        hash.update(path.as_bytes());
-        hash.update(body);
-    }
-    for (name, body) in &agents {
-        hash.update(name.as_bytes());
-        hash.update(body);
-    }
-    let digest = hash.finalize();
-    let tag: String = digest.iter().take(6).map(|b| format!("{b:02x}")).collect();
-    let image = format!("chant-test-busybox:{tag}");
-    rt().block_on(async {
-        let docker = connect().await?;
-        if docker.inspect_image(&image).await.is_ok() {
-            return Ok(image.clone());
-        }
-        let rootfs = rootfs_tar(&bin, &agents, &git).map_err(|e| e.to_string())?;
-        let options = CreateImageOptionsBuilder::default()
-            .from_src("-")
-            .repo("chant-test-busybox")
-            .tag(&tag)
-            .build();
-        let mut progress =
-            docker.create_image(Some(options), Some(bollard::body_full(rootfs.into())), None);
-        while let Some(step) = progress.next().await {
-            step.map_err(|e| format!("image import failed: {e}"))?;
-        }
-        Ok(image.clone())
+    common::image::build(&common::image::Layout {
+        name: "chant-test-busybox",
+        files: git_files(),
+        dirs: &[],
+        links: &[],
     })
-}
-
-/// The host's git and the libraries it loads (paths without the leading `/`), so agents in
-/// the test image can use git; empty when there is no `/usr/bin/git` or no `ldd`.
-fn git_files() -> Vec<(String, Vec<u8>)> {
-    let git = "/usr/bin/git";
-    let Ok(ldd) = std::process::Command::new("ldd").arg(git).output() else {
-        return Vec::new();
-    };
-    let mut paths = vec![git.to_string()];
-    for token in String::from_utf8_lossy(&ldd.stdout).split_whitespace() {
-        if token.starts_with('/') {
-            paths.push(token.to_string());
-        }
-    }
-    paths.sort();
-    paths.dedup();
-    paths
-        .into_iter()
-        .filter_map(|p| {
-            let body = std::fs::read(&p).ok()?;
-            Some((p.trim_start_matches('/').to_string(), body))
-        })
-        .collect()
-}
-
-fn rootfs_tar(
-    busybox: &[u8],
-    agents: &[(String, Vec<u8>)],
-    git: &[(String, Vec<u8>)],
-) -> std::io::Result<Vec<u8>> {
-    let mut tar = tar::Builder::new(Vec::new());
-    let dir = |tar: &mut tar::Builder<Vec<u8>>, path: &str, mode: u32| {
-        let mut h = tar::Header::new_gnu();
-        h.set_entry_type(tar::EntryType::Directory);
-        h.set_mode(mode);
-        h.set_size(0);
-        h.set_mtime(0);
-        tar.append_data(&mut h, path, std::io::empty())
-    };
-    for d in ["bin", "etc", "tmp", "opt", "opt/chant", "opt/chant/agents"] {
-        dir(&mut tar, d, if d == "tmp" { 0o1777 } else { 0o755 })?;
-    }
-    let mut h = tar::Header::new_gnu();
-    h.set_mode(0o755);
-    h.set_size(busybox.len() as u64);
-    h.set_mtime(0);
-    tar.append_data(&mut h, "bin/busybox", busybox)?;
-    let list = std::process::Command::new("busybox")
-        .arg("--list")
-        .output()?;
-    for applet in String::from_utf8_lossy(&list.stdout).lines() {
-        if applet == "busybox" || applet.is_empty() {
-            continue;
-        }
-        let mut h = tar::Header::new_gnu();
-        h.set_entry_type(tar::EntryType::Symlink);
-        h.set_mode(0o777);
-        h.set_size(0);
-        h.set_mtime(0);
-        tar.append_link(&mut h, format!("bin/{applet}"), "busybox")?;
-    }
-    let mut dirs: Vec<String> = Vec::new();
-    for (path, _) in git {
-        let mut parent = Path::new(path).parent();
-        while let Some(d) = parent.filter(|d| !d.as_os_str().is_empty()) {
-            dirs.push(d.to_string_lossy().into_owned());
-            parent = d.parent();
-        }
-    }
-    dirs.sort();
-    dirs.dedup();
-    for d in dirs
-        .iter()
-        .filter(|d| !["bin", "etc", "tmp", "opt"].contains(&d.as_str()))
-    {
-        dir(&mut tar, d, 0o755)?;
-    }
-    for (path, body) in git {
-        let mut h = tar::Header::new_gnu();
-        h.set_mode(0o755);
-        h.set_size(body.len() as u64);
-        h.set_mtime(0);
-        tar.append_data(&mut h, path, body.as_slice())?;
-    }
-    for (name, body) in agents {
-        let mut h = tar::Header::new_gnu();
-        h.set_mode(0o755);
-        h.set_size(body.len() as u64);
-        h.set_mtime(0);
-        tar.append_data(&mut h, format!("opt/chant/agents/{name}"), body.as_slice())?;
-    }
-    tar.into_inner()
 }
 
 /// A repository whose agent is `argv` (the first element a fixture name) in the docker

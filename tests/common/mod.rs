@@ -8,6 +8,7 @@ use std::process::{Command, Output};
 use assert_cmd::cargo::CommandCargoExt;
 
 pub mod http;
+pub mod image;
 pub mod moto;
 
 /// A fixed "now" for tests that need repeatable ids and timestamps.
