@@ -55,17 +55,7 @@ fn git(clone: &Path, args: &[&str]) -> Result<String, SandboxError> {
 
 /// Makes `chant/<id>` on the repository the clone's start, so the pod clones exactly it.
 pub fn publish_start(clone: &Path, url: &str, spec_id: &str) -> Result<(), SandboxError> {
-    git(
-        clone,
-        &[
-            "push",
-            "--quiet",
-            "--no-verify",
-            url,
-            &format!("HEAD:refs/heads/chant/{spec_id}"),
-        ],
-    )
-    .map_err(|e| {
+    push(clone, url, &format!("HEAD:refs/heads/chant/{spec_id}")).map_err(|e| {
         SandboxError::Kubernetes(format!(
             "cannot publish chant/{spec_id} to agent.kubernetes.repo_url {url} for the pod to clone \
              ({e}); if the repository's chant/{spec_id} has moved, fetch and merge it first"
@@ -115,17 +105,12 @@ pub fn delete_remote(
     spec_id: &str,
     session: &str,
 ) -> Result<(), SandboxError> {
-    git(
-        clone,
-        &[
-            "push",
-            "--quiet",
-            "--no-verify",
-            url,
-            &format!(":{}", incoming_ref(spec_id, session)),
-        ],
-    )
-    .map(|_| ())
+    push(clone, url, &format!(":{}", incoming_ref(spec_id, session)))
+}
+
+/// Pushes `refspec` to `url` (the clone's own hooks never run).
+fn push(clone: &Path, url: &str, refspec: &str) -> Result<(), SandboxError> {
+    git(clone, &["push", "--quiet", "--no-verify", url, refspec]).map(|_| ())
 }
 
 fn git2_error(e: git2::Error) -> SandboxError {
