@@ -81,10 +81,9 @@ pub(crate) fn join<A: Duplex, B: Duplex>(a: A, b: B) -> io::Result<u64> {
 /// Copies from `from` to `to` until end of file: in the kernel (`splice(2)` through a
 /// pipe, no copy into this process) where both ends allow it, else through a buffer.
 pub(crate) fn copy(from: &mut (impl Read + AsFd), to: &mut (impl Write + AsFd)) -> io::Result<u64> {
-    match splice::copy(from.as_fd(), to.as_fd()) {
-        Ok(splice::Copied::All(n)) => Ok(n),
-        Ok(splice::Copied::Unsupported(n)) => Ok(n + buffered(from, to)?),
-        Err(e) => Err(e),
+    match splice::copy(from.as_fd(), to.as_fd())? {
+        Some(n) => Ok(n),
+        None => buffered(from, to),
     }
 }
 
@@ -108,72 +107,55 @@ fn buffered(from: &mut impl Read, to: &mut impl Write) -> io::Result<u64> {
 /// through user space.
 mod splice {
     use std::io;
-    use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
-
-    /// What one call to [`copy`] moved.
-    pub enum Copied {
-        /// Everything, to end of file.
-        All(u64),
-        /// This much, then the descriptors turned out not to support splicing (nothing was
-        /// lost: splice refuses before it moves anything).
-        Unsupported(u64),
-    }
+    use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
     const CHUNK: usize = 1 << 20;
 
-    pub fn copy(from: BorrowedFd<'_>, to: BorrowedFd<'_>) -> io::Result<Copied> {
+    /// Moves everything from `from` to `to`; the bytes moved, or None when the descriptors
+    /// do not support splicing (found before anything moved, so nothing is lost).
+    pub fn copy(from: BorrowedFd<'_>, to: BorrowedFd<'_>) -> io::Result<Option<u64>> {
         let (read_end, write_end) = pipe()?;
         let mut total = 0u64;
         loop {
-            // SAFETY: plain descriptors owned by the callers and this function; null offsets
+            let n = match splice(from.as_raw_fd(), write_end.as_raw_fd(), CHUNK) {
+                Ok(0) => return Ok(Some(total)),
+                Ok(n) => n,
+                Err(e) if e.raw_os_error() == Some(libc::EINVAL) && total == 0 => return Ok(None),
+                Err(e) => return Err(e),
+            };
+            let mut left = n;
+            while left > 0 {
+                match splice(read_end.as_raw_fd(), to.as_raw_fd(), left)? {
+                    0 => return Err(io::ErrorKind::WriteZero.into()),
+                    m => left -= m,
+                }
+            }
+            total += n as u64;
+        }
+    }
+
+    /// One `splice(2)` of up to `len` bytes, retried when a signal interrupts it.
+    fn splice(from: RawFd, to: RawFd, len: usize) -> io::Result<usize> {
+        loop {
+            // SAFETY: descriptors owned by the callers or this module; null offsets
             // (sockets and pipes have none).
             let n = unsafe {
                 libc::splice(
-                    from.as_raw_fd(),
+                    from,
                     std::ptr::null_mut(),
-                    write_end.as_raw_fd(),
+                    to,
                     std::ptr::null_mut(),
-                    CHUNK,
+                    len,
                     libc::SPLICE_F_MOVE | libc::SPLICE_F_MORE,
                 )
             };
-            if n < 0 {
-                let e = io::Error::last_os_error();
-                match e.raw_os_error() {
-                    Some(libc::EINTR) => continue,
-                    Some(libc::EINVAL) if total == 0 => return Ok(Copied::Unsupported(0)),
-                    _ => return Err(e),
-                }
+            if n >= 0 {
+                return Ok(n as usize);
             }
-            if n == 0 {
-                return Ok(Copied::All(total));
+            let e = io::Error::last_os_error();
+            if e.raw_os_error() != Some(libc::EINTR) {
+                return Err(e);
             }
-            let mut left = n as usize;
-            while left > 0 {
-                // SAFETY: as above.
-                let m = unsafe {
-                    libc::splice(
-                        read_end.as_raw_fd(),
-                        std::ptr::null_mut(),
-                        to.as_raw_fd(),
-                        std::ptr::null_mut(),
-                        left,
-                        libc::SPLICE_F_MOVE | libc::SPLICE_F_MORE,
-                    )
-                };
-                if m < 0 {
-                    let e = io::Error::last_os_error();
-                    if e.raw_os_error() == Some(libc::EINTR) {
-                        continue;
-                    }
-                    return Err(e);
-                }
-                if m == 0 {
-                    return Err(io::ErrorKind::WriteZero.into());
-                }
-                left -= m as usize;
-            }
-            total += n as u64;
         }
     }
 
