@@ -2,7 +2,8 @@
 //!
 //! Run with `cargo bench --bench ledger`. Sizes can be lowered for a quick look:
 //! `CHANT_BENCH_BATCH` (10000), `CHANT_BENCH_PLUMBING` (200), `CHANT_BENCH_RECORD` (200),
-//! `CHANT_BENCH_VERIFY` (200000), `CHANT_BENCH_QUERY` (1000000).
+//! `CHANT_BENCH_VERIFY` (200000), `CHANT_BENCH_QUERY` (1000000). `CHANT_BENCH_KEEP=1`
+//! keeps the repositories (their directory is printed) for a closer look.
 //!
 //! 1. a batch of entries appended with one CAS, signed (ed25519, in-process) and unsigned,
 //!    vs the plumbing loop `git commit-tree [-S]` + `git update-ref <ref> <new> <old>`;
@@ -51,7 +52,11 @@ struct Env {
 
 impl Env {
     fn new() -> Env {
-        let tmp = tempfile::tempdir().expect("tmp");
+        let mut tmp = tempfile::tempdir().expect("tmp");
+        if std::env::var_os("CHANT_BENCH_KEEP").is_some() {
+            tmp.disable_cleanup(true);
+            println!("   repositories kept in {}", tmp.path().display());
+        }
         let home = tmp.path().join("home");
         std::fs::create_dir_all(&home).expect("home");
         let key = home.join("id_ed25519");

@@ -273,6 +273,70 @@ fn the_index_follows_the_ref() {
     assert_eq!(events(&repo, &[]).len(), 9);
 }
 
+/// Writes `lines` as the query index with an `index.head` that agrees with them (last
+/// record, count, length): an index that lies consistently.
+fn forge_index(repo: &TestRepo, lines: &[String]) {
+    let text = lines.iter().map(|l| format!("{l}\n")).collect::<String>();
+    let head = lines
+        .last()
+        .and_then(|l| l.rsplit('\t').next())
+        .expect("a record");
+    std::fs::write(repo.path(".git/chant/audit/index"), &text).expect("write index");
+    std::fs::write(
+        repo.path(".git/chant/audit/index.head"),
+        format!("{head} {} {}\n", lines.len(), text.len()),
+    )
+    .expect("write index.head");
+}
+
+#[test]
+fn an_index_that_lies_is_caught_by_the_commits_and_rebuilt() {
+    let (repo, _a, _b) = populated();
+    assert_eq!(events(&repo, &["--event", "command_run"]), ["command_run"]);
+    let original = std::fs::read_to_string(repo.path(".git/chant/audit/index")).expect("read");
+    let lines: Vec<String> = original.lines().map(str::to_string).collect();
+    let run = lines
+        .iter()
+        .position(|l| l.contains("\tcommand_run\t"))
+        .expect("a command_run record");
+    assert!(run >= 2, "{original}");
+
+    // The record before a match dropped: its commit's parent is not what the index lists.
+    let mut dropped = lines.clone();
+    dropped.remove(run - 1);
+    forge_index(&repo, &dropped);
+    assert_eq!(events(&repo, &["--event", "command_run"]), ["command_run"]);
+    let rebuilt = std::fs::read_to_string(repo.path(".git/chant/audit/index")).expect("read");
+    assert_eq!(
+        rebuilt, original,
+        "the query rebuilt the index from the ref"
+    );
+
+    // A record relabelled to match: its commit says otherwise.
+    let mut relabelled = lines.clone();
+    relabelled[1] = relabelled[1].replacen(
+        &format!("\t{}\t", relabelled[1].split('\t').nth(2).expect("event")),
+        "\tcommand_run\t",
+        1,
+    );
+    forge_index(&repo, &relabelled);
+    assert_eq!(events(&repo, &["--event", "command_run"]), ["command_run"]);
+    assert_eq!(
+        std::fs::read_to_string(repo.path(".git/chant/audit/index")).expect("read"),
+        original
+    );
+
+    // A record that does not parse, far from the end, found by a query that reads it all.
+    let mut garbled = lines.clone();
+    garbled[0] = "not a record".into();
+    forge_index(&repo, &garbled);
+    assert_eq!(events(&repo, &[]).len(), 9);
+    assert_eq!(
+        std::fs::read_to_string(repo.path(".git/chant/audit/index")).expect("read"),
+        original
+    );
+}
+
 #[test]
 fn text_table_snapshot() {
     let repo = TestRepo::new();

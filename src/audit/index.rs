@@ -9,45 +9,189 @@
 //! indexed head, the record count and the byte length. The index is brought up to the
 //! ref's head on every use — incrementally from the indexed head, or from scratch when the
 //! head no longer descends from it — and never trusted over the ref: queries re-read each
-//! matching entry from its commit and re-apply the filter. Losing or corrupting the index
-//! costs a rebuild, nothing else. This module never prints.
+//! matching entry from its commit, re-apply the filter, and check that the record before
+//! it in the index is that commit's parent.
+//!
+//! Records are read newest first, from the end of the file backwards, so a query bounded
+//! in time reads only the tail it needs (the `max ts` column says where to stop). A record
+//! that does not parse, a count that does not add up at the start of the file, or a broken
+//! link makes a [`Corrupt`] error: the caller rebuilds with [`rebuild`] and asks again.
+//! Losing or corrupting the index costs a rebuild, nothing else. Updates hold an advisory
+//! lock (`flock`) on the index directory, which the kernel drops when a process dies: no
+//! lock file is ever left behind. This module never prints.
 
+use std::borrow::Cow;
+use std::fs::File;
 use std::io::Write;
-use std::path::PathBuf;
+use std::os::unix::fs::FileExt;
+use std::os::unix::io::AsRawFd;
+use std::path::{Path, PathBuf};
 
 use chrono::DateTime;
 use git2::{Oid, Repository};
 
 use super::{ledger, AuditError};
 
-/// One record of the index.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Record {
+/// How much of the file one backwards read takes.
+const CHUNK: u64 = 256 * 1024;
+
+/// One record of the index, borrowed from the bytes read; fields are unescaped on demand.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Record<'a> {
     /// The greatest `ts` of this record and all before it (lets a time-bounded query stop
     /// early while scanning newest first, even if clocks went backwards).
     pub max_ts: i64,
     pub ts: i64,
-    pub event: String,
-    pub spec_id: Option<String>,
-    pub actor: String,
-    pub commit: Oid,
+    event: &'a str,
+    spec_id: &'a str,
+    actor: &'a str,
+    /// The commit's id, checked when asked for.
+    commit: &'a str,
 }
 
-/// The index, loaded and current with the ref.
+impl<'a> Record<'a> {
+    pub fn event(&self) -> Cow<'a, str> {
+        unescape(self.event)
+    }
+
+    pub fn spec_id(&self) -> Option<Cow<'a, str>> {
+        (self.spec_id != "-").then(|| unescape(self.spec_id))
+    }
+
+    pub fn actor(&self) -> Cow<'a, str> {
+        unescape(self.actor)
+    }
+
+    pub fn commit(&self) -> Result<Oid, Corrupt> {
+        match Oid::from_str(self.commit) {
+            Ok(oid) if self.commit.len() == 40 => Ok(oid),
+            _ => Err(Corrupt(format!("'{}' is not a commit id", self.commit))),
+        }
+    }
+}
+
+/// The index disagrees with itself or with the ledger; [`rebuild`] mends it.
+#[derive(Debug)]
+pub struct Corrupt(pub String);
+
+/// The index, current with the ref: the persisted file (up to its recorded length) and
+/// whatever could not be persisted (a read-only git dir), which follows it.
 pub struct Index {
     pub head: Option<Oid>,
-    bytes: Vec<u8>,
+    count: u64,
+    file: Option<File>,
+    file_len: u64,
+    unpersisted: Vec<u8>,
 }
 
 impl Index {
     /// Records newest first.
-    pub fn newest_first(&self) -> impl Iterator<Item = Record> + '_ {
-        self.bytes
-            .strip_suffix(b"\n")
-            .unwrap_or(&self.bytes)
-            .rsplit(|b| *b == b'\n')
-            .filter(|l| !l.is_empty())
-            .filter_map(parse_line)
+    pub fn newest_first(&self) -> Records<'_> {
+        self.records(CHUNK)
+    }
+
+    fn records(&self, chunk: u64) -> Records<'_> {
+        Records {
+            index: self,
+            chunk,
+            start: self.file_len + self.unpersisted.len() as u64,
+            buf: Vec::new(),
+            cut: usize::MAX,
+            seen: 0,
+        }
+    }
+
+    /// Bytes `[start, end)` of the file followed by the unpersisted records.
+    fn read_range(&self, start: u64, end: u64) -> std::io::Result<Vec<u8>> {
+        let mut out = vec![0; (end - start) as usize];
+        let in_file = end.min(self.file_len).saturating_sub(start) as usize;
+        if in_file > 0 {
+            match &self.file {
+                Some(f) => f.read_exact_at(&mut out[..in_file], start)?,
+                None => return Err(std::io::ErrorKind::NotFound.into()),
+            }
+        }
+        let from = start.max(self.file_len) - self.file_len;
+        let to = end - self.file_len.min(end);
+        if to > from {
+            out[in_file..].copy_from_slice(&self.unpersisted[from as usize..to as usize]);
+        }
+        Ok(out)
+    }
+}
+
+/// Records newest first, read from the end backwards a chunk at a time.
+pub struct Records<'i> {
+    index: &'i Index,
+    chunk: u64,
+    /// Offset of `buf[0]`: everything before it is still unread.
+    start: u64,
+    /// Unread bytes ending at a record's end (or the record returned last, from `cut` on).
+    buf: Vec<u8>,
+    cut: usize,
+    seen: u64,
+}
+
+impl Records<'_> {
+    /// The next record, newest first; `None` after the oldest.
+    pub fn next_record(&mut self) -> Option<Result<Record<'_>, Corrupt>> {
+        self.next_record_where(|_| true)
+    }
+
+    /// The next record whose raw line `wanted` accepts; the others are passed over without
+    /// being parsed (a query's cheap pre-filter: most records of a window do not match).
+    pub fn next_record_where(
+        &mut self,
+        wanted: impl Fn(&[u8]) -> bool,
+    ) -> Option<Result<Record<'_>, Corrupt>> {
+        // The record returned last time is still at the end of `buf`: drop it now.
+        self.buf.truncate(self.cut);
+        self.cut = usize::MAX;
+        loop {
+            let body = self.buf.strip_suffix(b"\n").unwrap_or(&self.buf);
+            let line_start = match memchr::memrchr(b'\n', body) {
+                Some(i) => Some(i + 1),
+                None if self.start == 0 => (!body.is_empty()).then_some(0),
+                None => None,
+            };
+            if let Some(from) = line_start {
+                let end = body.len();
+                if !wanted(&body[from..]) {
+                    self.seen += 1;
+                    self.buf.truncate(from);
+                    continue;
+                }
+                self.buf.truncate(end);
+                self.cut = from;
+                self.seen += 1;
+                let seen = self.seen;
+                return Some(
+                    parse_line(&self.buf[from..]).ok_or_else(|| {
+                        Corrupt(format!("record {seen} from the end does not parse"))
+                    }),
+                );
+            }
+            if self.start == 0 {
+                if self.seen != self.index.count {
+                    let why = format!(
+                        "{} records, index.head says {}",
+                        self.seen, self.index.count
+                    );
+                    self.seen = self.index.count; // said once; the next call ends
+                    return Some(Err(Corrupt(why)));
+                }
+                return None;
+            }
+            let from = self.start.saturating_sub(self.chunk);
+            match self.index.read_range(from, self.start) {
+                Ok(mut chunk) => {
+                    chunk.extend_from_slice(&self.buf);
+                    self.buf = chunk;
+                    self.start = from;
+                }
+                Err(e) => return Some(Err(Corrupt(format!("cannot read the index: {e}")))),
+            }
+        }
     }
 }
 
@@ -55,55 +199,99 @@ fn dir(repo: &Repository) -> PathBuf {
     repo.path().join("chant").join("audit")
 }
 
+/// What `index.head` says, checked against the data file.
+struct Indexed {
+    head: Oid,
+    count: u64,
+    len: u64,
+    file: File,
+    max_ts: i64,
+}
+
+/// Reads `index.head` and checks it against the data file: long enough, and its last record
+/// is the indexed head. `None` when anything is missing or off.
+fn indexed(dir: &Path) -> Option<Indexed> {
+    let text = std::fs::read_to_string(dir.join("index.head")).ok()?;
+    let mut parts = text.split_whitespace();
+    let head = Oid::from_str(parts.next()?).ok()?;
+    let count = parts.next()?.parse().ok()?;
+    let len: u64 = parts.next()?.parse().ok()?;
+    let file = File::open(dir.join("index")).ok()?;
+    if file.metadata().ok()?.len() < len || len == 0 {
+        return None;
+    }
+    let tail_from = len.saturating_sub(4096);
+    let mut tail = vec![0; (len - tail_from) as usize];
+    file.read_exact_at(&mut tail, tail_from).ok()?;
+    let last = last_record(&tail)?;
+    (last.commit().ok()? == head).then_some(Indexed {
+        head,
+        count,
+        len,
+        file,
+        max_ts: last.max_ts,
+    })
+}
+
 /// Loads the index of `repo`, bringing it up to date with `refs/chant/audit` first.
 pub fn refresh(repo: &Repository) -> Result<Index, AuditError> {
-    let head = ledger::head(repo)?;
+    let Some(head) = ledger::head(repo)? else {
+        return Ok(Index::empty());
+    };
     let dir = dir(repo);
-    let data_path = dir.join("index");
-    let head_path = dir.join("index.head");
-    let Some(head) = head else {
-        return Ok(Index {
-            head: None,
-            bytes: Vec::new(),
-        });
-    };
-    let indexed = std::fs::read_to_string(&head_path)
-        .ok()
-        .and_then(|t| parse_head(&t));
-    let bytes = match &indexed {
-        Some((_, _, len)) => std::fs::read(&data_path)
-            .ok()
-            .filter(|b| b.len() as u64 >= *len)
-            .map(|mut b| {
-                b.truncate(*len as usize);
-                b
-            }),
-        None => None,
-    };
-    // Cheap consistency checks: the last record is the indexed head and the record count
-    // matches; anything else is rebuilt.
-    let consistent = match (&indexed, &bytes) {
-        (Some((oid, count, _)), Some(b)) => {
-            last_commit(b) == Some(*oid)
-                && b.iter().filter(|c| **c == b'\n').count() as u64 == *count
-        }
-        _ => false,
-    };
-    let (indexed, mut bytes) = if consistent {
-        (indexed, bytes)
-    } else {
-        (None, None)
-    };
-    if let Some((oid, _, _)) = &indexed {
-        if *oid == head {
-            return Ok(Index {
-                head: Some(head),
-                bytes: bytes.unwrap_or_default(),
-            });
+    match indexed(&dir) {
+        Some(i) if i.head == head => update(repo, &dir, head, Some(i)),
+        _ => {
+            // Someone has to write: one process at a time, and whoever waited looks again.
+            let _lock = DirLock::take(&dir);
+            update(repo, &dir, head, indexed(&dir))
         }
     }
+}
+
+/// Throws the index away and builds it again from the ref.
+pub fn rebuild(repo: &Repository) -> Result<Index, AuditError> {
+    let Some(head) = ledger::head(repo)? else {
+        return Ok(Index::empty());
+    };
+    let dir = dir(repo);
+    let _lock = DirLock::take(&dir);
+    update(repo, &dir, head, None)
+}
+
+impl Index {
+    fn empty() -> Index {
+        Index {
+            head: None,
+            count: 0,
+            file: None,
+            file_len: 0,
+            unpersisted: Vec::new(),
+        }
+    }
+}
+
+/// Brings `indexed` (or nothing) up to `head` and persists what it can.
+fn update(
+    repo: &Repository,
+    dir: &Path,
+    head: Oid,
+    indexed: Option<Indexed>,
+) -> Result<Index, AuditError> {
+    let indexed = match indexed {
+        Some(i) if i.head == head => {
+            return Ok(Index {
+                head: Some(head),
+                count: i.count,
+                file: Some(i.file),
+                file_len: i.len,
+                unpersisted: Vec::new(),
+            })
+        }
+        other => other,
+    };
     // Walk back from the head to the indexed head (or the root).
-    let stop = indexed.as_ref().map(|(oid, _, _)| *oid);
+    let stop = indexed.as_ref().map(|i| i.head);
     let mut new = Vec::new();
     let mut met = false;
     let mut next = Some(head);
@@ -117,92 +305,104 @@ pub fn refresh(repo: &Repository) -> Result<Index, AuditError> {
         let entry = ledger::parse_message(commit.message_bytes()).ok();
         new.push((oid, entry));
     }
-    let mut count = indexed.as_ref().map_or(0, |(_, c, _)| *c);
-    let rebuild = !met;
-    if rebuild {
-        bytes = Some(Vec::new());
-        count = 0;
-    }
-    let mut bytes = bytes.unwrap_or_default();
-    let appended_from = bytes.len();
-    let mut max_ts = last_max_ts(&bytes);
-    for (oid, entry) in new.into_iter().rev() {
-        let (ts, event, spec, actor) = match &entry {
+    let base = if met { indexed } else { None };
+    let mut max_ts = base.as_ref().map_or(i64::MIN, |i| i.max_ts);
+    let mut lines = Vec::new();
+    for (oid, entry) in new.iter().rev() {
+        let (ts, event, spec, actor) = match entry {
             Some(e) => (
                 DateTime::parse_from_rfc3339(e.ts()).map_or(0, |t| t.timestamp()),
-                e.event().to_string(),
-                e.spec_id().map(str::to_string),
-                e.actor().to_string(),
+                e.event(),
+                e.spec_id(),
+                e.actor(),
             ),
-            None => (0, String::new(), None, String::new()),
+            None => (0, "", None, ""),
         };
         max_ts = max_ts.max(ts);
-        let line = format!(
-            "{max_ts}\t{ts}\t{}\t{}\t{}\t{oid}\n",
-            escape(&event),
-            spec.as_deref().map_or_else(|| "-".to_string(), escape),
-            escape(&actor)
+        lines.extend_from_slice(
+            format!(
+                "{max_ts}\t{ts}\t{}\t{}\t{}\t{oid}\n",
+                escape(event),
+                spec.map_or_else(|| "-".to_string(), escape),
+                escape(actor)
+            )
+            .as_bytes(),
         );
-        bytes.extend_from_slice(line.as_bytes());
-        count += 1;
     }
+    let count = base.as_ref().map_or(0, |i| i.count) + new.len() as u64;
+    let (file, file_len) = match base {
+        Some(i) => (Some(i.file), i.len),
+        None => (None, 0),
+    };
     // Persisting is best effort: a read-only git dir still gets correct answers.
-    let _ = persist(
-        &dir,
-        &data_path,
-        &head_path,
-        &bytes,
-        appended_from,
-        rebuild,
-        head,
-        count,
-    );
-    Ok(Index {
-        head: Some(head),
-        bytes,
+    let persisted = persist(dir, file_len, &lines, head, count).ok();
+    Ok(match persisted {
+        Some(file) => Index {
+            head: Some(head),
+            count,
+            file: Some(file),
+            file_len: file_len + lines.len() as u64,
+            unpersisted: Vec::new(),
+        },
+        None => Index {
+            head: Some(head),
+            count,
+            file,
+            file_len,
+            unpersisted: lines,
+        },
     })
 }
 
-#[allow(clippy::too_many_arguments)]
-fn persist(
-    dir: &std::path::Path,
-    data_path: &std::path::Path,
-    head_path: &std::path::Path,
-    bytes: &[u8],
-    appended_from: usize,
-    rebuild: bool,
-    head: Oid,
-    count: u64,
-) -> std::io::Result<()> {
+/// Writes `lines` after the first `keep` bytes of the data file (replacing it when `keep`
+/// is 0), then the head file; returns the data file opened for reading.
+fn persist(dir: &Path, keep: u64, lines: &[u8], head: Oid, count: u64) -> std::io::Result<File> {
     std::fs::create_dir_all(dir)?;
-    if rebuild {
-        crate::atomic::replace(data_path, bytes)?;
+    let data = dir.join("index");
+    if keep == 0 {
+        crate::atomic::replace(&data, lines)?;
     } else {
         let mut file = std::fs::OpenOptions::new()
-            .create(true)
             .write(true)
             .truncate(false)
-            .open(data_path)?;
+            .open(&data)?;
         // Drop anything past the recorded length (a crash between append and head write).
-        file.set_len(appended_from as u64)?;
+        file.set_len(keep)?;
         std::io::Seek::seek(&mut file, std::io::SeekFrom::End(0))?;
-        file.write_all(&bytes[appended_from..])?;
+        file.write_all(lines)?;
         file.sync_data()?;
     }
-    let text = format!("{head} {count} {}\n", bytes.len());
-    crate::atomic::replace(head_path, text.as_bytes())
+    let text = format!("{head} {count} {}\n", keep + lines.len() as u64);
+    crate::atomic::replace(&dir.join("index.head"), text.as_bytes())?;
+    File::open(&data)
 }
 
-fn parse_head(text: &str) -> Option<(Oid, u64, u64)> {
-    let mut parts = text.split_whitespace();
-    let oid = Oid::from_str(parts.next()?).ok()?;
-    let count = parts.next()?.parse().ok()?;
-    let len = parts.next()?.parse().ok()?;
-    Some((oid, count, len))
+/// An exclusive `flock` on the index directory, released on drop or when the process
+/// dies. Best effort: without the directory (read-only git dir) there is nothing to guard.
+struct DirLock(Option<File>);
+
+impl DirLock {
+    fn take(dir: &Path) -> DirLock {
+        let _ = std::fs::create_dir_all(dir);
+        let file = File::open(dir).ok().filter(|f| {
+            // SAFETY: flock on a descriptor we own; it blocks until the lock is ours.
+            unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) == 0 }
+        });
+        DirLock(file)
+    }
 }
 
-fn last_record(bytes: &[u8]) -> Option<Record> {
-    let trimmed = bytes.strip_suffix(b"\n").unwrap_or(bytes);
+impl Drop for DirLock {
+    fn drop(&mut self) {
+        if let Some(f) = &self.0 {
+            // SAFETY: as above; closing the descriptor would release it too.
+            unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_UN) };
+        }
+    }
+}
+
+fn last_record(bytes: &[u8]) -> Option<Record<'_>> {
+    let trimmed = bytes.strip_suffix(b"\n")?;
     let start = trimmed
         .iter()
         .rposition(|b| *b == b'\n')
@@ -210,24 +410,33 @@ fn last_record(bytes: &[u8]) -> Option<Record> {
     parse_line(&trimmed[start..])
 }
 
-fn last_commit(bytes: &[u8]) -> Option<Oid> {
-    last_record(bytes).map(|r| r.commit)
+/// The `max ts` of a raw record line, if it has one.
+pub fn max_ts(line: &[u8]) -> Option<i64> {
+    int(&line[..memchr::memchr(b'\t', line)?])
 }
 
-fn last_max_ts(bytes: &[u8]) -> i64 {
-    last_record(bytes).map_or(i64::MIN, |r| r.max_ts)
+/// What a record line holds, tabs around, when one of its text fields is `text`: a
+/// pre-filter for [`Records::next_record_where`] (it may also hit another field).
+pub fn field_needle(text: &str) -> Vec<u8> {
+    format!("\t{}\t", escape(text)).into_bytes()
 }
 
-fn parse_line(line: &[u8]) -> Option<Record> {
-    let text = std::str::from_utf8(line).ok()?;
-    let mut f = text.split('\t');
-    let max_ts = f.next()?.parse().ok()?;
-    let ts = f.next()?.parse().ok()?;
-    let event = unescape(f.next()?);
-    let spec = f.next()?;
-    let spec_id = (spec != "-").then(|| unescape(spec));
-    let actor = unescape(f.next()?);
-    let commit = Oid::from_str(f.next()?).ok()?;
+/// Parses one record. Hot: a time-bounded query parses every record in its window, so this
+/// splits bytes and checks UTF-8 only on the text fields.
+fn parse_line(line: &[u8]) -> Option<Record<'_>> {
+    let mut at = 0;
+    let mut field = || {
+        let len = line[at..].iter().position(|b| *b == b'\t')?;
+        let f = &line[at..at + len];
+        at += len + 1;
+        Some(f)
+    };
+    let max_ts = int(field()?)?;
+    let ts = int(field()?)?;
+    let mut text = || std::str::from_utf8(field()?).ok();
+    let (event, spec_id, actor) = (text()?, text()?, text()?);
+    // The commit is the rest (no tab left, so nothing more follows).
+    let commit = std::str::from_utf8(&line[at..]).ok()?;
     Some(Record {
         max_ts,
         ts,
@@ -236,6 +445,25 @@ fn parse_line(line: &[u8]) -> Option<Record> {
         actor,
         commit,
     })
+}
+
+/// A decimal integer, optionally negative.
+fn int(bytes: &[u8]) -> Option<i64> {
+    let (negative, digits) = match bytes.split_first() {
+        Some((b'-', rest)) => (true, rest),
+        _ => (false, bytes),
+    };
+    if digits.is_empty() || digits.len() > 18 {
+        return None;
+    }
+    let mut n: i64 = 0;
+    for d in digits {
+        if !d.is_ascii_digit() {
+            return None;
+        }
+        n = n * 10 + i64::from(d - b'0');
+    }
+    Some(if negative { -n } else { n })
 }
 
 fn escape(text: &str) -> String {
@@ -249,15 +477,17 @@ fn escape(text: &str) -> String {
         .replace('-', if text == "-" { "%2D" } else { "-" })
 }
 
-fn unescape(text: &str) -> String {
+fn unescape(text: &str) -> Cow<'_, str> {
     if !text.contains('%') {
-        return text.to_string();
+        return Cow::Borrowed(text);
     }
-    text.replace("%09", "\t")
-        .replace("%0A", "\n")
-        .replace("%0D", "\r")
-        .replace("%2D", "-")
-        .replace("%25", "%")
+    Cow::Owned(
+        text.replace("%09", "\t")
+            .replace("%0A", "\n")
+            .replace("%0D", "\r")
+            .replace("%2D", "-")
+            .replace("%25", "%"),
+    )
 }
 
 #[cfg(test)]
@@ -265,9 +495,79 @@ mod tests {
     use super::*;
 
     #[test]
+    fn integers_parse_like_str_parse_within_18_digits() {
+        for s in [
+            "0",
+            "-1",
+            "1795541512",
+            "-62135596800",
+            "999999999999999999",
+        ] {
+            assert_eq!(int(s.as_bytes()), s.parse().ok(), "{s}");
+        }
+        for s in ["", "-", "1a", "+1", "1 ", "1234567890123456789"] {
+            assert_eq!(int(s.as_bytes()), None, "{s}");
+        }
+    }
+
+    #[test]
     fn escaping_round_trips() {
         for s in ["plain", "a\tb", "100%", "-", "x\ny%0A"] {
             assert_eq!(unescape(&escape(s)), s);
         }
+    }
+
+    fn record(i: u8) -> String {
+        let oid = Oid::hash_object(git2::ObjectType::Blob, &[i]).expect("oid");
+        format!("{i}\t{i}\tcommand_run\t-\talex\t{oid}\n")
+    }
+
+    fn index_of(file: &[u8], unpersisted: &[u8], count: u64) -> (tempfile::TempDir, Index) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("index");
+        std::fs::write(&path, file).expect("write");
+        let index = Index {
+            head: None,
+            count,
+            file: File::open(&path).ok(),
+            file_len: file.len() as u64,
+            unpersisted: unpersisted.to_vec(),
+        };
+        (dir, index)
+    }
+
+    #[test]
+    fn reads_newest_first_across_chunks_and_the_unpersisted_tail() {
+        let lines: Vec<String> = (0..40).map(record).collect();
+        let file: String = lines[..30].concat();
+        let extra: String = lines[30..].concat();
+        let (_dir, index) = index_of(file.as_bytes(), extra.as_bytes(), 40);
+        // Chunks smaller than a record, of odd sizes, and one that takes it all.
+        for chunk in [7, 100, 333, CHUNK] {
+            let mut records = index.records(chunk);
+            let mut got = Vec::new();
+            while let Some(r) = records.next_record() {
+                got.push(r.map(|r| r.ts).unwrap_or(-1));
+            }
+            assert_eq!(got, (0..40).rev().collect::<Vec<i64>>(), "chunk {chunk}");
+        }
+    }
+
+    #[test]
+    fn a_count_that_does_not_add_up_or_a_bad_line_is_corrupt() {
+        let file: String = (0..3).map(record).collect();
+        let ok = |index: &Index| {
+            let mut records = index.newest_first();
+            let mut results = Vec::new();
+            while let Some(r) = records.next_record() {
+                results.push(r.is_ok());
+            }
+            results
+        };
+        let (_dir, index) = index_of(file.as_bytes(), b"", 4);
+        assert_eq!(ok(&index), [true, true, true, false]);
+        let bad = format!("{}garbage\n{}", record(0), record(1));
+        let (_dir, index) = index_of(bad.as_bytes(), b"", 3);
+        assert_eq!(ok(&index), [true, false, true]);
     }
 }

@@ -205,12 +205,17 @@ fn insert_signature(payload: &str, signature: &str) -> String {
 
 /// Reads and parses the entry stored in `commit`.
 pub fn read(repo: &Repository, commit: Oid) -> Result<Stored, AuditError> {
+    read_linked(repo, commit).map(|(stored, _)| stored)
+}
+
+/// [`read`], with the commit's parent (`None` for the first entry).
+pub fn read_linked(repo: &Repository, commit: Oid) -> Result<(Stored, Option<Oid>), AuditError> {
     let c = repo.find_commit(commit)?;
     let entry = parse_message(c.message_bytes()).map_err(|reason| AuditError::Broken {
         commit: commit.to_string(),
         reason,
     })?;
-    Ok(Stored { commit, entry })
+    Ok((Stored { commit, entry }, c.parent_id(0).ok()))
 }
 
 /// The entry in a ledger commit message: the JSON object after the subject's blank line.

@@ -5,12 +5,14 @@
 //! formats (text table, JSON array, JSON lines, CSV) are rendered to strings here; the CLI
 //! prints them. This module never prints and never changes the ledger.
 
+use std::sync::{mpsc, Arc, Mutex};
+
 use chrono::{DateTime, NaiveDate, Utc};
-use git2::Repository;
+use git2::{Oid, Repository};
 
 use super::chain::canonical;
 use super::entry::{Entry, FIELDS};
-use super::index::{self, Record};
+use super::index::{self, Corrupt, Record};
 use super::ledger::{self, Stored};
 use super::AuditError;
 
@@ -60,7 +62,7 @@ impl Filter {
     }
 
     fn matches_record(&self, r: &Record) -> bool {
-        self.matches_fields(r.ts, &r.event, r.spec_id.as_deref(), &r.actor)
+        self.matches_fields(r.ts, &r.event(), r.spec_id().as_deref(), &r.actor())
     }
 
     fn matches_entry(&self, e: &Entry) -> bool {
@@ -72,26 +74,253 @@ impl Filter {
 /// Runs `filter` over the ledger of `repo`.
 pub fn run(repo: &Repository, filter: &Filter) -> Result<Vec<Stored>, AuditError> {
     let index = index::refresh(repo)?;
-    let since = filter.since.map(|s| s.timestamp());
-    let mut out = Vec::new();
-    for record in index.newest_first() {
-        if filter.limit.is_some_and(|l| out.len() >= l) {
-            break;
-        }
-        if since.is_some_and(|s| record.max_ts < s) {
-            break; // nothing at or before this record is recent enough
-        }
-        if !filter.matches_record(&record) {
-            continue;
-        }
-        // The index only points; the commit says what the entry is.
-        let stored = ledger::read(repo, record.commit)?;
-        if filter.matches_entry(&stored.entry) {
-            out.push(stored);
+    match scan(repo, filter, &index)? {
+        Ok(found) => Ok(found),
+        Err(_) => {
+            // A derived file went wrong: build it again from the ref and ask once more.
+            let index = index::rebuild(repo)?;
+            match scan(repo, filter, &index)? {
+                Ok(found) => Ok(found),
+                Err(Corrupt(why)) => Err(AuditError::Broken {
+                    commit: index.head.map(|h| h.to_string()).unwrap_or_default(),
+                    reason: format!("the query index, rebuilt from the ledger, {why}"),
+                }),
+            }
         }
     }
-    out.reverse();
-    Ok(out)
+}
+
+/// A record the index says matches, and the commit the index lists just before it (`None`:
+/// it is the oldest; unknown when the scan stopped right after it).
+struct Candidate {
+    commit: Oid,
+    older: Option<Option<Oid>>,
+}
+
+/// One pass over the index, newest first, reading back each matching commit as it is
+/// found. The outer error is the ledger's; the inner one says the index cannot be believed.
+fn scan(
+    repo: &Repository,
+    filter: &Filter,
+    index: &index::Index,
+) -> Result<Result<Vec<Stored>, Corrupt>, AuditError> {
+    std::thread::scope(|scope| {
+        let mut reader = Reader::new(repo, scope);
+        let candidates = match candidates(filter, index, |commit| reader.push(commit)) {
+            Ok(c) => c,
+            Err(e) => return Ok(Err(e)),
+        };
+        let read = reader.finish()?;
+        // The index only points; each commit says what its entry is, and where it links.
+        let mut out = Vec::with_capacity(read.len());
+        for (candidate, (stored, parent)) in candidates.iter().zip(read) {
+            if !filter.matches_entry(&stored.entry) {
+                return Ok(Err(Corrupt(format!(
+                    "lists {} as matching, but its entry does not",
+                    candidate.commit
+                ))));
+            }
+            if candidate.older.is_some_and(|older| older != parent) {
+                return Ok(Err(Corrupt(format!(
+                    "lists something else before {}, not its parent",
+                    candidate.commit
+                ))));
+            }
+            out.push(stored);
+        }
+        out.reverse();
+        Ok(Ok(out))
+    })
+}
+
+/// The records of `index` that `filter` selects, newest first; `found` hears of each as
+/// soon as it is seen.
+fn candidates(
+    filter: &Filter,
+    index: &index::Index,
+    mut found: impl FnMut(Oid),
+) -> Result<Vec<Candidate>, Corrupt> {
+    let since = filter.since.map(|s| s.timestamp());
+    // Only records naming a wanted event (or actor) are worth parsing; the newest, the one
+    // after a candidate (its link is checked) and the first too old (it ends the scan) are
+    // parsed whatever they hold.
+    let texts: Vec<&String> = if filter.events.is_empty() {
+        filter.actor.iter().collect()
+    } else {
+        filter.events.iter().collect()
+    };
+    let needles: Vec<memchr::memmem::Finder<'static>> = texts
+        .iter()
+        .map(|t| memchr::memmem::Finder::new(&index::field_needle(t)).into_owned())
+        .collect();
+    let mut candidates: Vec<Candidate> = Vec::new();
+    let mut newest = true;
+    let mut records = index.newest_first();
+    loop {
+        let must = newest || candidates.last().is_some_and(|c| c.older.is_none());
+        let wanted = |line: &[u8]| {
+            must || needles.is_empty()
+                || needles.iter().any(|n| n.find(line).is_some())
+                || since.is_some_and(|s| index::max_ts(line).is_none_or(|m| m < s))
+        };
+        let Some(record) = records.next_record_where(wanted) else {
+            break;
+        };
+        let record = record?;
+        let commit = record.commit()?;
+        if newest && Some(commit) != index.head {
+            return Err(Corrupt("does not end at the ledger's head".into()));
+        }
+        newest = false;
+        if let Some(last) = candidates.last_mut().filter(|c| c.older.is_none()) {
+            last.older = Some(Some(commit));
+        }
+        if filter.limit.is_some_and(|l| candidates.len() >= l)
+            || since.is_some_and(|s| record.max_ts < s)
+        {
+            break; // enough, or nothing at or before this record is recent enough
+        }
+        if filter.matches_record(&record) {
+            found(commit);
+            candidates.push(Candidate {
+                commit,
+                older: None,
+            });
+        }
+    }
+    if let Some(last) = candidates.last_mut().filter(|c| c.older.is_none()) {
+        if records.next_record().is_none() {
+            last.older = Some(None);
+        }
+    }
+    Ok(candidates)
+}
+
+/// This many matches are read on the scanning thread before any worker starts; after
+/// that they are queued in batches of [`BATCH`] (a message per entry would cost a thread
+/// wake-up each).
+const INLINE: usize = 256;
+const BATCH: usize = 128;
+
+type Read = Result<(Stored, Option<Oid>), AuditError>;
+/// Matches with their positions in the result.
+type Batch = Vec<(usize, Oid)>;
+type Queue = Arc<Mutex<mpsc::Receiver<Batch>>>;
+/// Entries read, with their positions.
+type Done = Vec<(usize, Read)>;
+
+/// Reads matching entries (with their parents) while the scan goes on. Inflating commits
+/// is most of a long query's time: past the first [`INLINE`] matches, batches go to a
+/// queue that worker threads drain, and the scanning thread joins them once the scan is
+/// over. Each thread has its own handle on the repository (a `Repository` is not shared
+/// between threads).
+struct Reader<'scope, 'env> {
+    repo: &'env Repository,
+    scope: &'scope std::thread::Scope<'scope, 'env>,
+    done: Vec<Option<Read>>,
+    /// Matches not yet queued, with their positions.
+    batch: Batch,
+    queue: Option<(mpsc::Sender<Batch>, Queue)>,
+    results: (mpsc::Sender<Done>, mpsc::Receiver<Done>),
+}
+
+/// Takes batches off `queue` and reads them with `repo` until the queue is closed and empty.
+fn drain(repo: &Repository, queue: &Mutex<mpsc::Receiver<Batch>>, results: &mpsc::Sender<Done>) {
+    loop {
+        let batch = match queue.lock() {
+            Ok(rx) => rx.recv(),
+            Err(_) => return,
+        };
+        let Ok(batch) = batch else { return };
+        let read = batch
+            .into_iter()
+            .map(|(n, commit)| (n, ledger::read_linked(repo, commit)))
+            .collect();
+        if results.send(read).is_err() {
+            return;
+        }
+    }
+}
+
+impl<'scope, 'env> Reader<'scope, 'env> {
+    fn new(repo: &'env Repository, scope: &'scope std::thread::Scope<'scope, 'env>) -> Self {
+        Reader {
+            repo,
+            scope,
+            done: Vec::new(),
+            batch: Vec::new(),
+            queue: None,
+            results: mpsc::channel(),
+        }
+    }
+
+    fn push(&mut self, commit: Oid) {
+        let n = self.done.len();
+        if n < INLINE {
+            self.done.push(Some(ledger::read_linked(self.repo, commit)));
+            return;
+        }
+        self.done.push(None);
+        self.batch.push((n, commit));
+        if self.batch.len() >= BATCH {
+            self.send();
+        }
+    }
+
+    /// Queues the pending batch, starting the workers on first use: one fewer than the
+    /// machine's cores (the scanning thread is the last one), at least one.
+    fn send(&mut self) {
+        if self.batch.is_empty() {
+            return;
+        }
+        let (queue, _) = self.queue.get_or_insert_with(|| {
+            let (tx, rx) = mpsc::channel();
+            let rx = Arc::new(Mutex::new(rx));
+            let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+            for _ in 0..cores.clamp(2, 4) - 1 {
+                let (rx, results) = (rx.clone(), self.results.0.clone());
+                let path = self.repo.path().to_path_buf();
+                self.scope.spawn(move || {
+                    // A worker that cannot open the repository leaves the work to the others.
+                    if let Ok(repo) = Repository::open(&path) {
+                        drain(&repo, &rx, &results);
+                    }
+                });
+            }
+            (tx, rx)
+        });
+        // The receiving end lives as long as `self`: sending cannot fail.
+        let _ = queue.send(std::mem::take(&mut self.batch));
+    }
+
+    /// Every entry pushed, in push order; the first error if any read failed.
+    fn finish(mut self) -> Result<Vec<(Stored, Option<Oid>)>, AuditError> {
+        self.send();
+        let Reader {
+            repo,
+            mut done,
+            queue,
+            results: (tx, rx),
+            ..
+        } = self;
+        if let Some((queue, shared)) = queue {
+            drop(queue);
+            drain(repo, &shared, &tx);
+        }
+        drop(tx);
+        for (n, read) in rx.into_iter().flatten() {
+            if let Some(slot) = done.get_mut(n) {
+                *slot = Some(read);
+            }
+        }
+        done.into_iter()
+            .map(|read| {
+                read.unwrap_or_else(|| {
+                    Err(AuditError::Missing("a query thread stopped early".into()))
+                })
+            })
+            .collect()
+    }
 }
 
 /// Parses `--since`/`--until`: a date (`2026-01-22`, midnight UTC; for `until` the end of
