@@ -220,16 +220,25 @@ fn indexed(dir: &Path) -> Option<Indexed> {
     if file.metadata().ok()?.len() < len || len == 0 {
         return None;
     }
-    let tail_from = len.saturating_sub(4096);
-    let mut tail = vec![0; (len - tail_from) as usize];
-    file.read_exact_at(&mut tail, tail_from).ok()?;
-    let last = last_record(&tail)?;
-    (last.commit().ok()? == head).then_some(Indexed {
+    // The last record, read the way queries read (a record may be longer than one read).
+    let probe = Index {
+        head: None,
+        count,
+        file: Some(file),
+        file_len: len,
+        unpersisted: Vec::new(),
+    };
+    let (last, max_ts) = {
+        let mut records = probe.records(4096);
+        let record = records.next_record()?.ok()?;
+        (record.commit().ok()?, record.max_ts)
+    };
+    (last == head).then_some(Indexed {
         head,
         count,
         len,
-        file,
-        max_ts: last.max_ts,
+        file: probe.file?,
+        max_ts,
     })
 }
 
@@ -401,15 +410,6 @@ impl Drop for DirLock {
     }
 }
 
-fn last_record(bytes: &[u8]) -> Option<Record<'_>> {
-    let trimmed = bytes.strip_suffix(b"\n")?;
-    let start = trimmed
-        .iter()
-        .rposition(|b| *b == b'\n')
-        .map_or(0, |i| i + 1);
-    parse_line(&trimmed[start..])
-}
-
 /// The `max ts` of a raw record line, if it has one.
 pub fn max_ts(line: &[u8]) -> Option<i64> {
     int(&line[..memchr::memchr(b'\t', line)?])
@@ -551,6 +551,26 @@ mod tests {
             }
             assert_eq!(got, (0..40).rev().collect::<Vec<i64>>(), "chunk {chunk}");
         }
+    }
+
+    #[test]
+    fn a_last_record_longer_than_one_read_is_still_found() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let oid = Oid::hash_object(git2::ObjectType::Blob, b"x").expect("oid");
+        let long = format!(
+            "{}{}1\t1\tcommand_run\t-\t{}\t{oid}\n",
+            record(0),
+            record(1),
+            "a".repeat(10_000)
+        );
+        std::fs::write(dir.path().join("index"), &long).expect("write");
+        std::fs::write(
+            dir.path().join("index.head"),
+            format!("{oid} 3 {}\n", long.len()),
+        )
+        .expect("write");
+        let found = indexed(dir.path()).expect("the index is consistent");
+        assert_eq!((found.head, found.count, found.max_ts), (oid, 3, 1));
     }
 
     #[test]
