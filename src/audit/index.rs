@@ -344,22 +344,16 @@ fn update(
         None => (None, 0),
     };
     // Persisting is best effort: a read-only git dir still gets correct answers.
-    let persisted = persist(dir, file_len, &lines, head, count).ok();
-    Ok(match persisted {
-        Some(file) => Index {
-            head: Some(head),
-            count,
-            file: Some(file),
-            file_len: file_len + lines.len() as u64,
-            unpersisted: Vec::new(),
-        },
-        None => Index {
-            head: Some(head),
-            count,
-            file,
-            file_len,
-            unpersisted: lines,
-        },
+    let (file, file_len, unpersisted) = match persist(dir, file_len, &lines, head, count) {
+        Ok(file) => (Some(file), file_len + lines.len() as u64, Vec::new()),
+        Err(_) => (file, file_len, lines),
+    };
+    Ok(Index {
+        head: Some(head),
+        count,
+        file,
+        file_len,
+        unpersisted,
     })
 }
 

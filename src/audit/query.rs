@@ -188,10 +188,9 @@ fn candidates(
             });
         }
     }
+    // The scan read on past every candidate but the oldest record of all, if that matched.
     if let Some(last) = candidates.last_mut().filter(|c| c.older.is_none()) {
-        if records.next_record().is_none() {
-            last.older = Some(None);
-        }
+        last.older = Some(None);
     }
     Ok(candidates)
 }
