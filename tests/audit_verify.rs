@@ -4,6 +4,7 @@
 mod common;
 
 use common::{ledger_commits, rewrite_ledger, TestRepo};
+use std::os::unix::fs::PermissionsExt;
 
 /// An initialised repository with `n` extra entries.
 fn ledger_with(n: usize) -> TestRepo {
@@ -267,4 +268,82 @@ fn git_log_prints_exactly_one_json_line_per_entry() {
     for l in lines {
         serde_json::from_str::<serde_json::Value>(l).expect("a JSON line");
     }
+}
+
+/// Packs every object the way `git gc` would; with `deltas`, git may store commits as
+/// deltas of each other (which the verifier reads through libgit2).
+fn repack(repo: &TestRepo, deltas: bool) {
+    let window = if deltas { "--window=50" } else { "--window=0" };
+    repo.git(&["repack", "-a", "-d", "-f", "-q", window, "--depth=50"]);
+}
+
+#[test]
+fn tampering_is_named_in_packed_ledgers_too() {
+    for deltas in [false, true] {
+        let repo = ledger_with(3);
+        repack(&repo, deltas);
+        repo.chant(&["audit", "verify"])
+            .assert_ok()
+            .stdout_has("verified 4 entries");
+        let new = rewrite_ledger(&repo, |mut msgs| {
+            msgs[2] = msgs[2].replace("step 1", "step X");
+            msgs
+        });
+        repack(&repo, deltas);
+        // Verified before, so the rewrite is reported along with the first broken entry.
+        repo.chant(&["audit", "verify"])
+            .assert_code(1)
+            .stderr_has("was rewritten")
+            .stderr_has(&format!("commit {}: hash mismatch", new[2]));
+    }
+}
+
+#[test]
+fn a_packed_object_that_does_not_hash_to_its_id_is_named() {
+    // An attacker swaps the bytes of the head commit inside a pack for a forged entry and
+    // keeps the head's id, so the ref and every id still look right to `git log`.
+    let repo = ledger_with(2);
+    let head = ledger_commits(&repo).pop().expect("head");
+    let forged = rewrite_ledger(&repo, |mut msgs| {
+        msgs[2] = msgs[2].replace("step 1", "step X");
+        msgs
+    });
+    repo.git(&["update-ref", "refs/chant/audit", &head]);
+    let pack_dir = repo.path(".git/objects/pack");
+    std::fs::create_dir_all(&pack_dir).expect("pack dir");
+    let mut child = std::process::Command::new("git")
+        .args(["pack-objects", "-q", "--window=0"])
+        .arg(pack_dir.join("forged"))
+        .current_dir(repo.path("."))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("pack-objects");
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().expect("stdin");
+        writeln!(stdin, "{}", forged[2]).expect("write");
+    }
+    assert!(child.wait().expect("wait").success());
+    // Relabel the pack's one object with the head's id (fan-out and name table).
+    let idx_path = std::fs::read_dir(&pack_dir)
+        .expect("dir")
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|e| e == "idx"))
+        .expect("idx");
+    let mut idx = std::fs::read(&idx_path).expect("read idx");
+    let id = git2::Oid::from_str(&head).expect("oid");
+    let first = usize::from(id.as_bytes()[0]);
+    for i in 0..256 {
+        let count: u32 = if i >= first { 1 } else { 0 };
+        idx[8 + i * 4..12 + i * 4].copy_from_slice(&count.to_be_bytes());
+    }
+    idx[8 + 1024..8 + 1024 + 20].copy_from_slice(id.as_bytes());
+    std::fs::set_permissions(&idx_path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    std::fs::write(&idx_path, idx).expect("write idx");
+    repo.chant(&["audit", "verify"])
+        .assert_code(1)
+        .stderr_has(&format!("broken at commit {head}"))
+        .stderr_has("does not hash to its id");
 }

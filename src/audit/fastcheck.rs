@@ -16,8 +16,15 @@ use sha2::{Digest, Sha256};
 pub struct Fast<'a> {
     pub hash: &'a str,
     pub prev_hash: &'a str,
-    /// sha256 over the text without the `hash` member.
-    pub computed: String,
+    /// sha256 over the text without the `hash` member, in lowercase hex.
+    pub computed: [u8; 64],
+}
+
+impl Fast<'_> {
+    /// Whether the entry hashes to the `hash` it states.
+    pub fn hash_matches(&self) -> bool {
+        self.computed == self.hash.as_bytes()
+    }
 }
 
 /// The top-level members an entry must have, with the kinds they may take.
@@ -126,8 +133,18 @@ pub fn check(text: &str) -> Option<Fast<'_>> {
     Some(Fast {
         hash,
         prev_hash,
-        computed: hex::encode(hasher.finalize()),
+        computed: lower_hex(&hasher.finalize().into()),
     })
+}
+
+fn lower_hex(digest: &[u8; 32]) -> [u8; 64] {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = [0u8; 64];
+    for (pair, byte) in out.chunks_exact_mut(2).zip(digest) {
+        pair[0] = DIGITS[usize::from(byte >> 4)];
+        pair[1] = DIGITS[usize::from(byte & 0x0f)];
+    }
+    out
 }
 
 struct Scanner<'a> {
@@ -314,7 +331,9 @@ mod tests {
             let text = entry(d);
             let v: serde_json::Map<String, Value> = serde_json::from_str(&text).expect("json");
             let fast = check(&text).expect("canonical");
-            assert_eq!(fast.computed, super::super::chain::entry_hash(&v));
+            let computed = std::str::from_utf8(&fast.computed).expect("hex");
+            assert_eq!(computed, super::super::chain::entry_hash(&v));
+            assert!(fast.hash_matches());
             assert_eq!(fast.hash, v["hash"].as_str().expect("hash"));
         }
     }

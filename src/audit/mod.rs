@@ -10,6 +10,7 @@ mod entry;
 mod fastcheck;
 pub mod index;
 pub mod ledger;
+mod objects;
 mod pack;
 pub mod query;
 pub mod replicate;

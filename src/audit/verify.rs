@@ -17,6 +17,7 @@ use super::chain::{self, ZERO_HASH};
 use super::entry::FIELDS;
 use super::fastcheck;
 use super::ledger;
+use super::objects::{self, Objects};
 use super::signers::{check_signature, AllowedSigners};
 use super::{AuditError, AUDIT_REF};
 use crate::git;
@@ -145,7 +146,7 @@ pub fn verify(repo: &Repository, opts: &VerifyOptions) -> Result<Verified, Audit
                 let Ok((index, raws)) = next else { return };
                 let out = raws
                     .into_iter()
-                    .map(|r| check(r, signers, git_dir))
+                    .map(|r| check(split(r, signers.is_some()), signers, git_dir))
                     .collect();
                 if done_tx.send((index, out)).is_err() {
                     return;
@@ -153,7 +154,7 @@ pub fn verify(repo: &Repository, opts: &VerifyOptions) -> Result<Verified, Audit
             });
         }
         drop(done_tx);
-        let odb = repo.odb()?;
+        let mut objects = Objects::open(repo)?;
         let mut chunk = Vec::with_capacity(CHUNK);
         let mut index = 0;
         let mut next = Some(head);
@@ -165,8 +166,8 @@ pub fn verify(repo: &Repository, opts: &VerifyOptions) -> Result<Verified, Audit
                     break;
                 }
             }
-            let raw = read_raw(&odb, oid, signers.is_some())?;
-            next = raw.first_parent;
+            let raw = read_raw(&mut objects, oid)?;
+            next = raw.walk_parent;
             chunk.push(raw);
             if chunk.len() == CHUNK {
                 let full = std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK));
@@ -289,17 +290,27 @@ pub fn verify(repo: &Repository, opts: &VerifyOptions) -> Result<Verified, Audit
 /// Commits per chunk handed to a worker.
 const CHUNK: usize = 2048;
 
-/// A ledger commit as read from the object database.
+/// A ledger commit as the walk read it: its bytes, and the parent the walk went on to.
 struct Raw {
     commit: Oid,
+    data: Vec<u8>,
+    walk_parent: Option<Oid>,
+}
+
+/// A ledger commit split the way git splits it (on a worker thread).
+struct Split {
+    commit: Oid,
     parents: usize,
-    first_parent: Option<Oid>,
+    /// Read only when signatures are checked.
     committer_email: String,
-    /// The commit message (subject, blank line, JSON).
-    message: Vec<u8>,
+    /// The whole commit; its message (subject, blank line, JSON) starts at `message`.
+    data: Vec<u8>,
+    message: usize,
     /// The `gpgsig` header and the payload it signs (the commit without that header),
     /// read only when signatures are checked.
     signature: Option<(String, Vec<u8>)>,
+    /// Something wrong with the object itself, found before the entry is looked at.
+    problem: Option<String>,
 }
 
 /// What a worker found about one commit.
@@ -313,23 +324,44 @@ struct Checked {
     problem: Option<String>,
 }
 
-/// Reads a commit object and splits it the way git does, without libgit2's object cache
-/// (which a walk over a long ledger would only churn).
-fn read_raw(odb: &git2::Odb<'_>, oid: Oid, want_signature: bool) -> Result<Raw, AuditError> {
-    let object = odb.read(oid)?;
-    if object.kind() != git2::ObjectType::Commit {
+/// Reads a commit and finds its first parent: the only part of the work that cannot be
+/// spread over threads, since the parent is what the walk reads next. It skips libgit2's
+/// object cache (which a walk over a long ledger would only churn).
+fn read_raw(objects: &mut Objects<'_>, oid: Oid) -> Result<Raw, AuditError> {
+    let mut data = Vec::new();
+    if !objects.read_commit(oid, &mut data)? {
         return Err(AuditError::Broken {
             commit: oid.to_string(),
-            reason: format!("is a {}, not a commit", object.kind()),
+            reason: "is not a commit".into(),
         });
     }
-    let data = object.data();
-    let split = data
-        .windows(2)
-        .position(|w| w == b"\n\n")
-        .unwrap_or(data.len());
+    // Git writes `tree`, then the `parent` lines, then the rest.
+    let walk_parent = data
+        .split(|b| *b == b'\n')
+        .take(2)
+        .find_map(|line| line.strip_prefix(b"parent "))
+        .and_then(|p| std::str::from_utf8(p).ok())
+        .and_then(|p| Oid::from_str(p).ok());
+    Ok(Raw {
+        commit: oid,
+        data,
+        walk_parent,
+    })
+}
+
+/// Splits a commit's headers from its message and picks out what the checks need.
+fn split(raw: Raw, want_signature: bool) -> Split {
+    let data = &raw.data[..];
+    let mut problem = None;
+    if !objects::hashes_to(raw.commit, data) {
+        problem = Some(
+            "the object's content does not hash to its id (the object database is corrupt; \
+             `git fsck` says more)"
+                .to_string(),
+        );
+    }
+    let split = blank_line(data).unwrap_or(data.len());
     let headers = &data[..split];
-    let message = data.get(split + 2..).unwrap_or_default().to_vec();
     let mut parents = 0;
     let mut first_parent = None;
     let mut committer_email = String::new();
@@ -350,7 +382,7 @@ fn read_raw(odb: &git2::Odb<'_>, oid: Oid, want_signature: bool) -> Result<Raw, 
                     .ok()
                     .and_then(|p| Oid::from_str(p).ok());
             }
-        } else if let Some(c) = line.strip_prefix(b"committer ") {
+        } else if let Some(c) = line.strip_prefix(b"committer ").filter(|_| want_signature) {
             let text = String::from_utf8_lossy(c);
             if let (Some(a), Some(b)) = (text.find('<'), text.find('>')) {
                 committer_email = text[a + 1..b.max(a + 1)].to_string();
@@ -369,25 +401,33 @@ fn read_raw(odb: &git2::Odb<'_>, oid: Oid, want_signature: bool) -> Result<Raw, 
             payload.push(b'\n');
         }
     }
+    if problem.is_none() && first_parent != raw.walk_parent {
+        problem = Some(
+            "its headers are not in git's order (tree, then parents), so tools disagree \
+             about which commit comes before it"
+                .to_string(),
+        );
+    }
     let signature = if want_signature && !sig.is_empty() {
         payload.extend_from_slice(&data[split + 1..]);
         Some((sig, payload))
     } else {
         None
     };
-    Ok(Raw {
-        commit: oid,
+    Split {
+        commit: raw.commit,
         parents,
-        first_parent,
         committer_email,
-        message,
+        message: (split + 2).min(raw.data.len()),
+        data: raw.data,
         signature,
-    })
+        problem,
+    }
 }
 
 /// Checks one commit on its own: the entry parses, has the seed's shape, hashes to its
 /// `hash`, and (when asked) carries a good signature.
-fn check(raw: Raw, signers: Option<&AllowedSigners>, git_dir: &Path) -> Checked {
+fn check(raw: Split, signers: Option<&AllowedSigners>, git_dir: &Path) -> Checked {
     let mut out = Checked {
         commit: raw.commit,
         parents: raw.parents,
@@ -397,16 +437,18 @@ fn check(raw: Raw, signers: Option<&AllowedSigners>, git_dir: &Path) -> Checked 
         signed: false,
         problem: None,
     };
+    if let Some(problem) = raw.problem {
+        out.problem = Some(problem);
+        return out;
+    }
     // Fast path: canonical text hashes as it stands; anything else takes the slow path,
     // which names the problem.
-    let body = raw
-        .message
-        .windows(2)
-        .position(|w| w == b"\n\n")
-        .and_then(|i| std::str::from_utf8(&raw.message[i + 2..]).ok())
+    let message = &raw.data[raw.message..];
+    let body = blank_line(message)
+        .and_then(|i| std::str::from_utf8(&message[i + 2..]).ok())
         .map(|b| b.trim_end_matches('\n'));
     if let Some(fast) = body.and_then(fastcheck::check) {
-        if fast.computed == fast.hash {
+        if fast.hash_matches() {
             out.parsed = true;
             out.stored_hash = fast.hash.to_string();
             out.prev_hash = fast.prev_hash.to_string();
@@ -425,7 +467,7 @@ fn check(raw: Raw, signers: Option<&AllowedSigners>, git_dir: &Path) -> Checked 
             return out;
         }
     }
-    match ledger::parse_message(&raw.message) {
+    match ledger::parse_message(message) {
         Err(reason) => out.problem = Some(reason),
         Ok(entry) => {
             out.parsed = true;
@@ -471,6 +513,11 @@ fn check(raw: Raw, signers: Option<&AllowedSigners>, git_dir: &Path) -> Checked 
         }
     }
     out
+}
+
+/// Where the first blank line (`\n\n`) of `data` starts.
+fn blank_line(data: &[u8]) -> Option<usize> {
+    memchr::memchr_iter(b'\n', data).find(|&i| data.get(i + 1) == Some(&b'\n'))
 }
 
 /// Whether `body` is exactly the canonical text of `map` plus its `hash`.
