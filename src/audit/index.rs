@@ -30,6 +30,7 @@ use std::path::{Path, PathBuf};
 use chrono::DateTime;
 use git2::{Oid, Repository};
 
+use super::objects::{self, Read, Step};
 use super::{ledger, AuditError};
 
 /// How much of the file one backwards read takes.
@@ -299,44 +300,27 @@ fn update(
         }
         other => other,
     };
-    // Walk back from the head to the indexed head (or the root).
+    // Walk back from the head to the indexed head (or the root); workers turn each
+    // commit into its record (all but the running max, which needs the order).
     let stop = indexed.as_ref().map(|i| i.head);
-    let mut new = Vec::new();
     let mut met = false;
-    let mut next = Some(head);
-    while let Some(oid) = next {
+    let step = |oid: Oid| {
         if Some(oid) == stop {
             met = true;
-            break;
+            Step::Stop
+        } else {
+            Step::Take
         }
-        let commit = repo.find_commit(oid)?;
-        next = commit.parent_id(0).ok();
-        let entry = ledger::parse_message(commit.message_bytes()).ok();
-        new.push((oid, entry));
-    }
+    };
+    let new = objects::walk(repo, head, step, |read| record_of(&read))?;
     let base = if met { indexed } else { None };
     let mut max_ts = base.as_ref().map_or(i64::MIN, |i| i.max_ts);
-    let mut lines = Vec::new();
-    for (oid, entry) in new.iter().rev() {
-        let (ts, event, spec, actor) = match entry {
-            Some(e) => (
-                DateTime::parse_from_rfc3339(e.ts()).map_or(0, |t| t.timestamp()),
-                e.event(),
-                e.spec_id(),
-                e.actor(),
-            ),
-            None => (0, "", None, ""),
-        };
-        max_ts = max_ts.max(ts);
-        lines.extend_from_slice(
-            format!(
-                "{max_ts}\t{ts}\t{}\t{}\t{}\t{oid}\n",
-                escape(event),
-                spec.map_or_else(|| "-".to_string(), escape),
-                escape(actor)
-            )
-            .as_bytes(),
-        );
+    let mut lines = Vec::with_capacity(new.iter().map(|(_, rest)| rest.len() + 12).sum());
+    for (ts, rest) in new.iter().rev() {
+        max_ts = max_ts.max(*ts);
+        lines.extend_from_slice(max_ts.to_string().as_bytes());
+        lines.push(b'\t');
+        lines.extend_from_slice(rest);
     }
     let count = base.as_ref().map_or(0, |i| i.count) + new.len() as u64;
     let (file, file_len) = match base {
@@ -355,6 +339,53 @@ fn update(
         file_len,
         unpersisted,
     })
+}
+
+/// A commit's record without its leading running max: its `ts` and the rest of the line.
+/// An entry that does not parse gets an empty record (queries read its commit anyway).
+fn record_of(read: &Read) -> (i64, Vec<u8>) {
+    #[derive(serde::Deserialize)]
+    struct Fields<'a> {
+        #[serde(borrow, default)]
+        ts: Option<Cow<'a, str>>,
+        #[serde(borrow, default)]
+        event: Option<Cow<'a, str>>,
+        #[serde(borrow, default)]
+        spec_id: Option<Cow<'a, str>>,
+        #[serde(borrow, default)]
+        actor: Option<Cow<'a, str>>,
+    }
+    let message = objects::message(&read.data);
+    // Fast path: only the four fields, as strings; anything else (a field of another
+    // type, a duplicate key, a body that is not an object) takes the full parse.
+    let body = objects::body(message)
+        .filter(|b| b.starts_with('{'))
+        .and_then(|b| serde_json::from_str::<Fields>(b).ok());
+    let full;
+    let (ts, event, spec, actor) = match &body {
+        Some(f) => (
+            f.ts.as_deref().unwrap_or(""),
+            f.event.as_deref().unwrap_or(""),
+            f.spec_id.as_deref(),
+            f.actor.as_deref().unwrap_or(""),
+        ),
+        None => {
+            full = ledger::parse_message(message).ok();
+            match &full {
+                Some(e) => (e.ts(), e.event(), e.spec_id(), e.actor()),
+                None => ("", "", None, ""),
+            }
+        }
+    };
+    let ts = DateTime::parse_from_rfc3339(ts).map_or(0, |t| t.timestamp());
+    let line = format!(
+        "{ts}\t{}\t{}\t{}\t{}\n",
+        escape(event),
+        spec.map_or_else(|| "-".to_string(), escape),
+        escape(actor),
+        read.commit
+    );
+    (ts, line.into_bytes())
 }
 
 /// Writes `lines` after the first `keep` bytes of the data file (replacing it when `keep`

@@ -11,11 +11,14 @@
 
 use std::fs::File;
 use std::path::Path;
+use std::sync::{mpsc, Mutex};
 
 use flate2::{Decompress, FlushDecompress, Status};
 use git2::{ObjectType, Oid, Repository};
 use memmap2::Mmap;
 use sha1::{Digest, Sha1};
+
+use super::AuditError;
 
 /// Object type number of a commit in the pack format.
 const OBJ_COMMIT: u8 = 1;
@@ -190,6 +193,132 @@ impl Pack {
             Ok(Status::StreamEnd)
         ) && out.len() == size
     }
+}
+
+/// A commit as a walk read it.
+pub struct Read {
+    pub commit: Oid,
+    /// The raw commit object (headers, blank line, message).
+    pub data: Vec<u8>,
+    /// The first parent as the walk saw it: the `parent` line right after `tree`.
+    pub parent: Option<Oid>,
+}
+
+/// What a walk does with the commit it comes to next.
+pub enum Step {
+    /// Stop before it.
+    Stop,
+    /// Read it and go on to its parent.
+    Take,
+    /// Read it and stop.
+    TakeLast,
+}
+
+/// Commits per batch handed to a worker.
+const BATCH: usize = 2048;
+
+/// Walks the first parents from `head`, newest first, and runs `work` on every commit
+/// taken. Reading is sequential (each commit names the next), so this thread only reads
+/// and finds the parent while worker threads, one per core, run `work` on batches; the
+/// results come back newest first. `step` is asked about each commit before it is read.
+pub fn walk<T: Send>(
+    repo: &Repository,
+    head: Oid,
+    mut step: impl FnMut(Oid) -> Step,
+    work: impl Fn(Read) -> T + Sync,
+) -> Result<Vec<T>, AuditError> {
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let (batch_tx, batch_rx) = mpsc::sync_channel::<(usize, Vec<Read>)>(workers * 2);
+    let batch_rx = Mutex::new(batch_rx);
+    std::thread::scope(|scope| {
+        let (done_tx, done_rx) = mpsc::channel::<(usize, Vec<T>)>();
+        for _ in 0..workers {
+            let (batch_rx, done_tx, work) = (&batch_rx, done_tx.clone(), &work);
+            scope.spawn(move || loop {
+                let next = match batch_rx.lock() {
+                    Ok(rx) => rx.recv(),
+                    Err(_) => return,
+                };
+                let Ok((index, batch)) = next else { return };
+                let out = batch.into_iter().map(work).collect();
+                if done_tx.send((index, out)).is_err() {
+                    return;
+                }
+            });
+        }
+        drop(done_tx);
+        let read = (|| {
+            let mut objects = Objects::open(repo)?;
+            let mut batch = Vec::with_capacity(BATCH);
+            let mut index = 0;
+            let mut next = Some(head);
+            while let Some(oid) = next {
+                let last = match step(oid) {
+                    Step::Stop => break,
+                    Step::Take => false,
+                    Step::TakeLast => true,
+                };
+                let mut data = Vec::new();
+                if !objects.read_commit(oid, &mut data)? {
+                    return Err(AuditError::Broken {
+                        commit: oid.to_string(),
+                        reason: "is not a commit".into(),
+                    });
+                }
+                let parent = first_parent(&data);
+                next = if last { None } else { parent };
+                batch.push(Read {
+                    commit: oid,
+                    data,
+                    parent,
+                });
+                if batch.len() == BATCH {
+                    let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
+                    if batch_tx.send((index, full)).is_err() {
+                        break;
+                    }
+                    index += 1;
+                }
+            }
+            if !batch.is_empty() {
+                let _ = batch_tx.send((index, batch));
+            }
+            Ok(())
+        })();
+        drop(batch_tx);
+        let mut parts: Vec<(usize, Vec<T>)> = done_rx.iter().collect();
+        read?;
+        parts.sort_by_key(|(i, _)| *i);
+        Ok(parts.into_iter().flat_map(|(_, v)| v).collect())
+    })
+}
+
+/// The message of a raw commit: what follows the first blank line.
+pub fn message(data: &[u8]) -> &[u8] {
+    blank_line(data).map_or(&[], |i| &data[i + 2..])
+}
+
+/// The JSON body of a ledger commit's message (after the subject and a blank line),
+/// without trailing newlines, when it is UTF-8.
+pub fn body(message: &[u8]) -> Option<&str> {
+    let i = blank_line(message)?;
+    std::str::from_utf8(&message[i + 2..])
+        .ok()
+        .map(|b| b.trim_end_matches('\n'))
+}
+
+/// Where the first blank line (`\n\n`) of `data` starts.
+pub fn blank_line(data: &[u8]) -> Option<usize> {
+    memchr::memchr_iter(b'\n', data).find(|&i| data.get(i + 1) == Some(&b'\n'))
+}
+
+/// The first parent of a raw commit, where git writes it: the line after `tree`.
+pub fn first_parent(data: &[u8]) -> Option<Oid> {
+    data.split(|b| *b == b'\n')
+        .take(2)
+        .find_map(|line| line.strip_prefix(b"parent "))
+        .and_then(|p| std::str::from_utf8(p).ok())
+        .and_then(|p| Oid::from_str(p).ok())
 }
 
 fn be32(bytes: &[u8], at: usize) -> Option<u32> {

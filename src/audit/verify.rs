@@ -8,7 +8,6 @@
 //! descends from it. It never prints and never changes the ledger.
 
 use std::path::{Path, PathBuf};
-use std::sync::{mpsc, Mutex};
 
 use git2::{Oid, Repository};
 use serde_json::Value;
@@ -17,7 +16,7 @@ use super::chain::{self, ZERO_HASH};
 use super::entry::FIELDS;
 use super::fastcheck;
 use super::ledger;
-use super::objects::{self, Objects};
+use super::objects::{self, Read, Step};
 use super::signers::{check_signature, AllowedSigners};
 use super::{AuditError, AUDIT_REF};
 use crate::git;
@@ -124,72 +123,29 @@ pub fn verify(repo: &Repository, opts: &VerifyOptions) -> Result<Verified, Audit
         });
     }
 
-    // Reading commits is sequential (each names its parent); checking them is not, so
-    // the walk feeds chunks to worker threads and the links are checked at the end.
+    // Reading is sequential (each commit names its parent); checking is not, so the walk
+    // hands commits to worker threads and the links are checked at the end.
     let git_dir = repo.path().to_path_buf();
-    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut met_checkpoint = checkpoint.is_none();
     let mut stopped_at_checkpoint = false;
-    let mut checked: Vec<Checked> = Vec::new();
-    let (chunk_tx, chunk_rx) = mpsc::sync_channel::<(usize, Vec<Raw>)>(workers * 2);
-    let chunk_rx = Mutex::new(chunk_rx);
-    let walk_result: Result<(), AuditError> = std::thread::scope(|scope| {
-        let (done_tx, done_rx) = mpsc::channel::<(usize, Vec<Checked>)>();
-        for _ in 0..workers {
-            let (chunk_rx, done_tx) = (&chunk_rx, done_tx.clone());
-            let (signers, git_dir) = (signers.as_ref(), &git_dir);
-            scope.spawn(move || loop {
-                let next = match chunk_rx.lock() {
-                    Ok(rx) => rx.recv(),
-                    Err(_) => return,
-                };
-                let Ok((index, raws)) = next else { return };
-                let out = raws
-                    .into_iter()
-                    .map(|r| check(split(r, signers.is_some()), signers, git_dir))
-                    .collect();
-                if done_tx.send((index, out)).is_err() {
-                    return;
-                }
-            });
-        }
-        drop(done_tx);
-        let mut objects = Objects::open(repo)?;
-        let mut chunk = Vec::with_capacity(CHUNK);
-        let mut index = 0;
-        let mut next = Some(head);
-        while let Some(oid) = next {
-            if checkpoint.as_ref().is_some_and(|c| c.commit == oid) {
-                met_checkpoint = true;
-                if opts.from.is_none() && stop == Some(oid) {
-                    stopped_at_checkpoint = true;
-                    break;
-                }
-            }
-            let raw = read_raw(&mut objects, oid)?;
-            next = raw.walk_parent;
-            chunk.push(raw);
-            if chunk.len() == CHUNK {
-                let full = std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK));
-                if chunk_tx.send((index, full)).is_err() {
-                    break;
-                }
-                index += 1;
-            }
-            if opts.from == Some(oid) {
-                break;
+    let step = |oid: Oid| {
+        if checkpoint.as_ref().is_some_and(|c| c.commit == oid) {
+            met_checkpoint = true;
+            if opts.from.is_none() && stop == Some(oid) {
+                stopped_at_checkpoint = true;
+                return Step::Stop;
             }
         }
-        if !chunk.is_empty() {
-            let _ = chunk_tx.send((index, chunk));
+        if opts.from == Some(oid) {
+            Step::TakeLast
+        } else {
+            Step::Take
         }
-        drop(chunk_tx);
-        let mut parts: Vec<(usize, Vec<Checked>)> = done_rx.iter().collect();
-        parts.sort_by_key(|(i, _)| *i);
-        checked = parts.into_iter().flat_map(|(_, v)| v).collect();
-        Ok(())
-    });
-    walk_result?;
+    };
+    let want_signature = signers.is_some();
+    let checked = objects::walk(repo, head, step, |read| {
+        check(split(read, want_signature), signers.as_ref(), &git_dir)
+    })?;
 
     // Newest first: a later note is an older entry, so the last one noted is the first
     // broken entry of the ledger.
@@ -287,16 +243,6 @@ pub fn verify(repo: &Repository, opts: &VerifyOptions) -> Result<Verified, Audit
     })
 }
 
-/// Commits per chunk handed to a worker.
-const CHUNK: usize = 2048;
-
-/// A ledger commit as the walk read it: its bytes, and the parent the walk went on to.
-struct Raw {
-    commit: Oid,
-    data: Vec<u8>,
-    walk_parent: Option<Oid>,
-}
-
 /// A ledger commit split the way git splits it (on a worker thread).
 struct Split {
     commit: Oid,
@@ -324,33 +270,8 @@ struct Checked {
     problem: Option<String>,
 }
 
-/// Reads a commit and finds its first parent: the only part of the work that cannot be
-/// spread over threads, since the parent is what the walk reads next. It skips libgit2's
-/// object cache (which a walk over a long ledger would only churn).
-fn read_raw(objects: &mut Objects<'_>, oid: Oid) -> Result<Raw, AuditError> {
-    let mut data = Vec::new();
-    if !objects.read_commit(oid, &mut data)? {
-        return Err(AuditError::Broken {
-            commit: oid.to_string(),
-            reason: "is not a commit".into(),
-        });
-    }
-    // Git writes `tree`, then the `parent` lines, then the rest.
-    let walk_parent = data
-        .split(|b| *b == b'\n')
-        .take(2)
-        .find_map(|line| line.strip_prefix(b"parent "))
-        .and_then(|p| std::str::from_utf8(p).ok())
-        .and_then(|p| Oid::from_str(p).ok());
-    Ok(Raw {
-        commit: oid,
-        data,
-        walk_parent,
-    })
-}
-
 /// Splits a commit's headers from its message and picks out what the checks need.
-fn split(raw: Raw, want_signature: bool) -> Split {
+fn split(raw: Read, want_signature: bool) -> Split {
     let data = &raw.data[..];
     let mut problem = None;
     if !objects::hashes_to(raw.commit, data) {
@@ -360,7 +281,7 @@ fn split(raw: Raw, want_signature: bool) -> Split {
                 .to_string(),
         );
     }
-    let split = blank_line(data).unwrap_or(data.len());
+    let split = objects::blank_line(data).unwrap_or(data.len());
     let headers = &data[..split];
     let mut parents = 0;
     let mut first_parent = None;
@@ -401,7 +322,7 @@ fn split(raw: Raw, want_signature: bool) -> Split {
             payload.push(b'\n');
         }
     }
-    if problem.is_none() && first_parent != raw.walk_parent {
+    if problem.is_none() && first_parent != raw.parent {
         problem = Some(
             "its headers are not in git's order (tree, then parents), so tools disagree \
              about which commit comes before it"
@@ -444,9 +365,7 @@ fn check(raw: Split, signers: Option<&AllowedSigners>, git_dir: &Path) -> Checke
     // Fast path: canonical text hashes as it stands; anything else takes the slow path,
     // which names the problem.
     let message = &raw.data[raw.message..];
-    let body = blank_line(message)
-        .and_then(|i| std::str::from_utf8(&message[i + 2..]).ok())
-        .map(|b| b.trim_end_matches('\n'));
+    let body = objects::body(message);
     if let Some(fast) = body.and_then(fastcheck::check) {
         if fast.hash_matches() {
             out.parsed = true;
@@ -513,11 +432,6 @@ fn check(raw: Split, signers: Option<&AllowedSigners>, git_dir: &Path) -> Checke
         }
     }
     out
-}
-
-/// Where the first blank line (`\n\n`) of `data` starts.
-fn blank_line(data: &[u8]) -> Option<usize> {
-    memchr::memchr_iter(b'\n', data).find(|&i| data.get(i + 1) == Some(&b'\n'))
 }
 
 /// Whether `body` is exactly the canonical text of `map` plus its `hash`.
