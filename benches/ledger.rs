@@ -8,7 +8,8 @@
 //! 1. a batch of entries appended with one CAS, signed (ed25519, in-process) and unsigned,
 //!    vs the plumbing loop `git commit-tree [-S]` + `git update-ref <ref> <new> <old>`;
 //! 2. `git chant audit record`, one process per entry, vs the same plumbing loop;
-//! 3. `git chant audit verify` over a long ledger (entries/s);
+//! 3. `git chant audit verify` over a long ledger (entries/s), next to `git rev-list --count`
+//!    over the same commits;
 //! 4. `git chant audit --event X --last 30d` over a very long ledger vs `git log --grep`.
 
 use std::path::{Path, PathBuf};
@@ -307,10 +308,20 @@ fn main() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // Baseline: what git itself takes only to list those commits (it parses each one).
+    let t = Instant::now();
+    let listed = env.git(&dir3, &["rev-list", "--count", "refs/chant/audit"]);
+    let git_d = t.elapsed();
+    assert_eq!(listed.trim(), verify_n.to_string());
     println!(
         "3. `git chant audit verify` over {verify_n} entries: {:.2}s = {:.0} entries/s (target >= 100000/s)",
         d.as_secs_f64(),
         rate(verify_n, d)
+    );
+    println!(
+        "   baseline `git rev-list --count` over the same ledger: {:.2}s -> verify = {:.0}% of it",
+        git_d.as_secs_f64(),
+        100.0 * d.as_secs_f64() / git_d.as_secs_f64()
     );
     let t = Instant::now();
     let out = env

@@ -15,6 +15,7 @@ use git2::{ObjectType, Oid, Repository};
 use serde_json::{Map, Value};
 
 use super::chain::{self, ZERO_HASH};
+use super::objects::{self, Objects};
 use super::pack;
 use super::sign::Signer;
 use super::{AuditError, Entry, AUDIT_REF};
@@ -205,22 +206,30 @@ fn insert_signature(payload: &str, signature: &str) -> String {
 
 /// Reads and parses the entry stored in `commit`.
 pub fn read(repo: &Repository, commit: Oid) -> Result<Stored, AuditError> {
-    read_linked(repo, commit).map(|(stored, _)| stored)
+    read_linked(&mut Objects::open(repo)?, commit).map(|(stored, _)| stored)
 }
 
-/// [`read`], with the commit's parent (`None` for the first entry).
-pub fn read_linked(repo: &Repository, commit: Oid) -> Result<(Stored, Option<Oid>), AuditError> {
-    let c = repo.find_commit(commit)?;
-    let entry = parse_message(c.message_bytes()).map_err(|reason| AuditError::Broken {
+/// [`read`] through `objects` (for many reads), with the commit's parent (`None` for the
+/// first entry).
+pub fn read_linked(
+    objects: &mut Objects<'_>,
+    commit: Oid,
+) -> Result<(Stored, Option<Oid>), AuditError> {
+    let mut data = Vec::new();
+    let broken = |reason: String| AuditError::Broken {
         commit: commit.to_string(),
         reason,
-    })?;
-    Ok((Stored { commit, entry }, c.parent_id(0).ok()))
+    };
+    if !objects.read_commit(commit, &mut data)? {
+        return Err(broken("is not a commit".into()));
+    }
+    let entry = parse_message(objects::message(&data)).map_err(broken)?;
+    Ok((Stored { commit, entry }, objects::first_parent(&data)))
 }
 
 /// The entry in a ledger commit message: the JSON object after the subject's blank line.
 pub fn parse_message(message: &[u8]) -> Result<Entry, String> {
-    let body = match message.windows(2).position(|w| w == b"\n\n") {
+    let body = match objects::blank_line(message) {
         Some(i) => &message[i + 2..],
         None => return Err("the commit message has no JSON body".into()),
     };

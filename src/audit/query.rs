@@ -14,6 +14,7 @@ use super::chain::canonical;
 use super::entry::{Entry, FIELDS};
 use super::index::{self, Corrupt, Record};
 use super::ledger::{self, Stored};
+use super::objects::Objects;
 use super::AuditError;
 
 /// How `--spec` matches.
@@ -105,7 +106,7 @@ fn scan(
     index: &index::Index,
 ) -> Result<Result<Vec<Stored>, Corrupt>, AuditError> {
     std::thread::scope(|scope| {
-        let mut reader = Reader::new(repo, scope);
+        let mut reader = Reader::new(repo, scope)?;
         let candidates = match candidates(filter, index, |commit| reader.push(commit)) {
             Ok(c) => c,
             Err(e) => return Ok(Err(e)),
@@ -215,6 +216,7 @@ type Done = Vec<(usize, Read)>;
 /// between threads).
 struct Reader<'scope, 'env> {
     repo: &'env Repository,
+    objects: Objects<'env>,
     scope: &'scope std::thread::Scope<'scope, 'env>,
     done: Vec<Option<Read>>,
     /// Matches not yet queued, with their positions.
@@ -224,7 +226,11 @@ struct Reader<'scope, 'env> {
 }
 
 /// Takes batches off `queue` and reads them with `repo` until the queue is closed and empty.
-fn drain(repo: &Repository, queue: &Mutex<mpsc::Receiver<Batch>>, results: &mpsc::Sender<Done>) {
+fn drain(
+    objects: &mut Objects<'_>,
+    queue: &Mutex<mpsc::Receiver<Batch>>,
+    results: &mpsc::Sender<Done>,
+) {
     loop {
         let batch = match queue.lock() {
             Ok(rx) => rx.recv(),
@@ -233,7 +239,7 @@ fn drain(repo: &Repository, queue: &Mutex<mpsc::Receiver<Batch>>, results: &mpsc
         let Ok(batch) = batch else { return };
         let read = batch
             .into_iter()
-            .map(|(n, commit)| (n, ledger::read_linked(repo, commit)))
+            .map(|(n, commit)| (n, ledger::read_linked(objects, commit)))
             .collect();
         if results.send(read).is_err() {
             return;
@@ -242,21 +248,26 @@ fn drain(repo: &Repository, queue: &Mutex<mpsc::Receiver<Batch>>, results: &mpsc
 }
 
 impl<'scope, 'env> Reader<'scope, 'env> {
-    fn new(repo: &'env Repository, scope: &'scope std::thread::Scope<'scope, 'env>) -> Self {
-        Reader {
+    fn new(
+        repo: &'env Repository,
+        scope: &'scope std::thread::Scope<'scope, 'env>,
+    ) -> Result<Self, AuditError> {
+        Ok(Reader {
             repo,
+            objects: Objects::open(repo)?,
             scope,
             done: Vec::new(),
             batch: Vec::new(),
             queue: None,
             results: mpsc::channel(),
-        }
+        })
     }
 
     fn push(&mut self, commit: Oid) {
         let n = self.done.len();
         if n < INLINE {
-            self.done.push(Some(ledger::read_linked(self.repo, commit)));
+            self.done
+                .push(Some(ledger::read_linked(&mut self.objects, commit)));
             return;
         }
         self.done.push(None);
@@ -282,7 +293,9 @@ impl<'scope, 'env> Reader<'scope, 'env> {
                 self.scope.spawn(move || {
                     // A worker that cannot open the repository leaves the work to the others.
                     if let Ok(repo) = Repository::open(&path) {
-                        drain(&repo, &rx, &results);
+                        if let Ok(mut objects) = Objects::open(&repo) {
+                            drain(&mut objects, &rx, &results);
+                        }
                     }
                 });
             }
@@ -296,7 +309,7 @@ impl<'scope, 'env> Reader<'scope, 'env> {
     fn finish(mut self) -> Result<Vec<(Stored, Option<Oid>)>, AuditError> {
         self.send();
         let Reader {
-            repo,
+            mut objects,
             mut done,
             queue,
             results: (tx, rx),
@@ -304,7 +317,7 @@ impl<'scope, 'env> Reader<'scope, 'env> {
         } = self;
         if let Some((queue, shared)) = queue {
             drop(queue);
-            drain(repo, &shared, &tx);
+            drain(&mut objects, &shared, &tx);
         }
         drop(tx);
         for (n, read) in rx.into_iter().flatten() {
