@@ -347,3 +347,17 @@ fn a_packed_object_that_does_not_hash_to_its_id_is_named() {
         .stderr_has(&format!("broken at commit {head}"))
         .stderr_has("does not hash to its id");
 }
+
+#[test]
+fn a_ledger_ref_on_something_other_than_a_commit_is_named() {
+    let repo = ledger_with(0);
+    std::fs::write(repo.path("note.txt"), "not an entry\n").expect("write");
+    let blob = repo
+        .git(&["hash-object", "-w", "note.txt"])
+        .trim()
+        .to_string();
+    repo.git(&["update-ref", "refs/chant/audit", &blob]);
+    repo.chant(&["audit", "verify"])
+        .assert_code(1)
+        .stderr_has(&format!("broken at commit {blob}: is a blob, not a commit"));
+}

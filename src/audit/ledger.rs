@@ -220,8 +220,9 @@ pub fn read_linked(
         commit: commit.to_string(),
         reason,
     };
-    if !objects.read_commit(commit, &mut data)? {
-        return Err(broken("is not a commit".into()));
+    let kind = objects.read(commit, &mut data)?;
+    if kind != ObjectType::Commit {
+        return Err(objects::not_a_commit(commit, kind));
     }
     let entry = parse_message(objects::message(&data)).map_err(broken)?;
     Ok((Stored { commit, entry }, objects::first_parent(&data)))

@@ -68,9 +68,10 @@ impl<'r> Objects<'r> {
         })
     }
 
-    /// Reads object `oid` into `out` (replacing its contents) and says whether it is a
-    /// commit. Errors are libgit2's (missing or unreadable objects).
-    pub fn read_commit(&mut self, oid: Oid, out: &mut Vec<u8>) -> Result<bool, git2::Error> {
+    /// Reads object `oid` into `out` (replacing its contents) and returns its type (a
+    /// commit, unless the ledger is broken). Errors are libgit2's (missing or unreadable
+    /// objects).
+    pub fn read(&mut self, oid: Oid, out: &mut Vec<u8>) -> Result<ObjectType, git2::Error> {
         out.clear();
         let order =
             std::iter::once(self.last).chain((0..self.packs.len()).filter(|i| *i != self.last));
@@ -79,7 +80,7 @@ impl<'r> Objects<'r> {
             if let Some(offset) = pack.find(oid) {
                 self.last = i;
                 if pack.inflate_commit(offset, &mut self.zlib, out) {
-                    return Ok(true);
+                    return Ok(ObjectType::Commit);
                 }
                 break;
             }
@@ -87,7 +88,7 @@ impl<'r> Objects<'r> {
         let object = self.odb.read(oid)?;
         out.clear();
         out.extend_from_slice(object.data());
-        Ok(object.kind() == ObjectType::Commit)
+        Ok(object.kind())
     }
 }
 
@@ -259,11 +260,9 @@ pub fn walk<T: Send>(
                     Step::TakeLast => true,
                 };
                 let mut data = Vec::new();
-                if !objects.read_commit(oid, &mut data)? {
-                    return Err(AuditError::Broken {
-                        commit: oid.to_string(),
-                        reason: "is not a commit".into(),
-                    });
+                let kind = objects.read(oid, &mut data)?;
+                if kind != ObjectType::Commit {
+                    return Err(not_a_commit(oid, kind));
                 }
                 let parent = first_parent(&data);
                 next = if last { None } else { parent };
@@ -291,6 +290,14 @@ pub fn walk<T: Send>(
         parts.sort_by_key(|(i, _)| *i);
         Ok(parts.into_iter().flat_map(|(_, v)| v).collect())
     })
+}
+
+/// The error for a ledger "commit" that is some other kind of object.
+pub fn not_a_commit(oid: Oid, kind: ObjectType) -> AuditError {
+    AuditError::Broken {
+        commit: oid.to_string(),
+        reason: format!("is a {kind}, not a commit"),
+    }
 }
 
 /// The message of a raw commit: what follows the first blank line.
@@ -400,7 +407,10 @@ mod tests {
         let mut fast = 0;
         let mut buf = Vec::new();
         for oid in commits {
-            assert!(objects.read_commit(*oid, &mut buf).expect("read"));
+            assert_eq!(
+                objects.read(*oid, &mut buf).expect("read"),
+                ObjectType::Commit
+            );
             assert_eq!(buf, odb.read(*oid).expect("odb read").data(), "{oid}");
             assert!(hashes_to(*oid, &buf));
             let in_pack = objects.packs.iter().find_map(|p| p.find(*oid));
