@@ -48,7 +48,9 @@ impl<'r> Objects<'r> {
     pub fn open(repo: &'r Repository) -> Result<Objects<'r>, git2::Error> {
         let odb = repo.odb()?;
         let mut packs = Vec::new();
-        if let Ok(dir) = std::fs::read_dir(repo.path().join("objects").join("pack")) {
+        // A linked worktree's objects live in the main repository's git dir.
+        let pack_dir = repo.commondir().join("objects").join("pack");
+        if let Ok(dir) = std::fs::read_dir(pack_dir) {
             for entry in dir.flatten() {
                 let path = entry.path();
                 if path.extension().is_some_and(|e| e == "idx") {
@@ -549,6 +551,32 @@ mod tests {
         let last = edited.len() - 2;
         edited[last] ^= 1;
         assert!(!hashes_to(commits[1], &edited));
+    }
+
+    #[test]
+    fn a_linked_worktree_reads_the_main_repository_s_packs() {
+        let (dir, commits) = repo_with_commits(3);
+        git(
+            dir.path(),
+            &["repack", "-a", "-d", "-f", "--window=0", "-q"],
+        );
+        let tip = commits[2].to_string();
+        let wt = dir.path().join("wt");
+        git(
+            dir.path(),
+            &[
+                "worktree",
+                "add",
+                "-q",
+                "--detach",
+                &wt.to_string_lossy(),
+                &tip,
+            ],
+        );
+        let repo = Repository::open(&wt).expect("open worktree");
+        assert!(repo.is_worktree());
+        let objects = Objects::open(&repo).expect("objects");
+        assert_eq!(objects.packs.len(), 1);
     }
 
     #[test]
