@@ -342,7 +342,8 @@ fn update(
 }
 
 /// A commit's record without its leading running max: its `ts` and the rest of the line.
-/// An entry that does not parse gets an empty record (queries read its commit anyway).
+/// An entry that does not parse gets an empty record, and the bytes are not hashed: the
+/// index is a hint, and queries read and check the commit of every record they use.
 fn record_of(read: &Read) -> (i64, Vec<u8>) {
     #[derive(serde::Deserialize)]
     struct Fields<'a> {

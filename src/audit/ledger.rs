@@ -224,6 +224,9 @@ pub fn read_linked(
     if kind != ObjectType::Commit {
         return Err(objects::not_a_commit(commit, kind));
     }
+    if !objects::hashes_to(commit, &data) {
+        return Err(broken(objects::NOT_ITS_ID.into()));
+    }
     let entry = parse_message(objects::message(&data)).map_err(broken)?;
     Ok((Stored { commit, entry }, objects::first_parent(&data)))
 }
@@ -252,11 +255,16 @@ pub fn head(repo: &Repository) -> Result<Option<Oid>, AuditError> {
 pub struct Walk<'r> {
     repo: &'r Repository,
     next: Option<Oid>,
+    loops: objects::LoopCheck,
 }
 
 impl<'r> Walk<'r> {
     pub fn new(repo: &'r Repository, from: Option<Oid>) -> Self {
-        Walk { repo, next: from }
+        Walk {
+            repo,
+            next: from,
+            loops: objects::LoopCheck::default(),
+        }
     }
 }
 
@@ -265,6 +273,9 @@ impl Iterator for Walk<'_> {
 
     fn next(&mut self) -> Option<Self::Item> {
         let oid = self.next.take()?;
+        if let Err(e) = self.loops.visit(oid) {
+            return Some(Err(e));
+        }
         let commit = match self.repo.find_commit(oid) {
             Ok(c) => c,
             Err(e) => return Some(Err(e.into())),

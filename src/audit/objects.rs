@@ -5,9 +5,11 @@
 //! Only the common case is handled here: a whole (not deltified) commit in a version 2
 //! pack index with SHA-1 ids. Everything else — loose objects, deltas, alternates, odd or
 //! damaged files — goes to libgit2, so this reader is never the one that decides an
-//! object is missing or corrupt. It does not check that the bytes hash to the id either:
-//! libgit2 does not for packed objects, and the verifier does that on its worker threads
-//! (see [`hashes_to`]).
+//! object is missing or corrupt. Unlike libgit2 (which hashes every object it reads) it
+//! does not check that the bytes hash to the id: callers do, with [`hashes_to`], where
+//! it can run off the walking thread (verify's workers, [`super::ledger::read_linked`]).
+//! A walk reads the parent from bytes not yet checked, so [`LoopCheck`] keeps a forged
+//! object from sending it round in circles.
 
 use std::fs::File;
 use std::path::Path;
@@ -255,7 +257,9 @@ pub fn walk<T: Send>(
             let mut batch = Vec::with_capacity(BATCH);
             let mut index = 0;
             let mut next = Some(head);
+            let mut loops = LoopCheck::default();
             while let Some(oid) = next {
+                loops.visit(oid)?;
                 let last = match step(oid) {
                     Step::Stop => break,
                     Step::Take => false,
@@ -292,6 +296,38 @@ pub fn walk<T: Send>(
         parts.sort_by_key(|(i, _)| *i);
         Ok(parts.into_iter().flat_map(|(_, v)| v).collect())
     })
+}
+
+/// Catches a walk that comes back to a commit it has already passed. A commit cannot be
+/// its own ancestor, but objects whose bytes do not hash to their ids (a forged pack) can
+/// make a loop, which would otherwise be walked forever. Brent's method: one comparison a
+/// step, caught within twice the loop's length.
+#[derive(Default)]
+pub struct LoopCheck {
+    mark: Option<Oid>,
+    power: usize,
+    since_mark: usize,
+}
+
+impl LoopCheck {
+    /// Notes that the walk reached `oid`; an error if it has been round to it before.
+    pub fn visit(&mut self, oid: Oid) -> Result<(), AuditError> {
+        if self.mark == Some(oid) {
+            return Err(AuditError::Broken {
+                commit: oid.to_string(),
+                reason: "the ledger loops back to this commit, so some object does not hash \
+                         to its id (the object database is corrupt; `git fsck` says more)"
+                    .into(),
+            });
+        }
+        if self.since_mark == self.power {
+            self.mark = Some(oid);
+            self.power = (self.power * 2).max(1);
+            self.since_mark = 0;
+        }
+        self.since_mark += 1;
+        Ok(())
+    }
 }
 
 /// The error for a ledger "commit" that is some other kind of object.
@@ -333,6 +369,10 @@ pub fn first_parent(data: &[u8]) -> Option<Oid> {
 fn be32(bytes: &[u8], at: usize) -> Option<u32> {
     Some(u32::from_be_bytes(bytes.get(at..at + 4)?.try_into().ok()?))
 }
+
+/// What is wrong with an object whose bytes do not hash to its id.
+pub const NOT_ITS_ID: &str =
+    "the object's content does not hash to its id (the object database is corrupt; `git fsck` says more)";
 
 /// Whether `data` is the content of commit `oid` (git hashes `commit <len>\0<data>`).
 pub fn hashes_to(oid: Oid, data: &[u8]) -> bool {
@@ -577,6 +617,88 @@ mod tests {
         assert!(repo.is_worktree());
         let objects = Objects::open(&repo).expect("objects");
         assert_eq!(objects.packs.len(), 1);
+    }
+
+    #[test]
+    fn a_walk_that_loops_through_a_forged_object_stops_with_an_error() {
+        // A <- B, and a forged pack object labelled A whose bytes are a commit on top of B:
+        // read through that pack, A's parent is B, and the walk would go round forever.
+        let (dir, commits) = repo_with_commits(2);
+        let (a, b) = (commits[0], commits[1]);
+        let repo = Repository::open_bare(dir.path()).expect("open");
+        let forged = {
+            let sig =
+                git2::Signature::new("t", "t@example.com", &git2::Time::new(2, 0)).expect("sig");
+            let tree = repo
+                .find_tree(repo.treebuilder(None).expect("tb").write().expect("t"))
+                .expect("tree");
+            let parent = repo.find_commit(b).expect("b");
+            repo.commit(None, &sig, &sig, "forged", &tree, &[&parent])
+                .expect("commit")
+        };
+        let pack_dir = dir.path().join("objects").join("pack");
+        std::fs::create_dir_all(&pack_dir).expect("pack dir");
+        let out = Command::new("git")
+            .args(["pack-objects", "-q", "--window=0"])
+            .arg(pack_dir.join("forged"))
+            .current_dir(dir.path())
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .and_then(|mut child| {
+                use std::io::Write;
+                writeln!(child.stdin.take().expect("stdin"), "{forged}")?;
+                child.wait_with_output()
+            })
+            .expect("pack-objects");
+        assert!(out.status.success());
+        let idx_path = std::fs::read_dir(&pack_dir)
+            .expect("dir")
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| p.extension().is_some_and(|e| e == "idx"))
+            .expect("idx");
+        let mut idx = std::fs::read(&idx_path).expect("idx");
+        let first = usize::from(a.as_bytes()[0]);
+        for i in 0..256 {
+            let count: u32 = if i >= first { 1 } else { 0 };
+            idx[8 + i * 4..12 + i * 4].copy_from_slice(&count.to_be_bytes());
+        }
+        idx[8 + 1024..8 + 1024 + 20].copy_from_slice(a.as_bytes());
+        let _ = std::fs::remove_file(&idx_path);
+        std::fs::write(&idx_path, idx).expect("write idx");
+        let repo = Repository::open_bare(dir.path()).expect("open");
+        let mut seen = 0usize;
+        let result = walk(
+            &repo,
+            b,
+            |_| {
+                seen += 1;
+                assert!(seen < 1000, "the walk went round {seen} times");
+                Step::Take
+            },
+            |read| read.commit,
+        );
+        match result {
+            Err(AuditError::Broken { reason, .. }) => assert!(reason.contains("loops back")),
+            Err(e) => panic!("unexpected error: {e}"),
+            Ok(v) => panic!("walked {} commits", v.len()),
+        }
+        // The entry-by-entry walk (sync, ship) ends too.
+        let steps: Vec<String> = super::super::ledger::Walk::new(&repo, Some(b))
+            .take(1000)
+            .map(|r| match r {
+                Ok(s) => s.commit.to_string(),
+                Err(e) => e.to_string(),
+            })
+            .collect();
+        assert!(steps.len() < 1000, "{steps:?}");
+        // And a single read through this reader refuses the forged bytes.
+        let mut objects = Objects::open(&repo).expect("objects");
+        match super::super::ledger::read_linked(&mut objects, a) {
+            Err(AuditError::Broken { reason, .. }) => assert_eq!(reason, NOT_ITS_ID),
+            other => panic!("read the forged object: {:?}", other.map(|(s, _)| s.commit)),
+        }
     }
 
     #[test]

@@ -275,11 +275,7 @@ fn split(raw: Read, want_signature: bool) -> Split {
     let data = &raw.data[..];
     let mut problem = None;
     if !objects::hashes_to(raw.commit, data) {
-        problem = Some(
-            "the object's content does not hash to its id (the object database is corrupt; \
-             `git fsck` says more)"
-                .to_string(),
-        );
+        problem = Some(objects::NOT_ITS_ID.to_string());
     }
     let split = objects::blank_line(data).unwrap_or(data.len());
     let headers = &data[..split];
