@@ -412,27 +412,48 @@ mod tests {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
-    /// A repository with a line of `n` commits on `refs/chant/audit`, oldest first.
-    fn repo_with_commits(n: usize) -> (tempfile::TempDir, Vec<Oid>) {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let repo = Repository::init_bare(dir.path()).expect("init");
+    /// Writes a commit with the empty tree on top of `parent` (none: a root commit).
+    fn commit(repo: &Repository, parent: Option<Oid>, message: &str) -> Oid {
         let sig = git2::Signature::new("t", "t@example.com", &git2::Time::new(1_700_000_000, 0))
             .expect("sig");
         let tree = repo
             .find_tree(repo.treebuilder(None).expect("tb").write().expect("tree"))
             .expect("tree");
+        let parent = parent.map(|p| repo.find_commit(p).expect("parent"));
+        let parents: Vec<&git2::Commit> = parent.iter().collect();
+        repo.commit(None, &sig, &sig, message, &tree, &parents)
+            .expect("commit")
+    }
+
+    /// Writes a pack `objects/pack/<name>-*.pack` (and its index) holding only `oid`.
+    fn pack_one(dir: &Path, name: &str, oid: Oid) {
+        let pack_dir = dir.join("objects").join("pack");
+        std::fs::create_dir_all(&pack_dir).expect("pack dir");
+        let out = Command::new("git")
+            .args(["pack-objects", "-q", "--window=0"])
+            .arg(pack_dir.join(name))
+            .current_dir(dir)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .and_then(|mut child| {
+                use std::io::Write;
+                writeln!(child.stdin.take().expect("stdin"), "{oid}")?;
+                child.wait_with_output()
+            })
+            .expect("pack-objects");
+        assert!(out.status.success());
+    }
+
+    /// A repository with a line of `n` commits on `refs/chant/audit`, oldest first.
+    fn repo_with_commits(n: usize) -> (tempfile::TempDir, Vec<Oid>) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let repo = Repository::init_bare(dir.path()).expect("init");
         let mut commits: Vec<Oid> = Vec::new();
         for i in 0..n {
-            let parent = commits
-                .last()
-                .map(|p| repo.find_commit(*p).expect("parent"));
-            let parents: Vec<&git2::Commit> = parent.iter().collect();
             // Similar messages, so that a repack with a window makes deltas of them.
             let msg = format!("entry {i}\n\n{{\"n\":{i},\"pad\":\"{}\"}}", "x".repeat(300));
-            commits.push(
-                repo.commit(None, &sig, &sig, &msg, &tree, &parents)
-                    .expect("commit"),
-            );
+            commits.push(commit(&repo, commits.last().copied(), &msg));
         }
         let tip = *commits.last().expect("commits");
         repo.reference("refs/chant/audit", tip, true, "test")
@@ -514,38 +535,9 @@ mod tests {
         // A second pack with the newer half (the older half stays in the first).
         let (older, newer) = commits.split_at(20);
         let repo = Repository::open_bare(dir.path()).expect("open");
-        let extra = {
-            let sig =
-                git2::Signature::new("t", "t@example.com", &git2::Time::new(1, 0)).expect("sig");
-            let tree = repo
-                .find_tree(repo.treebuilder(None).expect("tb").write().expect("t"))
-                .expect("tree");
-            let parent = repo
-                .find_commit(*newer.last().expect("newer"))
-                .expect("parent");
-            repo.commit(None, &sig, &sig, "extra", &tree, &[&parent])
-                .expect("commit")
-        };
+        let extra = commit(&repo, newer.last().copied(), "extra");
+        pack_one(dir.path(), "extra", extra);
         let pack_dir = dir.path().join("objects").join("pack");
-        let list = format!("{extra}\n");
-        let out = Command::new("git")
-            .args(["pack-objects", "-q", "--window=0"])
-            .arg(pack_dir.join("extra"))
-            .current_dir(dir.path())
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .and_then(|mut child| {
-                use std::io::Write;
-                child
-                    .stdin
-                    .take()
-                    .expect("stdin")
-                    .write_all(list.as_bytes())?;
-                child.wait_with_output()
-            })
-            .expect("pack-objects");
-        assert!(out.status.success());
         // Every object of the first pack past byte 64 now sits behind a 64-bit offset.
         for idx in std::fs::read_dir(&pack_dir).expect("dir").flatten() {
             let path = idx.path();
@@ -626,32 +618,9 @@ mod tests {
         let (dir, commits) = repo_with_commits(2);
         let (a, b) = (commits[0], commits[1]);
         let repo = Repository::open_bare(dir.path()).expect("open");
-        let forged = {
-            let sig =
-                git2::Signature::new("t", "t@example.com", &git2::Time::new(2, 0)).expect("sig");
-            let tree = repo
-                .find_tree(repo.treebuilder(None).expect("tb").write().expect("t"))
-                .expect("tree");
-            let parent = repo.find_commit(b).expect("b");
-            repo.commit(None, &sig, &sig, "forged", &tree, &[&parent])
-                .expect("commit")
-        };
+        let forged = commit(&repo, Some(b), "forged");
+        pack_one(dir.path(), "forged", forged);
         let pack_dir = dir.path().join("objects").join("pack");
-        std::fs::create_dir_all(&pack_dir).expect("pack dir");
-        let out = Command::new("git")
-            .args(["pack-objects", "-q", "--window=0"])
-            .arg(pack_dir.join("forged"))
-            .current_dir(dir.path())
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .and_then(|mut child| {
-                use std::io::Write;
-                writeln!(child.stdin.take().expect("stdin"), "{forged}")?;
-                child.wait_with_output()
-            })
-            .expect("pack-objects");
-        assert!(out.status.success());
         let idx_path = std::fs::read_dir(&pack_dir)
             .expect("dir")
             .flatten()
