@@ -393,8 +393,7 @@ fn check(raw: Split, signers: Option<&AllowedSigners>, git_dir: &Path) -> Checke
             } else {
                 let mut map = entry.0;
                 map.remove("hash");
-                let canonical = chain::canonical(&map);
-                let computed = hex_sha256(canonical.as_bytes());
+                let computed = chain::entry_hash(&map);
                 if computed != out.stored_hash {
                     out.problem = Some(format!(
                         "hash mismatch: the entry says {} but its content hashes to {computed} \
@@ -446,11 +445,6 @@ fn link_reason(prev: &str, parent: Oid, parent_hash: &str) -> String {
         "prev_hash {prev} does not match the hash {parent_hash} of the entry before it \
          (commit {parent}): an entry was dropped, inserted or reordered"
     )
-}
-
-fn hex_sha256(bytes: &[u8]) -> String {
-    use sha2::{Digest, Sha256};
-    hex::encode(Sha256::digest(bytes))
 }
 
 /// Whether the entry has the seed's shape: every key, strings where strings belong,
