@@ -157,19 +157,31 @@ fn hide_beats_expose_and_empty_expose_exposes_nothing() {
 }
 
 #[test]
-fn the_redactor_covers_hidden_values_too_but_not_machine_names() {
+fn the_redactor_covers_exposed_and_file_values_but_not_the_rest_of_the_environment() {
     let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("team.env"), "VAULT_ONLY=from-a-file-1\n").expect("write");
     let process = env(&[
         ("HOME", "/home/alex"),
         ("PATH", "/usr/bin:/bin"),
+        ("DEBIAN_FRONTEND", "noninteractive"),
+        ("HTTP_PORT", "8080"),
         ("DATABASE_URL", "postgres://u:p@h/db"),
         ("AGENT_API_KEY", "sk-exposed-1"),
     ]);
-    let s = collect_with_env(&[SecretSource::Env], dir.path(), process).expect("collects");
-    let r = s.redactor();
+    let sources = [
+        SecretSource::Env,
+        SecretSource::Dotenv(dir.path().join("team.env")),
+    ];
+    let s = collect_with_env(&sources, dir.path(), process).expect("collects");
+    let r = s.redactor(&config(&["AGENT_API_KEY", "HOME"], &["DATABASE_URL"]));
     assert_eq!(
-        r.redact("home=/home/alex db=postgres://u:p@h/db key=sk-exposed-1"),
-        "home=/home/alex db=*** key=***"
+        r.redact(
+            "home=/home/alex db=postgres://u:p@h/db key=sk-exposed-1 file=from-a-file-1 \
+             mode=noninteractive port=8080"
+        ),
+        "home=/home/alex db=postgres://u:p@h/db key=*** file=*** mode=noninteractive port=8080",
+        "exposed values and values from secrets files are masked; the rest of the \
+         process environment (even a hidden DATABASE_URL the agent never sees) is not"
     );
     let debug = format!("{s:?}");
     assert!(debug.contains("DATABASE_URL"));

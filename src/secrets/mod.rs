@@ -229,13 +229,21 @@ impl Secrets {
             .collect()
     }
 
-    /// A redactor for every collected value (exposed or not), except the values of
-    /// [`PLAIN_ENV_NAMES`] taken from the process environment.
-    pub fn redactor(&self) -> Redactor {
+    /// A redactor for the values that are secrets: every value the agent is given
+    /// ([`Secrets::filtered`]), and every value read from a secrets source (`.env`, `dir:`,
+    /// Vault, Kubernetes), exposed or not. Process-environment values the agent never sees
+    /// are not secrets of this run: masking them would turn ports, paths and words like
+    /// `noninteractive` into `***` wherever they appear, hiding nothing. Machine names
+    /// ([`PLAIN_ENV_NAMES`]) from the environment are never masked.
+    pub fn redactor(&self, config: &SecretsConfig) -> Redactor {
+        let exposed = |name: &str| config.expose.0.is_match(name) && !config.hide.0.is_match(name);
         Redactor::new(
             self.entries
                 .iter()
-                .filter(|(name, s)| !(s.origin == Origin::Env && is_plain_env_name(name)))
+                .filter(|(name, s)| match s.origin {
+                    Origin::Env => exposed(name) && !is_plain_env_name(name),
+                    _ => true,
+                })
                 .map(|(_, s)| s.value.as_str()),
         )
     }

@@ -73,6 +73,10 @@ pub enum WorkError {
     },
     #[error("git: {0}")]
     Git(#[from] git2::Error),
+    /// Any of the above whose message held a secret value, masked (the value came from a
+    /// file name or text the agent wrote); `code` is the original's exit code.
+    #[error("{message}")]
+    Masked { message: String, code: u8 },
 }
 
 impl WorkError {
@@ -88,6 +92,7 @@ impl WorkError {
             WorkError::Spec(e) => e.exit_code(),
             WorkError::Sandbox(e) => e.exit_code(),
             WorkError::Secrets(e) => e.exit_code(),
+            WorkError::Masked { code, .. } => *code,
             WorkError::Config(_)
             | WorkError::NeedsConfirmation { .. }
             | WorkError::NoBase { .. } => 2,
@@ -262,20 +267,94 @@ pub fn run(
     stop: &Arc<AtomicBool>,
 ) -> Result<Report, WorkError> {
     let prepared = prepare(project, options)?;
-    // Every entry passes through the redactor: file names and reasons come from the agent.
+    // Everything leaving the run passes through the redactor: entries, lines for the
+    // terminal, the report and errors all carry file names and messages (libgit2's, the
+    // file system's) that come from what the agent wrote.
+    let redactor = prepared.secrets.redactor(&prepared.config.agent.secrets);
     let mut masked = Masked {
         inner: recorder,
-        redactor: prepared.secrets.redactor(),
+        redactor: redactor.clone(),
     };
-    run_prepared(
+    let mut masked_reporter = MaskedReporter {
+        inner: reporter,
+        redactor: redactor.clone(),
+    };
+    match run_prepared(
         project,
         identity,
         options,
-        reporter,
+        &mut masked_reporter,
         &mut masked,
         stop,
         prepared,
-    )
+    ) {
+        Ok(report) => Ok(report.masked(&redactor)),
+        Err(e) => {
+            let message = e.to_string();
+            let masked = redactor.redact(&message);
+            if masked == message {
+                Err(e)
+            } else {
+                Err(WorkError::Masked {
+                    message: masked,
+                    code: e.exit_code(),
+                })
+            }
+        }
+    }
+}
+
+/// A reporter that masks every secret value in the lines it passes on. (Agent output is
+/// masked on its way in, by the run's `RedactingSink`, which keeps a value split across
+/// two reads whole.)
+struct MaskedReporter<'r> {
+    inner: &'r mut dyn Reporter,
+    redactor: crate::secrets::Redactor,
+}
+
+impl Reporter for MaskedReporter<'_> {
+    fn info(&mut self, line: &str) {
+        self.inner.info(&self.redactor.redact(line));
+    }
+
+    fn warn(&mut self, line: &str) {
+        self.inner.warn(&self.redactor.redact(line));
+    }
+
+    fn agent_output(&mut self, stream: Stream, bytes: &[u8]) {
+        self.inner.agent_output(stream, bytes);
+    }
+
+    fn confirm(&mut self, question: &str) -> Option<bool> {
+        self.inner.confirm(&self.redactor.redact(question))
+    }
+}
+
+impl Report {
+    /// The report with every secret value masked in what the caller prints.
+    fn masked(mut self, redactor: &crate::secrets::Redactor) -> Report {
+        self.verdict = match self.verdict {
+            Verdict::Completed { commit, files } => Verdict::Completed {
+                commit,
+                files: files.iter().map(|f| redactor.redact(f)).collect(),
+            },
+            Verdict::Failed { reason } => Verdict::Failed {
+                reason: redactor.redact(&reason),
+            },
+            Verdict::Cancelled { reason } => Verdict::Cancelled {
+                reason: redactor.redact(&reason),
+            },
+        };
+        for v in &mut self.violations {
+            v.path = redactor.redact(&v.path);
+            v.detail = redactor.redact(&v.detail);
+        }
+        for n in &mut self.notices {
+            n.path = redactor.redact(&n.path);
+            n.detail = redactor.redact(&n.detail);
+        }
+        self
+    }
 }
 
 /// A recorder that masks every secret value in the entries it passes on.

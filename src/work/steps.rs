@@ -121,7 +121,7 @@ impl Run<'_> {
         };
         let argv = seen.argv(&program, &prompt_text, self.id.as_str());
         let files = vec![(seen.prompt.clone(), prompt_text.clone().into_bytes())];
-        let redactor = self.secrets.redactor();
+        let redactor = self.secrets.redactor(&self.config.agent.secrets);
         recorder
             .record(vec![self
                 .entry(Event::SpecStarted)
@@ -247,7 +247,7 @@ impl Run<'_> {
             let mut report = self.fail(reason, &clone.path, recorder, agent_ms)?;
             // Paths come from the agent and may carry a secret (a file named after it):
             // masked here as in the ledger, before anything prints them.
-            let redactor = self.secrets.redactor();
+            let redactor = self.secrets.redactor(&self.config.agent.secrets);
             report.violations = violations
                 .into_iter()
                 .map(|mut v| {

@@ -1,0 +1,78 @@
+//! What chant prints about a run masks secret values and only secret values: file names in
+//! notices and policy lines, errors, reasons; while ports, paths and plain words from the
+//! environment that the agent never saw stay readable.
+
+mod common;
+
+use common::TestRepo;
+
+const KEY: &str = "sk-mask-0123456789";
+const DOTENV_VALUE: &str = "postgres://u:dotenv-pw@db/app";
+
+fn run_probe() -> (TestRepo, common::Run) {
+    let repo = TestRepo::initialised();
+    repo.write(".env", &format!("DATABASE_URL={DOTENV_VALUE}\n"));
+    repo.git(&["add", "-f", ".env"]);
+    repo.use_agent(
+        "mask-probe.sh",
+        "  sandbox: none\n  secrets:\n    expose: [AGENT_API_KEY]\n  denied_paths: [\"*.key\"]\n",
+        "",
+    );
+    let id = repo.add_spec("Probe the masking", &["x.txt"]);
+    repo.git(&["add", "-A"]);
+    repo.git(&["commit", "--quiet", "-m", "spec"]);
+    let run = common::Run(
+        repo.chant_cmd(&["work", &id])
+            .env("AGENT_API_KEY", KEY)
+            // Not exposed, not from a secrets file: configuration, not secrets.
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .env("HTTP_PORT", "8080")
+            .env("PROJECT_DIR", "/srv/app")
+            .output()
+            .expect("run"),
+    )
+    .assert_code(1);
+    (repo, run)
+}
+
+#[test]
+fn notices_policy_lines_and_the_reason_never_show_the_exposed_key() {
+    let (repo, run) = run_probe();
+    let all = format!("{}{}", run.stdout(), run.stderr());
+    assert!(!all.contains(KEY), "the key leaked:\n{all}");
+    assert!(
+        all.contains("notice-***.sh"),
+        "the notice names the file, masked:\n{all}"
+    );
+    assert!(
+        all.contains("policy violation: denied-***.key"),
+        "the policy line names the file, masked:\n{all}"
+    );
+    let log = std::fs::read_dir(repo.root.join(".git/chant/logs"))
+        .expect("logs")
+        .filter_map(|e| std::fs::read_to_string(e.ok()?.path()).ok())
+        .collect::<String>();
+    assert!(!log.contains(KEY) && !log.contains(DOTENV_VALUE), "{log}");
+    assert!(!repo.ledger().iter().any(|e| e.to_string().contains(KEY)));
+}
+
+#[test]
+fn values_from_dotenv_are_masked_even_when_not_exposed() {
+    let (_repo, run) = run_probe();
+    assert!(
+        run.stdout().contains("DATABASE_URL=***"),
+        "{}",
+        run.stdout()
+    );
+    assert!(!run.stdout().contains("dotenv-pw"));
+}
+
+#[test]
+fn environment_values_the_agent_never_saw_stay_readable() {
+    let (_repo, run) = run_probe();
+    assert!(
+        run.stdout().contains("plain: noninteractive 8080 /srv/app"),
+        "plain words, ports and paths are not secrets:\n{}",
+        run.stdout()
+    );
+}
