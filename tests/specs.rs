@@ -146,3 +146,94 @@ fn commands_need_init() {
         .assert_code(2)
         .stderr_has("run `git chant init`");
 }
+
+/// Three specs: one fine, one not UTF-8 (a Latin-1 "é"), one whose front matter is broken.
+fn repo_with_bad_specs() -> (TestRepo, String, String, String) {
+    let repo = TestRepo::initialised();
+    let good = add(&repo, "Good spec", "2026-01-22T10:00:00Z", "1");
+    let latin1 = add(&repo, "Latin-1 spec", "2026-01-22T11:00:00Z", "2");
+    let broken = add(&repo, "Broken spec", "2026-01-22T12:00:00Z", "3");
+    let dir = repo.root.join(".chant/specs");
+    std::fs::write(
+        dir.join(format!("{latin1}.md")),
+        b"---\nstatus: pending\n---\n# Caf\xe9 menu\n",
+    )
+    .expect("write");
+    std::fs::write(
+        dir.join(format!("{broken}.md")),
+        "---\nstatus: [pending\n---\n# Broken\n",
+    )
+    .expect("write");
+    (repo, good, latin1, broken)
+}
+
+#[test]
+fn a_spec_that_is_not_utf8_is_bad_input_naming_the_file() {
+    let (repo, _, latin1, _) = repo_with_bad_specs();
+    for args in [vec!["show", latin1.as_str()], vec!["work", latin1.as_str()]] {
+        let out = repo.chant(&args).assert_code(2);
+        assert!(
+            out.stderr().contains(&format!("{latin1}.md")) && out.stderr().contains("UTF-8"),
+            "{args:?}: {}",
+            out.stderr()
+        );
+    }
+}
+
+#[test]
+fn list_shows_every_readable_spec_and_names_the_unreadable_ones() {
+    let (repo, good, latin1, broken) = repo_with_bad_specs();
+    let out = repo.chant(&["list"]).assert_ok();
+    assert!(out.stdout().contains("Good spec"), "{}", out.stdout());
+    for bad in [&latin1, &broken] {
+        assert!(
+            out.stdout()
+                .lines()
+                .any(|l| l.starts_with(bad.as_str()) && l.contains("unreadable")),
+            "{bad} listed as unreadable:\n{}",
+            out.stdout()
+        );
+        assert!(
+            out.stderr().contains(&format!("{bad}.md")),
+            "{}",
+            out.stderr()
+        );
+    }
+    let json: serde_json::Value = serde_json::from_str(
+        &repo
+            .chant(&["list", "--format", "json"])
+            .assert_ok()
+            .stdout(),
+    )
+    .expect("json");
+    let statuses: Vec<(String, String)> = json
+        .as_array()
+        .expect("array")
+        .iter()
+        .map(|s| {
+            (
+                s["id"].as_str().unwrap_or("").to_string(),
+                s["status"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    assert!(
+        statuses.contains(&(good.clone(), "pending".into())),
+        "{statuses:?}"
+    );
+    assert!(
+        statuses.contains(&(latin1, "unreadable".into())),
+        "{statuses:?}"
+    );
+    assert!(
+        statuses.contains(&(broken, "unreadable".into())),
+        "{statuses:?}"
+    );
+    let pending = repo.chant(&["list", "--status", "pending"]).assert_ok();
+    assert!(
+        !pending.stdout().contains("unreadable"),
+        "{}",
+        pending.stdout()
+    );
+    assert!(pending.stdout().contains(&good));
+}

@@ -28,10 +28,20 @@ enum Format {
     Json,
 }
 
+/// The status shown for a spec file that cannot be read or parsed.
+const UNREADABLE: &str = "unreadable";
+
 pub fn run(args: Args) -> Result<u8> {
     let project = Project::discover()?;
     project.require_initialised()?;
-    let specs = SpecStore::new(project.specs_dir()).all()?;
+    let mut specs = Vec::new();
+    let mut unreadable = Vec::new();
+    for (id, spec) in SpecStore::new(project.specs_dir()).each()? {
+        match spec {
+            Ok(s) => specs.push(s),
+            Err(e) => unreadable.push((id, e.to_string())),
+        }
+    }
     let ledger = status::of_repository(&project.repo);
     let specs: Vec<_> = specs
         .into_iter()
@@ -41,6 +51,18 @@ pub fn run(args: Args) -> Result<u8> {
                 .is_none_or(|want| status::effective(s, &ledger) == want)
         })
         .collect();
+    // Unreadable specs are listed with the status `unreadable` (and filtered as such),
+    // and each is named on stderr with what is wrong.
+    if args
+        .status
+        .as_deref()
+        .is_some_and(|want| want != UNREADABLE)
+    {
+        unreadable.clear();
+    }
+    for (_, error) in &unreadable {
+        eprintln!("chant: cannot read a spec: {error}");
+    }
     match args.format {
         Format::Json => {
             let items: Vec<_> = specs
@@ -57,6 +79,14 @@ pub fn run(args: Args) -> Result<u8> {
                         "path": format!(".chant/specs/{}.md", s.id),
                     })
                 })
+                .chain(unreadable.iter().map(|(id, error)| {
+                    json!({
+                        "id": id.as_str(),
+                        "status": UNREADABLE,
+                        "error": error,
+                        "path": format!(".chant/specs/{id}.md"),
+                    })
+                }))
                 .collect();
             println!(
                 "{}",
@@ -64,7 +94,7 @@ pub fn run(args: Args) -> Result<u8> {
             );
         }
         Format::Text => {
-            if specs.is_empty() {
+            if specs.is_empty() && unreadable.is_empty() {
                 eprintln!(
                     "No specs{}. Create one with: git chant add \"<title>\"",
                     match &args.status {
@@ -80,6 +110,13 @@ pub fn run(args: Args) -> Result<u8> {
                         s.id.as_str(),
                         status::effective(s, &ledger),
                         s.title()
+                    );
+                }
+                for (id, _) in &unreadable {
+                    println!(
+                        "{:<22} {:<12} (see the error above)",
+                        id.as_str(),
+                        UNREADABLE
                     );
                 }
             }

@@ -21,7 +21,14 @@ pub fn run(
     stop: &Arc<AtomicBool>,
 ) -> Result<u8> {
     let store = SpecStore::new(project.specs_dir());
-    let specs = store.all()?;
+    // One malformed spec is named and skipped; it does not stop the others.
+    let mut specs = Vec::new();
+    for (_, spec) in store.each()? {
+        match spec {
+            Ok(s) => specs.push(s),
+            Err(e) => eprintln!("chant: skipping a spec that cannot be read: {e}"),
+        }
+    }
     let ledger = crate::spec::status::of_repository(&project.repo);
     let ready: Vec<String> = crate::spec::status::ready(&specs, &ledger)
         .iter()

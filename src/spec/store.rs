@@ -5,6 +5,9 @@ use std::path::{Path, PathBuf};
 use super::{check_input, Spec, SpecError, SpecId};
 use crate::clock;
 
+/// One spec file: its id and the spec, or why it could not be read.
+pub type SpecFile = (SpecId, Result<Spec, SpecError>);
+
 /// The `.chant/specs/` directory of a project.
 pub struct SpecStore {
     dir: PathBuf,
@@ -43,16 +46,37 @@ impl SpecStore {
         Ok(ids)
     }
 
-    /// Reads one spec.
+    /// Reads one spec. A file that is not UTF-8 text, or whose front matter does not
+    /// parse, is bad input (exit 2) naming the file.
     pub fn load(&self, id: &SpecId) -> Result<Spec, SpecError> {
         let path = self.path_of(id);
-        let text = std::fs::read_to_string(&path).map_err(|source| self.io_error(&path, source))?;
+        let bytes = std::fs::read(&path).map_err(|source| self.io_error(&path, source))?;
+        let text = String::from_utf8(bytes).map_err(|e| SpecError::Malformed {
+            file: path.display().to_string(),
+            message: format!(
+                "is not UTF-8 text (invalid byte at offset {}); re-save it as UTF-8",
+                e.utf8_error().valid_up_to()
+            ),
+        })?;
         Spec::parse(id.clone(), &text)
     }
 
-    /// Every spec, sorted by id.
+    /// Every spec, sorted by id; the first one that cannot be read is an error.
     pub fn all(&self) -> Result<Vec<Spec>, SpecError> {
         self.ids()?.iter().map(|id| self.load(id)).collect()
+    }
+
+    /// Every spec file, sorted by id, each read on its own: one malformed spec does not
+    /// hide the others (`list`, `work --all-ready`).
+    pub fn each(&self) -> Result<Vec<SpecFile>, SpecError> {
+        Ok(self
+            .ids()?
+            .into_iter()
+            .map(|id| {
+                let spec = self.load(&id);
+                (id, spec)
+            })
+            .collect())
     }
 
     /// Resolves user input to an id as chant does: exact id, then unique suffix, then a
