@@ -1,0 +1,370 @@
+//! Finding secret values in bytes an agent wrote: raw, hex, base64 and URL-encoded.
+//!
+//! A value is searched as it is; as hex (any case); as base64 (standard and URL-safe
+//! alphabets, at each of the three offsets a value can start at inside a base64 stream,
+//! with or without line breaks); and after URL percent-decoding (so `%73k-live`, a value
+//! with some or all bytes escaped, is found too). Values shorter than [`MIN_FIND_LEN`]
+//! bytes are not searched: they are too short to tell apart from ordinary text.
+//!
+//! A [`Hit`] names the secret and the form, never the value. Nothing here prints, and no
+//! `Debug` rendering shows a value. Other encodings (compression, encryption, a value cut
+//! into pieces) are not found: this is a tripwire against leaking, not a proof.
+
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder};
+use base64::Engine;
+
+/// Values shorter than this many bytes are not searched for.
+pub const MIN_FIND_LEN: usize = 8;
+
+/// How a secret's value appeared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Form {
+    Raw,
+    Hex,
+    Base64,
+    UrlEncoded,
+}
+
+impl Form {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Form::Raw => "as is",
+            Form::Hex => "hex-encoded",
+            Form::Base64 => "base64-encoded",
+            Form::UrlEncoded => "URL-encoded",
+        }
+    }
+}
+
+/// One secret found: its name and the form it took, never its value.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Hit {
+    pub name: String,
+    pub form: Form,
+}
+
+/// Searches bytes for a fixed set of secret values. `Debug` never shows the values.
+#[derive(Clone, Default)]
+pub struct SecretFinder {
+    /// Raw values, searched in the bytes and in their URL-decoded form.
+    raw: Option<AhoCorasick>,
+    raw_names: Vec<usize>,
+    /// Hex forms, any case, searched with white space removed.
+    hex: Option<AhoCorasick>,
+    hex_names: Vec<usize>,
+    /// Base64 cores, searched with white space removed.
+    base64: Option<AhoCorasick>,
+    base64_names: Vec<usize>,
+    names: Vec<String>,
+}
+
+impl std::fmt::Debug for SecretFinder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SecretFinder")
+            .field("names", &self.names)
+            .finish()
+    }
+}
+
+/// The base64 characters of `value` that do not depend on what surrounds it, when it
+/// starts `offset` bytes (0, 1 or 2) into a 3-byte group of a base64 stream.
+fn base64_core(value: &[u8], offset: usize, engine: &impl Engine) -> Option<String> {
+    let mut padded = vec![0u8; offset];
+    padded.extend_from_slice(value);
+    let encoded = engine.encode(&padded);
+    // Character i holds bits [6i, 6i + 6); the value holds bits [8 offset, 8 (offset + n)).
+    let start = (8 * offset).div_ceil(6);
+    let end = (8 * (offset + value.len())) / 6;
+    (end > start).then(|| encoded[start..end].to_string())
+}
+
+fn automaton(patterns: &[String], ascii_case_insensitive: bool) -> Option<AhoCorasick> {
+    if patterns.is_empty() {
+        return None;
+    }
+    AhoCorasickBuilder::new()
+        .ascii_case_insensitive(ascii_case_insensitive)
+        .build(patterns)
+        .ok()
+}
+
+impl SecretFinder {
+    /// A finder for `secrets` (name, value); values shorter than [`MIN_FIND_LEN`] bytes are
+    /// left out.
+    pub fn new(secrets: &[(String, String)]) -> SecretFinder {
+        let mut names = Vec::new();
+        let (mut raw, mut raw_names) = (Vec::new(), Vec::new());
+        let (mut hex, mut hex_names) = (Vec::new(), Vec::new());
+        let (mut b64, mut b64_names) = (Vec::new(), Vec::new());
+        let standard = base64::engine::general_purpose::STANDARD;
+        let url_safe = base64::engine::general_purpose::URL_SAFE;
+        let mut seen = std::collections::HashSet::new();
+        for (name, value) in secrets {
+            let value = value.as_bytes();
+            if value.len() < MIN_FIND_LEN {
+                continue;
+            }
+            let id = names.len();
+            names.push(name.clone());
+            raw.push(String::from_utf8_lossy(value).into_owned());
+            raw_names.push(id);
+            if value.contains(&b' ') {
+                // Form encoding writes a space as `+`.
+                raw.push(String::from_utf8_lossy(value).replace(' ', "+"));
+                raw_names.push(id);
+            }
+            hex.push(hex::encode(value));
+            hex_names.push(id);
+            for offset in 0..3 {
+                for core in [
+                    base64_core(value, offset, &standard),
+                    base64_core(value, offset, &url_safe),
+                ]
+                .into_iter()
+                .flatten()
+                {
+                    if seen.insert((core.clone(), id)) {
+                        b64.push(core);
+                        b64_names.push(id);
+                    }
+                }
+            }
+        }
+        SecretFinder {
+            raw: automaton(&raw, false),
+            raw_names,
+            hex: automaton(&hex, true),
+            hex_names,
+            base64: automaton(&b64, false),
+            base64_names: b64_names,
+            names,
+        }
+    }
+
+    /// True when there is nothing to search for.
+    pub fn is_empty(&self) -> bool {
+        self.names.is_empty()
+    }
+
+    /// Every (secret, form) found in `bytes`, each once, sorted.
+    pub fn find(&self, bytes: &[u8]) -> Vec<Hit> {
+        if self.is_empty() {
+            return Vec::new();
+        }
+        let mut hits = Vec::new();
+        let mut add = |ids: &[usize], m: aho_corasick::Match, form: Form| {
+            hits.push(Hit {
+                name: self.names[ids[m.pattern().as_usize()]].clone(),
+                form,
+            })
+        };
+        if let Some(ac) = &self.raw {
+            for m in ac.find_overlapping_iter(bytes) {
+                add(&self.raw_names, m, Form::Raw);
+            }
+            if bytes.contains(&b'%') {
+                let decoded = percent_decode(bytes);
+                for m in ac.find_overlapping_iter(&decoded) {
+                    add(&self.raw_names, m, Form::UrlEncoded);
+                }
+            }
+        }
+        let compact: Vec<u8> = bytes
+            .iter()
+            .copied()
+            .filter(|b| !b.is_ascii_whitespace())
+            .collect();
+        if let Some(ac) = &self.hex {
+            for m in ac.find_overlapping_iter(&compact) {
+                add(&self.hex_names, m, Form::Hex);
+            }
+        }
+        if let Some(ac) = &self.base64 {
+            for m in ac.find_overlapping_iter(&compact) {
+                add(&self.base64_names, m, Form::Base64);
+            }
+        }
+        hits.sort();
+        hits.dedup();
+        // A raw hit also shows through the URL-decoded pass: keep the plainest form.
+        hits.dedup_by(|later, earlier| later.name == earlier.name);
+        hits
+    }
+
+    /// `path` with every secret (in any form) shown as `***`: the matching part of a
+    /// component where it can be cut out, else the whole component; all of the path when a
+    /// value spans components.
+    pub fn mask_path(&self, path: &str) -> String {
+        if self.find(path.as_bytes()).is_empty() {
+            return path.to_string();
+        }
+        let masked: Vec<String> = path
+            .split('/')
+            .map(|c| {
+                if self.find(c.as_bytes()).is_empty() {
+                    return c.to_string();
+                }
+                let cut = self.mask_spans(c);
+                if self.find(cut.as_bytes()).is_empty() {
+                    cut
+                } else {
+                    "***".to_string()
+                }
+            })
+            .collect();
+        let masked = masked.join("/");
+        if self.find(masked.as_bytes()).is_empty() {
+            masked
+        } else {
+            "***".to_string()
+        }
+    }
+}
+
+impl SecretFinder {
+    /// `text` with every raw, hex or base64 occurrence replaced by `***`.
+    fn mask_spans(&self, text: &str) -> String {
+        let bytes = text.as_bytes();
+        let mut spans: Vec<(usize, usize)> = [&self.raw, &self.hex, &self.base64]
+            .into_iter()
+            .flatten()
+            .flat_map(|ac| {
+                ac.find_overlapping_iter(bytes)
+                    .map(|m| (m.start(), m.end()))
+            })
+            .collect();
+        spans.sort_unstable();
+        let mut out = Vec::with_capacity(bytes.len());
+        let mut pos = 0;
+        for (s, e) in spans {
+            if e <= pos {
+                continue;
+            }
+            if s >= pos {
+                out.extend_from_slice(&bytes[pos..s]);
+                out.extend_from_slice(b"***");
+            }
+            pos = e;
+        }
+        out.extend_from_slice(&bytes[pos..]);
+        String::from_utf8_lossy(&out).into_owned()
+    }
+}
+
+/// `bytes` with every `%XX` (any case) replaced by the byte it stands for.
+fn percent_decode(bytes: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            let hi = (bytes[i + 1] as char).to_digit(16);
+            let lo = (bytes[i + 2] as char).to_digit(16);
+            if let (Some(hi), Some(lo)) = (hi, lo) {
+                out.push((hi * 16 + lo) as u8);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const VALUE: &str = "sk-live-Zq9/x+Tw";
+
+    fn finder() -> SecretFinder {
+        SecretFinder::new(&[
+            ("API_KEY".to_string(), VALUE.to_string()),
+            ("SHORT".to_string(), "abc".to_string()),
+        ])
+    }
+
+    fn forms(text: &[u8]) -> Vec<(String, Form)> {
+        finder()
+            .find(text)
+            .into_iter()
+            .map(|h| (h.name, h.form))
+            .collect()
+    }
+
+    #[test]
+    fn the_raw_value_is_found_and_only_its_name_is_told() {
+        assert_eq!(
+            forms(format!("key = \"{VALUE}\"\n").as_bytes()),
+            [("API_KEY".to_string(), Form::Raw)]
+        );
+        assert!(
+            forms(b"nothing here, abc").is_empty(),
+            "short values skipped"
+        );
+        assert!(!format!("{:?}", finder()).contains("sk-live"));
+    }
+
+    #[test]
+    fn base64_at_every_offset_and_in_both_alphabets_is_found() {
+        let engines = [
+            base64::engine::general_purpose::STANDARD,
+            base64::engine::general_purpose::URL_SAFE_NO_PAD,
+        ];
+        for engine in &engines {
+            for prefix in ["", "a", "ab", "abc", "abcd"] {
+                for suffix in ["", "z", "zz"] {
+                    let plain = format!("{prefix}{VALUE}{suffix}");
+                    let encoded = engine.encode(plain.as_bytes());
+                    assert_eq!(
+                        forms(encoded.as_bytes()),
+                        [("API_KEY".to_string(), Form::Base64)],
+                        "{prefix:?} {suffix:?}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn base64_wrapped_over_lines_is_found() {
+        let long = format!("{}{VALUE}{}", "x".repeat(50), "y".repeat(50));
+        let encoded = base64::engine::general_purpose::STANDARD.encode(long.as_bytes());
+        let wrapped: String = encoded
+            .as_bytes()
+            .chunks(76)
+            .map(|c| format!("{}\n", String::from_utf8_lossy(c)))
+            .collect();
+        assert_eq!(
+            forms(wrapped.as_bytes()),
+            [("API_KEY".to_string(), Form::Base64)]
+        );
+    }
+
+    #[test]
+    fn hex_in_any_case_and_url_encoding_are_found() {
+        let lower = hex::encode(VALUE);
+        assert_eq!(forms(lower.as_bytes())[0].1, Form::Hex);
+        assert_eq!(forms(lower.to_uppercase().as_bytes())[0].1, Form::Hex);
+        let all: String = VALUE.bytes().map(|b| format!("%{b:02X}")).collect();
+        assert_eq!(forms(all.as_bytes())[0].1, Form::UrlEncoded);
+        let some = VALUE.replace('/', "%2f").replace('+', "%2B");
+        assert_eq!(forms(some.as_bytes())[0].1, Form::UrlEncoded);
+    }
+
+    #[test]
+    fn paths_are_masked_by_component() {
+        let f = finder();
+        assert_eq!(f.mask_path("src/main.rs"), "src/main.rs");
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(VALUE);
+        let masked = f.mask_path(&format!("notes/{b64}.txt"));
+        assert!(
+            masked.starts_with("notes/***") && masked.ends_with(".txt"),
+            "{masked}"
+        );
+        assert!(f.find(masked.as_bytes()).is_empty(), "{masked}");
+        let escaped: String = VALUE.bytes().map(|b| format!("%{b:02x}")).collect();
+        assert_eq!(f.mask_path(&format!("x/{escaped}.txt")), "x/***");
+        assert_eq!(f.mask_path(&format!("a/{VALUE}/b")), "***");
+    }
+}
