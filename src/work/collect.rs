@@ -1,17 +1,20 @@
 //! Turning what the agent left in its workspace into a list of changes against the start
-//! tree, with every new blob written to the main repository's object store.
+//! tree, with every new blob written to the run's [`Quarantine`] (never straight into the
+//! main object store: a refused run must leave that as it was).
 //!
 //! Reads the workspace only through `scan` (as data). Files whose stat is exactly what the
 //! checkout produced are known unchanged without reading them; everything else is read
-//! (bounded) and hashed.
+//! (bounded), hashed, and searched for sensitive words and the exposed secrets' values.
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use git2::{Oid, Repository};
 
 use super::clone::Clone;
+use super::quarantine::Quarantine;
 use super::scan::{self, Found, Limits, Oddity};
 use super::WorkError;
+use crate::secrets::{Hit, SecretFinder};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ChangeKind {
@@ -42,26 +45,61 @@ pub struct Change {
     pub link_target: Option<String>,
     /// Sensitive words found in the new content.
     pub sensitive: Vec<String>,
+    /// Exposed secrets found in the new content or in the path.
+    pub secrets: Vec<Hit>,
+}
+
+/// The symlinks of the start tree and of the tree being landed, and what the agent never
+/// saw: enough to judge where every link resolves (see `links`).
+#[derive(Debug, Default)]
+pub struct LinkTree {
+    /// Symlinks of the start tree, path → target.
+    pub before: HashMap<String, String>,
+    /// Symlinks of the tree being landed, path → target.
+    pub after: HashMap<String, String>,
+    /// Paths of the start tree withheld from the clone (denied, not allowed, gitlinks):
+    /// they land unchanged, so no change may replace them or what holds them.
+    pub withheld: BTreeSet<String>,
 }
 
 /// The result of reading the workspace.
-#[derive(Debug, Default)]
 pub struct Collected {
     pub changes: Vec<Change>,
     pub oddities: Vec<Oddity>,
+    pub links: LinkTree,
+    /// The new blobs, until the change is accepted.
+    pub objects: Quarantine,
 }
 
-/// Compares the workspace of `clone` with its start.
+/// What collecting searches the new content for.
+pub struct Searches<'a> {
+    pub max_file_size: u64,
+    pub sensitive_words: &'a [String],
+    pub secrets: &'a SecretFinder,
+}
+
+/// Compares the workspace of `clone` with its start commit `start`.
 pub fn collect(
     main: &Repository,
     clone: &Clone,
+    start: Oid,
     ignored: &HashSet<String>,
-    max_file_size: u64,
-    sensitive_words: &[String],
+    searches: &Searches<'_>,
 ) -> Result<Collected, WorkError> {
+    let max_file_size = searches.max_file_size;
+    let run = clone
+        .path
+        .file_name()
+        .map_or_else(|| "run".to_string(), |n| n.to_string_lossy().into_owned());
+    let objects = Quarantine::create(main, &run)?;
+    let store = objects.repo();
     let (found, mut oddities) =
         scan::scan(&clone.path, Limits::default()).map_err(|e| WorkError::io(&clone.path, e))?;
-    let words: Vec<String> = sensitive_words.iter().map(|w| w.to_lowercase()).collect();
+    let words: Vec<String> = searches
+        .sensitive_words
+        .iter()
+        .map(|w| w.to_lowercase())
+        .collect();
     let mut seen: HashSet<&str> = HashSet::with_capacity(found.len());
     let mut changes = Vec::new();
     for item in &found {
@@ -102,10 +140,10 @@ pub fn collect(
                         continue;
                     }
                 };
-                (main.blob(&bytes)?, mode, None, Some(bytes))
+                (store.blob(&bytes)?, mode, None, Some(bytes))
             }
             Found::Symlink { target, .. } => (
-                main.blob(target.as_bytes())?,
+                store.blob(target.as_bytes())?,
                 0o120000,
                 Some(target.clone()),
                 None,
@@ -116,7 +154,17 @@ pub fn collect(
             Some(_) => ChangeKind::Modified,
             None => ChangeKind::Added,
         };
-        let sensitive = content.map_or_else(Vec::new, |bytes| find_words(&bytes, &words));
+        let sensitive = content
+            .as_deref()
+            .map_or_else(Vec::new, |bytes| find_words(bytes, &words));
+        let mut secrets = searches.secrets.find(path.as_bytes());
+        secrets.extend(match (&content, &target) {
+            (Some(bytes), _) => searches.secrets.find(bytes),
+            (None, Some(t)) => searches.secrets.find(t.as_bytes()),
+            (None, None) => Vec::new(),
+        });
+        secrets.sort();
+        secrets.dedup_by(|later, earlier| later.name == earlier.name);
         changes.push(Change {
             path: path.to_string(),
             kind,
@@ -124,6 +172,7 @@ pub fn collect(
             old_mode: base.map(|b| b.mode),
             link_target: target,
             sensitive,
+            secrets,
         });
     }
     let mut deleted: Vec<&String> = clone
@@ -141,10 +190,63 @@ pub fn collect(
             old_mode: clone.files.get(path).map(|b| b.mode),
             link_target: None,
             sensitive: Vec::new(),
+            secrets: Vec::new(),
         });
     }
     changes.sort_by(|a, b| a.path.cmp(&b.path));
-    Ok(Collected { changes, oddities })
+    let links = link_tree(main, start, clone, &changes)?;
+    Ok(Collected {
+        changes,
+        oddities,
+        links,
+        objects,
+    })
+}
+
+/// The symlinks before and after `changes`, and the withheld paths, from the start tree.
+fn link_tree(
+    main: &Repository,
+    start: Oid,
+    clone: &Clone,
+    changes: &[Change],
+) -> Result<LinkTree, WorkError> {
+    let tree = main.find_commit(start)?.tree()?;
+    let mut links = LinkTree::default();
+    let mut failed = None;
+    let walked = tree.walk(git2::TreeWalkMode::PreOrder, |dir, entry| {
+        if entry.kind() == Some(git2::ObjectType::Tree) {
+            return git2::TreeWalkResult::Ok;
+        }
+        let path = format!("{dir}{}", String::from_utf8_lossy(entry.name_bytes()));
+        if !clone.files.contains_key(&path) {
+            links.withheld.insert(path.clone());
+        }
+        if entry.filemode() == 0o120000 {
+            match main.find_blob(entry.id()) {
+                Ok(blob) => {
+                    let target = String::from_utf8_lossy(blob.content()).into_owned();
+                    links.before.insert(path, target);
+                }
+                Err(e) => {
+                    failed = Some(e);
+                    return git2::TreeWalkResult::Abort;
+                }
+            }
+        }
+        git2::TreeWalkResult::Ok
+    });
+    if let Some(e) = failed {
+        return Err(e.into());
+    }
+    walked?;
+    links.after = links.before.clone();
+    for change in changes {
+        links.after.remove(&change.path);
+        if let Some(target) = &change.link_target {
+            links.after.insert(change.path.clone(), target.clone());
+        }
+    }
+    Ok(links)
 }
 
 /// Which of `words` (lower-case) occur in `bytes`, case-insensitively.
