@@ -210,8 +210,21 @@ fn link_tree(
     clone: &Clone,
     changes: &[Change],
 ) -> Result<LinkTree, WorkError> {
-    let tree = main.find_commit(start)?.tree()?;
     let mut links = LinkTree::default();
+    if clone.hidden == 0 {
+        // Nothing withheld: the clone's record of the start tree is all of it, and the
+        // walk (100,000 entries in a large repository) is not needed.
+        for (path, file) in &clone.files {
+            if file.mode == 0o120000 {
+                let blob = main.find_blob(file.oid)?;
+                let target = String::from_utf8_lossy(blob.content()).into_owned();
+                links.before.insert(path.clone(), target);
+            }
+        }
+        links.after = after(&links.before, changes);
+        return Ok(links);
+    }
+    let tree = main.find_commit(start)?.tree()?;
     let mut failed = None;
     let walked = tree.walk(git2::TreeWalkMode::PreOrder, |dir, entry| {
         if entry.kind() == Some(git2::ObjectType::Tree) {
@@ -239,14 +252,20 @@ fn link_tree(
         return Err(e.into());
     }
     walked?;
-    links.after = links.before.clone();
+    links.after = after(&links.before, changes);
+    Ok(links)
+}
+
+/// The links of the start tree `before` with `changes` applied.
+fn after(before: &HashMap<String, String>, changes: &[Change]) -> HashMap<String, String> {
+    let mut after = before.clone();
     for change in changes {
-        links.after.remove(&change.path);
+        after.remove(&change.path);
         if let Some(target) = &change.link_target {
-            links.after.insert(change.path.clone(), target.clone());
+            after.insert(change.path.clone(), target.clone());
         }
     }
-    Ok(links)
+    after
 }
 
 /// Which of `words` (lower-case) occur in `bytes`, case-insensitively.
