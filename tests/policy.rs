@@ -301,3 +301,43 @@ fn a_refused_run_leaves_the_object_store_as_it_was() {
         .collect();
     assert!(leftovers.is_empty(), "quarantine left behind");
 }
+
+#[test]
+fn a_change_never_replaces_what_was_withheld_from_the_agent() {
+    let repo = TestRepo::initialised();
+    repo.write("secrets/a.key", "private\n");
+    repo.write("secrets/notes.md", "visible\n");
+    repo.git(&["add", "-A"]);
+    repo.git(&["commit", "--quiet", "-m", "a withheld file"]);
+    repo.use_agent(
+        "replace-withheld.sh",
+        "  sandbox: none\n  file_access:\n    denied_paths: [\"*.key\"]\n",
+        "",
+    );
+    let id = repo.add_spec("Attack the check", &[]);
+    repo.git(&["add", "-A"]);
+    // An unpopulated submodule, never checked out into a clone.
+    let head = repo.rev("HEAD").expect("HEAD");
+    repo.git(&[
+        "update-index",
+        "--add",
+        "--cacheinfo",
+        &format!("160000,{head},vendor/lib"),
+    ]);
+    repo.git(&["commit", "--quiet", "-m", "spec and a submodule"]);
+    let run = repo.chant(&["work", &id]).assert_code(1);
+    assert_refused(&repo, &id, &run);
+    let violations = repo.events("policy_violation");
+    for (path, withheld) in [
+        ("secrets", "secrets/a.key"),
+        ("vendor/lib/x.c", "vendor/lib"),
+    ] {
+        let found = violations_for(&violations, path);
+        assert!(
+            found
+                .iter()
+                .any(|(rule, detail)| rule == "withheld" && detail.contains(withheld)),
+            "{path}: no withheld violation naming {withheld}: {found:?}"
+        );
+    }
+}
