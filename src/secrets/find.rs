@@ -54,6 +54,9 @@ pub struct SecretFinder {
     encoded: Option<AhoCorasick>,
     encoded_names: Vec<usize>,
     encoded_forms: Vec<Form>,
+    /// The longest raw and encoded pattern, in bytes (how much a stream holds back).
+    raw_max: usize,
+    encoded_max: usize,
     names: Vec<String>,
 }
 
@@ -136,6 +139,8 @@ impl SecretFinder {
             encoded: automaton(&encoded),
             encoded_names,
             encoded_forms,
+            raw_max: raw.iter().map(String::len).max().unwrap_or(0),
+            encoded_max: encoded.iter().map(String::len).max().unwrap_or(0),
             names,
         }
     }
@@ -147,44 +152,23 @@ impl SecretFinder {
 
     /// Every (secret, form) found in `bytes`, each once, sorted.
     pub fn find(&self, bytes: &[u8]) -> Vec<Hit> {
-        if self.is_empty() {
-            return Vec::new();
+        let mut stream = self.stream();
+        stream.push(bytes);
+        stream.finish()
+    }
+
+    /// A search over bytes that arrive in chunks (a large file read piece by piece): it
+    /// holds back only the longest pattern's length of each form between chunks.
+    pub fn stream(&self) -> SecretStream<'_> {
+        SecretStream {
+            finder: self,
+            raw_tail: Vec::new(),
+            decoded_tail: Vec::new(),
+            percent_pending: Vec::new(),
+            percent_recent: false,
+            compact_tail: Vec::new(),
+            hits: Vec::new(),
         }
-        let mut hits = Vec::new();
-        let name = |ids: &[usize], m: &aho_corasick::Match| {
-            self.names[ids[m.pattern().as_usize()]].clone()
-        };
-        if let Some(ac) = &self.raw {
-            for m in ac.find_overlapping_iter(bytes) {
-                hits.push(Hit {
-                    name: name(&self.raw_names, &m),
-                    form: Form::Raw,
-                });
-            }
-            if memchr::memchr(b'%', bytes).is_some() {
-                let decoded = percent_decode(bytes);
-                for m in ac.find_overlapping_iter(&decoded) {
-                    hits.push(Hit {
-                        name: name(&self.raw_names, &m),
-                        form: Form::UrlEncoded,
-                    });
-                }
-            }
-        }
-        if let Some(ac) = &self.encoded {
-            let compact = without_white_space(bytes);
-            for m in ac.find_overlapping_iter(&compact) {
-                hits.push(Hit {
-                    name: name(&self.encoded_names, &m),
-                    form: self.encoded_forms[m.pattern().as_usize()],
-                });
-            }
-        }
-        hits.sort();
-        hits.dedup();
-        // A raw hit also shows through the URL-decoded pass: keep the plainest form.
-        hits.dedup_by(|later, earlier| later.name == earlier.name);
-        hits
     }
 
     /// `path` with every secret (in any form) shown as `***`: the matching part of a
@@ -214,6 +198,136 @@ impl SecretFinder {
         } else {
             "***".to_string()
         }
+    }
+}
+
+/// A search in progress, see [`SecretFinder::stream`]. `Debug` shows no bytes.
+pub struct SecretStream<'a> {
+    finder: &'a SecretFinder,
+    /// The last bytes of the raw stream (a value may start in them).
+    raw_tail: Vec<u8>,
+    /// The last bytes of the percent-decoded stream.
+    decoded_tail: Vec<u8>,
+    /// A `%` or `%X` cut off at the end of the last chunk.
+    percent_pending: Vec<u8>,
+    /// The last chunk held a `%`, so the decoded tail may differ from the raw one.
+    percent_recent: bool,
+    /// The last bytes of the stream without white space.
+    compact_tail: Vec<u8>,
+    hits: Vec<Hit>,
+}
+
+impl std::fmt::Debug for SecretStream<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SecretStream")
+            .field("hits", &self.hits)
+            .finish()
+    }
+}
+
+/// `window` searched with `ac`, each match recorded with the name `ids` gives it.
+fn search_into(
+    hits: &mut Vec<Hit>,
+    names: &[String],
+    ac: &AhoCorasick,
+    ids: &[usize],
+    window: &[u8],
+    form: impl Fn(usize) -> Form,
+) {
+    for m in ac.find_overlapping_iter(window) {
+        let pattern = m.pattern().as_usize();
+        hits.push(Hit {
+            name: names[ids[pattern]].clone(),
+            form: form(pattern),
+        });
+    }
+}
+
+/// The last `keep` bytes of `window` (all of it when shorter).
+fn tail_of(window: &[u8], keep: usize) -> Vec<u8> {
+    window[window.len().saturating_sub(keep)..].to_vec()
+}
+
+impl SecretStream<'_> {
+    /// Searches the next chunk. A match that runs over chunk boundaries is found: each
+    /// form's stream keeps the longest pattern's length minus one between chunks.
+    pub fn push(&mut self, chunk: &[u8]) {
+        let f = self.finder;
+        if f.is_empty() {
+            return;
+        }
+        if let Some(ac) = &f.raw {
+            let mut window = std::mem::take(&mut self.raw_tail);
+            window.extend_from_slice(chunk);
+            search_into(&mut self.hits, &f.names, ac, &f.raw_names, &window, |_| {
+                Form::Raw
+            });
+            self.raw_tail = tail_of(&window, f.raw_max.saturating_sub(1));
+
+            let mut pending = std::mem::take(&mut self.percent_pending);
+            pending.extend_from_slice(chunk);
+            let n = pending.len();
+            let hold = if n >= 1 && pending[n - 1] == b'%' {
+                1
+            } else if n >= 2 && pending[n - 2] == b'%' {
+                2
+            } else {
+                0
+            };
+            let body = &pending[..n - hold];
+            let has_percent = memchr::memchr(b'%', body).is_some();
+            let mut decoded = std::mem::take(&mut self.decoded_tail);
+            decoded.extend_from_slice(&percent_decode(body));
+            // Without a `%` in this chunk or the last one, the decoded window is the raw
+            // one, already searched.
+            if has_percent || self.percent_recent {
+                search_into(&mut self.hits, &f.names, ac, &f.raw_names, &decoded, |_| {
+                    Form::UrlEncoded
+                });
+            }
+            self.percent_recent = has_percent;
+            self.decoded_tail = tail_of(&decoded, f.raw_max.saturating_sub(1));
+            self.percent_pending = pending[n - hold..].to_vec();
+        }
+        if let Some(ac) = &f.encoded {
+            let mut window = std::mem::take(&mut self.compact_tail);
+            window.extend_from_slice(&without_white_space(chunk));
+            search_into(
+                &mut self.hits,
+                &f.names,
+                ac,
+                &f.encoded_names,
+                &window,
+                |p| f.encoded_forms[p],
+            );
+            self.compact_tail = tail_of(&window, f.encoded_max.saturating_sub(1));
+        }
+    }
+
+    /// Every (secret, form) found, each secret once in its plainest form, sorted.
+    pub fn finish(mut self) -> Vec<Hit> {
+        if !self.percent_pending.is_empty() {
+            // A `%` that never got its two digits is a plain byte of the decoded stream.
+            let pending = std::mem::take(&mut self.percent_pending);
+            if let Some(ac) = &self.finder.raw {
+                let mut decoded = std::mem::take(&mut self.decoded_tail);
+                decoded.extend_from_slice(&pending);
+                search_into(
+                    &mut self.hits,
+                    &self.finder.names,
+                    ac,
+                    &self.finder.raw_names,
+                    &decoded,
+                    |_| Form::UrlEncoded,
+                );
+            }
+        }
+        let mut hits = self.hits;
+        hits.sort();
+        hits.dedup();
+        // A raw hit also shows through the URL-decoded pass: keep the plainest form.
+        hits.dedup_by(|later, earlier| later.name == earlier.name);
+        hits
     }
 }
 
@@ -398,5 +512,31 @@ mod tests {
             started.elapsed().as_millis(),
             hits.len()
         );
+    }
+
+    #[test]
+    fn a_stream_in_chunks_of_any_size_finds_what_the_whole_finds() {
+        use base64::Engine;
+        let f = finder();
+        let escaped: String = VALUE.bytes().map(|b| format!("%{b:02X}")).collect();
+        let forms = [
+            VALUE.to_string(),
+            base64::engine::general_purpose::STANDARD.encode(format!("x{VALUE}")),
+            base64::engine::general_purpose::URL_SAFE.encode(format!("xy{VALUE}")),
+            hex::encode_upper(VALUE),
+            escaped,
+        ];
+        for form in &forms {
+            let text = format!("lead in {form} lead out %");
+            let whole = f.find(text.as_bytes());
+            assert_eq!(whole.len(), 1, "{whole:?}");
+            for size in [1, 2, 3, 5, 7, 16, 64] {
+                let mut stream = f.stream();
+                for chunk in text.as_bytes().chunks(size) {
+                    stream.push(chunk);
+                }
+                assert_eq!(stream.finish(), whole, "chunks of {size}");
+            }
+        }
     }
 }

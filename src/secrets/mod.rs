@@ -29,7 +29,7 @@ use crate::config::SecretsConfig;
 
 pub use dotenv::parse_dotenv;
 pub use env::{agent_env, AgentContext, RESERVED_NAMES};
-pub use find::{Form, Hit, SecretFinder, MIN_FIND_LEN};
+pub use find::{Form, Hit, SecretFinder, SecretStream, MIN_FIND_LEN};
 pub use redact::{Redactor, StreamRedactor, MASK, MIN_REDACT_LEN};
 pub use source::{collect, collect_with_env, SecretSource, SUPPORTED_SCHEMES};
 

@@ -110,7 +110,7 @@ pub fn collect(
         }
         seen.insert(path);
         let base = clone.files.get(path);
-        let (oid, mode, target, content) = match item {
+        let (oid, mode, target, sensitive, mut secrets) = match item {
             Found::File {
                 executable,
                 size,
@@ -129,9 +129,11 @@ pub fn collect(
                     });
                     continue;
                 }
-                let bytes = match scan::read_file(&clone.path.join(path), max_file_size) {
-                    Ok(b) => b,
-                    Err(e) => {
+                let file = clone.path.join(path);
+                match read_blob(store, &file, max_file_size, &words, searches.secrets) {
+                    Ok((oid, sensitive, secrets)) => (oid, mode, None, sensitive, secrets),
+                    Err(ReadError::Git(e)) => return Err(e.into()),
+                    Err(ReadError::Io(e)) => {
                         oddities.push(Oddity {
                             rule: "unreadable",
                             path: path.to_string(),
@@ -139,14 +141,14 @@ pub fn collect(
                         });
                         continue;
                     }
-                };
-                (store.blob(&bytes)?, mode, None, Some(bytes))
+                }
             }
             Found::Symlink { target, .. } => (
                 store.blob(target.as_bytes())?,
                 0o120000,
                 Some(target.clone()),
-                None,
+                Vec::new(),
+                searches.secrets.find(target.as_bytes()),
             ),
         };
         let kind = match base {
@@ -154,15 +156,7 @@ pub fn collect(
             Some(_) => ChangeKind::Modified,
             None => ChangeKind::Added,
         };
-        let sensitive = content
-            .as_deref()
-            .map_or_else(Vec::new, |bytes| find_words(bytes, &words));
-        let mut secrets = searches.secrets.find(path.as_bytes());
-        secrets.extend(match (&content, &target) {
-            (Some(bytes), _) => searches.secrets.find(bytes),
-            (None, Some(t)) => searches.secrets.find(t.as_bytes()),
-            (None, None) => Vec::new(),
-        });
+        secrets.extend(searches.secrets.find(path.as_bytes()));
         secrets.sort();
         secrets.dedup_by(|later, earlier| later.name == earlier.name);
         changes.push(Change {
@@ -266,6 +260,78 @@ fn after(before: &HashMap<String, String>, changes: &[Change]) -> HashMap<String
         }
     }
     after
+}
+
+/// Why a file could not be turned into a blob.
+enum ReadError {
+    /// The file: gone, not regular, changed while read. The run is refused for it.
+    Io(std::io::Error),
+    /// The object store. The run ends with this error.
+    Git(git2::Error),
+}
+
+/// How much of a file is read at once: memory stays at this, whatever the file's size.
+const CHUNK: usize = 1 << 20;
+
+/// Streams the regular file `path` (at most `max` bytes) into a blob of `store`, searching
+/// it for `words` (lower-case) and the secrets of `finder` on the way. Returns the blob,
+/// the words found and the secrets found.
+fn read_blob(
+    store: &Repository,
+    path: &std::path::Path,
+    max: u64,
+    words: &[String],
+    finder: &SecretFinder,
+) -> Result<(Oid, Vec<String>, Vec<Hit>), ReadError> {
+    let (mut file, size) = scan::open_file(path).map_err(ReadError::Io)?;
+    if size > max {
+        return Err(ReadError::Io(std::io::Error::other(format!(
+            "larger than {max} bytes"
+        ))));
+    }
+    let odb = store.odb().map_err(ReadError::Git)?;
+    let len = usize::try_from(size).map_err(|e| ReadError::Io(std::io::Error::other(e)))?;
+    let mut writer = odb
+        .writer(len, git2::ObjectType::Blob)
+        .map_err(ReadError::Git)?;
+    let mut secrets = finder.stream();
+    let longest = words.iter().map(String::len).max().unwrap_or(0);
+    let mut word_tail: Vec<u8> = Vec::new();
+    let mut found_words: Vec<String> = Vec::new();
+    let mut buf = vec![0u8; CHUNK.min(len.max(1))];
+    let mut total: u64 = 0;
+    loop {
+        let n = std::io::Read::read(&mut file, &mut buf).map_err(ReadError::Io)?;
+        if n == 0 {
+            break;
+        }
+        total += n as u64;
+        if total > size {
+            return Err(ReadError::Io(std::io::Error::other(
+                "it grew while being read",
+            )));
+        }
+        let chunk = &buf[..n];
+        std::io::Write::write_all(&mut writer, chunk).map_err(ReadError::Io)?;
+        secrets.push(chunk);
+        if longest > 0 {
+            word_tail.extend_from_slice(chunk);
+            for w in find_words(&word_tail, words) {
+                if !found_words.contains(&w) {
+                    found_words.push(w);
+                }
+            }
+            word_tail = word_tail[word_tail.len().saturating_sub(longest * 4)..].to_vec();
+        }
+    }
+    if total != size {
+        return Err(ReadError::Io(std::io::Error::other(
+            "it shrank while being read",
+        )));
+    }
+    let oid = writer.finalize().map_err(ReadError::Git)?;
+    found_words.sort_by_key(|w| words.iter().position(|x| x == w));
+    Ok((oid, found_words, secrets.finish()))
 }
 
 /// Which of `words` (lower-case) occur in `bytes`, case-insensitively.
