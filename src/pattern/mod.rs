@@ -1,10 +1,12 @@
 //! Compiled matchers for the patterns users write in `.chant/config.md`: repository paths,
-//! network hosts and environment variable names.
+//! network hosts and environment variable names; and [`lookalike`], the names other file
+//! systems treat as another name (`.GIT`, `git~1`, `.env.`).
 //!
 //! Patterns are parsed once, when the configuration loads, so the rest of the program only
 //! ever sees valid, compiled matchers ("parse, don't validate").
 
 mod host;
+pub mod lookalike;
 mod name;
 mod path;
 

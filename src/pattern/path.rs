@@ -8,6 +8,10 @@
 //!   matches at any depth (`*.key` matches `a/b/c.key`), as in `.gitignore`.
 //! - [`Anchoring::Root`] (allow lists): every pattern is anchored at the repository root,
 //!   so `src/` allows `src/x` but not `vendor/src/x` — an allow list must not widen itself.
+//! - [`Anchoring::Anywhere`] lists also match a path as macOS and Windows resolve it: any
+//!   case, without the code points HFS+ ignores, NTFS stream suffixes and trailing dots and
+//!   spaces (`.ENV`, `.env.`, `.env::$DATA` are `.env` there; see [`super::lookalike`]).
+//!   Allow lists match exactly: folding would only widen them.
 
 use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 
@@ -27,12 +31,15 @@ pub struct PathRules {
     /// For each glob in `set`, the index of the pattern it came from.
     owners: Vec<usize>,
     set: GlobSet,
+    /// For deny lists: the same globs, case-insensitive, matched against the folded path.
+    folded: Option<GlobSet>,
 }
 
 impl PathRules {
     /// Compiles `patterns`; an invalid one is refused with the reason.
     pub fn new<S: AsRef<str>>(patterns: &[S], anchoring: Anchoring) -> Result<Self, PatternError> {
         let mut builder = GlobSetBuilder::new();
+        let mut folded = GlobSetBuilder::new();
         let mut kept = Vec::with_capacity(patterns.len());
         let mut owners = Vec::new();
         for raw in patterns {
@@ -47,16 +54,36 @@ impl PathRules {
                         PatternError::new(raw, format!("is not a valid glob: {}", e.kind()))
                     })?;
                 builder.add(compiled);
+                if anchoring == Anchoring::Anywhere {
+                    let insensitive = GlobBuilder::new(&glob)
+                        .literal_separator(true)
+                        .backslash_escape(true)
+                        .case_insensitive(true)
+                        .build()
+                        .map_err(|e| {
+                            PatternError::new(raw, format!("is not a valid glob: {}", e.kind()))
+                        })?;
+                    folded.add(insensitive);
+                }
             }
             kept.push(raw.to_string());
         }
         let set = builder
             .build()
             .map_err(|e| PatternError::new(&kept.join(", "), e.to_string()))?;
+        let folded = match anchoring {
+            Anchoring::Anywhere => Some(
+                folded
+                    .build()
+                    .map_err(|e| PatternError::new(&kept.join(", "), e.to_string()))?,
+            ),
+            Anchoring::Root => None,
+        };
         Ok(PathRules {
             patterns: kept,
             owners,
             set,
+            folded,
         })
     }
 
@@ -66,21 +93,27 @@ impl PathRules {
             patterns: Vec::new(),
             owners: Vec::new(),
             set: GlobSet::empty(),
+            folded: None,
         }
     }
 
     /// True when `path` (relative, `/`-separated) matches any pattern.
     pub fn is_match(&self, path: &str) -> bool {
-        self.set.is_match(path.trim_start_matches("./"))
+        self.first_match(path).is_some()
     }
 
     /// The first pattern (as written) that matches `path`, for messages.
     pub fn first_match(&self, path: &str) -> Option<&str> {
-        let first = self
-            .set
-            .matches(path.trim_start_matches("./"))
-            .into_iter()
-            .min()?;
+        let path = path.trim_start_matches("./");
+        let exact = self.set.matches(path).into_iter().min();
+        let first = match (exact, &self.folded) {
+            (Some(i), _) => i,
+            (None, Some(folded)) => folded
+                .matches(super::lookalike::fold_path(path))
+                .into_iter()
+                .min()?,
+            (None, None) => return None,
+        };
         Some(self.patterns[self.owners[first]].as_str())
     }
 
@@ -166,6 +199,30 @@ mod tests {
         assert!(r.is_match("tests/a/b.rs"));
         assert!(!r.is_match("vendor/src/lib.rs"));
         assert_eq!(r.first_match("tests/x"), Some("tests/"));
+    }
+
+    #[test]
+    fn deny_lists_match_what_macos_and_windows_would_write_over() {
+        let r = rules(&[".env*", "*.key", "credentials/"], Anchoring::Anywhere);
+        for path in [
+            ".ENV",
+            ".Env.production",
+            ".env.",
+            ".env ",
+            ".env::$DATA",
+            ".e\u{200c}nv",
+            "a/SERVER.KEY",
+            "a/server.key.",
+            "CREDENTIALS/aws.json",
+            "credentials./aws.json",
+            "Credentials /aws.json",
+        ] {
+            assert!(r.is_match(path), "{path}");
+        }
+        assert!(!r.is_match("environment.md"));
+        let allow = rules(&["src/"], Anchoring::Root);
+        assert!(!allow.is_match("SRC/x.rs"), "allow lists never widen");
+        assert!(!allow.is_match("src./x.rs"), "allow lists never widen");
     }
 
     #[test]

@@ -7,13 +7,15 @@
 //!   [`collect`], which reads them in order (later wins) into [`Secrets`];
 //! - [`Secrets::filtered`]: `agent.secrets.expose` / `hide` (hide always wins);
 //! - [`agent_env`]: the agent's whole environment, built from nothing;
-//! - [`Redactor`] / [`StreamRedactor`]: masking every known secret value as `***`.
+//! - [`Redactor`] / [`StreamRedactor`]: masking every known secret value as `***`;
+//! - [`SecretFinder`]: finding values (raw, hex, base64, URL-encoded) in what an agent wrote.
 //!
 //! It must never print, never log, and never put a secret value into an error message or a
 //! `Debug` rendering: errors name the file, line and variable, not the value.
 
 mod dotenv;
 mod env;
+mod find;
 mod k8s;
 mod redact;
 mod source;
@@ -27,6 +29,7 @@ use crate::config::SecretsConfig;
 
 pub use dotenv::parse_dotenv;
 pub use env::{agent_env, AgentContext, RESERVED_NAMES};
+pub use find::{Form, Hit, SecretFinder, SecretStream, MIN_FIND_LEN};
 pub use redact::{Redactor, StreamRedactor, MASK, MIN_REDACT_LEN};
 pub use source::{collect, collect_with_env, SecretSource, SUPPORTED_SCHEMES};
 

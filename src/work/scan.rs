@@ -6,7 +6,6 @@
 //! a device, a FIFO, a socket, a nested `.git`, a name that is not clean UTF-8 — is
 //! reported as a finding, not interpreted.
 
-use std::io::Read;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
@@ -185,9 +184,9 @@ fn clean_name(name: &str) -> bool {
     !name.is_empty() && !name.chars().any(char::is_control) && !name.contains('\\')
 }
 
-/// Reads a regular file without following a symlink swapped in after the scan, and
-/// refusing more than `max` bytes.
-pub fn read_file(path: &Path, max: u64) -> std::io::Result<Vec<u8>> {
+/// Opens a regular file without following a symlink swapped in after the scan (and
+/// without blocking on a FIFO swapped in); returns it with its size.
+pub fn open_file(path: &Path) -> std::io::Result<(std::fs::File, u64)> {
     let file = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
@@ -196,10 +195,5 @@ pub fn read_file(path: &Path, max: u64) -> std::io::Result<Vec<u8>> {
     if !meta.is_file() {
         return Err(std::io::Error::other("not a regular file"));
     }
-    let mut buf = Vec::with_capacity(meta.len().min(max) as usize);
-    file.take(max + 1).read_to_end(&mut buf)?;
-    if buf.len() as u64 > max {
-        return Err(std::io::Error::other(format!("larger than {max} bytes")));
-    }
-    Ok(buf)
+    Ok((file, meta.len()))
 }

@@ -220,15 +220,14 @@ impl Run<'_> {
 
         // 7 + 8. Collect as data, then judge.
         reporter.info("Checking what the agent changed");
-        let collected = collect::collect(
-            repo,
-            &clone,
-            &generated,
-            self.config.agent.file_access.max_file_size.bytes(),
-            &self.config.agent.file_access.sensitive_patterns,
-        )?;
-        let (violations, notices) =
-            policy::check(&collected.changes, &collected.oddities, self.config);
+        let finder = crate::secrets::SecretFinder::new(&exposed);
+        let searches = collect::Searches {
+            max_file_size: self.config.agent.file_access.max_file_size.bytes(),
+            sensitive_words: &self.config.agent.file_access.sensitive_patterns,
+            secrets: &finder,
+        };
+        let collected = collect::collect(repo, &clone, start, &generated, &searches)?;
+        let (violations, notices) = policy::check(&collected, self.config, &finder);
         for n in &notices {
             reporter.warn(&format!("Notice: {} {}", n.path, n.detail));
         }
@@ -266,6 +265,8 @@ impl Run<'_> {
             let reason = format!("branch {branch} moved while the agent worked; nothing landed");
             return self.fail(reason, &clone.path, recorder, agent_ms);
         }
+        // Accepted: only now do its blobs enter the main object store.
+        collected.objects.accept()?;
         let commit = if collected.changes.is_empty() {
             reporter.warn("The agent changed nothing; nothing to land.");
             None
