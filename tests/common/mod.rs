@@ -7,9 +7,12 @@ use std::process::{Command, Output};
 
 use assert_cmd::cargo::CommandCargoExt;
 
+pub mod anthropic;
+pub mod claude;
 pub mod http;
 pub mod image;
 pub mod moto;
+pub mod netns;
 
 /// A fixed "now" for tests that need repeatable ids and timestamps.
 pub const FIXED_TS: &str = "2026-01-22T15:30:00Z";
