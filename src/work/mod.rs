@@ -50,6 +50,8 @@ pub enum WorkError {
     #[error(transparent)]
     Lock(#[from] lock::LockError),
     #[error(transparent)]
+    Project(#[from] crate::project::ProjectError),
+    #[error(transparent)]
     Secrets(#[from] crate::secrets::SecretsError),
     #[error("spec {id} is {status}; only pending or failed specs can be worked (see `git chant show {id}`)")]
     NotWorkable { id: SpecId, status: String },
@@ -88,6 +90,7 @@ impl WorkError {
             WorkError::Spec(e) => e.exit_code(),
             WorkError::Sandbox(e) => e.exit_code(),
             WorkError::Secrets(e) => e.exit_code(),
+            WorkError::Project(e) => e.exit_code(),
             WorkError::Config(_)
             | WorkError::NeedsConfirmation { .. }
             | WorkError::NoBase { .. } => 2,

@@ -57,6 +57,13 @@ impl Run<'_> {
         let base = self.config.base_branch().to_string();
 
         // 4. Branch and sandboxed clone.
+        // The clone goes outside any `.git` component (DESIGN step 4). The run dir (private
+        // HOME, prompt, gate wrapper) stays in .git/chant/runs: only chant writes there
+        // before the run, and it goes with the repository.
+        let clone_path = self
+            .project
+            .clones_dir()?
+            .join(format!("{}-{}", self.id, self.identity.session));
         let existing = repo.refname_to_id(&branch_ref).ok();
         let start = match existing {
             Some(tip) => tip,
@@ -76,11 +83,6 @@ impl Run<'_> {
             .state_dir()
             .join("runs")
             .join(&self.identity.session);
-        let clone_path = self
-            .project
-            .state_dir()
-            .join("clones")
-            .join(format!("{}-{}", self.id, self.identity.session));
         reporter.info(&format!(
             "Preparing a sandboxed clone of {branch} at {}",
             clone_path.display()
