@@ -80,3 +80,209 @@ fn claude_p_in_the_namespace_writes_a_file_and_runs_a_command_from_the_fake_scri
     assert_eq!(result["num_turns"], 3);
     assert!(live.api.unexpected.lock().expect("lock").is_empty());
 }
+
+// ---- `git chant work` with the real CLI ----
+
+use common::claude::{repo_with_claude, API_KEY};
+use common::TestRepo;
+
+/// Everything chant printed or wrote about the run: stdout, stderr, run logs, the ledger.
+fn everything_chant_said(repo: &TestRepo, run: &common::Run) -> String {
+    let mut all = run.stdout() + &run.stderr();
+    if let Ok(logs) = std::fs::read_dir(repo.path(".git/chant/logs")) {
+        for log in logs.filter_map(Result::ok) {
+            all.push_str(&std::fs::read_to_string(log.path()).unwrap_or_default());
+        }
+    }
+    all.push_str(&repo.git(&["log", "--format=%B", "refs/chant/audit"]));
+    all
+}
+
+fn command_runs(repo: &TestRepo, decision: &str) -> Vec<String> {
+    repo.events("command_run")
+        .iter()
+        .filter(|e| e["details"]["decision"] == decision)
+        .filter_map(|e| e["details"]["command"].as_str().map(str::to_string))
+        .collect()
+}
+
+#[test]
+fn claude_at_permissions_lands_an_allowed_edit_and_command_and_records_them() {
+    let (repo, id) = repo_with_claude("  sandbox: permissions\n");
+    let Some(live) = Live::start(
+        "claude_at_permissions_lands_an_allowed_edit_and_command_and_records_them",
+        vec![
+            Turn::write("{cwd}/hello.txt", "Hello from Claude\n"),
+            Turn::bash("echo ran > ran.txt; echo key=$ANTHROPIC_API_KEY"),
+            Turn::Text("Done.".into()),
+        ],
+    ) else {
+        return;
+    };
+    let run = live.chant(&repo, &["work", &id], &[]).assert_ok();
+    let branch = format!("chant/{id}");
+    assert_eq!(
+        repo.git(&["show", &format!("{branch}:hello.txt")]),
+        "Hello from Claude\n"
+    );
+    assert_eq!(repo.git(&["show", &format!("{branch}:ran.txt")]), "ran\n");
+    let landed = repo.git(&["ls-tree", "-r", "--name-only", &branch]);
+    assert!(
+        !landed.contains(".claude/"),
+        "settings never land: {landed}"
+    );
+    let results = live.api.tool_results();
+    assert_eq!(results.len(), 2, "{results:?}");
+    assert!(results.iter().all(|r| !r.is_error), "{results:?}");
+    // The key reached Claude (it echoed it to the model) but nothing chant says holds it.
+    assert!(results[1].content.contains(API_KEY), "{results:?}");
+    let said = everything_chant_said(&repo, &run);
+    assert!(!said.contains(API_KEY), "the API key leaked:\n{said}");
+    assert_eq!(
+        command_runs(&repo, "allowed"),
+        ["echo ran > ran.txt; echo key=$ANTHROPIC_API_KEY"]
+    );
+    let done = &repo.events("spec_completed")[0]["details"];
+    assert_eq!(done["agent_turns"], 3, "{done}");
+    assert_eq!(done["agent_refusals"], 0, "{done}");
+    assert_eq!(done["agent_is_error"], false, "{done}");
+    assert!(
+        done["agent_session_id"]
+            .as_str()
+            .is_some_and(|s| !s.is_empty()),
+        "{done}"
+    );
+    assert!(
+        done["agent_input_tokens"].as_u64().is_some_and(|n| n > 0),
+        "{done}"
+    );
+    assert!(
+        run.stdout().contains("claude: [turn 1] Write"),
+        "{}",
+        run.stdout()
+    );
+    assert!(live.api.unexpected.lock().expect("lock").is_empty());
+}
+
+#[test]
+fn claude_at_none_lands_an_edit_and_a_command() {
+    let (repo, id) = repo_with_claude("  sandbox: none\n");
+    let Some(live) = Live::start(
+        "claude_at_none_lands_an_edit_and_a_command",
+        vec![
+            Turn::write("{cwd}/hello.txt", "Hello at none\n"),
+            Turn::bash("echo ran > ran.txt"),
+        ],
+    ) else {
+        return;
+    };
+    live.chant(&repo, &["work", &id], &[]).assert_ok();
+    let branch = format!("chant/{id}");
+    assert_eq!(
+        repo.git(&["show", &format!("{branch}:hello.txt")]),
+        "Hello at none\n"
+    );
+    assert_eq!(repo.git(&["show", &format!("{branch}:ran.txt")]), "ran\n");
+    assert_eq!(command_runs(&repo, "allowed"), ["echo ran > ran.txt"]);
+}
+
+#[test]
+fn claude_at_permissions_refuses_a_denied_edit_and_a_denied_command_before_they_run() {
+    let probe_dir = tempfile::tempdir().expect("probe dir");
+    let probe = probe_dir.path().join("command-ran");
+    let (repo, id) = repo_with_claude(
+        "  sandbox: permissions\n  permissions:\n    deny_edit: [secret.txt]\n  commands:\n    denied: [\"touch *\"]\n",
+    );
+    let Some(live) = Live::start(
+        "claude_at_permissions_refuses_a_denied_edit_and_a_denied_command_before_they_run",
+        vec![
+            Turn::write("{cwd}/secret.txt", "must never be written\n"),
+            Turn::bash(&format!("touch {}", probe.display())),
+            Turn::write("{cwd}/hello.txt", "allowed\n"),
+        ],
+    ) else {
+        return;
+    };
+    let run = live.chant(&repo, &["work", &id, "--keep"], &[]).assert_ok();
+    let results = live.api.tool_results();
+    assert_eq!(results.len(), 3, "{results:?}");
+    assert!(results[0].is_error, "the edit was refused: {results:?}");
+    assert!(results[1].is_error, "the command was refused: {results:?}");
+    assert!(!results[2].is_error, "{results:?}");
+    assert!(!probe.exists(), "the refused command never ran");
+    let done = repo.events("spec_completed")[0]["details"].clone();
+    let kept: Vec<_> = std::fs::read_dir(repo.clones_dir())
+        .expect("the kept clone")
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .collect();
+    assert_eq!(kept.len(), 1, "{kept:?} ({})", run.stderr());
+    assert!(kept[0].join("hello.txt").exists());
+    assert!(
+        !kept[0].join("secret.txt").exists(),
+        "the refused edit never happened"
+    );
+    let branch = format!("chant/{id}");
+    assert_eq!(
+        repo.git(&["show", &format!("{branch}:hello.txt")]),
+        "allowed\n"
+    );
+    let landed = repo.git(&["ls-tree", "-r", "--name-only", &branch]);
+    assert!(!landed.contains("secret.txt"), "{landed}");
+    assert_eq!(
+        command_runs(&repo, "refused"),
+        [format!("touch {}", probe.display())]
+    );
+    assert_eq!(done["agent_refusals"], 2, "{done}");
+}
+
+#[test]
+fn a_claude_run_whose_every_step_is_refused_fails_and_stays_rerunnable() {
+    let (repo, id) = repo_with_claude(
+        "  sandbox: permissions\n  permissions:\n    deny_edit: [hello.txt]\n  commands:\n    denied: [\"echo *\"]\n",
+    );
+    let Some(live) = Live::start(
+        "a_claude_run_whose_every_step_is_refused_fails_and_stays_rerunnable",
+        vec![
+            Turn::write("{cwd}/hello.txt", "no\n"),
+            Turn::bash("echo no > hello.txt"),
+        ],
+    ) else {
+        return;
+    };
+    let run = live.chant(&repo, &["work", &id], &[]).assert_code(1);
+    assert!(
+        run.stderr()
+            .contains("refused 2 time(s) and changed nothing"),
+        "{}",
+        run.stderr()
+    );
+    assert_eq!(repo.rev(&format!("chant/{id}")), repo.rev("main"));
+    let failed = &repo.events("spec_failed")[0]["details"];
+    assert_eq!(failed["agent_refusals"], 2, "{failed}");
+    // Failed, not completed: it can be worked again.
+    live.chant(&repo, &["work", &id], &[]).assert_code(1);
+    assert_eq!(repo.events("spec_started").len(), 2);
+}
+
+#[test]
+fn claude_without_credentials_fails_naming_what_to_set() {
+    let (repo, id) =
+        repo_with_claude("  sandbox: permissions\n  secrets:\n    hide: [ANTHROPIC_API_KEY]\n");
+    let Some(live) = Live::start(
+        "claude_without_credentials_fails_naming_what_to_set",
+        vec![Turn::write("{cwd}/hello.txt", "x\n")],
+    ) else {
+        return;
+    };
+    let run = live.chant(&repo, &["work", &id], &[]).assert_code(1);
+    assert!(
+        run.stderr().contains("not logged in") && run.stderr().contains("ANTHROPIC_API_KEY"),
+        "{}",
+        run.stderr()
+    );
+    assert!(
+        live.api.message_requests().is_empty(),
+        "no request without a key"
+    );
+}

@@ -176,7 +176,7 @@ pub trait Sandbox {
 pub fn for_level(level: SandboxLevel, config: &Config) -> Result<Box<dyn Sandbox>, SandboxError> {
     match level {
         SandboxLevel::None => Ok(Box::new(Local::none())),
-        SandboxLevel::Permissions => Ok(Box::new(Local::permissions(config))),
+        SandboxLevel::Permissions => Ok(Box::new(Local::permissions())),
         SandboxLevel::Docker => Ok(Box::new(docker::Docker::new(config)?)),
         SandboxLevel::Vm => Ok(Box::new(vm::Vm::new(&config.agent)?)),
         SandboxLevel::Kubernetes => Ok(Box::new(kubernetes::Kubernetes::new(config)?)),

@@ -5,6 +5,7 @@
 //! Every step that matters is recorded through the caller's [`Recorder`] (the audit
 //! ledger); nothing here prints — progress and agent output go to the [`Reporter`].
 
+mod agent_files;
 mod cancel;
 mod clone;
 mod collect;
@@ -52,6 +53,8 @@ pub enum WorkError {
     #[error(transparent)]
     Project(#[from] crate::project::ProjectError),
     #[error(transparent)]
+    Agent(#[from] crate::agent::AgentError),
+    #[error(transparent)]
     Secrets(#[from] crate::secrets::SecretsError),
     #[error("spec {id} is {status}; only pending or failed specs can be worked (see `git chant show {id}`)")]
     NotWorkable { id: SpecId, status: String },
@@ -91,6 +94,7 @@ impl WorkError {
             WorkError::Sandbox(e) => e.exit_code(),
             WorkError::Secrets(e) => e.exit_code(),
             WorkError::Project(e) => e.exit_code(),
+            WorkError::Agent(e) => e.exit_code(),
             WorkError::Config(_)
             | WorkError::NeedsConfirmation { .. }
             | WorkError::NoBase { .. } => 2,
@@ -216,6 +220,8 @@ struct Prepared {
     spec: Spec,
     level: SandboxLevel,
     sandbox: Box<dyn sandbox::Sandbox>,
+    /// The agent adapter (`agent.kind`, or recognised from `agent.command`).
+    agent: Box<dyn crate::agent::Agent>,
     template: Vec<String>,
     secrets: crate::secrets::Secrets,
 }
@@ -232,6 +238,7 @@ fn prepare(project: &Project, options: &Options) -> Result<Prepared, WorkError> 
     }
     let level = options.sandbox.unwrap_or(config.agent.sandbox);
     let sandbox = sandbox::for_level(level, &config)?;
+    let agent = crate::agent::for_config(&config);
     let template = config.agent_command();
     if sandbox.guest().is_some() {
         sandbox.preflight(&template)?;
@@ -250,6 +257,7 @@ fn prepare(project: &Project, options: &Options) -> Result<Prepared, WorkError> 
         spec,
         level,
         sandbox,
+        agent,
         template,
         secrets,
     })
@@ -321,6 +329,7 @@ fn run_prepared(
         spec,
         level,
         sandbox,
+        agent,
         template,
         secrets,
     } = prepared;
@@ -403,6 +412,8 @@ fn run_prepared(
         id: id.clone(),
         level,
         sandbox: sandbox.as_ref(),
+        agent: agent.as_ref(),
+        summary: crate::agent::Summary::default(),
         template: &template,
         secrets: &secrets,
         stop,

@@ -8,6 +8,10 @@
 //! keeps every request, so a test reads the `tool_result` blocks Claude sent back: what
 //! was allowed, what was refused and why. Anything else is logged loudly and answered 404.
 //!
+//! `{cwd}` in a scripted tool input is replaced by Claude's working directory, read from the
+//! request's system prompt ("Primary working directory: …"), so a script can name files in
+//! a clone whose path the test does not know in advance.
+//!
 //! Which turn a request is: the number of assistant messages already in its
 //! `messages` (the CLI sends the whole conversation each time). Past the script's end the
 //! fake ends the conversation with a short text.
@@ -189,6 +193,7 @@ fn answer(req: &Request, script: &[Turn], unexpected: &Mutex<Vec<String>>) -> Re
                 .iter()
                 .enumerate()
                 .map(|(i, (name, input))| {
+                    let input = with_cwd(input, working_dir(&body).as_deref());
                     json!({"type": "tool_use", "id": format!("toolu_{turn}_{i}"),
                            "name": name, "input": input})
                 })
@@ -252,5 +257,36 @@ fn answer(req: &Request, script: &[Turn], unexpected: &Mutex<Vec<String>>) -> Re
         content_type: "text/event-stream",
         body: sse.into_bytes(),
         headers: vec![("Cache-Control", "no-cache".to_string())],
+    }
+}
+
+/// The working directory Claude states in its prompt ("Primary working directory: …",
+/// in the system prompt or a system reminder, depending on the project).
+fn working_dir(body: &Value) -> Option<String> {
+    const MARK: &str = "working directory: ";
+    let text = body.to_string();
+    let start = text.find(MARK)? + MARK.len();
+    let rest = &text[start..];
+    // The body is JSON text here: the path ends at an escaped newline or the string's end.
+    let end = rest
+        .find("\\n")
+        .into_iter()
+        .chain(rest.find('"'))
+        .min()
+        .unwrap_or(rest.len());
+    Some(rest[..end].trim().to_string())
+}
+
+/// `input` with `{cwd}` replaced in every string.
+fn with_cwd(input: &Value, cwd: Option<&str>) -> Value {
+    match (input, cwd) {
+        (Value::String(s), Some(cwd)) => Value::String(s.replace("{cwd}", cwd)),
+        (Value::Array(items), _) => Value::Array(items.iter().map(|v| with_cwd(v, cwd)).collect()),
+        (Value::Object(map), _) => Value::Object(
+            map.iter()
+                .map(|(k, v)| (k.clone(), with_cwd(v, cwd)))
+                .collect(),
+        ),
+        _ => input.clone(),
     }
 }

@@ -7,6 +7,8 @@
 
 use std::process::Command;
 
+use super::{Run, TestRepo};
+
 use super::anthropic::{FakeAnthropic, Turn};
 use super::netns::Netns;
 
@@ -59,4 +61,31 @@ impl Live {
             ("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1".to_string()),
         ]
     }
+
+    /// `git chant <args>` in `repo`, run inside the namespace with the test's clean
+    /// environment, the fake's variables and `extra`.
+    pub fn chant(&self, repo: &TestRepo, args: &[&str], extra: &[(&str, &str)]) -> Run {
+        let mut cmd = self.netns.command(env!("CARGO_BIN_EXE_git-chant"));
+        repo.env(&mut cmd);
+        cmd.envs(self.env())
+            .envs(extra.iter().copied())
+            .args(args)
+            .current_dir(&repo.root);
+        Run(cmd.output().expect("run git-chant in the namespace"))
+    }
+}
+
+/// A repository whose agent is the real `claude` (`agent.command: [claude, -p, "{prompt}"]`)
+/// with `extra` YAML lines under `agent:`, and one spec; returns it and the spec id.
+pub fn repo_with_claude(extra: &str) -> (TestRepo, String) {
+    let repo = TestRepo::initialised();
+    repo.write_config(&format!(
+        "agent:\n  command: [claude, -p, \"{{prompt}}\"]\n  timeout: 2m\n{extra}"
+    ));
+    repo.git(&["add", "-A"]);
+    repo.git(&["commit", "--quiet", "-m", "chant config"]);
+    let id = repo.add_spec("Greet the user", &["hello.txt"]);
+    repo.git(&["add", "-A"]);
+    repo.git(&["commit", "--quiet", "-m", "spec"]);
+    (repo, id)
 }
