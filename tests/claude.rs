@@ -286,3 +286,48 @@ fn claude_without_credentials_fails_naming_what_to_set() {
         "no request without a key"
     );
 }
+
+#[test]
+fn the_gate_hook_fails_closed_when_the_gate_cannot_run() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let work = tmp.path().join("work");
+    let home = tmp.path().join("home");
+    std::fs::create_dir_all(work.join(".claude")).expect("work dir");
+    std::fs::create_dir_all(&home).expect("home");
+    let probe = tmp.path().join("command-ran");
+    let Some(live) = Live::start(
+        "the_gate_hook_fails_closed_when_the_gate_cannot_run",
+        vec![Turn::bash(&format!("touch {}", probe.display()))],
+    ) else {
+        return;
+    };
+    // The hook chant writes, with a gate that cannot start (and so exits 127, not 2).
+    let settings = serde_json::json!({"hooks": {"PreToolUse": [{"matcher": "Bash",
+        "hooks": [{"type": "command", "command": git_chant::agent::claude::GATE_HOOK}]}]}});
+    std::fs::write(work.join(".claude/settings.json"), settings.to_string()).expect("settings");
+    let trust =
+        serde_json::json!({"projects": {work.to_string_lossy(): {"hasTrustDialogAccepted": true}}});
+    std::fs::write(home.join(".claude.json"), trust.to_string()).expect("trust");
+    let out = live
+        .netns
+        .command("claude")
+        .args(["-p", "Go", "--output-format", "stream-json", "--verbose"])
+        .args(["--permission-mode", "acceptEdits", "--allowedTools", "Bash"])
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", &home)
+        .env("CHANT_EXEC", tmp.path().join("no-such-gate"))
+        .envs(live.env())
+        .current_dir(&work)
+        .output()
+        .expect("run claude");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let results = live.api.tool_results();
+    assert_eq!(results.len(), 1, "{results:?}");
+    assert!(results[0].is_error, "refused: {results:?}");
+    assert!(!probe.exists(), "the command never ran");
+}
