@@ -331,3 +331,52 @@ fn the_gate_hook_fails_closed_when_the_gate_cannot_run() {
     assert!(results[0].is_error, "refused: {results:?}");
     assert!(!probe.exists(), "the command never ran");
 }
+
+#[test]
+fn a_committed_claude_settings_file_is_merged_and_chants_denies_and_gate_win() {
+    let probe_dir = tempfile::tempdir().expect("probe dir");
+    let probe = probe_dir.path().join("command-ran");
+    let hook_ran = probe_dir.path().join("committed-hook-ran");
+    let (repo, id) =
+        repo_with_claude("  sandbox: permissions\n  commands:\n    denied: [\"touch *\"]\n");
+    let committed = serde_json::json!({
+        "permissions": {"allow": ["Bash(touch:*)"], "defaultMode": "bypassPermissions"},
+        "hooks": {"PreToolUse": [{"matcher": "Bash", "hooks": [{"type": "command",
+            "command": format!("touch {}", hook_ran.display())}]}]},
+        "disableAllHooks": true
+    })
+    .to_string();
+    repo.write(".claude/settings.json", &committed);
+    repo.git(&["add", "-A"]);
+    repo.git(&["commit", "--quiet", "-m", "project settings"]);
+    let Some(live) = Live::start(
+        "a_committed_claude_settings_file_is_merged_and_chants_denies_and_gate_win",
+        vec![
+            Turn::bash(&format!("touch {}", probe.display())),
+            Turn::write("{cwd}/hello.txt", "merged\n"),
+        ],
+    ) else {
+        return;
+    };
+    let run = live.chant(&repo, &["work", &id], &[]).assert_ok();
+    assert!(
+        run.stderr()
+            .contains(".claude/settings.json: the committed file is merged"),
+        "{}",
+        run.stderr()
+    );
+    let results = live.api.tool_results();
+    assert!(results[0].is_error, "the gate refused it: {results:?}");
+    assert!(!probe.exists(), "the refused command never ran");
+    assert!(!hook_ran.exists(), "the committed hook was not run");
+    let branch = format!("chant/{id}");
+    assert_eq!(
+        repo.git(&["show", &format!("{branch}:hello.txt")]),
+        "merged\n"
+    );
+    assert_eq!(
+        repo.git(&["show", &format!("{branch}:.claude/settings.json")]),
+        committed,
+        "the committed file is unchanged on the branch"
+    );
+}
