@@ -380,3 +380,81 @@ fn a_committed_claude_settings_file_is_merged_and_chants_denies_and_gate_win() {
         "the committed file is unchanged on the branch"
     );
 }
+
+/// Processes whose command line holds `token`.
+fn processes_with(token: &str) -> Vec<String> {
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .filter_map(Result::ok)
+        .filter_map(|e| {
+            let cmdline = std::fs::read(e.path().join("cmdline")).ok()?;
+            let text = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            text.contains(token)
+                .then(|| format!("{}: {text}", e.file_name().to_string_lossy()))
+        })
+        .collect()
+}
+
+#[test]
+fn a_live_claude_past_agent_timeout_is_killed_with_its_commands_and_the_spec_fails() {
+    // Long enough for Claude to start and the gate to allow the command on a loaded machine.
+    let (repo, id) = repo_with_claude("  sandbox: permissions\n  timeout: 12s\n");
+    let token = "3171";
+    let probe_dir = tempfile::tempdir().expect("probe dir");
+    let started_probe = probe_dir.path().join("command-started");
+    let Some(live) = Live::start(
+        "a_live_claude_past_agent_timeout_is_killed_with_its_commands_and_the_spec_fails",
+        vec![Turn::bash(&format!(
+            "touch {} && sleep {token}",
+            started_probe.display()
+        ))],
+    ) else {
+        return;
+    };
+    let started = std::time::Instant::now();
+    let run = live.chant(&repo, &["work", &id], &[]).assert_code(1);
+    assert!(run.stderr().contains("agent.timeout"), "{}", run.stderr());
+    assert!(started.elapsed() < std::time::Duration::from_secs(60));
+    assert!(
+        started_probe.exists(),
+        "the command was running when time ran out"
+    );
+    common::wait_for("the agent's command to be gone", || {
+        processes_with(&format!("sleep {token}")).is_empty()
+    });
+    assert_eq!(repo.events("spec_failed").len(), 1);
+    assert_eq!(repo.rev(&format!("chant/{id}")), repo.rev("main"));
+}
+
+#[test]
+fn ctrl_c_stops_a_live_claude_and_its_commands_and_the_run_is_recorded_as_failed() {
+    let (repo, id) = repo_with_claude("  sandbox: permissions\n");
+    let token = "3172";
+    let probe_dir = tempfile::tempdir().expect("probe dir");
+    let started_probe = probe_dir.path().join("command-started");
+    let Some(live) = Live::start(
+        "ctrl_c_stops_a_live_claude_and_its_commands_and_the_run_is_recorded_as_failed",
+        vec![Turn::bash(&format!(
+            "touch {} && sleep {token}",
+            started_probe.display()
+        ))],
+    ) else {
+        return;
+    };
+    let child = live
+        .chant_cmd(&repo, &["work", &id], &[])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    common::wait_for("the command to start", || started_probe.exists());
+    let run = common::ctrl_c(child);
+    assert_eq!(run.code(), 1, "{}", run.stderr());
+    common::wait_for("the agent's command to be gone", || {
+        processes_with(&format!("sleep {token}")).is_empty()
+    });
+    assert_eq!(repo.events("spec_failed").len(), 1);
+    assert_eq!(repo.events("lock_released").len(), 1);
+    assert!(!repo.exists(&format!(".chant/.locks/{id}.lock")));
+}

@@ -65,13 +65,20 @@ impl Live {
     /// `git chant <args>` in `repo`, run inside the namespace with the test's clean
     /// environment, the fake's variables and `extra`.
     pub fn chant(&self, repo: &TestRepo, args: &[&str], extra: &[(&str, &str)]) -> Run {
+        let mut cmd = self.chant_cmd(repo, args, extra);
+        Run(cmd.output().expect("run git-chant in the namespace"))
+    }
+
+    /// The command [`Live::chant`] runs (nsenter execs git-chant: same pid, so signals
+    /// reach it).
+    pub fn chant_cmd(&self, repo: &TestRepo, args: &[&str], extra: &[(&str, &str)]) -> Command {
         let mut cmd = self.netns.command(env!("CARGO_BIN_EXE_git-chant"));
         repo.env(&mut cmd);
         cmd.envs(self.env())
             .envs(extra.iter().copied())
             .args(args)
             .current_dir(&repo.root);
-        Run(cmd.output().expect("run git-chant in the namespace"))
+        cmd
     }
 }
 
@@ -79,8 +86,13 @@ impl Live {
 /// with `extra` YAML lines under `agent:`, and one spec; returns it and the spec id.
 pub fn repo_with_claude(extra: &str) -> (TestRepo, String) {
     let repo = TestRepo::initialised();
+    let timeout = if extra.contains("timeout:") {
+        ""
+    } else {
+        "  timeout: 2m\n"
+    };
     repo.write_config(&format!(
-        "agent:\n  command: [claude, -p, \"{{prompt}}\"]\n  timeout: 2m\n{extra}"
+        "agent:\n  command: [claude, -p, \"{{prompt}}\"]\n{timeout}{extra}"
     ));
     repo.git(&["add", "-A"]);
     repo.git(&["commit", "--quiet", "-m", "chant config"]);
