@@ -458,3 +458,39 @@ fn ctrl_c_stops_a_live_claude_and_its_commands_and_the_run_is_recorded_as_failed
     assert_eq!(repo.events("lock_released").len(), 1);
     assert!(!repo.exists(&format!(".chant/.locks/{id}.lock")));
 }
+
+#[test]
+fn claude_at_none_still_gets_chants_deny_rules_and_gate() {
+    let probe_dir = tempfile::tempdir().expect("probe dir");
+    let probe = probe_dir.path().join("command-ran");
+    let (repo, id) = repo_with_claude(
+        "  sandbox: none\n  permissions:\n    deny_edit: [secret.txt]\n  commands:\n    denied: [\"touch *\"]\n",
+    );
+    let Some(live) = Live::start(
+        "claude_at_none_still_gets_chants_deny_rules_and_gate",
+        vec![
+            Turn::write("{cwd}/secret.txt", "must never be written\n"),
+            Turn::bash(&format!("touch {}", probe.display())),
+            Turn::write("{cwd}/hello.txt", "allowed\n"),
+        ],
+    ) else {
+        return;
+    };
+    live.chant(&repo, &["work", &id], &[]).assert_ok();
+    let results = live.api.tool_results();
+    assert_eq!(results.len(), 3, "{results:?}");
+    assert!(
+        results[0].is_error,
+        "bypass mode still honours deny rules: {results:?}"
+    );
+    assert!(
+        results[1].is_error,
+        "the gate refused the command: {results:?}"
+    );
+    assert!(!probe.exists(), "the refused command never ran");
+    let landed = repo.git(&["ls-tree", "-r", "--name-only", &format!("chant/{id}")]);
+    assert!(
+        !landed.contains("secret.txt") && landed.contains("hello.txt"),
+        "{landed}"
+    );
+}
