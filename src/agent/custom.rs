@@ -57,6 +57,10 @@ impl Agent for Custom {
         &[]
     }
 
+    fn api_hosts(&self, _secrets: &crate::secrets::Secrets) -> Vec<String> {
+        Vec::new()
+    }
+
     fn fixed_env(&self, _level: SandboxLevel) -> Vec<(String, String)> {
         Vec::new()
     }

@@ -59,6 +59,10 @@ pub trait Agent: Send + Sync {
     /// The user's variables the agent needs when they are set (credentials, endpoints).
     fn credential_names(&self) -> &'static [&'static str];
 
+    /// The hosts (`host` or `host:port`) of the model API the agent talks to, given the
+    /// user's variables in `secrets`; empty for an agent chant knows nothing about.
+    fn api_hosts(&self, secrets: &crate::secrets::Secrets) -> Vec<String>;
+
     /// Variables chant sets for the agent at `level`.
     fn fixed_env(&self, level: SandboxLevel) -> Vec<(String, String)>;
 

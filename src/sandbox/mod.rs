@@ -153,6 +153,13 @@ pub trait Sandbox {
     /// Checks, before anything is created, that the job's program can be started.
     fn preflight(&self, argv: &[String]) -> Result<(), SandboxError>;
 
+    /// True when, with `agent.network.enabled: false`, the program has no network at all
+    /// here (the kernel or the hypervisor sees to it), so an agent that needs its model API
+    /// cannot work.
+    fn cuts_network(&self) -> bool {
+        false
+    }
+
     /// How the program sees paths; None: as the host does (it runs on the host).
     fn guest(&self) -> Option<GuestView> {
         None

@@ -54,6 +54,12 @@ pub enum WorkError {
     Project(#[from] crate::project::ProjectError),
     #[error(transparent)]
     Agent(#[from] crate::agent::AgentError),
+    #[error("the {agent} agent talks to its model API at {hosts}, but level {level} has no network while agent.network.enabled is false; set agent.network.enabled: true and add {hosts} to agent.network.allowed_hosts, or use --sandbox permissions")]
+    AgentNeedsNetwork {
+        agent: String,
+        level: SandboxLevel,
+        hosts: String,
+    },
     #[error(transparent)]
     Secrets(#[from] crate::secrets::SecretsError),
     #[error("spec {id} is {status}; only pending or failed specs can be worked (see `git chant show {id}`)")]
@@ -96,6 +102,7 @@ impl WorkError {
             WorkError::Project(e) => e.exit_code(),
             WorkError::Agent(e) => e.exit_code(),
             WorkError::Config(_)
+            | WorkError::AgentNeedsNetwork { .. }
             | WorkError::NeedsConfirmation { .. }
             | WorkError::NoBase { .. } => 2,
             _ => 1,
@@ -240,17 +247,26 @@ fn prepare(project: &Project, options: &Options) -> Result<Prepared, WorkError> 
     let sandbox = sandbox::for_level(level, &config)?;
     let agent = crate::agent::for_config(&config);
     let template = config.agent_command();
-    if sandbox.guest().is_some() {
-        sandbox.preflight(&template)?;
-    } else {
-        sandbox.preflight(&resolve_program(&template, project.root()))?;
-    }
     let sources = options
         .secrets_from
         .iter()
         .map(|uri| SecretSource::parse(uri))
         .collect::<Result<Vec<_>, _>>()?;
     let secrets = crate::secrets::collect(&sources, project.root())?;
+    // A hosted-model agent cannot work where the level cuts the network off.
+    let hosts = agent.api_hosts(&secrets);
+    if sandbox.cuts_network() && !config.agent.network.enabled && !hosts.is_empty() {
+        return Err(WorkError::AgentNeedsNetwork {
+            agent: agent.kind().to_string(),
+            level,
+            hosts: hosts.join(", "),
+        });
+    }
+    if sandbox.guest().is_some() {
+        sandbox.preflight(&template)?;
+    } else {
+        sandbox.preflight(&resolve_program(&template, project.root()))?;
+    }
     Ok(Prepared {
         config,
         id,

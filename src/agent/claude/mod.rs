@@ -84,6 +84,18 @@ impl Claude {
     }
 }
 
+/// The host (with its port, when the URL gives one) of `ANTHROPIC_BASE_URL`, else
+/// Anthropic's API host.
+fn api_host(base_url: Option<&str>) -> String {
+    let Some(url) = base_url.filter(|u| !u.trim().is_empty()) else {
+        return "api.anthropic.com".into();
+    };
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or(rest);
+    let authority = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    authority.to_string()
+}
+
 /// Levels where Claude Code runs on this machine, as the user, and the settings, trust
 /// state and gate hook are written for it.
 fn runs_on_host(level: SandboxLevel) -> bool {
@@ -178,6 +190,10 @@ impl Agent for Claude {
         CREDENTIALS
     }
 
+    fn api_hosts(&self, secrets: &crate::secrets::Secrets) -> Vec<String> {
+        vec![api_host(secrets.get("ANTHROPIC_BASE_URL"))]
+    }
+
     fn fixed_env(&self, level: SandboxLevel) -> Vec<(String, String)> {
         let mut env = vec![
             (
@@ -261,6 +277,16 @@ mod tests {
                 "plan",
                 "--verbose"
             ]
+        );
+    }
+
+    #[test]
+    fn the_api_host_comes_from_anthropic_base_url() {
+        assert_eq!(api_host(None), "api.anthropic.com");
+        assert_eq!(api_host(Some("http://127.0.0.1:8080/v1")), "127.0.0.1:8080");
+        assert_eq!(
+            api_host(Some("https://user:pw@gateway.example.com/anthropic")),
+            "gateway.example.com"
         );
     }
 
