@@ -3,6 +3,7 @@
 //! The library holds every behaviour; the `git-chant` binary only parses the command line
 //! (see [`cli`]) and maps errors to exit codes (see [`error`]).
 
+pub mod agent;
 pub mod atomic;
 pub mod audit;
 pub mod cli;

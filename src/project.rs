@@ -16,12 +16,15 @@ pub enum ProjectError {
     NotInitialised { root: PathBuf },
     #[error("cannot open the repository: {0}")]
     Open(#[source] git2::Error),
+    #[error("no cache directory for sandboxed clones: {why}; set XDG_CACHE_HOME (or HOME) to an absolute directory outside any .git")]
+    NoCacheDir { why: String },
 }
 
 impl ProjectError {
     pub fn exit_code(&self) -> u8 {
         match self {
             ProjectError::Open(_) => 1,
+            ProjectError::NoCacheDir { .. } => 2,
             _ => 2,
         }
     }
@@ -76,6 +79,44 @@ impl Project {
         self.repo.path().join("chant")
     }
 
+    /// Where this repository's sandboxed clones live:
+    /// `$XDG_CACHE_HOME/git-chant/clones/<repo name>-<hash of the git dir>/` (or
+    /// `$HOME/.cache/…`). Never under `.git`: agents treat every path with a `.git`
+    /// component as sensitive and refuse to edit it (Claude Code does, in every mode).
+    pub fn clones_dir(&self) -> Result<PathBuf, ProjectError> {
+        let cache = cache_home(std::env::var_os("XDG_CACHE_HOME"), std::env::var_os("HOME"))?;
+        let git_dir = self
+            .repo
+            .path()
+            .canonicalize()
+            .unwrap_or_else(|_| self.repo.path().to_path_buf());
+        let name: String = self
+            .root
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+            .chars()
+            .map(|c| match c {
+                'a'..='z' | 'A'..='Z' | '0'..='9' | '-' | '_' => c,
+                _ => '_',
+            })
+            .take(40)
+            .collect();
+        let name = if name.is_empty() { "repo".into() } else { name };
+        use sha2::Digest;
+        let hash = sha2::Sha256::digest(git_dir.as_os_str().as_encoded_bytes());
+        Ok(cache
+            .join("git-chant")
+            .join("clones")
+            .join(format!("{name}-{}", &hex::encode(hash)[..12])))
+    }
+
+    /// Where clones lived before they moved to the cache dir (`.git/chant/clones/`): clones
+    /// kept by older versions are still there.
+    pub fn legacy_clones_dir(&self) -> PathBuf {
+        self.state_dir().join("clones")
+    }
+
     pub fn is_initialised(&self) -> bool {
         self.root.join(config::CONFIG_PATH).is_file()
     }
@@ -94,5 +135,54 @@ impl Project {
     /// Loads `.chant/config.md` (defaults when absent).
     pub fn config(&self) -> Result<Config, config::ConfigError> {
         config::load(&self.root).map(|l| l.config)
+    }
+}
+
+/// The user's cache directory: `$XDG_CACHE_HOME` when absolute, else `$HOME/.cache`; it
+/// must have no `.git` component.
+fn cache_home(
+    xdg: Option<std::ffi::OsString>,
+    home: Option<std::ffi::OsString>,
+) -> Result<PathBuf, ProjectError> {
+    let xdg = xdg.map(PathBuf::from).filter(|p| p.is_absolute());
+    let home = home.map(PathBuf::from).filter(|p| p.is_absolute());
+    let dir = match (xdg, home) {
+        (Some(x), _) => x,
+        (None, Some(h)) => h.join(".cache"),
+        (None, None) => {
+            return Err(ProjectError::NoCacheDir {
+                why: "neither XDG_CACHE_HOME nor HOME is an absolute path".into(),
+            })
+        }
+    };
+    if dir.components().any(|c| c.as_os_str() == ".git") {
+        return Err(ProjectError::NoCacheDir {
+            why: format!("{} has a .git component", dir.display()),
+        });
+    }
+    Ok(dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cache_dir_is_xdg_cache_home_then_home_dot_cache() {
+        let dir = cache_home(Some("/x/cache".into()), Some("/home/u".into()));
+        assert_eq!(dir.ok(), Some(PathBuf::from("/x/cache")));
+        let dir = cache_home(Some("relative".into()), Some("/home/u".into()));
+        assert_eq!(dir.ok(), Some(PathBuf::from("/home/u/.cache")));
+        assert!(cache_home(None, None).is_err());
+        assert!(cache_home(None, Some("rel".into())).is_err());
+    }
+
+    #[test]
+    fn a_cache_dir_inside_a_git_dir_is_refused() {
+        let err = cache_home(Some("/r/.git/cache".into()), None);
+        assert!(
+            matches!(err, Err(ProjectError::NoCacheDir { ref why }) if why.contains(".git")),
+            "{err:?}"
+        );
     }
 }

@@ -169,7 +169,7 @@ fn policy_violations_land_nothing() {
 fn planted_hooks_and_config_never_run_on_the_host() {
     let (repo, id) = setup("plant-hooks.sh", "  sandbox: none\n");
     repo.chant(&["work", &id]).assert_ok();
-    let clones = repo.path(".git/chant/clones");
+    let clones = repo.clones_dir();
     let pwned: Vec<_> = std::fs::read_dir(&clones)
         .map(|d| {
             d.filter_map(Result::ok)
@@ -528,4 +528,53 @@ fn all_ready_runs_each_ready_spec_as_its_own_run_and_skips_blocked_ones() {
     repo.chant(&["work", "--all-ready"])
         .assert_ok()
         .stderr_has("no spec is ready");
+}
+
+#[test]
+fn the_clone_lives_in_the_cache_dir_outside_any_git_component() {
+    let (repo, id) = setup("fail.sh", "  sandbox: none\n");
+    repo.chant(&["work", &id]).assert_code(1);
+    let failed = &repo.events("spec_failed")[0];
+    let clone = std::path::PathBuf::from(failed["details"]["clone"].as_str().expect("clone"));
+    let under = repo.cache_dir().join("git-chant").join("clones");
+    assert!(
+        clone.starts_with(&under),
+        "{} not under {}",
+        clone.display(),
+        under.display()
+    );
+    assert!(
+        !clone.components().any(|c| c.as_os_str() == ".git"),
+        "{}",
+        clone.display()
+    );
+    let repo_dir = clone
+        .parent()
+        .and_then(|p| p.file_name())
+        .expect("repo dir");
+    assert!(
+        repo_dir.to_string_lossy().starts_with("repo-"),
+        "named after the repository: {repo_dir:?}"
+    );
+    assert!(clone.is_dir(), "kept after the failure");
+    assert!(
+        !repo.exists(".git/chant/clones"),
+        "nothing under .git/chant/clones"
+    );
+}
+
+#[test]
+fn a_cache_dir_inside_a_git_directory_is_refused_before_anything_is_created() {
+    let (repo, id) = setup("greet.sh", "  sandbox: none\n");
+    let inside = repo.path(".git/cache");
+    let run = repo
+        .chant_cmd(&["work", &id])
+        .env("XDG_CACHE_HOME", &inside)
+        .output()
+        .expect("run");
+    let run = common::Run(run).assert_code(2).stderr_has("XDG_CACHE_HOME");
+    assert!(run.stderr().contains(".git component"), "{}", run.stderr());
+    assert_eq!(repo.rev(&format!("chant/{id}")), None, "no branch created");
+    assert!(!inside.exists());
+    assert_eq!(repo.events("lock_released").len(), 1);
 }

@@ -89,6 +89,22 @@ pub fn run(_args: Args) -> Result<u8> {
         },
     }
     report_network(&config);
+    match project.clones_dir() {
+        Ok(dir) => println!(
+            "{:<12} ok       sandboxed clones go under {}",
+            "clones",
+            dir.display()
+        ),
+        Err(e) => println!("{:<12} missing  {e}", "clones"),
+    }
+    let legacy = project.legacy_clones_dir();
+    if legacy.is_dir() {
+        println!(
+            "{:<12} note     clones kept by earlier versions are in {} (remove them when done)",
+            "",
+            legacy.display()
+        );
+    }
     Ok(report_configured(&config, &usable))
 }
 

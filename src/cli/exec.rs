@@ -94,11 +94,44 @@ pub fn run(args: Args) -> Result<u8> {
                 .detail("command", shown.clone())
                 .detail("segment", segment.clone()),
         )?;
+        if args.claude_hook {
+            // The agent asked to run it: a command_run that never ran.
+            crate::audit::record(
+                &project,
+                &config,
+                &identity,
+                entry(Event::CommandRun)
+                    .detail("command", shown.clone())
+                    .detail("decision", "refused")
+                    .detail("rule", rule.clone())
+                    .detail("via", "claude-hook"),
+            )?;
+        }
         eprintln!("chant: command refused: '{segment}' ({rule})");
         return Ok(if args.claude_hook { 2 } else { 1 });
     }
     let Some(argv) = argv else {
-        return Ok(0); // hook mode: allowed; the agent runs it itself
+        // Hook mode: allowed; the agent runs it itself. Recorded now (its exit code is the
+        // agent's to see), and Claude Code is told the gate allowed it, so its own prompt
+        // for commands no allow rule lists does not refuse it in a non-interactive run.
+        crate::audit::record(
+            &project,
+            &config,
+            &identity,
+            entry(Event::CommandRun)
+                .detail("command", shown.clone())
+                .detail("decision", "allowed")
+                .detail("via", "claude-hook"),
+        )?;
+        println!(
+            "{}",
+            serde_json::json!({"hookSpecificOutput": {
+                "hookEventName": "PreToolUse",
+                "permissionDecision": "allow",
+                "permissionDecisionReason": "allowed by chant's command gate (agent.commands)"
+            }})
+        );
+        return Ok(0);
     };
     let started = Instant::now();
     let mut cmd = if argv.len() == 1 && argv[0].contains(char::is_whitespace) {
@@ -122,6 +155,7 @@ pub fn run(args: Args) -> Result<u8> {
         &identity,
         entry(Event::CommandRun)
             .detail("command", shown.clone())
+            .detail("decision", "allowed")
             .detail("exit_code", code)
             .detail("duration_ms", duration_ms),
     )?;

@@ -27,8 +27,9 @@ Examples:
                                               the run's manifests as YAML; contacts nothing
   git chant work --all-ready --parallel 4     every ready spec, at most 4 runs at once
 
-The agent works in a clone under .git/chant/clones/ on branch chant/<id>; your work
-tree, index and main branch never change. What it leaves behind is checked against
+The agent works in a clone under $XDG_CACHE_HOME/git-chant/clones/ (default
+~/.cache/git-chant/clones/) on branch chant/<id>; your work tree, index and main
+branch never change. What it leaves behind is checked against
 policy; only an accepted change is committed on chant/<id>. Every step is recorded in
 the audit ledger (git log refs/chant/audit). Exit 0 when the spec completed, 1 when it
 failed or was cancelled, 2 on bad input. A spec is ready when it is pending and every

@@ -58,6 +58,10 @@ choice!(
     /// How strongly the agent is contained (the seed's "Sandbox Levels").
     SandboxLevel { None = "none", Permissions = "permissions", Docker = "docker", Vm = "vm", Kubernetes = "kubernetes" }
 );
+choice!(
+    /// Which adapter runs the agent program (`agent.kind`; see `src/agent/`).
+    AgentKind { Custom = "custom", Claude = "claude" }
+);
 choice!(VmProvider { Qemu = "qemu", Firecracker = "firecracker", Virtualbox = "virtualbox" });
 choice!(VmNetwork { Isolated = "isolated", Allowlist = "allowlist" });
 choice!(VmSnapshot { Clean = "clean" });
@@ -88,6 +92,8 @@ pub struct AgentConfig {
     /// The agent program as an argv template (`{prompt}`, `{prompt_file}`, `{spec_id}`,
     /// `{workspace}`). None: chant's `parallel.agents[0].command`, else `claude`.
     pub command: Option<Vec<String>>,
+    /// The adapter; None: recognised from the program name of `command`.
+    pub kind: Option<AgentKind>,
     pub timeout: Span,
     pub allowed_paths: PathList,
     pub denied_paths: PathList,
@@ -513,6 +519,7 @@ fn read_agent(s: &Section<'_>) -> Result<AgentConfig, ConfigError> {
             "is empty; give the agent program and its arguments",
         ));
     }
+    let kind = s.choice("kind", AgentKind::OPTIONS)?;
     let timeout = s
         .parse("timeout", Span::parse)?
         .unwrap_or_else(|| span("2h"));
@@ -719,6 +726,7 @@ fn read_agent(s: &Section<'_>) -> Result<AgentConfig, ConfigError> {
     Ok(AgentConfig {
         sandbox,
         command,
+        kind,
         timeout,
         allowed_paths,
         denied_paths,

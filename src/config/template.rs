@@ -69,6 +69,10 @@ const EXAMPLES: &str = "\
 # --- Examples: uncomment and merge into the sections above. Every key is optional. ---
 # agent:
 #   command: [claude, -p, \"{prompt}\"]   # argv; {prompt} {prompt_file} {spec_id} {workspace}
+#   kind: claude                     # claude | custom (default: recognised from command)
+#   # Claude Code gets ANTHROPIC_API_KEY / ANTHROPIC_AUTH_TOKEN / ANTHROPIC_BASE_URL (and the
+#   # Bedrock/Vertex variables) from your environment, .env or --secrets-from when set,
+#   # masked; no expose entry needed, secrets.hide still wins.
 #   permissions:
 #     allow_edit: [src/**, tests/**]
 #     deny_edit: [.env, \"*.key\", credentials/**]

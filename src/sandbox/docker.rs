@@ -132,6 +132,10 @@ impl Sandbox for Docker {
         })
     }
 
+    fn cuts_network(&self) -> bool {
+        true
+    }
+
     /// The clone's git must work without the main repository, which is not mounted.
     fn prepare(&self, workspace: &Path) -> Result<Vec<String>, SandboxError> {
         objects::make_self_contained(workspace)?;

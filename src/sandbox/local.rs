@@ -1,41 +1,29 @@
 //! Levels `none` and `permissions`: the agent runs as the user, in the clone, with the
-//! filtered environment. `permissions` also writes the agent's native permission settings
-//! into the clone before the run (never committed: `work` ignores that path when it
-//! collects the result). Neither level contains the agent; the policy check after the
-//! run is what keeps a misbehaving agent's work from landing.
+//! filtered environment. At `permissions` the agent's own permission settings (written by
+//! its adapter, `crate::agent`) are what restrains it. Neither level contains the agent;
+//! the policy check after the run is what keeps a misbehaving agent's work from landing.
 
-use std::path::Path;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use super::{process, Job, Outcome, OutputSink, Sandbox, SandboxError};
-use crate::config::{Config, SandboxLevel};
+use crate::config::SandboxLevel;
 
 /// A sandbox that runs the agent on this machine as the current user.
 pub struct Local {
     level: SandboxLevel,
-    native: Option<NativeSettings>,
-}
-
-/// Files generated into the workspace for the agent's own permission system.
-pub struct NativeSettings {
-    pub files: Vec<(String, String)>,
 }
 
 impl Local {
     pub fn none() -> Self {
         Local {
             level: SandboxLevel::None,
-            native: None,
         }
     }
 
-    pub fn permissions(config: &Config) -> Self {
+    pub fn permissions() -> Self {
         Local {
             level: SandboxLevel::Permissions,
-            native: Some(NativeSettings {
-                files: native_settings(config),
-            }),
         }
     }
 }
@@ -54,25 +42,6 @@ impl Sandbox for Local {
         }
     }
 
-    fn prepare(&self, workspace: &Path) -> Result<Vec<String>, SandboxError> {
-        let Some(native) = &self.native else {
-            return Ok(Vec::new());
-        };
-        let mut written = Vec::new();
-        for (rel, text) in &native.files {
-            let path = workspace.join(rel);
-            // The workspace is ours until the agent starts; a symlink planted by the base
-            // tree must not redirect this write outside it.
-            if let Some(dir) = path.parent() {
-                std::fs::create_dir_all(dir)?;
-            }
-            let _ = std::fs::remove_file(&path);
-            crate::atomic::write_new(&path, text.as_bytes())?;
-            written.push(rel.clone());
-        }
-        Ok(written)
-    }
-
     fn run(
         &self,
         job: &Job,
@@ -89,21 +58,4 @@ impl Sandbox for Local {
             None => process::run(job, sink, stop),
         }
     }
-}
-
-/// The agent's native permission files for level `permissions`: (path in the clone, text).
-///
-/// Claude Code's `.claude/settings.json`: allow/deny rules from `agent.permissions`, and a
-/// PreToolUse hook that sends every shell command through the command gate first.
-fn native_settings(config: &Config) -> Vec<(String, String)> {
-    let mut settings =
-        crate::exec::native::ClaudePermissions::from_config(&config.agent).to_settings_json();
-    settings["hooks"] = serde_json::json!({
-        "PreToolUse": [{
-            "matcher": "Bash",
-            "hooks": [{"type": "command", "command": "\"$CHANT_EXEC\" --claude-hook"}]
-        }]
-    });
-    let text = serde_json::to_string_pretty(&settings).unwrap_or_default();
-    vec![(".claude/settings.json".to_string(), text + "\n")]
 }

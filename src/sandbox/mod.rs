@@ -153,6 +153,13 @@ pub trait Sandbox {
     /// Checks, before anything is created, that the job's program can be started.
     fn preflight(&self, argv: &[String]) -> Result<(), SandboxError>;
 
+    /// True when, with `agent.network.enabled: false`, the program has no network at all
+    /// here (the kernel or the hypervisor sees to it), so an agent that needs its model API
+    /// cannot work.
+    fn cuts_network(&self) -> bool {
+        false
+    }
+
     /// How the program sees paths; None: as the host does (it runs on the host).
     fn guest(&self) -> Option<GuestView> {
         None
@@ -176,7 +183,7 @@ pub trait Sandbox {
 pub fn for_level(level: SandboxLevel, config: &Config) -> Result<Box<dyn Sandbox>, SandboxError> {
     match level {
         SandboxLevel::None => Ok(Box::new(Local::none())),
-        SandboxLevel::Permissions => Ok(Box::new(Local::permissions(config))),
+        SandboxLevel::Permissions => Ok(Box::new(Local::permissions())),
         SandboxLevel::Docker => Ok(Box::new(docker::Docker::new(config)?)),
         SandboxLevel::Vm => Ok(Box::new(vm::Vm::new(&config.agent)?)),
         SandboxLevel::Kubernetes => Ok(Box::new(kubernetes::Kubernetes::new(config)?)),

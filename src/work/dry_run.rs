@@ -23,7 +23,11 @@ pub fn kubernetes_manifests(
             "no pod paths".into(),
         ))
     })?;
-    let prompt_text = prompt::build(&prepared.spec, config);
+    let prompt_text = prompt::build(
+        &prepared.spec,
+        config,
+        prepared.agent.commands_rule(prepared.level),
+    );
     let seen = Seen::guest(&guest);
     let exposed = prepared.secrets.filtered(&config.agent.secrets);
     let env = seen.env(prepared.id.as_str(), &identity.session, &exposed)?;

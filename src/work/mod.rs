@@ -5,6 +5,7 @@
 //! Every step that matters is recorded through the caller's [`Recorder`] (the audit
 //! ledger); nothing here prints — progress and agent output go to the [`Reporter`].
 
+mod agent_files;
 mod cancel;
 mod clone;
 mod collect;
@@ -52,6 +53,16 @@ pub enum WorkError {
     #[error(transparent)]
     Lock(#[from] lock::LockError),
     #[error(transparent)]
+    Project(#[from] crate::project::ProjectError),
+    #[error(transparent)]
+    Agent(#[from] crate::agent::AgentError),
+    #[error("the {agent} agent talks to its model API at {hosts}, but level {level} has no network while agent.network.enabled is false; set agent.network.enabled: true and add {hosts} to agent.network.allowed_hosts, or use --sandbox permissions")]
+    AgentNeedsNetwork {
+        agent: String,
+        level: SandboxLevel,
+        hosts: String,
+    },
+    #[error(transparent)]
     Secrets(#[from] crate::secrets::SecretsError),
     #[error("spec {id} is {status}; only pending or failed specs can be worked (see `git chant show {id}`)")]
     NotWorkable { id: SpecId, status: String },
@@ -95,7 +106,10 @@ impl WorkError {
             WorkError::Sandbox(e) => e.exit_code(),
             WorkError::Secrets(e) => e.exit_code(),
             WorkError::Masked { code, .. } => *code,
+            WorkError::Project(e) => e.exit_code(),
+            WorkError::Agent(e) => e.exit_code(),
             WorkError::Config(_)
+            | WorkError::AgentNeedsNetwork { .. }
             | WorkError::NeedsConfirmation { .. }
             | WorkError::NoBase { .. } => 2,
             _ => 1,
@@ -220,6 +234,8 @@ struct Prepared {
     spec: Spec,
     level: SandboxLevel,
     sandbox: Box<dyn sandbox::Sandbox>,
+    /// The agent adapter (`agent.kind`, or recognised from `agent.command`).
+    agent: Box<dyn crate::agent::Agent>,
     template: Vec<String>,
     secrets: crate::secrets::Secrets,
 }
@@ -236,24 +252,35 @@ fn prepare(project: &Project, options: &Options) -> Result<Prepared, WorkError> 
     }
     let level = options.sandbox.unwrap_or(config.agent.sandbox);
     let sandbox = sandbox::for_level(level, &config)?;
+    let agent = crate::agent::for_config(&config);
     let template = config.agent_command();
-    if sandbox.guest().is_some() {
-        sandbox.preflight(&template)?;
-    } else {
-        sandbox.preflight(&resolve_program(&template, project.root()))?;
-    }
     let sources = options
         .secrets_from
         .iter()
         .map(|uri| SecretSource::parse(uri))
         .collect::<Result<Vec<_>, _>>()?;
     let secrets = crate::secrets::collect(&sources, project.root())?;
+    // A hosted-model agent cannot work where the level cuts the network off.
+    let hosts = agent.api_hosts(&secrets);
+    if sandbox.cuts_network() && !config.agent.network.enabled && !hosts.is_empty() {
+        return Err(WorkError::AgentNeedsNetwork {
+            agent: agent.kind().to_string(),
+            level,
+            hosts: hosts.join(", "),
+        });
+    }
+    if sandbox.guest().is_some() {
+        sandbox.preflight(&template)?;
+    } else {
+        sandbox.preflight(&resolve_program(&template, project.root()))?;
+    }
     Ok(Prepared {
         config,
         id,
         spec,
         level,
         sandbox,
+        agent,
         template,
         secrets,
     })
@@ -399,6 +426,7 @@ fn run_prepared(
         spec,
         level,
         sandbox,
+        agent,
         template,
         secrets,
     } = prepared;
@@ -481,6 +509,8 @@ fn run_prepared(
         id: id.clone(),
         level,
         sandbox: sandbox.as_ref(),
+        agent: agent.as_ref(),
+        summary: crate::agent::Summary::default(),
         template: &template,
         secrets: &secrets,
         stop,

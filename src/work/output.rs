@@ -3,6 +3,7 @@
 use std::path::Path;
 
 use super::{Reporter, WorkError};
+use crate::agent::Observer;
 use crate::sandbox::{OutputSink, Stream};
 
 pub(super) fn open_log(path: &Path) -> Result<std::fs::File, WorkError> {
@@ -16,12 +17,15 @@ pub(super) fn open_log(path: &Path) -> Result<std::fs::File, WorkError> {
         .map_err(|e| WorkError::io(path, e))
 }
 
-/// Agent output on its way to the terminal and the run log, with secrets masked.
+/// Agent output on its way to the terminal and the run log, with secrets masked. With an
+/// observer (the agent adapter's output reader), the terminal shows what the observer
+/// makes of the masked output; the run log keeps it whole.
 pub(super) struct RedactingSink<'r> {
     reporter: &'r mut dyn Reporter,
     log: std::fs::File,
     out: crate::secrets::StreamRedactor,
     err: crate::secrets::StreamRedactor,
+    observer: Option<&'r mut dyn Observer>,
 }
 
 impl<'r> RedactingSink<'r> {
@@ -35,7 +39,14 @@ impl<'r> RedactingSink<'r> {
             log,
             out: redactor.stream(),
             err: redactor.stream(),
+            observer: None,
         }
+    }
+
+    /// Lets `observer` read the masked output and choose what the terminal shows.
+    pub(super) fn observed_by(mut self, observer: &'r mut dyn Observer) -> Self {
+        self.observer = Some(observer);
+        self
     }
 
     fn emit(&mut self, stream: Stream, bytes: &[u8]) {
@@ -44,7 +55,15 @@ impl<'r> RedactingSink<'r> {
         }
         use std::io::Write;
         let _ = self.log.write_all(bytes);
-        self.reporter.agent_output(stream, bytes);
+        let shown = self
+            .observer
+            .as_mut()
+            .and_then(|o| o.observe(stream, bytes));
+        match shown {
+            Some(shown) if shown.is_empty() => {}
+            Some(shown) => self.reporter.agent_output(stream, &shown),
+            None => self.reporter.agent_output(stream, bytes),
+        }
     }
 
     /// Flushes what the redactors held back (end of a program's output).

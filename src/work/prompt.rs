@@ -4,8 +4,9 @@
 use crate::config::Config;
 use crate::spec::Spec;
 
-/// The prompt text for `spec`.
-pub fn build(spec: &Spec, config: &Config) -> String {
+/// The prompt text for `spec`; `commands_rule` is the agent adapter's line about running
+/// shell commands (so the prompt never asks for what the level or agent refuses).
+pub fn build(spec: &Spec, config: &Config, commands_rule: &str) -> String {
     let mut out = format!(
         "You are working on spec {} in a sandboxed clone of the repository.\n\n",
         spec.id
@@ -44,7 +45,7 @@ pub fn build(spec: &Spec, config: &Config) -> String {
         out.push_str(&format!("- Never change: {}\n", join(&denied)));
     }
     out.push_str("- Never change .chant/, .git, .gitattributes or .gitmodules; do not create symlinks that leave the repository.\n");
-    out.push_str("- Run shell commands through \"$CHANT_EXEC\" (e.g. \"$CHANT_EXEC\" cargo test) so they are checked and recorded.\n");
+    out.push_str(commands_rule);
     out
 }
 

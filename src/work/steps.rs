@@ -14,9 +14,10 @@ use super::cancel::take_cancel_request;
 use super::output::{open_log, RedactingSink};
 use super::seen::Seen;
 use super::{
-    clone, collect, egress, land, policy, prompt, resolve_program, run_entry, write_exec_wrapper,
-    Options, Recorder, Report, Reporter, Verdict, WorkError,
+    agent_files, clone, collect, egress, land, policy, prompt, resolve_program, run_entry,
+    write_exec_wrapper, Options, Recorder, Report, Reporter, Verdict, WorkError,
 };
+use crate::agent::{Agent, Summary};
 use crate::audit::{Event, NewEntry};
 use crate::config::{Config, SandboxLevel};
 use crate::identity::Identity;
@@ -32,6 +33,9 @@ pub(super) struct Run<'a> {
     pub(super) id: SpecId,
     pub(super) level: SandboxLevel,
     pub(super) sandbox: &'a dyn sandbox::Sandbox,
+    pub(super) agent: &'a dyn Agent,
+    /// What the agent's output said (filled in once it has run).
+    pub(super) summary: Summary,
     pub(super) template: &'a [String],
     pub(super) secrets: &'a crate::secrets::Secrets,
     pub(super) stop: &'a Arc<AtomicBool>,
@@ -57,6 +61,13 @@ impl Run<'_> {
         let base = self.config.base_branch().to_string();
 
         // 4. Branch and sandboxed clone.
+        // The clone goes outside any `.git` component (DESIGN step 4). The run dir (private
+        // HOME, prompt, gate wrapper) stays in .git/chant/runs: only chant writes there
+        // before the run, and it goes with the repository.
+        let clone_path = self
+            .project
+            .clones_dir()?
+            .join(format!("{}-{}", self.id, self.identity.session));
         let existing = repo.refname_to_id(&branch_ref).ok();
         let start = match existing {
             Some(tip) => tip,
@@ -76,11 +87,6 @@ impl Run<'_> {
             .state_dir()
             .join("runs")
             .join(&self.identity.session);
-        let clone_path = self
-            .project
-            .state_dir()
-            .join("clones")
-            .join(format!("{}-{}", self.id, self.identity.session));
         reporter.info(&format!(
             "Preparing a sandboxed clone of {branch} at {}",
             clone_path.display()
@@ -91,17 +97,38 @@ impl Run<'_> {
             deny: vec![&fa.denied_paths.0, &self.config.agent.denied_paths.0],
         };
         let clone = clone::create(repo, start, &branch, &clone_path, &visibility)?;
-        let generated: HashSet<String> = self.sandbox.prepare(&clone.path)?.into_iter().collect();
+        let mut generated: HashSet<String> =
+            self.sandbox.prepare(&clone.path)?.into_iter().collect();
+        // The agent's own settings for this run (never landed: `collect` skips them).
+        let native = self.agent.workspace_files(&clone.path, self.level)?;
+        for rel in agent_files::write_under(&clone.path, &native)? {
+            if clone.files.contains_key(&rel) {
+                reporter.info(&format!(
+                    "{rel}: the committed file is merged with chant's rules for this run (chant's deny rules win; its hooks are not run)"
+                ));
+            }
+            generated.insert(rel);
+        }
 
         // 5. Environment and prompt.
         let home = run_dir.join("home");
         std::fs::create_dir_all(&home).map_err(|e| WorkError::io(&home, e))?;
-        let prompt_text = prompt::build(self.spec, self.config);
+        let prompt_text =
+            prompt::build(self.spec, self.config, self.agent.commands_rule(self.level));
         let prompt_file = run_dir.join("prompt.md");
         crate::atomic::replace(&prompt_file, prompt_text.as_bytes())
             .map_err(|e| WorkError::io(&prompt_file, e))?;
         let exec_wrapper = write_exec_wrapper(&run_dir, self.project.root())?;
-        let exposed = self.secrets.filtered(&self.config.agent.secrets);
+        let mut exposed = self.secrets.filtered(&self.config.agent.secrets);
+        // The adapter's credential variables, when set; `hide` still wins.
+        for name in self.agent.credential_names() {
+            let hidden = self.config.agent.secrets.hide.0.is_match(name);
+            if !hidden && !exposed.iter().any(|(n, _)| n == name) {
+                if let Some(value) = self.secrets.get(name) {
+                    exposed.push((name.to_string(), value.to_string()));
+                }
+            }
+        }
         // Paths as the agent sees them: the host's, or the guest's for vm (and docker).
         let guest = self.sandbox.guest();
         let seen = match &guest {
@@ -114,10 +141,13 @@ impl Run<'_> {
                 path: None,
             },
         };
-        let env = seen.env(self.id.as_str(), &self.identity.session, &exposed)?;
+        agent_files::write_under(&home, &self.agent.home_files(&seen.clone, self.level))?;
+        let mut env = seen.env(self.id.as_str(), &self.identity.session, &exposed)?;
+        env.extend(self.agent.fixed_env(self.level));
+        let template = self.agent.command(self.template, self.level);
         let program = match guest {
-            Some(_) => self.template.to_vec(),
-            None => resolve_program(self.template, self.project.root()),
+            Some(_) => template,
+            None => resolve_program(&template, self.project.root()),
         };
         let argv = seen.argv(&program, &prompt_text, self.id.as_str());
         let files = vec![(seen.prompt.clone(), prompt_text.clone().into_bytes())];
@@ -128,6 +158,7 @@ impl Run<'_> {
                 .detail("prompt", "standard")
                 .detail("target_files", self.spec.target_files())
                 .detail("command", json!(self.template))
+                .detail("agent_kind", self.agent.kind().as_str())
                 .detail("base", base.clone())
                 .detail("branch", branch.clone())
                 .detail("start_commit", start.to_string())
@@ -169,10 +200,14 @@ impl Run<'_> {
             network: egress.clone(),
         };
         let agent_started = Instant::now();
-        let outcome = self.run_job(&job, reporter, &redactor)?;
+        let mut observer = self.agent.observer();
+        let outcome = self.run_job(&job, reporter, &redactor, Some(observer.as_mut()))?;
         let agent_ms = agent_started.elapsed().as_millis() as u64;
+        self.summary = observer.summary();
         self.record_refusals(proxy.as_mut(), reporter, recorder)?;
         let failure = match &outcome {
+            // What the agent said about its run is the better reason.
+            Outcome::Exited(_) if self.summary.error.is_some() => self.summary.error.clone(),
             Outcome::Exited(0) => None,
             Outcome::Exited(code) => Some(format!("the agent exited with code {code}")),
             Outcome::TimedOut => Some(format!(
@@ -198,7 +233,7 @@ impl Run<'_> {
                 network: egress.clone(),
             };
             let started = Instant::now();
-            let outcome = self.run_job(&job, reporter, &redactor)?;
+            let outcome = self.run_job(&job, reporter, &redactor, None)?;
             self.record_refusals(proxy.as_mut(), reporter, recorder)?;
             let code = match outcome {
                 Outcome::Exited(c) => c,
@@ -259,6 +294,15 @@ impl Run<'_> {
             return Ok(report);
         }
 
+        // A run whose every attempt was refused changed nothing: failed, and re-runnable.
+        if collected.changes.is_empty() && self.summary.refusals > 0 {
+            let reason = format!(
+                "the agent was refused {} time(s) and changed nothing",
+                self.summary.refusals
+            );
+            return self.fail(reason, &clone.path, recorder, agent_ms);
+        }
+
         // 9. Land.
         let files: Vec<String> = collected.changes.iter().map(|c| c.path.clone()).collect();
         if repo.refname_to_id(&branch_ref)? != start {
@@ -304,7 +348,7 @@ impl Run<'_> {
             completed = completed.detail("network", json!(p.allowed_by_host()));
         }
         entries.push(
-            completed
+            with_details(completed, &self.summary.details)
                 .detail("commit", commit.map(|c| c.to_string()))
                 .detail("branch", branch.clone())
                 .detail("files_changed", files.clone())
@@ -371,9 +415,13 @@ impl Run<'_> {
         job: &Job,
         reporter: &mut dyn Reporter,
         redactor: &crate::secrets::Redactor,
+        observer: Option<&mut dyn crate::agent::Observer>,
     ) -> Result<Outcome, WorkError> {
         let log = open_log(&self.log)?;
         let mut sink = RedactingSink::new(reporter, log, redactor);
+        if let Some(observer) = observer {
+            sink = sink.observed_by(observer);
+        }
         let outcome = self.sandbox.run(job, &mut sink, self.stop);
         sink.finish();
         Ok(outcome?)
@@ -396,7 +444,7 @@ impl Run<'_> {
                 Verdict::Cancelled { reason: c.reason },
             ),
             None => (
-                self.entry(Event::SpecFailed)
+                with_details(self.entry(Event::SpecFailed), &self.summary.details)
                     .detail("reason", reason.clone())
                     .detail("agent_duration_ms", agent_ms)
                     .detail("clone", clone.to_string_lossy().into_owned()),
@@ -413,6 +461,13 @@ impl Run<'_> {
             notices: Vec::new(),
         })
     }
+}
+
+/// `entry` with every key of `details` (what the agent's output said about its run).
+fn with_details(entry: NewEntry, details: &serde_json::Map<String, Value>) -> NewEntry {
+    details
+        .iter()
+        .fold(entry, |e, (key, value)| e.detail(key, value.clone()))
 }
 
 fn remove_dir(path: &Path) {

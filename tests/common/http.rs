@@ -62,6 +62,15 @@ pub struct FakeServer {
 impl FakeServer {
     pub fn start(handler: impl Fn(&Request) -> Response + Send + Sync + 'static) -> FakeServer {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+        FakeServer::serve(listener, handler)
+    }
+
+    /// Serves on a listener bound elsewhere (e.g. inside a network namespace, see
+    /// `common::netns`): the socket stays in the namespace it was bound in.
+    pub fn serve(
+        listener: TcpListener,
+        handler: impl Fn(&Request) -> Response + Send + Sync + 'static,
+    ) -> FakeServer {
         let port = listener.local_addr().expect("addr").port();
         let requests = Arc::new(Mutex::new(Vec::new()));
         let seen = Arc::clone(&requests);

@@ -7,9 +7,12 @@ use std::process::{Command, Output};
 
 use assert_cmd::cargo::CommandCargoExt;
 
+pub mod anthropic;
+pub mod claude;
 pub mod http;
 pub mod image;
 pub mod moto;
+pub mod netns;
 
 /// A fixed "now" for tests that need repeatable ids and timestamps.
 pub const FIXED_TS: &str = "2026-01-22T15:30:00Z";
@@ -59,6 +62,8 @@ impl TestRepo {
         cmd.env_clear()
             .env("PATH", path)
             .env("HOME", &self.home)
+            // Sandboxed clones go under the cache dir: keep them inside the test's temp dir.
+            .env("XDG_CACHE_HOME", self.cache_dir())
             .env("LANG", "C.UTF-8")
             .env("GIT_CONFIG_GLOBAL", self.home.join(".gitconfig"))
             .env("GIT_CONFIG_NOSYSTEM", "1")
@@ -110,6 +115,21 @@ impl TestRepo {
     /// Runs `git chant <args>` in the repository.
     pub fn chant(&self, args: &[&str]) -> Run {
         Run(self.chant_cmd(args).output().expect("run git-chant"))
+    }
+
+    /// The test's `XDG_CACHE_HOME`.
+    pub fn cache_dir(&self) -> PathBuf {
+        self.tmp.path().join("cache")
+    }
+
+    /// This repository's directory of sandboxed clones under the cache dir (the one
+    /// `<repo>-<hash>` directory there, once a run has made it).
+    pub fn clones_dir(&self) -> PathBuf {
+        let all = self.cache_dir().join("git-chant").join("clones");
+        std::fs::read_dir(&all)
+            .ok()
+            .and_then(|mut d| d.find_map(Result::ok))
+            .map_or(all, |e| e.path())
     }
 
     pub fn path(&self, rel: &str) -> PathBuf {

@@ -281,6 +281,10 @@ impl Vm {
 }
 
 impl Sandbox for Vm {
+    fn cuts_network(&self) -> bool {
+        true
+    }
+
     fn level(&self) -> SandboxLevel {
         SandboxLevel::Vm
     }

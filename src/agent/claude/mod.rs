@@ -1,0 +1,300 @@
+//! Claude Code (`agent.kind: claude`, or `claude` in `agent.command`).
+//!
+//! What chant does for it (facts checked against the real CLI: ../shared/agent-clis.md and
+//! docs/agents.md):
+//! - argv: the template plus `--output-format stream-json --verbose` and a permission mode:
+//!   `bypassPermissions` at `none` (honour system: it may edit the clone), `acceptEdits` at
+//!   `permissions` when `permissions.allow_edit` is empty, else `default` (only the allow
+//!   rules pass; a call no rule covers is refused at once in `-p` mode).
+//! - `.claude/settings.json` in the clone (never landed): chant's rules compiled by
+//!   [`crate::exec::native`], merged with a committed `.claude/settings.json` and
+//!   `.claude/settings.local.json` (their allow and deny rules are kept; chant's denies are
+//!   added, and deny wins in Claude Code; their hooks, `disableAllHooks`, `defaultMode` and
+//!   `additionalDirectories` are dropped so nothing can switch the gate off), plus the
+//!   PreToolUse hook that sends every Bash call through chant's command gate, written to
+//!   fail closed (Claude Code blocks a call only on exit 2).
+//! - trust: `$HOME/.claude.json` in the run's private HOME marks the clone trusted, without
+//!   which Claude Code ignores the allow rules of an untrusted workspace.
+//! - environment: `CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1` (no calls home), `IS_SANDBOX=1`
+//!   at `none` (bypass mode refuses to start as root without it), and its credential and
+//!   endpoint variables when the user has them set.
+//! - output: [`stream::StreamJson`] reads the stream-json events.
+
+mod settings;
+mod stream;
+
+use std::path::Path;
+
+use serde_json::json;
+
+use super::{Agent, AgentError, Observer};
+use crate::config::{AgentKind, Config, SandboxLevel};
+
+pub use settings::merge_settings;
+pub use stream::StreamJson;
+
+/// The variables of Claude Code's API access, passed to it when set (and masked).
+pub const CREDENTIALS: &[&str] = &[
+    "ANTHROPIC_API_KEY",
+    "ANTHROPIC_AUTH_TOKEN",
+    "ANTHROPIC_BASE_URL",
+    "ANTHROPIC_CUSTOM_HEADERS",
+    "ANTHROPIC_MODEL",
+    "ANTHROPIC_SMALL_FAST_MODEL",
+    "CLAUDE_CODE_USE_BEDROCK",
+    "CLAUDE_CODE_USE_VERTEX",
+    "ANTHROPIC_BEDROCK_BASE_URL",
+    "ANTHROPIC_VERTEX_BASE_URL",
+    "ANTHROPIC_VERTEX_PROJECT_ID",
+    "CLOUD_ML_REGION",
+    "AWS_REGION",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_BEARER_TOKEN_BEDROCK",
+    "GOOGLE_APPLICATION_CREDENTIALS",
+];
+
+/// The settings file Claude Code reads in the project (the clone).
+pub const SETTINGS: &str = ".claude/settings.json";
+/// The per-user project settings file, merged and then emptied for the run.
+pub const LOCAL_SETTINGS: &str = ".claude/settings.local.json";
+
+pub struct Claude {
+    rules: serde_json::Value,
+    edits_limited: bool,
+}
+
+impl Claude {
+    pub fn new(config: &Config) -> Claude {
+        let native = crate::exec::native::ClaudePermissions::from_config(&config.agent);
+        Claude {
+            rules: native.to_settings_json(),
+            edits_limited: !config.agent.permissions.allow_edit.0.patterns().is_empty(),
+        }
+    }
+
+    fn permission_mode(&self, level: SandboxLevel) -> &'static str {
+        match level {
+            SandboxLevel::Permissions if self.edits_limited => "default",
+            SandboxLevel::Permissions => "acceptEdits",
+            // Inside a container, a vm or a pod the kernel or hypervisor contains it.
+            _ => "bypassPermissions",
+        }
+    }
+}
+
+/// The host (with its port, when the URL gives one) of `ANTHROPIC_BASE_URL`, else
+/// Anthropic's API host.
+fn api_host(base_url: Option<&str>) -> String {
+    let Some(url) = base_url.filter(|u| !u.trim().is_empty()) else {
+        return "api.anthropic.com".into();
+    };
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or(rest);
+    let authority = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    authority.to_string()
+}
+
+/// Levels where Claude Code runs on this machine, as the user, and the settings, trust
+/// state and gate hook are written for it.
+fn runs_on_host(level: SandboxLevel) -> bool {
+    matches!(level, SandboxLevel::None | SandboxLevel::Permissions)
+}
+
+/// The gate hook: `$CHANT_EXEC --claude-hook` decides; anything but its own allow (exit 0)
+/// becomes exit 2, the only code that makes Claude Code refuse the call.
+pub const GATE_HOOK: &str = "\"$CHANT_EXEC\" --claude-hook || exit 2";
+
+impl Agent for Claude {
+    fn kind(&self) -> AgentKind {
+        AgentKind::Claude
+    }
+
+    fn command(&self, template: &[String], level: SandboxLevel) -> Vec<String> {
+        let mut argv = template.to_vec();
+        let has = |flag: &str| {
+            template
+                .iter()
+                .any(|a| a == flag || a.starts_with(&format!("{flag}=")))
+        };
+        if !has("-p") && !has("--print") {
+            argv.insert(1.min(argv.len()), "-p".into());
+        }
+        if !has("--output-format") {
+            argv.extend(["--output-format".into(), "stream-json".into()]);
+        }
+        if !has("--verbose") {
+            argv.push("--verbose".into());
+        }
+        if !has("--permission-mode") && !has("--dangerously-skip-permissions") {
+            argv.extend([
+                "--permission-mode".into(),
+                self.permission_mode(level).into(),
+            ]);
+        }
+        argv
+    }
+
+    fn workspace_files(
+        &self,
+        clone: &Path,
+        level: SandboxLevel,
+    ) -> Result<Vec<(String, String)>, AgentError> {
+        // Inside docker/vm/kubernetes the gate is not reachable yet (`$CHANT_EXEC` is a stub
+        // there): a fail-closed hook would refuse every command.
+        if !runs_on_host(level) {
+            return Ok(Vec::new());
+        }
+        let mut committed = Vec::new();
+        for rel in [SETTINGS, LOCAL_SETTINGS] {
+            if let Some(text) = settings::read_committed(clone, rel)? {
+                committed.push((rel, text));
+            }
+        }
+        let mut ours = self.rules.clone();
+        ours["hooks"] = json!({
+            "PreToolUse": [{
+                "matcher": "Bash",
+                "hooks": [{"type": "command", "command": GATE_HOOK}]
+            }]
+        });
+        let merged = merge_settings(&ours, &committed)?;
+        let mut files = vec![(
+            SETTINGS.to_string(),
+            serde_json::to_string_pretty(&merged).unwrap_or_default() + "\n",
+        )];
+        if committed.iter().any(|(rel, _)| *rel == LOCAL_SETTINGS) {
+            files.push((LOCAL_SETTINGS.to_string(), "{}\n".to_string()));
+        }
+        Ok(files)
+    }
+
+    fn home_files(&self, workspace: &Path, level: SandboxLevel) -> Vec<(String, String)> {
+        if !runs_on_host(level) {
+            return Vec::new();
+        }
+        let state = json!({
+            "hasCompletedOnboarding": true,
+            "projects": {
+                workspace.to_string_lossy(): {"hasTrustDialogAccepted": true}
+            }
+        });
+        vec![(
+            ".claude.json".to_string(),
+            serde_json::to_string_pretty(&state).unwrap_or_default() + "\n",
+        )]
+    }
+
+    fn credential_names(&self) -> &'static [&'static str] {
+        CREDENTIALS
+    }
+
+    fn api_hosts(&self, secrets: &crate::secrets::Secrets) -> Vec<String> {
+        vec![api_host(secrets.get("ANTHROPIC_BASE_URL"))]
+    }
+
+    fn fixed_env(&self, level: SandboxLevel) -> Vec<(String, String)> {
+        let mut env = vec![
+            (
+                "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC".to_string(),
+                "1".to_string(),
+            ),
+            ("DISABLE_AUTOUPDATER".to_string(), "1".to_string()),
+        ];
+        if self.permission_mode(level) == "bypassPermissions" {
+            env.push(("IS_SANDBOX".to_string(), "1".to_string()));
+        }
+        env
+    }
+
+    fn commands_rule(&self, _level: SandboxLevel) -> &'static str {
+        "- Run shell commands with your Bash tool as usual: chant's command gate checks and records each one before it runs.\n"
+    }
+
+    fn observer(&self) -> Box<dyn Observer> {
+        Box::new(StreamJson::default())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn claude(yaml: &str) -> Claude {
+        let config =
+            Config::from_yaml("(test)", &serde_yaml_ng::from_str(yaml).expect("test yaml"))
+                .expect("valid config");
+        Claude::new(&config)
+    }
+
+    #[test]
+    fn the_argv_gets_stream_json_and_a_mode_per_level() {
+        let c = claude("agent: {}");
+        let t = vec!["claude".to_string(), "-p".into(), "{prompt}".into()];
+        assert_eq!(
+            c.command(&t, SandboxLevel::Permissions),
+            [
+                "claude",
+                "-p",
+                "{prompt}",
+                "--output-format",
+                "stream-json",
+                "--verbose",
+                "--permission-mode",
+                "acceptEdits"
+            ]
+        );
+        assert!(c
+            .command(&t, SandboxLevel::None)
+            .ends_with(&["--permission-mode".into(), "bypassPermissions".into()]));
+        let limited = claude("agent: {permissions: {allow_edit: [src/]}}");
+        assert!(limited
+            .command(&t, SandboxLevel::Permissions)
+            .ends_with(&["--permission-mode".into(), "default".into()]));
+    }
+
+    #[test]
+    fn flags_the_user_wrote_are_kept() {
+        let c = claude("agent: {}");
+        let t: Vec<String> = [
+            "claude",
+            "{prompt}",
+            "--output-format=json",
+            "--permission-mode",
+            "plan",
+        ]
+        .map(String::from)
+        .to_vec();
+        assert_eq!(
+            c.command(&t, SandboxLevel::Permissions),
+            [
+                "claude",
+                "-p",
+                "{prompt}",
+                "--output-format=json",
+                "--permission-mode",
+                "plan",
+                "--verbose"
+            ]
+        );
+    }
+
+    #[test]
+    fn the_api_host_comes_from_anthropic_base_url() {
+        assert_eq!(api_host(None), "api.anthropic.com");
+        assert_eq!(api_host(Some("http://127.0.0.1:8080/v1")), "127.0.0.1:8080");
+        assert_eq!(
+            api_host(Some("https://user:pw@gateway.example.com/anthropic")),
+            "gateway.example.com"
+        );
+    }
+
+    #[test]
+    fn the_private_home_trusts_the_clone() {
+        let files = claude("agent: {}").home_files(Path::new("/c/x"), SandboxLevel::Permissions);
+        let state: serde_json::Value = serde_json::from_str(&files[0].1).expect("json");
+        assert_eq!(files[0].0, ".claude.json");
+        assert_eq!(state["projects"]["/c/x"]["hasTrustDialogAccepted"], true);
+    }
+}

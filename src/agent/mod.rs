@@ -1,0 +1,145 @@
+//! Agent adapters: what makes a known agent CLI work natively under `git chant work`.
+//!
+//! An [`Agent`] answers, for one run at one sandbox level: the argv (non-interactive,
+//! machine-readable output, the permission mode right for the level), the files chant writes
+//! into the clone for the agent's own permission system (never landed), first-run and trust
+//! state in the run's private HOME, the user's variables it needs (credentials, endpoints,
+//! passed when set, masked, `agent.secrets.hide` still wins), what the prompt says about
+//! running commands, and an [`Observer`] that reads its output (session, turns, tokens, cost,
+//! refusals, errors) for the ledger.
+//!
+//! The adapter is `agent.kind`, or recognised from the program name of `agent.command`:
+//! `claude` → [`claude::Claude`]; anything else → [`custom::Custom`], which runs the argv as
+//! given (today's behaviour). Adding an agent touches its own file and [`for_config`].
+//!
+//! This module never runs a program, never prints and never records: `work` does, with what
+//! the adapter returns.
+
+pub mod claude;
+pub mod custom;
+
+use std::path::Path;
+
+use serde_json::{Map, Value};
+
+use crate::config::{AgentKind, Config, SandboxLevel};
+use crate::sandbox::Stream;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error("{}: {reason}; fix or remove it (chant merges it into the agent's settings for the run)", .path)]
+    ProjectSettings { path: String, reason: String },
+}
+
+impl AgentError {
+    pub fn exit_code(&self) -> u8 {
+        2
+    }
+}
+
+/// One agent CLI's adapter.
+pub trait Agent: Send + Sync {
+    fn kind(&self) -> AgentKind;
+
+    /// The argv template to run at `level` (placeholders not yet substituted).
+    fn command(&self, template: &[String], level: SandboxLevel) -> Vec<String>;
+
+    /// Files written into the clone before the run, as (path in the clone, text); `clone`
+    /// is read for a committed project config to merge. They are never landed.
+    fn workspace_files(
+        &self,
+        clone: &Path,
+        level: SandboxLevel,
+    ) -> Result<Vec<(String, String)>, AgentError>;
+
+    /// Files written into the run's private HOME, as (path in HOME, text); `workspace` is the
+    /// clone as the agent sees it.
+    fn home_files(&self, workspace: &Path, level: SandboxLevel) -> Vec<(String, String)>;
+
+    /// The user's variables the agent needs when they are set (credentials, endpoints).
+    fn credential_names(&self) -> &'static [&'static str];
+
+    /// The hosts (`host` or `host:port`) of the model API the agent talks to, given the
+    /// user's variables in `secrets`; empty for an agent chant knows nothing about.
+    fn api_hosts(&self, secrets: &crate::secrets::Secrets) -> Vec<String>;
+
+    /// Variables chant sets for the agent at `level`.
+    fn fixed_env(&self, level: SandboxLevel) -> Vec<(String, String)>;
+
+    /// The prompt's line about running shell commands at `level`.
+    fn commands_rule(&self, level: SandboxLevel) -> &'static str;
+
+    /// A fresh reader of one run's output.
+    fn observer(&self) -> Box<dyn Observer>;
+}
+
+/// Reads an agent's (already masked) output as it arrives.
+pub trait Observer: Send {
+    /// Sees `bytes`; returns what the terminal shows instead (None: the bytes themselves).
+    /// The run log always gets the bytes as they came.
+    fn observe(&mut self, stream: Stream, bytes: &[u8]) -> Option<Vec<u8>>;
+
+    /// What the output said, once the program has ended.
+    fn summary(&mut self) -> Summary;
+}
+
+/// What an agent's output said about its run.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Summary {
+    /// Keys for `spec_completed` / `spec_failed` details (session id, turns, tokens, cost,
+    /// refusals), integers and strings only.
+    pub details: Map<String, Value>,
+    /// The agent said its run failed: why, in one line.
+    pub error: Option<String>,
+    /// Tool calls the agent's permission system (or chant's gate) refused.
+    pub refusals: u64,
+}
+
+/// The adapter for `config` (see the module docs for how it is chosen).
+pub fn for_config(config: &Config) -> Box<dyn Agent> {
+    let kind = config
+        .agent
+        .kind
+        .unwrap_or_else(|| recognise(&config.agent_command()));
+    match kind {
+        AgentKind::Claude => Box::new(claude::Claude::new(config)),
+        AgentKind::Custom => Box::new(custom::Custom::new(config)),
+    }
+}
+
+/// The adapter a program name stands for.
+pub fn recognise(template: &[String]) -> AgentKind {
+    let program = template.first().map(String::as_str).unwrap_or_default();
+    match program.rsplit('/').next().unwrap_or(program) {
+        "claude" => AgentKind::Claude,
+        _ => AgentKind::Custom,
+    }
+}
+
+/// An observer that reads nothing (agents whose output chant does not parse).
+pub struct Silent;
+
+impl Observer for Silent {
+    fn observe(&mut self, _stream: Stream, _bytes: &[u8]) -> Option<Vec<u8>> {
+        None
+    }
+
+    fn summary(&mut self) -> Summary {
+        Summary::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn claude_is_recognised_by_its_program_name_only() {
+        let argv = |s: &str| vec![s.to_string(), "-p".to_string()];
+        assert_eq!(recognise(&argv("claude")), AgentKind::Claude);
+        assert_eq!(recognise(&argv("/usr/local/bin/claude")), AgentKind::Claude);
+        assert_eq!(recognise(&argv("claude-wrapper")), AgentKind::Custom);
+        assert_eq!(recognise(&argv("./agent.sh")), AgentKind::Custom);
+        assert_eq!(recognise(&[]), AgentKind::Custom);
+    }
+}

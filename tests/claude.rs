@@ -1,0 +1,523 @@
+//! The real Claude Code CLI against the scripted fake of its API, inside a network
+//! namespace holding only `lo` (tests/common/netns.rs, anthropic.rs, claude.rs).
+
+mod common;
+
+use common::anthropic::Turn;
+use common::claude::Live;
+
+#[test]
+fn the_namespace_holds_only_loopback() {
+    let Ok(ns) = common::netns::Netns::new() else {
+        if std::env::var_os("CHANT_REQUIRE_CLAUDE").is_some() {
+            panic!("no network namespace (CHANT_REQUIRE_CLAUDE is set)");
+        }
+        eprintln!("!!! SKIPPED: no network namespace here (run as root)");
+        return;
+    };
+    assert_eq!(ns.interfaces(), vec!["lo".to_string()]);
+}
+
+#[test]
+fn claude_p_in_the_namespace_writes_a_file_and_runs_a_command_from_the_fake_script() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let work = tmp.path().join("work");
+    let home = tmp.path().join("home");
+    std::fs::create_dir_all(&work).expect("work dir");
+    std::fs::create_dir_all(&home).expect("home");
+    let written = work.join("hello.txt");
+    let Some(live) = Live::start(
+        "claude_p_in_the_namespace_writes_a_file_and_runs_a_command_from_the_fake_script",
+        vec![
+            Turn::write(&written.to_string_lossy(), "Hello from Claude\n"),
+            Turn::bash("echo ran > ran.txt"),
+            Turn::Text("All done.".into()),
+        ],
+    ) else {
+        return;
+    };
+    let out = live
+        .netns
+        .command("claude")
+        .args([
+            "-p",
+            "Say hello",
+            "--output-format",
+            "stream-json",
+            "--verbose",
+        ])
+        .arg("--dangerously-skip-permissions")
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", &home)
+        .env("LANG", "C.UTF-8")
+        .env("IS_SANDBOX", "1")
+        .envs(live.env())
+        .current_dir(&work)
+        .output()
+        .expect("run claude");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "claude failed: {}\n{stdout}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        std::fs::read_to_string(&written).expect("the Write landed"),
+        "Hello from Claude\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(work.join("ran.txt")).expect("the Bash ran"),
+        "ran\n"
+    );
+    let results = live.api.tool_results();
+    assert_eq!(results.len(), 2, "{results:?}");
+    assert!(results.iter().all(|r| !r.is_error), "{results:?}");
+    let last = stdout.lines().last().unwrap_or_default();
+    let result: serde_json::Value = serde_json::from_str(last).expect("a result event");
+    assert_eq!(result["type"], "result");
+    assert_eq!(result["is_error"], false);
+    assert_eq!(result["num_turns"], 3);
+    assert!(live.api.unexpected.lock().expect("lock").is_empty());
+}
+
+// ---- `git chant work` with the real CLI ----
+
+use common::claude::{repo_with_claude, API_KEY};
+use common::TestRepo;
+
+/// Everything chant printed or wrote about the run: stdout, stderr, run logs, the ledger.
+fn everything_chant_said(repo: &TestRepo, run: &common::Run) -> String {
+    let mut all = run.stdout() + &run.stderr();
+    if let Ok(logs) = std::fs::read_dir(repo.path(".git/chant/logs")) {
+        for log in logs.filter_map(Result::ok) {
+            all.push_str(&std::fs::read_to_string(log.path()).unwrap_or_default());
+        }
+    }
+    all.push_str(&repo.git(&["log", "--format=%B", "refs/chant/audit"]));
+    all
+}
+
+fn command_runs(repo: &TestRepo, decision: &str) -> Vec<String> {
+    repo.events("command_run")
+        .iter()
+        .filter(|e| e["details"]["decision"] == decision)
+        .filter_map(|e| e["details"]["command"].as_str().map(str::to_string))
+        .collect()
+}
+
+#[test]
+fn claude_at_permissions_lands_an_allowed_edit_and_command_and_records_them() {
+    let (repo, id) = repo_with_claude("  sandbox: permissions\n");
+    let Some(live) = Live::start(
+        "claude_at_permissions_lands_an_allowed_edit_and_command_and_records_them",
+        vec![
+            Turn::write("{cwd}/hello.txt", "Hello from Claude\n"),
+            Turn::bash("echo ran > ran.txt; echo key=$ANTHROPIC_API_KEY"),
+            Turn::Text("Done.".into()),
+        ],
+    ) else {
+        return;
+    };
+    let run = live.chant(&repo, &["work", &id], &[]).assert_ok();
+    let branch = format!("chant/{id}");
+    assert_eq!(
+        repo.git(&["show", &format!("{branch}:hello.txt")]),
+        "Hello from Claude\n"
+    );
+    assert_eq!(repo.git(&["show", &format!("{branch}:ran.txt")]), "ran\n");
+    let landed = repo.git(&["ls-tree", "-r", "--name-only", &branch]);
+    assert!(
+        !landed.contains(".claude/"),
+        "settings never land: {landed}"
+    );
+    let results = live.api.tool_results();
+    assert_eq!(results.len(), 2, "{results:?}");
+    assert!(results.iter().all(|r| !r.is_error), "{results:?}");
+    // The key reached Claude (it echoed it to the model) but nothing chant says holds it.
+    assert!(results[1].content.contains(API_KEY), "{results:?}");
+    let said = everything_chant_said(&repo, &run);
+    assert!(!said.contains(API_KEY), "the API key leaked:\n{said}");
+    assert_eq!(
+        command_runs(&repo, "allowed"),
+        ["echo ran > ran.txt; echo key=$ANTHROPIC_API_KEY"]
+    );
+    let done = &repo.events("spec_completed")[0]["details"];
+    assert_eq!(done["agent_turns"], 3, "{done}");
+    assert_eq!(done["agent_refusals"], 0, "{done}");
+    assert_eq!(done["agent_is_error"], false, "{done}");
+    assert!(
+        done["agent_session_id"]
+            .as_str()
+            .is_some_and(|s| !s.is_empty()),
+        "{done}"
+    );
+    assert!(
+        done["agent_input_tokens"].as_u64().is_some_and(|n| n > 0),
+        "{done}"
+    );
+    assert!(
+        run.stdout().contains("claude: [turn 1] Write"),
+        "{}",
+        run.stdout()
+    );
+    assert!(live.api.unexpected.lock().expect("lock").is_empty());
+}
+
+#[test]
+fn claude_at_none_lands_an_edit_and_a_command() {
+    let (repo, id) = repo_with_claude("  sandbox: none\n");
+    let Some(live) = Live::start(
+        "claude_at_none_lands_an_edit_and_a_command",
+        vec![
+            Turn::write("{cwd}/hello.txt", "Hello at none\n"),
+            Turn::bash("echo ran > ran.txt"),
+        ],
+    ) else {
+        return;
+    };
+    live.chant(&repo, &["work", &id], &[]).assert_ok();
+    let branch = format!("chant/{id}");
+    assert_eq!(
+        repo.git(&["show", &format!("{branch}:hello.txt")]),
+        "Hello at none\n"
+    );
+    assert_eq!(repo.git(&["show", &format!("{branch}:ran.txt")]), "ran\n");
+    assert_eq!(command_runs(&repo, "allowed"), ["echo ran > ran.txt"]);
+}
+
+#[test]
+fn claude_at_permissions_refuses_a_denied_edit_and_a_denied_command_before_they_run() {
+    let probe_dir = tempfile::tempdir().expect("probe dir");
+    let probe = probe_dir.path().join("command-ran");
+    let (repo, id) = repo_with_claude(
+        "  sandbox: permissions\n  permissions:\n    deny_edit: [secret.txt]\n  commands:\n    denied: [\"touch *\"]\n",
+    );
+    let Some(live) = Live::start(
+        "claude_at_permissions_refuses_a_denied_edit_and_a_denied_command_before_they_run",
+        vec![
+            Turn::write("{cwd}/secret.txt", "must never be written\n"),
+            Turn::bash(&format!("touch {}", probe.display())),
+            Turn::write("{cwd}/hello.txt", "allowed\n"),
+        ],
+    ) else {
+        return;
+    };
+    let run = live.chant(&repo, &["work", &id, "--keep"], &[]).assert_ok();
+    let results = live.api.tool_results();
+    assert_eq!(results.len(), 3, "{results:?}");
+    assert!(results[0].is_error, "the edit was refused: {results:?}");
+    assert!(results[1].is_error, "the command was refused: {results:?}");
+    assert!(!results[2].is_error, "{results:?}");
+    assert!(!probe.exists(), "the refused command never ran");
+    let done = repo.events("spec_completed")[0]["details"].clone();
+    let kept: Vec<_> = std::fs::read_dir(repo.clones_dir())
+        .expect("the kept clone")
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .collect();
+    assert_eq!(kept.len(), 1, "{kept:?} ({})", run.stderr());
+    assert!(kept[0].join("hello.txt").exists());
+    assert!(
+        !kept[0].join("secret.txt").exists(),
+        "the refused edit never happened"
+    );
+    let branch = format!("chant/{id}");
+    assert_eq!(
+        repo.git(&["show", &format!("{branch}:hello.txt")]),
+        "allowed\n"
+    );
+    let landed = repo.git(&["ls-tree", "-r", "--name-only", &branch]);
+    assert!(!landed.contains("secret.txt"), "{landed}");
+    assert_eq!(
+        command_runs(&repo, "refused"),
+        [format!("touch {}", probe.display())]
+    );
+    assert_eq!(done["agent_refusals"], 2, "{done}");
+}
+
+#[test]
+fn a_claude_run_whose_every_step_is_refused_fails_and_stays_rerunnable() {
+    let (repo, id) = repo_with_claude(
+        "  sandbox: permissions\n  permissions:\n    deny_edit: [hello.txt]\n  commands:\n    denied: [\"echo *\"]\n",
+    );
+    let Some(live) = Live::start(
+        "a_claude_run_whose_every_step_is_refused_fails_and_stays_rerunnable",
+        vec![
+            Turn::write("{cwd}/hello.txt", "no\n"),
+            Turn::bash("echo no > hello.txt"),
+        ],
+    ) else {
+        return;
+    };
+    let run = live.chant(&repo, &["work", &id], &[]).assert_code(1);
+    assert!(
+        run.stderr()
+            .contains("refused 2 time(s) and changed nothing"),
+        "{}",
+        run.stderr()
+    );
+    assert_eq!(repo.rev(&format!("chant/{id}")), repo.rev("main"));
+    let failed = &repo.events("spec_failed")[0]["details"];
+    assert_eq!(failed["agent_refusals"], 2, "{failed}");
+    // Failed, not completed: it can be worked again.
+    live.chant(&repo, &["work", &id], &[]).assert_code(1);
+    assert_eq!(repo.events("spec_started").len(), 2);
+}
+
+#[test]
+fn claude_without_credentials_fails_naming_what_to_set() {
+    let (repo, id) =
+        repo_with_claude("  sandbox: permissions\n  secrets:\n    hide: [ANTHROPIC_API_KEY]\n");
+    let Some(live) = Live::start(
+        "claude_without_credentials_fails_naming_what_to_set",
+        vec![Turn::write("{cwd}/hello.txt", "x\n")],
+    ) else {
+        return;
+    };
+    let run = live.chant(&repo, &["work", &id], &[]).assert_code(1);
+    assert!(
+        run.stderr().contains("not logged in") && run.stderr().contains("ANTHROPIC_API_KEY"),
+        "{}",
+        run.stderr()
+    );
+    assert!(
+        live.api.message_requests().is_empty(),
+        "no request without a key"
+    );
+}
+
+#[test]
+fn the_gate_hook_fails_closed_when_the_gate_cannot_run() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let work = tmp.path().join("work");
+    let home = tmp.path().join("home");
+    std::fs::create_dir_all(work.join(".claude")).expect("work dir");
+    std::fs::create_dir_all(&home).expect("home");
+    let probe = tmp.path().join("command-ran");
+    let Some(live) = Live::start(
+        "the_gate_hook_fails_closed_when_the_gate_cannot_run",
+        vec![Turn::bash(&format!("touch {}", probe.display()))],
+    ) else {
+        return;
+    };
+    // The hook chant writes, with a gate that cannot start (and so exits 127, not 2).
+    let settings = serde_json::json!({"hooks": {"PreToolUse": [{"matcher": "Bash",
+        "hooks": [{"type": "command", "command": git_chant::agent::claude::GATE_HOOK}]}]}});
+    std::fs::write(work.join(".claude/settings.json"), settings.to_string()).expect("settings");
+    let trust =
+        serde_json::json!({"projects": {work.to_string_lossy(): {"hasTrustDialogAccepted": true}}});
+    std::fs::write(home.join(".claude.json"), trust.to_string()).expect("trust");
+    let out = live
+        .netns
+        .command("claude")
+        .args(["-p", "Go", "--output-format", "stream-json", "--verbose"])
+        .args(["--permission-mode", "acceptEdits", "--allowedTools", "Bash"])
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", &home)
+        .env("CHANT_EXEC", tmp.path().join("no-such-gate"))
+        .envs(live.env())
+        .current_dir(&work)
+        .output()
+        .expect("run claude");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let results = live.api.tool_results();
+    assert_eq!(results.len(), 1, "{results:?}");
+    assert!(results[0].is_error, "refused: {results:?}");
+    assert!(!probe.exists(), "the command never ran");
+}
+
+#[test]
+fn a_committed_claude_settings_file_is_merged_and_chants_denies_and_gate_win() {
+    let probe_dir = tempfile::tempdir().expect("probe dir");
+    let probe = probe_dir.path().join("command-ran");
+    let hook_ran = probe_dir.path().join("committed-hook-ran");
+    let (repo, id) =
+        repo_with_claude("  sandbox: permissions\n  commands:\n    denied: [\"touch *\"]\n");
+    let committed = serde_json::json!({
+        "permissions": {"allow": ["Bash(touch:*)"], "defaultMode": "bypassPermissions"},
+        "hooks": {"PreToolUse": [{"matcher": "Bash", "hooks": [{"type": "command",
+            "command": format!("touch {}", hook_ran.display())}]}]},
+        "disableAllHooks": true
+    })
+    .to_string();
+    repo.write(".claude/settings.json", &committed);
+    repo.git(&["add", "-A"]);
+    repo.git(&["commit", "--quiet", "-m", "project settings"]);
+    let Some(live) = Live::start(
+        "a_committed_claude_settings_file_is_merged_and_chants_denies_and_gate_win",
+        vec![
+            Turn::bash(&format!("touch {}", probe.display())),
+            Turn::write("{cwd}/hello.txt", "merged\n"),
+        ],
+    ) else {
+        return;
+    };
+    let run = live.chant(&repo, &["work", &id], &[]).assert_ok();
+    assert!(
+        run.stderr()
+            .contains(".claude/settings.json: the committed file is merged"),
+        "{}",
+        run.stderr()
+    );
+    let results = live.api.tool_results();
+    assert!(results[0].is_error, "the gate refused it: {results:?}");
+    assert!(!probe.exists(), "the refused command never ran");
+    assert!(!hook_ran.exists(), "the committed hook was not run");
+    let branch = format!("chant/{id}");
+    assert_eq!(
+        repo.git(&["show", &format!("{branch}:hello.txt")]),
+        "merged\n"
+    );
+    assert_eq!(
+        repo.git(&["show", &format!("{branch}:.claude/settings.json")]),
+        committed,
+        "the committed file is unchanged on the branch"
+    );
+}
+
+/// Processes whose command line holds `token`.
+fn processes_with(token: &str) -> Vec<String> {
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .filter_map(Result::ok)
+        .filter_map(|e| {
+            let cmdline = std::fs::read(e.path().join("cmdline")).ok()?;
+            let text = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            text.contains(token)
+                .then(|| format!("{}: {text}", e.file_name().to_string_lossy()))
+        })
+        .collect()
+}
+
+#[test]
+fn a_live_claude_past_agent_timeout_is_killed_with_its_commands_and_the_spec_fails() {
+    // Long enough for Claude to start and the gate to allow the command on a loaded machine.
+    let (repo, id) = repo_with_claude("  sandbox: permissions\n  timeout: 12s\n");
+    let token = "3171";
+    let probe_dir = tempfile::tempdir().expect("probe dir");
+    let started_probe = probe_dir.path().join("command-started");
+    let Some(live) = Live::start(
+        "a_live_claude_past_agent_timeout_is_killed_with_its_commands_and_the_spec_fails",
+        vec![Turn::bash(&format!(
+            "touch {} && sleep {token}",
+            started_probe.display()
+        ))],
+    ) else {
+        return;
+    };
+    let started = std::time::Instant::now();
+    let run = live.chant(&repo, &["work", &id], &[]).assert_code(1);
+    assert!(run.stderr().contains("agent.timeout"), "{}", run.stderr());
+    assert!(started.elapsed() < std::time::Duration::from_secs(60));
+    assert!(
+        started_probe.exists(),
+        "the command was running when time ran out"
+    );
+    common::wait_for("the agent's command to be gone", || {
+        processes_with(&format!("sleep {token}")).is_empty()
+    });
+    assert_eq!(repo.events("spec_failed").len(), 1);
+    assert_eq!(repo.rev(&format!("chant/{id}")), repo.rev("main"));
+}
+
+#[test]
+fn ctrl_c_stops_a_live_claude_and_its_commands_and_the_run_is_recorded_as_failed() {
+    let (repo, id) = repo_with_claude("  sandbox: permissions\n");
+    let token = "3172";
+    let probe_dir = tempfile::tempdir().expect("probe dir");
+    let started_probe = probe_dir.path().join("command-started");
+    let Some(live) = Live::start(
+        "ctrl_c_stops_a_live_claude_and_its_commands_and_the_run_is_recorded_as_failed",
+        vec![Turn::bash(&format!(
+            "touch {} && sleep {token}",
+            started_probe.display()
+        ))],
+    ) else {
+        return;
+    };
+    let child = live
+        .chant_cmd(&repo, &["work", &id], &[])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    common::wait_for("the command to start", || started_probe.exists());
+    let run = common::ctrl_c(child);
+    assert_eq!(run.code(), 1, "{}", run.stderr());
+    common::wait_for("the agent's command to be gone", || {
+        processes_with(&format!("sleep {token}")).is_empty()
+    });
+    assert_eq!(repo.events("spec_failed").len(), 1);
+    assert_eq!(repo.events("lock_released").len(), 1);
+    assert!(!repo.exists(&format!(".chant/.locks/{id}.lock")));
+}
+
+#[test]
+fn claude_at_none_still_gets_chants_deny_rules_and_gate() {
+    let probe_dir = tempfile::tempdir().expect("probe dir");
+    let probe = probe_dir.path().join("command-ran");
+    let (repo, id) = repo_with_claude(
+        "  sandbox: none\n  permissions:\n    deny_edit: [secret.txt]\n  commands:\n    denied: [\"touch *\"]\n",
+    );
+    let Some(live) = Live::start(
+        "claude_at_none_still_gets_chants_deny_rules_and_gate",
+        vec![
+            Turn::write("{cwd}/secret.txt", "must never be written\n"),
+            Turn::bash(&format!("touch {}", probe.display())),
+            Turn::write("{cwd}/hello.txt", "allowed\n"),
+        ],
+    ) else {
+        return;
+    };
+    live.chant(&repo, &["work", &id], &[]).assert_ok();
+    let results = live.api.tool_results();
+    assert_eq!(results.len(), 3, "{results:?}");
+    assert!(
+        results[0].is_error,
+        "bypass mode still honours deny rules: {results:?}"
+    );
+    assert!(
+        results[1].is_error,
+        "the gate refused the command: {results:?}"
+    );
+    assert!(!probe.exists(), "the refused command never ran");
+    let landed = repo.git(&["ls-tree", "-r", "--name-only", &format!("chant/{id}")]);
+    assert!(
+        !landed.contains("secret.txt") && landed.contains("hello.txt"),
+        "{landed}"
+    );
+}
+
+#[test]
+fn claude_at_a_level_without_network_is_refused_before_anything_is_created() {
+    for level in ["docker", "vm"] {
+        let (repo, id) = repo_with_claude(&format!("  sandbox: {level}\n"));
+        let ledger_before = repo.ledger().len();
+        let run = repo
+            .chant_cmd(&["work", &id])
+            .env("ANTHROPIC_BASE_URL", "http://gateway.internal:8080/v1")
+            .output()
+            .expect("run");
+        let run = common::Run(run).assert_code(2);
+        for needle in ["agent.network.enabled", "gateway.internal:8080", level] {
+            assert!(
+                run.stderr().contains(needle),
+                "{level}: {needle}: {}",
+                run.stderr()
+            );
+        }
+        assert_eq!(repo.rev(&format!("chant/{id}")), None, "{level}: no branch");
+        assert_eq!(
+            repo.ledger().len(),
+            ledger_before,
+            "{level}: nothing recorded"
+        );
+    }
+}
