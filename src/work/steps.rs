@@ -260,7 +260,11 @@ impl Run<'_> {
             return Ok(report);
         }
 
-        // 9. Land.
+        // 9. Land — unless Ctrl-C, SIGTERM or `git chant cancel` came while the result was
+        // being checked: a stopped run never lands.
+        if self.stop.load(std::sync::atomic::Ordering::SeqCst) {
+            return self.fail("interrupted".into(), &clone.path, recorder, agent_ms);
+        }
         let files: Vec<String> = collected.changes.iter().map(|c| c.path.clone()).collect();
         if repo.refname_to_id(&branch_ref)? != start {
             let reason = format!("branch {branch} moved while the agent worked; nothing landed");
