@@ -206,7 +206,7 @@ fn run_record(
         let store = SpecStore::new(project.specs_dir());
         entry.spec_id = Some(store.resolve(&input)?.as_str().to_string());
     }
-    let identity = Identity::resolve(Some(&project.repo));
+    let identity = Identity::resolve(Some(&project.repo))?;
     let appended = audit::append(&project, &config, &identity, vec![entry])?;
     for w in &appended.warnings {
         eprintln!("warning: {w}");

@@ -55,6 +55,7 @@ pub fn run(args: Args) -> Result<u8> {
         }
         Action::Set { key, value } => {
             project.require_initialised()?;
+            let identity = Identity::resolve(Some(&project.repo))?;
             let path = project.root().join(CONFIG_PATH);
             let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
             let before = project.config()?;
@@ -72,7 +73,6 @@ pub fn run(args: Args) -> Result<u8> {
                 .detail("key", key.as_str())
                 .detail("old", old.clone().unwrap_or(serde_json::Value::Null))
                 .detail("new", new.clone());
-            let identity = Identity::resolve(Some(&project.repo));
             let appended = audit::append(&project, &after, &identity, vec![entry])?;
             for w in &appended.warnings {
                 eprintln!("warning: {w}");

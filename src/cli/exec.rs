@@ -44,7 +44,7 @@ pub fn run(args: Args) -> Result<u8> {
         None => Project::discover()?,
     };
     let config = project.config()?;
-    let identity = Identity::resolve(Some(&project.repo));
+    let identity = Identity::resolve(Some(&project.repo))?;
     let mut denied = config.agent.commands.denied.clone();
     denied.extend(config.agent.permissions.deny_bash.iter().cloned());
     let policy = CommandPolicy::from_patterns(&config.agent.commands.allowed, &denied);

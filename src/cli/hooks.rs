@@ -146,7 +146,7 @@ pub fn hook(args: HookArgs) -> Result<u8> {
                 Some(root) => crate::config::load(root).map(|l| l.config)?,
                 None => protection::config_at(&repo, tip).map_err(Error::Refused)?,
             };
-            let identity = Identity::resolve(Some(&repo));
+            let identity = Identity::resolve(Some(&repo))?;
             let verdict = if args.name == "pre-commit" {
                 client::pre_commit(&repo, &config, &identity.actor)?
             } else {
@@ -172,7 +172,7 @@ pub fn hook(args: HookArgs) -> Result<u8> {
             let repo = git2::Repository::open_from_env()
                 .map_err(|e| Error::Usage(format!("not in a repository: {e}")))?;
             let config = server::server_config(&repo).map_err(Error::Refused)?;
-            let pusher = server::pusher();
+            let pusher = crate::identity::pusher()?;
             let updates = server::parse_input(&input);
             let refusals = server::check(&repo, &config, &pusher, &updates);
             if refusals.is_empty() {
@@ -184,10 +184,10 @@ pub fn hook(args: HookArgs) -> Result<u8> {
             // Record the rejection in the server's own ledger, through a handle that writes
             // to the real object store (the quarantine is discarded on rejection).
             let real = git2::Repository::open(repo.path())?;
-            let mut identity = Identity::resolve(Some(&real));
+            let mut identity = Identity::resolve(Some(&real))?;
             identity.actor = pusher.clone();
             let entry = NewEntry::new(Event::PushRejected)
-                .detail("pusher", pusher)
+                .detail("pusher", pusher.as_str())
                 .detail("reasons", refusals.clone())
                 .detail(
                     "refs",

@@ -69,7 +69,7 @@ pub fn run(args: Args) -> Result<u8> {
     let project = Project::discover()?;
     project.require_initialised()?;
     let config = project.config()?;
-    let identity = Identity::resolve(Some(&project.repo));
+    let identity = Identity::resolve(Some(&project.repo))?;
     let stop = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(signal, Arc::clone(&stop))
