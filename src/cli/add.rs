@@ -62,8 +62,8 @@ pub fn run(args: Args) -> Result<u8> {
         .detail("path", format!(".chant/specs/{}.md", spec.id));
     let appended = audit::append(&project, &project.config()?, &identity, vec![entry])?;
     for w in &appended.warnings {
-        eprintln!("warning: {w}");
+        errln!("warning: {w}");
     }
-    println!("{}", spec.id);
+    outln!("{}", spec.id);
     Ok(0)
 }

@@ -55,7 +55,7 @@ pub fn run(args: Args) -> Result<u8> {
         entry = entry.detail("comment", c.clone());
     }
     crate::audit::record(&project, &config, &identity, entry)?;
-    println!(
+    outln!(
         "Approved {branch} at {} as {}",
         protection::short(head),
         identity.actor

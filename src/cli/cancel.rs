@@ -65,7 +65,7 @@ pub fn run(args: Args) -> Result<u8> {
                     holder.pid
                 )));
             }
-            println!("Cancelled spec {id} (stopped pid {}).", holder.pid);
+            outln!("Cancelled spec {id} (stopped pid {}).", holder.pid);
         }
         _ => {
             crate::audit::record(
@@ -77,7 +77,7 @@ pub fn run(args: Args) -> Result<u8> {
                     .detail("reason", args.reason.clone())
                     .detail("cancelled_by", identity.actor.to_string()),
             )?;
-            println!("Spec {id} was not running; recorded as cancelled.");
+            outln!("Spec {id} was not running; recorded as cancelled.");
         }
     }
     Ok(0)

@@ -94,7 +94,7 @@ pub fn run(args: Args) -> Result<u8> {
                 .detail("command", shown.clone())
                 .detail("segment", segment.clone()),
         )?;
-        eprintln!("chant: command refused: '{segment}' ({rule})");
+        errln!("chant: command refused: '{segment}' ({rule})");
         return Ok(if args.claude_hook { 2 } else { 1 });
     }
     let Some(argv) = argv else {
@@ -126,7 +126,7 @@ pub fn run(args: Args) -> Result<u8> {
             .detail("duration_ms", duration_ms),
     )?;
     if let Err(e) = status {
-        eprintln!("chant: cannot run '{}': {e}", argv[0]);
+        errln!("chant: cannot run '{}': {e}", argv[0]);
     }
     Ok(u8::try_from(code.clamp(0, 255)).unwrap_or(1))
 }

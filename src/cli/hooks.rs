@@ -81,7 +81,7 @@ pub fn run(args: Args) -> Result<u8> {
                         "installed; your existing hook was saved as .chant-backup"
                     }
                 };
-                println!("{}: {note}", target.join(&name).display());
+                outln!("{}: {note}", target.join(&name).display());
             }
             Ok(0)
         }
@@ -109,7 +109,7 @@ pub fn run(args: Args) -> Result<u8> {
                         if chained { ", chains to .local" } else { "" }
                     ),
                 };
-                println!("{name:<12} {text}");
+                outln!("{name:<12} {text}");
             }
             Ok(0)
         }
@@ -160,10 +160,10 @@ pub fn hook(args: HookArgs) -> Result<u8> {
                 )?
             };
             for w in &verdict.warnings {
-                eprintln!("chant: {w}");
+                errln!("chant: {w}");
             }
             for r in &verdict.refusals {
-                eprintln!("chant: {r}");
+                errln!("chant: {r}");
             }
             Ok(u8::from(!verdict.refusals.is_empty()))
         }
@@ -179,7 +179,7 @@ pub fn hook(args: HookArgs) -> Result<u8> {
                 return Ok(0);
             }
             for r in &refusals {
-                eprintln!("chant: {r}");
+                errln!("chant: {r}");
             }
             // Record the rejection in the server's own ledger, through a handle that writes
             // to the real object store (the quarantine is discarded on rejection).
@@ -199,7 +199,7 @@ pub fn hook(args: HookArgs) -> Result<u8> {
             if let Err(e) =
                 crate::audit::append_to_repo(&real, config.audit.sign, &identity, vec![entry])
             {
-                eprintln!("chant: could not record the rejection in the ledger: {e}");
+                errln!("chant: could not record the rejection in the ledger: {e}");
             }
             Ok(1)
         }

@@ -32,15 +32,15 @@ pub fn run(args: Args) -> Result<u8> {
     let project = Project::discover()?;
     let changes = init_project(&project, args.tier)?;
     if changes.is_empty() {
-        println!(
+        outln!(
             "git chant is already initialised in {}; nothing changed.",
             project.root().display()
         );
     } else {
         for change in &changes {
-            println!("  {change}");
+            outln!("  {change}");
         }
-        println!(
+        outln!(
             "Initialised git chant ({} tier). Next: git chant add \"<what to do>\"",
             args.tier
         );

@@ -58,14 +58,14 @@ pub fn run(args: Args) -> Result<u8> {
                     })
                 })
                 .collect();
-            println!(
+            outln!(
                 "{}",
                 serde_json::to_string_pretty(&items).unwrap_or_else(|_| "[]".into())
             );
         }
         Format::Text => {
             if specs.is_empty() {
-                eprintln!(
+                errln!(
                     "No specs{}. Create one with: git chant add \"<title>\"",
                     match &args.status {
                         Some(s) => format!(" with status {s}"),
@@ -73,9 +73,9 @@ pub fn run(args: Args) -> Result<u8> {
                     }
                 );
             } else {
-                println!("{:<22} {:<12} TITLE", "ID", "STATUS");
+                outln!("{:<22} {:<12} TITLE", "ID", "STATUS");
                 for s in &specs {
-                    println!(
+                    outln!(
                         "{:<22} {:<12} {}",
                         s.id.as_str(),
                         status::effective(s, &ledger),

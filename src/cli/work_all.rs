@@ -28,11 +28,11 @@ pub fn run(
         .map(|s| s.id.to_string())
         .collect();
     if ready.is_empty() {
-        eprintln!("chant: no spec is ready (pending, with every depends_on completed)");
+        errln!("chant: no spec is ready (pending, with every depends_on completed)");
         return Ok(0);
     }
     let parallel = parallel.max(1);
-    eprintln!(
+    errln!(
         "chant: {} ready spec(s), at most {parallel} at once: {}",
         ready.len(),
         ready.join(", ")
@@ -101,11 +101,11 @@ pub fn run(
             2 => "refused (input error)",
             _ => "failed or cancelled",
         };
-        eprintln!("chant: {id}: {what} (exit {code})");
+        errln!("chant: {id}: {what} (exit {code})");
     }
     let skipped = queue.count();
     if skipped > 0 {
-        eprintln!("chant: {skipped} spec(s) not started (interrupted)");
+        errln!("chant: {skipped} spec(s) not started (interrupted)");
     }
     Ok(results
         .iter()
