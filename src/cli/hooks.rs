@@ -48,8 +48,7 @@ enum Action {
 
 fn open(dir: Option<PathBuf>) -> Result<git2::Repository> {
     let dir = dir.unwrap_or_else(|| PathBuf::from("."));
-    git2::Repository::discover(&dir)
-        .map_err(|_| Error::Usage(format!("{} is not inside a git repository", dir.display())))
+    Ok(crate::project::open_repository(&dir)?)
 }
 
 pub fn run(args: Args) -> Result<u8> {
