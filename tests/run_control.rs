@@ -242,3 +242,49 @@ fn the_permissions_level_kills_escaped_processes_too() {
     all_gone(&probe);
     never_landed(&repo, &id);
 }
+
+#[test]
+fn a_validation_command_that_escapes_its_group_is_stopped_and_nothing_lands() {
+    // greet.sh succeeds; the validation command then hangs with a setsid child on its pipes.
+    let validate = |probe: &Path| {
+        format!(
+            "work:\n  validate: [\"echo $$ >> {p}; setsid sh -c 'echo $$ >> {p}; exec sleep 300' & exec sleep 300\"]\n",
+            p = probe.display()
+        )
+    };
+    // At the timeout.
+    let repo = TestRepo::initialised();
+    let probe = repo.tmp.path().join("validate.pids");
+    repo.use_agent(
+        "greet.sh",
+        "  sandbox: none\n  timeout: 1s\n",
+        &validate(&probe),
+    );
+    let id = repo.add_spec("Greet the user", &["hello.txt"]);
+    repo.git(&["add", "-A"]);
+    repo.git(&["commit", "--quiet", "-m", "spec"]);
+    let (run, took) = finish(start(&repo, &id));
+    run.assert_code(1).stderr_has("ran past agent.timeout");
+    assert!(took < Duration::from_secs(20), "took {took:?}");
+    all_gone(&probe);
+    never_landed(&repo, &id);
+
+    // On Ctrl-C.
+    let repo = TestRepo::initialised();
+    let probe = repo.tmp.path().join("validate.pids");
+    repo.use_agent("greet.sh", "  sandbox: none\n", &validate(&probe));
+    let id = repo.add_spec("Greet the user", &["hello.txt"]);
+    repo.git(&["add", "-A"]);
+    repo.git(&["commit", "--quiet", "-m", "spec"]);
+    let child = start(&repo, &id);
+    ctrl_c_when_started(&repo, &child, &probe);
+    let (run, took) = finish(child);
+    run.assert_code(1);
+    assert!(took < Duration::from_secs(20), "took {took:?}");
+    all_gone(&probe);
+    never_landed(&repo, &id);
+    assert_eq!(
+        repo.events("spec_failed")[0]["details"]["reason"],
+        "interrupted"
+    );
+}

@@ -200,8 +200,8 @@ impl Run<'_> {
             let started = Instant::now();
             let outcome = self.run_job(&job, reporter, &redactor)?;
             self.record_refusals(proxy.as_mut(), reporter, recorder)?;
-            let code = match outcome {
-                Outcome::Exited(c) => c,
+            let code = match &outcome {
+                Outcome::Exited(c) => *c,
                 Outcome::TimedOut | Outcome::Interrupted => -1,
             };
             recorder
@@ -213,7 +213,14 @@ impl Run<'_> {
                     .detail("phase", "validate")])
                 .map_err(WorkError::Ledger)?;
             if code != 0 {
-                let reason = format!("validation `{command}` failed (exit {code})");
+                let reason = match outcome {
+                    Outcome::Interrupted => "interrupted".to_string(),
+                    Outcome::TimedOut => format!(
+                        "validation `{command}` ran past agent.timeout ({})",
+                        self.config.agent.timeout
+                    ),
+                    Outcome::Exited(_) => format!("validation `{command}` failed (exit {code})"),
+                };
                 return self.fail(reason, &clone.path, recorder, agent_ms);
             }
         }
