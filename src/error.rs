@@ -29,6 +29,12 @@ pub enum Error {
     Work(#[from] crate::work::WorkError),
     #[error(transparent)]
     Ship(#[from] crate::audit::ship::ShipError),
+    #[error(transparent)]
+    Identity(#[from] crate::identity::IdentityError),
+    /// stdout was closed by its reader (`git chant audit | head`): the command stops
+    /// quietly with exit 0, as git and ripgrep do.
+    #[error("stdout was closed")]
+    ClosedPipe,
     /// Bad input that no module owns (a flag combination, a malformed argument).
     #[error("{0}")]
     Usage(String),
@@ -55,6 +61,8 @@ impl Error {
             Error::Project(e) => e.exit_code(),
             Error::Work(e) => e.exit_code(),
             Error::Ship(e) => e.exit_code(),
+            Error::Identity(e) => e.exit_code(),
+            Error::ClosedPipe => 0,
             Error::Refused(_) | Error::Io { .. } | Error::Git(_) => 1,
         }
     }

@@ -89,7 +89,8 @@ const STALE_LOCK: Duration = Duration::from_secs(2);
 /// that lock for the instant of the swap; a writer killed in that instant leaves it, and
 /// every later update would fail. The ref itself still holds the old, complete value.
 fn clear_stale_lock(repo: &Repository, name: &str) {
-    let lock = repo.path().join(format!("{name}.lock"));
+    // Shared refs (all chant writes) live in the common dir, also from a linked worktree.
+    let lock = repo.commondir().join(format!("{name}.lock"));
     let stale = std::fs::metadata(&lock)
         .and_then(|m| m.modified())
         .ok()
@@ -120,7 +121,7 @@ fn backoff(attempt: u32) -> Duration {
 /// `core.logAllRefUpdates=always`), and refs outside `refs/heads` get none by default.
 /// Best effort: a missing reflog loses only the local forensic trail, never an entry.
 pub fn ensure_reflog(repo: &Repository, name: &str) {
-    let path: PathBuf = repo.path().join("logs").join(name);
+    let path: PathBuf = repo.commondir().join("logs").join(name);
     if path.exists() {
         return;
     }

@@ -3,6 +3,9 @@
 //! The library holds every behaviour; the `git-chant` binary only parses the command line
 //! (see [`cli`]) and maps errors to exit codes (see [`error`]).
 
+// Only the CLI edge prints, through `cli::output`, which never panics on a closed pipe.
+#![deny(clippy::print_stdout, clippy::print_stderr)]
+
 pub mod agent;
 pub mod atomic;
 pub mod audit;

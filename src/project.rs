@@ -43,14 +43,14 @@ impl Project {
         Project::discover_from(&cwd)
     }
 
-    /// Finds the repository containing `dir`.
+    /// Finds the repository containing `dir`, and its work tree, as git itself does.
+    ///
+    /// git decides: `git rev-parse` in `dir` honours `GIT_DIR`/`GIT_WORK_TREE`,
+    /// `core.worktree`, `.git` files (`--separate-git-dir`, submodules) and linked worktrees
+    /// (`git worktree add`), where libgit2's discovery alone misplaces the work tree. Without
+    /// a usable `git` on PATH, libgit2's discovery is the fallback.
     pub fn discover_from(dir: &Path) -> Result<Project, ProjectError> {
-        let repo = Repository::discover(dir).map_err(|e| match e.code() {
-            git2::ErrorCode::NotFound => ProjectError::NotARepository {
-                cwd: dir.to_path_buf(),
-            },
-            _ => ProjectError::Open(e),
-        })?;
+        let repo = open_repository(dir)?;
         let Some(root) = repo.workdir().map(Path::to_path_buf) else {
             return Err(ProjectError::Bare {
                 git_dir: repo.path().to_path_buf(),
@@ -136,6 +136,80 @@ impl Project {
     pub fn config(&self) -> Result<Config, config::ConfigError> {
         config::load(&self.root).map(|l| l.config)
     }
+}
+
+/// Opens the repository containing `dir` (bare or not) with the work tree git uses there:
+/// see [`Project::discover_from`].
+pub fn open_repository(dir: &Path) -> Result<Repository, ProjectError> {
+    let (git_dir, work_tree) = match locate(dir) {
+        Some(Located::Repository { git_dir, work_tree }) => (git_dir, work_tree),
+        Some(Located::NotARepository) => {
+            return Err(ProjectError::NotARepository {
+                cwd: dir.to_path_buf(),
+            })
+        }
+        None => {
+            return Repository::discover(dir).map_err(|e| match e.code() {
+                git2::ErrorCode::NotFound => ProjectError::NotARepository {
+                    cwd: dir.to_path_buf(),
+                },
+                _ => ProjectError::Open(e),
+            })
+        }
+    };
+    let repo = Repository::open(&git_dir).map_err(ProjectError::Open)?;
+    // libgit2 keeps its own idea of the work tree; git's is the one that counts.
+    if let Some(root) = work_tree {
+        if repo.workdir() != Some(root.as_path()) {
+            repo.set_workdir(&root, false).map_err(ProjectError::Open)?;
+        }
+    }
+    Ok(repo)
+}
+
+/// Where git says the repository of a directory is.
+enum Located {
+    Repository {
+        git_dir: PathBuf,
+        /// None: a bare repository (or a directory inside a git dir).
+        work_tree: Option<PathBuf>,
+    },
+    NotARepository,
+}
+
+/// Asks `git rev-parse` in `dir`; None when git cannot be run (then libgit2 decides).
+fn locate(dir: &Path) -> Option<Located> {
+    let rev_parse = |args: &[&str]| {
+        std::process::Command::new("git")
+            .arg("rev-parse")
+            .args(args)
+            .current_dir(dir)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .ok()
+    };
+    let out = rev_parse(&["--absolute-git-dir", "--show-toplevel"])?;
+    if out.status.success() {
+        let text = String::from_utf8(out.stdout).ok()?;
+        let mut lines = text.lines();
+        let git_dir = PathBuf::from(lines.next()?);
+        let work_tree = lines.next().filter(|l| !l.is_empty()).map(PathBuf::from);
+        return Some(Located::Repository { git_dir, work_tree });
+    }
+    // No work tree (bare, or inside the git dir), or no repository at all.
+    let out = rev_parse(&["--absolute-git-dir"])?;
+    if out.status.success() {
+        let text = String::from_utf8(out.stdout).ok()?;
+        let git_dir = PathBuf::from(text.lines().next()?);
+        return Some(Located::Repository {
+            git_dir,
+            work_tree: None,
+        });
+    }
+    if String::from_utf8_lossy(&out.stderr).contains("not a git repository") {
+        return Some(Located::NotARepository);
+    }
+    None
 }
 
 /// The user's cache directory: `$XDG_CACHE_HOME` when absolute, else `$HOME/.cache`; it

@@ -179,11 +179,12 @@ fn a_bare_repository_can_be_queried_verified_and_appended_to() {
     a.chant(&["audit", "record", "spec_approved"]).assert_ok();
     a.chant(&["audit", "sync"]).assert_ok();
     let git = git2::Repository::open_bare(&bare).expect("bare");
+    use git_chant::identity::{Actor, Email, Host, Session};
     let identity = git_chant::identity::Identity {
-        actor: "server".into(),
-        email: "server@example.com".into(),
-        session: "sess_hook".into(),
-        host: "git-server".into(),
+        actor: Actor::parse("test", "server").expect("actor"),
+        email: Email::parse("test", "server@example.com").expect("email"),
+        session: Session::parse("test", "sess_hook").expect("session"),
+        host: Host::parse("test", "git-server").expect("host"),
     };
     let stored = git_chant::audit::append_to_repo(
         &git,

@@ -349,6 +349,42 @@ fn timeout_kills_and_removes_the_container() {
 }
 
 #[test]
+fn processes_that_left_the_agents_group_neither_stall_nor_outlive_a_docker_run() {
+    let Some(image) = image() else { return };
+    for how in ["setsid", "double-fork", "daemon"] {
+        // Exits 0 leaving an escaped process on its pipes: completes, nothing stays.
+        let (repo, id) = setup(&image, &["leave-group.sh", "/tmp/pids", how], "", "");
+        let started = Instant::now();
+        repo.chant(&["work", &id]).assert_ok();
+        assert!(started.elapsed() < Duration::from_secs(60), "{how}");
+        assert!(
+            containers("chant.spec", &id).is_empty(),
+            "{how}: container left"
+        );
+        // Hangs with it: the timeout wins.
+        let (repo, id) = setup(
+            &image,
+            &["leave-group.sh", "/tmp/pids", how, "hang"],
+            "  timeout: 2s\n",
+            "",
+        );
+        let started = Instant::now();
+        let run = repo.chant(&["work", &id]).assert_code(1);
+        assert!(
+            run.stderr().contains("agent.timeout"),
+            "{how}: {}",
+            run.stderr()
+        );
+        assert!(started.elapsed() < Duration::from_secs(60), "{how}");
+        assert!(
+            containers("chant.spec", &id).is_empty(),
+            "{how}: container left"
+        );
+        assert!(repo.events("spec_completed").is_empty(), "{how}: landed");
+    }
+}
+
+#[test]
 fn ctrl_c_kills_and_removes_the_container() {
     let Some(image) = image() else { return };
     let (repo, id) = setup(&image, &["docker-hang.sh"], "", "");

@@ -176,15 +176,18 @@ pub fn draft(identity: &Identity, entry: NewEntry) -> Result<Draft, AuditError> 
     fields.insert("ts".into(), Value::String(timestamp()));
     fields.insert("event".into(), Value::String(entry.event.as_str().into()));
     fields.insert("spec_id".into(), opt(entry.spec_id));
-    fields.insert("actor".into(), Value::String(identity.actor.clone()));
+    fields.insert("actor".into(), Value::String(identity.actor.to_string()));
     fields.insert("agent".into(), opt(entry.agent));
     fields.insert("sandbox".into(), opt(entry.sandbox));
-    fields.insert("host".into(), Value::String(identity.host.clone()));
-    fields.insert("session".into(), Value::String(identity.session.clone()));
+    fields.insert("host".into(), Value::String(identity.host.to_string()));
+    fields.insert(
+        "session".into(),
+        Value::String(identity.session.to_string()),
+    );
     fields.insert("details".into(), details);
     Ok(Draft {
         fields,
-        email: identity.email.clone(),
+        email: identity.email.to_string(),
     })
 }
 

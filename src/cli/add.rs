@@ -33,6 +33,7 @@ pub fn run(args: Args) -> Result<u8> {
     let project = Project::discover()?;
     project.require_initialised()?;
     project.config()?;
+    let identity = Identity::resolve(Some(&project.repo))?;
     for target in &args.targets {
         crate::spec::check_target(target).map_err(Error::Usage)?;
     }
@@ -59,11 +60,10 @@ pub fn run(args: Args) -> Result<u8> {
         .detail("content_sha256", sha)
         .detail("title", spec.title())
         .detail("path", format!(".chant/specs/{}.md", spec.id));
-    let identity = Identity::resolve(Some(&project.repo));
     let appended = audit::append(&project, &project.config()?, &identity, vec![entry])?;
     for w in &appended.warnings {
-        eprintln!("warning: {w}");
+        errln!("warning: {w}");
     }
-    println!("{}", spec.id);
+    outln!("{}", spec.id);
     Ok(0)
 }

@@ -31,7 +31,7 @@ pub fn run(args: Args) -> Result<u8> {
     project.require_initialised()?;
     let config = project.config()?;
     let id = SpecStore::new(project.specs_dir()).resolve(&args.id)?;
-    let identity = Identity::resolve(Some(&project.repo));
+    let identity = Identity::resolve(Some(&project.repo))?;
     if crate::hooks::client::in_agent_session(&config, &identity.actor) {
         return Err(Error::Refused(format!(
             "{} is an agent (chant session or protection.agents); approvals must come from a person",
@@ -55,7 +55,7 @@ pub fn run(args: Args) -> Result<u8> {
         entry = entry.detail("comment", c.clone());
     }
     crate::audit::record(&project, &config, &identity, entry)?;
-    println!(
+    outln!(
         "Approved {branch} at {} as {}",
         protection::short(head),
         identity.actor

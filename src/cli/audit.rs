@@ -206,13 +206,13 @@ fn run_record(
         let store = SpecStore::new(project.specs_dir());
         entry.spec_id = Some(store.resolve(&input)?.as_str().to_string());
     }
-    let identity = Identity::resolve(Some(&project.repo));
+    let identity = Identity::resolve(Some(&project.repo))?;
     let appended = audit::append(&project, &config, &identity, vec![entry])?;
     for w in &appended.warnings {
-        eprintln!("warning: {w}");
+        errln!("warning: {w}");
     }
     if let Some(s) = appended.entries.last() {
-        println!("{} {}", s.commit, s.entry.subject());
+        outln!("{} {}", s.commit, s.entry.subject());
     }
     Ok(0)
 }
@@ -250,7 +250,7 @@ fn run_verify(
     if require_signatures {
         line.push_str(&format!("; {} signatures checked", v.signatures));
     }
-    println!("{line}");
+    outln!("{line}");
     Ok(0)
 }
 
@@ -304,10 +304,10 @@ fn run_query(q: QueryArgs) -> Result<u8> {
         FormatArg::Csv => Format::Csv,
     };
     if format == Format::Text && entries.is_empty() {
-        eprintln!("No audit entries match.");
+        errln!("No audit entries match.");
         return Ok(0);
     }
-    print!("{}", query::render(&entries, format));
+    out!("{}", query::render(&entries, format));
     Ok(0)
 }
 
@@ -346,18 +346,18 @@ fn run_sync(remote: &str) -> Result<u8> {
         .head
         .map_or_else(|| "(none)".to_string(), |h| h.to_string());
     if out.rechained > 0 {
-        println!(
+        outln!(
             "re-chained {} unpublished entries on top of {remote}'s ledger",
             out.rechained
         );
     }
     if out.fast_forwarded {
-        println!("fast-forwarded the local ledger to {remote}'s");
+        outln!("fast-forwarded the local ledger to {remote}'s");
     }
     if out.pushed {
-        println!("pushed {} to {remote}; head {head}", audit::AUDIT_REF);
+        outln!("pushed {} to {remote}; head {head}", audit::AUDIT_REF);
     } else {
-        println!("ledger in sync with {remote}; head {head}");
+        outln!("ledger in sync with {remote}; head {head}");
     }
     Ok(0)
 }
@@ -376,11 +376,12 @@ fn run_ship(dry_run: bool) -> Result<u8> {
     let out = ship::ship(&project.repo, to, &ship::process_env(), &options)?;
     let last = out.last_hash.as_deref().unwrap_or("");
     match (dry_run, out.count) {
-        (_, 0) => println!("nothing to ship to {}: up to date", out.target),
-        (true, n) => println!("would ship {n} entries to {}; last hash {last}", out.target),
-        (false, n) => println!(
+        (_, 0) => outln!("nothing to ship to {}: up to date", out.target),
+        (true, n) => outln!("would ship {n} entries to {}; last hash {last}", out.target),
+        (false, n) => outln!(
             "shipped {n} entries in {} batch(es) to {}; last hash {last}",
-            out.batches, out.target
+            out.batches,
+            out.target
         ),
     }
     Ok(0)

@@ -34,11 +34,11 @@ pub fn run(args: Args) -> Result<u8> {
         return Err(Error::Usage("--reason must not be empty".into()));
     }
     let id = SpecStore::new(project.specs_dir()).resolve(&args.id)?;
-    let identity = Identity::resolve(Some(&project.repo));
+    let identity = Identity::resolve(Some(&project.repo))?;
     let lock_path = lock::lock_path(&project.chant_dir().join(".locks"), &id);
     match lock::read(&lock_path) {
         Some(holder) if !lock::is_stale(&holder) => {
-            if holder.host != identity.host {
+            if holder.host != identity.host.as_str() {
                 return Err(Error::Refused(format!(
                     "spec {id} runs on host {} (pid {}); cancel it there",
                     holder.host, holder.pid
@@ -46,7 +46,7 @@ pub fn run(args: Args) -> Result<u8> {
             }
             let request = CancelRequest {
                 reason: args.reason.clone(),
-                actor: identity.actor.clone(),
+                actor: identity.actor.to_string(),
             };
             let path = work::cancel_path(&project, &id);
             let text = serde_json::to_string(&request).map_err(|e| Error::Usage(e.to_string()))?;
@@ -65,7 +65,7 @@ pub fn run(args: Args) -> Result<u8> {
                     holder.pid
                 )));
             }
-            println!("Cancelled spec {id} (stopped pid {}).", holder.pid);
+            outln!("Cancelled spec {id} (stopped pid {}).", holder.pid);
         }
         _ => {
             crate::audit::record(
@@ -75,9 +75,9 @@ pub fn run(args: Args) -> Result<u8> {
                 NewEntry::new(Event::SpecCancelled)
                     .spec(id.as_str())
                     .detail("reason", args.reason.clone())
-                    .detail("cancelled_by", identity.actor.clone()),
+                    .detail("cancelled_by", identity.actor.to_string()),
             )?;
-            println!("Spec {id} was not running; recorded as cancelled.");
+            outln!("Spec {id} was not running; recorded as cancelled.");
         }
     }
     Ok(0)

@@ -46,15 +46,16 @@ pub fn run(args: Args) -> Result<u8> {
             let cfg = project.config()?;
             let value = config::get(&cfg, &key)?;
             match value {
-                serde_json::Value::String(s) => println!("{s}"),
-                serde_json::Value::Null => println!("null"),
-                v @ (serde_json::Value::Bool(_) | serde_json::Value::Number(_)) => println!("{v}"),
-                v => print!("{}", serde_yaml_ng::to_string(&v).unwrap_or_default()),
+                serde_json::Value::String(s) => outln!("{s}"),
+                serde_json::Value::Null => outln!("null"),
+                v @ (serde_json::Value::Bool(_) | serde_json::Value::Number(_)) => outln!("{v}"),
+                v => out!("{}", serde_yaml_ng::to_string(&v).unwrap_or_default()),
             }
             Ok(0)
         }
         Action::Set { key, value } => {
             project.require_initialised()?;
+            let identity = Identity::resolve(Some(&project.repo))?;
             let path = project.root().join(CONFIG_PATH);
             let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
             let before = project.config()?;
@@ -64,7 +65,7 @@ pub fn run(args: Args) -> Result<u8> {
             // The key must exist in the model (an unknown key was refused by the parse).
             let new = config::get(&after, &key)?;
             if old.as_ref() == Some(&new) && new_text == text {
-                println!("{key} is already {}; nothing changed.", show(&new));
+                outln!("{key} is already {}; nothing changed.", show(&new));
                 return Ok(0);
             }
             crate::atomic::replace(&path, new_text.as_bytes()).map_err(|e| Error::io(&path, e))?;
@@ -72,12 +73,11 @@ pub fn run(args: Args) -> Result<u8> {
                 .detail("key", key.as_str())
                 .detail("old", old.clone().unwrap_or(serde_json::Value::Null))
                 .detail("new", new.clone());
-            let identity = Identity::resolve(Some(&project.repo));
             let appended = audit::append(&project, &after, &identity, vec![entry])?;
             for w in &appended.warnings {
-                eprintln!("warning: {w}");
+                errln!("warning: {w}");
             }
-            println!(
+            outln!(
                 "{key}: {} -> {}",
                 old.as_ref().map_or_else(|| "(unset)".to_string(), show),
                 show(&new)

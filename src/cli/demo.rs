@@ -47,7 +47,7 @@ pub fn run(args: Args) -> Result<u8> {
         dir: &dir,
         exe: &exe,
     };
-    println!("# A throwaway repository for the demo: {}", dir.display());
+    outln!("# A throwaway repository for the demo: {}", dir.display());
     demo.git(&["init", "--quiet", "--initial-branch=main"])?;
     demo.git(&["config", "user.name", "Demo User"])?;
     demo.git(&["config", "user.email", "demo@example.com"])?;
@@ -55,18 +55,16 @@ pub fn run(args: Args) -> Result<u8> {
     demo.git(&["add", "README.md"])?;
     demo.git(&["commit", "--quiet", "-m", "Initial commit"])?;
 
-    println!("\n# 1. Set up git chant (config, specs folder, ignore rules)");
+    outln!("\n# 1. Set up git chant (config, specs folder, ignore rules)");
     demo.chant(&["init"])?;
-    println!("\n# 2. Describe a piece of work as a spec");
+    outln!("\n# 2. Describe a piece of work as a spec");
     let id = demo.chant(&["add", "Greet the user", "--target", "hello.txt"])?;
     let id = id.trim().to_string();
     let short = id.rsplit('-').next().unwrap_or(&id).to_string();
-    println!("\n# 3. See what there is to do; any unique part of an id works");
+    outln!("\n# 3. See what there is to do; any unique part of an id works");
     demo.chant(&["list"])?;
     demo.chant(&["show", &short])?;
-    println!(
-        "\n# 4. Configuration lives in .chant/config.md; the demo uses a bundled example agent"
-    );
+    outln!("\n# 4. Configuration lives in .chant/config.md; the demo uses a bundled example agent");
     demo.chant(&["config", "get", "agent.sandbox"])?;
     let agent = dir.join(".git").join("chant-demo-agent.sh");
     write_agent(&agent)?;
@@ -78,18 +76,18 @@ pub fn run(args: Args) -> Result<u8> {
     ])?;
     demo.git(&["add", ".chant"])?;
     demo.git(&["commit", "--quiet", "-m", "Add chant config and spec"])?;
-    println!("\n# 5. Run the agent on the spec: a sandboxed clone, its own branch, a policy check");
+    outln!("\n# 5. Run the agent on the spec: a sandboxed clone, its own branch, a policy check");
     demo.chant_live(&["work", &short])?;
-    println!("\n# 6. The result is a commit on chant/<id>; main did not move");
+    outln!("\n# 6. The result is a commit on chant/<id>; main did not move");
     demo.show_git(&["log", "--oneline", "--graph", "--decorate", "--branches"])?;
     demo.show_git(&["show", "--stat", "--format=%B", &format!("chant/{id}")])?;
-    println!("\n# 7. Every step above is in the audit ledger, readable with plain git");
+    outln!("\n# 7. Every step above is in the audit ledger, readable with plain git");
     demo.show_git(&["log", "--format=%b", "-3", "refs/chant/audit"])?;
     demo.chant(&["audit", "--spec", &short])?;
     demo.chant(&["audit", "verify"])?;
 
-    println!("\nDone. Look around: cd {}", dir.display());
-    println!("Remove it when finished: rm -rf {}", dir.display());
+    outln!("\nDone. Look around: cd {}", dir.display());
+    outln!("Remove it when finished: rm -rf {}", dir.display());
     Ok(0)
 }
 
@@ -148,7 +146,7 @@ impl Demo<'_> {
 
     /// Runs `git <args>`, echoing the command and its output.
     fn show_git(&self, args: &[&str]) -> Result<()> {
-        println!(
+        outln!(
             "$ git {}",
             args.iter().map(|a| quote(a)).collect::<Vec<_>>().join(" ")
         );
@@ -157,7 +155,7 @@ impl Demo<'_> {
 
     /// Runs `git chant <args>` with its output going straight to the terminal.
     fn chant_live(&self, args: &[&str]) -> Result<()> {
-        println!(
+        outln!(
             "$ git chant {}",
             args.iter().map(|a| quote(a)).collect::<Vec<_>>().join(" ")
         );
@@ -178,7 +176,7 @@ impl Demo<'_> {
 
     /// Runs `git chant <args>`, echoing the command and its output; returns stdout.
     fn chant(&self, args: &[&str]) -> Result<String> {
-        println!(
+        outln!(
             "$ git chant {}",
             args.iter().map(|a| quote(a)).collect::<Vec<_>>().join(" ")
         );
@@ -188,8 +186,8 @@ impl Demo<'_> {
             .output()
             .map_err(|e| Error::io(self.exe, e))?;
         let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-        print!("{stdout}");
-        eprint!("{}", String::from_utf8_lossy(&output.stderr));
+        out!("{stdout}");
+        err!("{}", String::from_utf8_lossy(&output.stderr));
         if output.status.success() {
             Ok(stdout)
         } else {

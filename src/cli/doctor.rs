@@ -27,25 +27,26 @@ pub fn run(_args: Args) -> Result<u8> {
     for level in [SandboxLevel::None, SandboxLevel::Permissions] {
         match &local {
             Ok(path) => {
-                println!(
+                outln!(
                     "{:<12} ok       agent program {program} at {path}",
                     level.as_str()
                 );
                 usable.push(level);
             }
-            Err(fix) => println!("{:<12} missing  {fix}", level.as_str()),
+            Err(fix) => outln!("{:<12} missing  {fix}", level.as_str()),
         }
     }
 
     let probe = docker::probe(&config.agent.docker.image);
     match (&probe.engine, &probe.image) {
-        (Err(e), _) => println!("{:<12} missing  {e}", "docker"),
-        (Ok(()), Some(Err(e))) => println!(
+        (Err(e), _) => outln!("{:<12} missing  {e}", "docker"),
+        (Ok(()), Some(Err(e))) => outln!(
             "{:<12} missing  engine {} answers, but {e}",
-            "docker", probe.host
+            "docker",
+            probe.host
         ),
         (Ok(()), _) => {
-            println!(
+            outln!(
                 "{:<12} ok       engine {} (Docker {}), image {}; agent program {program} must be in the image",
                 "docker",
                 probe.host,
@@ -56,27 +57,27 @@ pub fn run(_args: Args) -> Result<u8> {
         }
     }
     if let Err(e) = docker::Docker::new(&config) {
-        println!("{:<12} refused  {e}", "");
+        outln!("{:<12} refused  {e}", "");
         usable.retain(|l| *l != SandboxLevel::Docker);
     }
     let vm = crate::sandbox::for_level(SandboxLevel::Vm, &config)
         .and_then(|vm| vm.preflight(&config.agent_command()).map(|()| vm));
     match vm {
         Ok(_) => {
-            println!(
+            outln!(
                 "{:<12} ok       qemu, a kernel, busybox and the agent program {program} (in agent.vm.image or busybox) found",
                 "vm"
             );
             usable.push(SandboxLevel::Vm);
         }
-        Err(e) => println!("{:<12} missing  {e}", "vm"),
+        Err(e) => outln!("{:<12} missing  {e}", "vm"),
     }
     let k = &config.agent.kubernetes;
     match crate::sandbox::kubernetes::Kubernetes::new(&config) {
-        Err(e) => println!("{:<12} missing  {e}", "kubernetes"),
+        Err(e) => outln!("{:<12} missing  {e}", "kubernetes"),
         Ok(_) => match crate::sandbox::kubernetes::probe(&k.namespace) {
             Ok((server, context)) => {
-                println!(
+                outln!(
                     "{:<12} ok       API server {server} (context {}), namespace {} answers; image {}",
                     "kubernetes",
                     context.as_deref().unwrap_or("in-cluster"),
@@ -85,42 +86,42 @@ pub fn run(_args: Args) -> Result<u8> {
                 );
                 usable.push(SandboxLevel::Kubernetes);
             }
-            Err(e) => println!("{:<12} missing  {e}", "kubernetes"),
+            Err(e) => outln!("{:<12} missing  {e}", "kubernetes"),
         },
     }
-    report_network(&config);
+    report_network(&config)?;
     match project.clones_dir() {
-        Ok(dir) => println!(
+        Ok(dir) => outln!(
             "{:<12} ok       sandboxed clones go under {}",
             "clones",
             dir.display()
         ),
-        Err(e) => println!("{:<12} missing  {e}", "clones"),
+        Err(e) => outln!("{:<12} missing  {e}", "clones"),
     }
     let legacy = project.legacy_clones_dir();
     if legacy.is_dir() {
-        println!(
+        outln!(
             "{:<12} note     clones kept by earlier versions are in {} (remove them when done)",
             "",
             legacy.display()
         );
     }
-    Ok(report_configured(&config, &usable))
+    report_configured(&config, &usable)
 }
 
 /// What `agent.network` gives the agent here.
-fn report_network(config: &Config) {
+fn report_network(config: &Config) -> Result<()> {
     let network = &config.agent.network;
     if !network.enabled {
-        println!(
+        outln!(
             "{:<12} off      levels docker and vm have no network (agent.network.enabled: false)",
             "network"
         );
-        return;
+        return Ok(());
     }
     let allowed = network.allowed_hosts.0.patterns().len();
     let ldd = process::find_program("ldd", &std::env::var("PATH").unwrap_or_default());
-    println!(
+    outln!(
         "{:<12} on       {allowed} allowed_hosts entr{}, through chant's egress proxy; docker: {}; vm: {}",
         "network",
         if allowed == 1 { "y" } else { "ies" },
@@ -135,16 +136,17 @@ fn report_network(config: &Config) {
                 "agent.vm.network is isolated: set it to allowlist to use the vm level",
         }
     );
+    Ok(())
 }
 
-fn report_configured(config: &Config, usable: &[SandboxLevel]) -> u8 {
+fn report_configured(config: &Config, usable: &[SandboxLevel]) -> Result<u8> {
     let level = config.agent.sandbox;
     if usable.contains(&level) {
-        println!("\nagent.sandbox is {level}: usable");
-        0
+        outln!("\nagent.sandbox is {level}: usable");
+        Ok(0)
     } else {
-        println!("\nagent.sandbox is {level}: NOT usable here (see above)");
-        1
+        outln!("\nagent.sandbox is {level}: NOT usable here (see above)");
+        Ok(1)
     }
 }
 

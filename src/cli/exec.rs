@@ -44,7 +44,7 @@ pub fn run(args: Args) -> Result<u8> {
         None => Project::discover()?,
     };
     let config = project.config()?;
-    let identity = Identity::resolve(Some(&project.repo));
+    let identity = Identity::resolve(Some(&project.repo))?;
     let mut denied = config.agent.commands.denied.clone();
     denied.extend(config.agent.permissions.deny_bash.iter().cloned());
     let policy = CommandPolicy::from_patterns(&config.agent.commands.allowed, &denied);
@@ -107,7 +107,7 @@ pub fn run(args: Args) -> Result<u8> {
                     .detail("via", "claude-hook"),
             )?;
         }
-        eprintln!("chant: command refused: '{segment}' ({rule})");
+        errln!("chant: command refused: '{segment}' ({rule})");
         return Ok(if args.claude_hook { 2 } else { 1 });
     }
     let Some(argv) = argv else {
@@ -123,7 +123,7 @@ pub fn run(args: Args) -> Result<u8> {
                 .detail("decision", "allowed")
                 .detail("via", "claude-hook"),
         )?;
-        println!(
+        outln!(
             "{}",
             serde_json::json!({"hookSpecificOutput": {
                 "hookEventName": "PreToolUse",
@@ -160,7 +160,7 @@ pub fn run(args: Args) -> Result<u8> {
             .detail("duration_ms", duration_ms),
     )?;
     if let Err(e) = status {
-        eprintln!("chant: cannot run '{}': {e}", argv[0]);
+        errln!("chant: cannot run '{}': {e}", argv[0]);
     }
     Ok(u8::try_from(code.clamp(0, 255)).unwrap_or(1))
 }

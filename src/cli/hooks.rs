@@ -48,8 +48,7 @@ enum Action {
 
 fn open(dir: Option<PathBuf>) -> Result<git2::Repository> {
     let dir = dir.unwrap_or_else(|| PathBuf::from("."));
-    git2::Repository::discover(&dir)
-        .map_err(|_| Error::Usage(format!("{} is not inside a git repository", dir.display())))
+    Ok(crate::project::open_repository(&dir)?)
 }
 
 pub fn run(args: Args) -> Result<u8> {
@@ -81,7 +80,7 @@ pub fn run(args: Args) -> Result<u8> {
                         "installed; your existing hook was saved as .chant-backup"
                     }
                 };
-                println!("{}: {note}", target.join(&name).display());
+                outln!("{}: {note}", target.join(&name).display());
             }
             Ok(0)
         }
@@ -109,7 +108,7 @@ pub fn run(args: Args) -> Result<u8> {
                         if chained { ", chains to .local" } else { "" }
                     ),
                 };
-                println!("{name:<12} {text}");
+                outln!("{name:<12} {text}");
             }
             Ok(0)
         }
@@ -146,7 +145,7 @@ pub fn hook(args: HookArgs) -> Result<u8> {
                 Some(root) => crate::config::load(root).map(|l| l.config)?,
                 None => protection::config_at(&repo, tip).map_err(Error::Refused)?,
             };
-            let identity = Identity::resolve(Some(&repo));
+            let identity = Identity::resolve(Some(&repo))?;
             let verdict = if args.name == "pre-commit" {
                 client::pre_commit(&repo, &config, &identity.actor)?
             } else {
@@ -160,10 +159,10 @@ pub fn hook(args: HookArgs) -> Result<u8> {
                 )?
             };
             for w in &verdict.warnings {
-                eprintln!("chant: {w}");
+                errln!("chant: {w}");
             }
             for r in &verdict.refusals {
-                eprintln!("chant: {r}");
+                errln!("chant: {r}");
             }
             Ok(u8::from(!verdict.refusals.is_empty()))
         }
@@ -172,22 +171,22 @@ pub fn hook(args: HookArgs) -> Result<u8> {
             let repo = git2::Repository::open_from_env()
                 .map_err(|e| Error::Usage(format!("not in a repository: {e}")))?;
             let config = server::server_config(&repo).map_err(Error::Refused)?;
-            let pusher = server::pusher();
+            let pusher = crate::identity::pusher()?;
             let updates = server::parse_input(&input);
             let refusals = server::check(&repo, &config, &pusher, &updates);
             if refusals.is_empty() {
                 return Ok(0);
             }
             for r in &refusals {
-                eprintln!("chant: {r}");
+                errln!("chant: {r}");
             }
             // Record the rejection in the server's own ledger, through a handle that writes
             // to the real object store (the quarantine is discarded on rejection).
             let real = git2::Repository::open(repo.path())?;
-            let mut identity = Identity::resolve(Some(&real));
+            let mut identity = Identity::resolve(Some(&real))?;
             identity.actor = pusher.clone();
             let entry = NewEntry::new(Event::PushRejected)
-                .detail("pusher", pusher)
+                .detail("pusher", pusher.as_str())
                 .detail("reasons", refusals.clone())
                 .detail(
                     "refs",
@@ -199,7 +198,7 @@ pub fn hook(args: HookArgs) -> Result<u8> {
             if let Err(e) =
                 crate::audit::append_to_repo(&real, config.audit.sign, &identity, vec![entry])
             {
-                eprintln!("chant: could not record the rejection in the ledger: {e}");
+                errln!("chant: could not record the rejection in the ledger: {e}");
             }
             Ok(1)
         }

@@ -32,15 +32,15 @@ pub fn run(args: Args) -> Result<u8> {
     let project = Project::discover()?;
     let changes = init_project(&project, args.tier)?;
     if changes.is_empty() {
-        println!(
+        outln!(
             "git chant is already initialised in {}; nothing changed.",
             project.root().display()
         );
     } else {
         for change in &changes {
-            println!("  {change}");
+            outln!("  {change}");
         }
-        println!(
+        outln!(
             "Initialised git chant ({} tier). Next: git chant add \"<what to do>\"",
             args.tier
         );
@@ -50,6 +50,8 @@ pub fn run(args: Args) -> Result<u8> {
 
 /// Creates what is missing; returns a line per change (empty when nothing changed).
 pub fn init_project(project: &Project, tier: Tier) -> Result<Vec<String>> {
+    // Who acts is settled before anything is written: a bad CHANT_ACTOR touches nothing.
+    let identity = crate::identity::Identity::resolve(Some(&project.repo))?;
     let mut changes = Vec::new();
     let root = project.root();
     let config_path = root.join(config::CONFIG_PATH);
@@ -112,7 +114,7 @@ pub fn init_project(project: &Project, tier: Tier) -> Result<Vec<String>> {
             _ => changes.push(format!("installed the {name} hook")),
         }
     }
-    if let Some(change) = start_ledger(project)? {
+    if let Some(change) = start_ledger(project, &identity)? {
         changes.push(change);
     }
     Ok(changes)
@@ -120,7 +122,7 @@ pub fn init_project(project: &Project, tier: Tier) -> Result<Vec<String>> {
 
 /// Starts the ledger when there is none: adopts a remote's published ledger when one was
 /// fetched (so clones share one chain), else writes the genesis `ledger_created` entry.
-fn start_ledger(project: &Project) -> Result<Option<String>> {
+fn start_ledger(project: &Project, identity: &crate::identity::Identity) -> Result<Option<String>> {
     let repo = &project.repo;
     if crate::git::read_ref(repo, audit::AUDIT_REF)?.is_some() {
         return Ok(None);
@@ -141,10 +143,9 @@ fn start_ledger(project: &Project) -> Result<Option<String>> {
         }
     }
     let config = project.config()?;
-    let identity = crate::identity::Identity::resolve(Some(repo));
     let entry = audit::NewEntry::new(audit::Event::LedgerCreated)
         .detail("tool", concat!("git-chant ", env!("CARGO_PKG_VERSION")));
-    let appended = audit::append(project, &config, &identity, vec![entry])?;
+    let appended = audit::append(project, &config, identity, vec![entry])?;
     Ok(appended.entries.first().map(|s| {
         format!(
             "started the audit ledger on {} ({})",

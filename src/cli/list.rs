@@ -61,7 +61,7 @@ pub fn run(args: Args) -> Result<u8> {
         unreadable.clear();
     }
     for (_, error) in &unreadable {
-        eprintln!("chant: cannot read a spec: {error}");
+        errln!("chant: cannot read a spec: {error}");
     }
     match args.format {
         Format::Json => {
@@ -88,14 +88,14 @@ pub fn run(args: Args) -> Result<u8> {
                     })
                 }))
                 .collect();
-            println!(
+            outln!(
                 "{}",
                 serde_json::to_string_pretty(&items).unwrap_or_else(|_| "[]".into())
             );
         }
         Format::Text => {
             if specs.is_empty() && unreadable.is_empty() {
-                eprintln!(
+                errln!(
                     "No specs{}. Create one with: git chant add \"<title>\"",
                     match &args.status {
                         Some(s) => format!(" with status {s}"),
@@ -103,9 +103,9 @@ pub fn run(args: Args) -> Result<u8> {
                     }
                 );
             } else {
-                println!("{:<22} {:<12} TITLE", "ID", "STATUS");
+                outln!("{:<22} {:<12} TITLE", "ID", "STATUS");
                 for s in &specs {
-                    println!(
+                    outln!(
                         "{:<22} {:<12} {}",
                         s.id.as_str(),
                         status::effective(s, &ledger),
@@ -113,7 +113,7 @@ pub fn run(args: Args) -> Result<u8> {
                     );
                 }
                 for (id, _) in &unreadable {
-                    println!(
+                    outln!(
                         "{:<22} {:<12} (see the error above)",
                         id.as_str(),
                         UNREADABLE

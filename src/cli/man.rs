@@ -29,7 +29,10 @@ pub struct ManArgs {
 
 pub fn completions(args: CompletionsArgs) -> Result<u8> {
     let mut cmd = super::command();
-    clap_complete::generate(args.shell, &mut cmd, "git-chant", &mut std::io::stdout());
+    // Generated into memory: clap_complete panics when its writer fails (a closed pipe).
+    let mut script = Vec::new();
+    clap_complete::generate(args.shell, &mut cmd, "git-chant", &mut script);
+    super::output::write_out_bytes(&script)?;
     Ok(0)
 }
 
@@ -39,12 +42,12 @@ pub fn man(args: ManArgs) -> Result<u8> {
         None => {
             clap_mangen::Man::new(cmd)
                 .render(&mut std::io::stdout())
-                .map_err(|e| Error::io("(stdout)", e))?;
+                .map_err(super::output::stdout_error)?;
         }
         Some(dir) => {
             std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
             clap_mangen::generate_to(cmd, &dir).map_err(|e| Error::io(&dir, e))?;
-            println!("Wrote man pages to {}; try: git help chant", dir.display());
+            outln!("Wrote man pages to {}; try: git help chant", dir.display());
         }
     }
     Ok(0)

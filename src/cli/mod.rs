@@ -3,6 +3,10 @@
 //! This is the edge of the program: the only place that prints, and the one place where
 //! errors become exit codes (see [`crate::error`]).
 
+// First: its printing macros are used by every module below.
+#[macro_use]
+mod output;
+
 mod add;
 mod approve;
 mod audit;
@@ -100,6 +104,8 @@ pub fn main() -> ExitCode {
     };
     match run(cli) {
         Ok(code) => ExitCode::from(code),
+        // The reader of stdout went away: nothing to say, nobody to say it to.
+        Err(crate::Error::ClosedPipe) => ExitCode::SUCCESS,
         Err(e) => {
             let _ = writeln!(std::io::stderr(), "error: {e}");
             ExitCode::from(e.exit_code())

@@ -23,24 +23,24 @@ pub fn run(args: Args) -> Result<u8> {
     let store = SpecStore::new(project.specs_dir());
     let id = store.resolve(&args.id)?;
     let spec = store.load(&id)?;
-    println!("id:       {}", spec.id);
-    println!("title:    {}", spec.title());
+    outln!("id:       {}", spec.id);
+    outln!("title:    {}", spec.title());
     let ledger = status::of_repository(&project.repo);
-    println!("status:   {}", status::effective(&spec, &ledger));
-    println!("type:     {}", spec.kind());
+    outln!("status:   {}", status::effective(&spec, &ledger));
+    outln!("type:     {}", spec.kind());
     let targets = spec.target_files();
     if !targets.is_empty() {
-        println!("targets:  {}", targets.join(", "));
+        outln!("targets:  {}", targets.join(", "));
     }
     let deps = spec.depends_on();
     if !deps.is_empty() {
-        println!("depends:  {}", deps.join(", "));
+        outln!("depends:  {}", deps.join(", "));
     }
-    println!("file:     .chant/specs/{}.md", spec.id);
-    println!();
-    print!("{}", spec.body);
+    outln!("file:     .chant/specs/{}.md", spec.id);
+    outln!();
+    out!("{}", spec.body);
     if !spec.body.ends_with('\n') {
-        println!();
+        outln!();
     }
     Ok(0)
 }

@@ -70,7 +70,7 @@ pub fn run(args: Args) -> Result<u8> {
     let project = Project::discover()?;
     project.require_initialised()?;
     let config = project.config()?;
-    let identity = Identity::resolve(Some(&project.repo));
+    let identity = Identity::resolve(Some(&project.repo))?;
     let stop = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(signal, Arc::clone(&stop))
@@ -103,19 +103,19 @@ pub fn run(args: Args) -> Result<u8> {
     if options.dry_run {
         if options.sandbox.unwrap_or(config.agent.sandbox) == SandboxLevel::Kubernetes {
             // The documents alone on stdout, for `kubectl apply -f -`.
-            print!(
+            out!(
                 "{}",
                 work::kubernetes_manifests(&project, &identity, &options)?
             );
-            eprintln!("chant: nothing was created, contacted or recorded (--dry-run)");
+            errln!("chant: nothing was created, contacted or recorded (--dry-run)");
             return Ok(0);
         }
         let plan = work::plan(&project, &options)?;
-        println!("spec:      {} ({})", plan.id, plan.title);
-        println!("sandbox:   {}", plan.level);
-        println!("branch:    {} ({})", plan.branch, plan.start);
-        println!("command:   {}", plan.command.join(" "));
-        println!(
+        outln!("spec:      {} ({})", plan.id, plan.title);
+        outln!("sandbox:   {}", plan.level);
+        outln!("branch:    {} ({})", plan.branch, plan.start);
+        outln!("command:   {}", plan.command.join(" "));
+        outln!(
             "secrets:   {}",
             if plan.exposed.is_empty() {
                 "none exposed".to_string()
@@ -124,15 +124,15 @@ pub fn run(args: Args) -> Result<u8> {
             }
         );
         if !plan.sensitive_targets.is_empty() {
-            println!(
+            outln!(
                 "sensitive: {} (asks before running; --yes to skip)",
                 plan.sensitive_targets.join(", ")
             );
         }
         for v in &plan.validate {
-            println!("validate:  {v}");
+            outln!("validate:  {v}");
         }
-        println!("Nothing was created or recorded (--dry-run).");
+        outln!("Nothing was created or recorded (--dry-run).");
         return Ok(0);
     }
     let mut reporter = Terminal;
@@ -154,7 +154,7 @@ pub fn run(args: Args) -> Result<u8> {
             commit: Some(commit),
             files,
         } => {
-            eprintln!(
+            errln!(
                 "chant: spec {} completed: {} file(s) committed on {}{} as {}",
                 report.id,
                 files.len(),
@@ -165,32 +165,34 @@ pub fn run(args: Args) -> Result<u8> {
             0
         }
         Verdict::Completed { commit: None, .. } => {
-            eprintln!("chant: spec {} completed with no changes", report.id);
+            errln!("chant: spec {} completed with no changes", report.id);
             0
         }
         Verdict::Failed { reason } => {
             for v in &report.violations {
-                eprintln!(
+                errln!(
                     "chant: policy violation: {}: {} ({})",
-                    v.path, v.detail, v.rule
+                    v.path,
+                    v.detail,
+                    v.rule
                 );
             }
-            eprintln!("chant: spec {} failed: {reason}", report.id);
+            errln!("chant: spec {} failed: {reason}", report.id);
             1
         }
         Verdict::Cancelled { reason } => {
-            eprintln!("chant: spec {} cancelled: {reason}", report.id);
+            errln!("chant: spec {} cancelled: {reason}", report.id);
             1
         }
     };
     if let Some(clone) = &report.clone {
-        eprintln!(
+        errln!(
             "chant: the clone is kept for inspection at {}",
             clone.display()
         );
     }
     if !report.log.as_os_str().is_empty() {
-        eprintln!("chant: agent output log: {}", report.log.display());
+        errln!("chant: agent output log: {}", report.log.display());
     }
     Ok(code)
 }
@@ -200,11 +202,11 @@ struct Terminal;
 
 impl work::Reporter for Terminal {
     fn info(&mut self, line: &str) {
-        eprintln!("chant: {line}");
+        errln!("chant: {line}");
     }
 
     fn warn(&mut self, line: &str) {
-        eprintln!("{line}");
+        errln!("{line}");
     }
 
     fn agent_output(&mut self, stream: Stream, bytes: &[u8]) {
@@ -218,7 +220,7 @@ impl work::Reporter for Terminal {
         if !std::io::stdin().is_terminal() {
             return None;
         }
-        eprint!("{question} ");
+        err!("{question} ");
         let _ = std::io::stderr().flush();
         let mut line = String::new();
         std::io::stdin().lock().read_line(&mut line).ok()?;

@@ -26,7 +26,7 @@ pub fn run(
     for (_, spec) in store.each()? {
         match spec {
             Ok(s) => specs.push(s),
-            Err(e) => eprintln!("chant: skipping a spec that cannot be read: {e}"),
+            Err(e) => errln!("chant: skipping a spec that cannot be read: {e}"),
         }
     }
     let ledger = crate::spec::status::of_repository(&project.repo);
@@ -35,11 +35,11 @@ pub fn run(
         .map(|s| s.id.to_string())
         .collect();
     if ready.is_empty() {
-        eprintln!("chant: no spec is ready (pending, with every depends_on completed)");
+        errln!("chant: no spec is ready (pending, with every depends_on completed)");
         return Ok(0);
     }
     let parallel = parallel.max(1);
-    eprintln!(
+    errln!(
         "chant: {} ready spec(s), at most {parallel} at once: {}",
         ready.len(),
         ready.join(", ")
@@ -108,11 +108,11 @@ pub fn run(
             2 => "refused (input error)",
             _ => "failed or cancelled",
         };
-        eprintln!("chant: {id}: {what} (exit {code})");
+        errln!("chant: {id}: {what} (exit {code})");
     }
     let skipped = queue.count();
     if skipped > 0 {
-        eprintln!("chant: {skipped} spec(s) not started (interrupted)");
+        errln!("chant: {skipped} spec(s) not started (interrupted)");
     }
     Ok(results
         .iter()

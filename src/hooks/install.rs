@@ -51,7 +51,8 @@ pub fn hooks_dir(repo: &Repository) -> PathBuf {
     match configured {
         Some(p) if p.is_absolute() => p,
         Some(p) => repo.workdir().unwrap_or_else(|| repo.path()).join(p),
-        None => repo.path().join("hooks"),
+        // From a linked worktree too: git runs the common dir's hooks.
+        None => repo.commondir().join("hooks"),
     }
 }
 

@@ -142,14 +142,6 @@ pub fn is_incoming_ref(name: &str) -> bool {
 /// Where agents push their results.
 pub const INCOMING_PREFIX: &str = "refs/chant/incoming/";
 
-/// The pusher: `GL_USER` (gitolite), else `REMOTE_USER`, else `CHANT_PUSHER`, else the OS user.
-pub fn pusher() -> String {
-    ["GL_USER", "REMOTE_USER", "CHANT_PUSHER"]
-        .iter()
-        .find_map(|k| std::env::var(k).ok().filter(|v| !v.is_empty()))
-        .unwrap_or_else(crate::identity::os_user)
-}
-
 #[cfg(test)]
 mod tests {
     use super::is_incoming_ref;

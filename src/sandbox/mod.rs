@@ -8,6 +8,7 @@ pub mod docker;
 pub mod kubernetes;
 mod local;
 pub mod process;
+pub mod reaper;
 pub mod vm;
 
 use std::path::PathBuf;

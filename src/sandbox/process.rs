@@ -1,5 +1,5 @@
-//! Running a program in its own process group: streamed output, a timeout, a stop flag,
-//! and no process left behind when it ends.
+//! Running a program in its own session: streamed output, a timeout and a stop flag that
+//! always win, and no process left behind when it ends (see [`super::reaper`]).
 
 use std::io::Read;
 use std::os::unix::process::CommandExt;
@@ -9,10 +9,16 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
-use super::{Job, Outcome, OutputSink, SandboxError, Stream};
+use super::{reaper, Job, Outcome, OutputSink, SandboxError, Stream};
 
 /// How long a program gets between SIGTERM and SIGKILL.
 const GRACE: Duration = Duration::from_secs(2);
+
+/// How long the SIGKILL sweep keeps looking for (and killing) processes of the run.
+const KILL_WITHIN: Duration = Duration::from_secs(5);
+
+/// How long output is still read once every process of the run is gone.
+const DRAIN: Duration = Duration::from_millis(500);
 
 /// Finds `program` the way `execvp` would with `path` (a `PATH` value).
 pub fn find_program(program: &str, path: &str) -> Option<PathBuf> {
@@ -31,6 +37,12 @@ fn is_executable(path: &Path) -> bool {
 }
 
 /// Runs `job` locally (working directory = the workspace, environment = exactly `job.env`).
+///
+/// The program starts in a session of its own (no controlling terminal), with this process
+/// as child subreaper (see [`reaper`]). When it exits, runs past `job.timeout` or `stop` is
+/// set, every process it left behind is killed — whatever group or session it moved to —
+/// before this returns, and output is read for at most [`DRAIN`] more: a process that passed
+/// its stdout to something outside the tree cannot hold the run open.
 pub fn run(
     job: &Job,
     sink: &mut dyn OutputSink,
@@ -41,7 +53,10 @@ pub fn run(
             program: String::new(),
         });
     };
-    let mut child = Command::new(program)
+    // Orphans of the program (double forks, daemons) become our children, not init's.
+    reaper::become_subreaper()?;
+    let mut command = Command::new(program);
+    command
         .args(&job.argv[1..])
         .env_clear()
         .envs(job.env.iter().map(|(k, v)| (k, v)))
@@ -52,28 +67,35 @@ pub fn run(
             Stdio::null()
         })
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        .spawn()
-        .map_err(|source| match source.kind() {
-            std::io::ErrorKind::NotFound => SandboxError::ProgramNotFound {
-                program: program.clone(),
-            },
-            _ => SandboxError::Spawn {
-                program: program.clone(),
-                source,
-            },
-        })?;
-    let pgid = child.id() as libc::pid_t;
+        .stderr(Stdio::piped());
+    // SAFETY: setsid is async-signal-safe and touches no memory; it runs in the forked
+    // child before exec. A new session is also a new process group, with no terminal.
+    unsafe {
+        command.pre_exec(|| {
+            if libc::setsid() < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = command.spawn().map_err(|source| match source.kind() {
+        std::io::ErrorKind::NotFound => SandboxError::ProgramNotFound {
+            program: program.clone(),
+        },
+        _ => SandboxError::Spawn {
+            program: program.clone(),
+            source,
+        },
+    })?;
+    let pid = child.id() as libc::pid_t;
     // Kept (never written) until the program ends; dropped with this frame.
     let _stdin = child.stdin.take();
     let (tx, rx) = mpsc::channel::<(Stream, Vec<u8>)>();
-    let mut readers = Vec::new();
     if let Some(out) = child.stdout.take() {
-        readers.push(pump(out, Stream::Stdout, tx.clone()));
+        pump(out, Stream::Stdout, tx.clone());
     }
     if let Some(err) = child.stderr.take() {
-        readers.push(pump(err, Stream::Stderr, tx.clone()));
+        pump(err, Stream::Stderr, tx.clone());
     }
     drop(tx);
 
@@ -87,22 +109,32 @@ pub fn run(
             break Outcome::Exited(exit_code(status));
         }
         if stop.load(Ordering::SeqCst) {
-            terminate(&mut child, pgid);
+            terminate(&mut child, pid);
             break Outcome::Interrupted;
         }
         if Instant::now() >= deadline {
-            terminate(&mut child, pgid);
+            terminate(&mut child, pid);
             break Outcome::TimedOut;
         }
     };
-    // Whatever the program left running in its group (daemons, backgrounded jobs) goes too;
-    // that also closes the pipes they might hold open.
-    kill_group(pgid, libc::SIGKILL);
-    for (stream, bytes) in rx.iter() {
-        sink.output(stream, &bytes);
+    // Whatever the program left running (daemons, backgrounded jobs, setsid children) goes
+    // too; that also closes the pipes they held open.
+    let survivors = reaper::kill_all(pid, KILL_WITHIN);
+    let _ = child.wait();
+    // What was written before the end is still passed on, for a bounded time only.
+    let until = Instant::now() + DRAIN;
+    while let Some(left) = until.checked_duration_since(Instant::now()) {
+        match rx.recv_timeout(left) {
+            Ok((stream, bytes)) => sink.output(stream, &bytes),
+            Err(_) => break,
+        }
     }
-    for reader in readers {
-        let _ = reader.join();
+    if survivors > 0 {
+        sink.output(
+            Stream::Stderr,
+            format!("chant: {survivors} process(es) of the run did not die within {KILL_WITHIN:?} of SIGKILL\n")
+                .as_bytes(),
+        );
     }
     Ok(outcome)
 }
@@ -111,7 +143,9 @@ fn pump(
     mut source: impl Read + Send + 'static,
     stream: Stream,
     tx: mpsc::Sender<(Stream, Vec<u8>)>,
-) -> std::thread::JoinHandle<()> {
+) {
+    // Detached: a reader blocked on a pipe someone outside the tree still holds must not
+    // hold up the run; it ends with the pipe (or the process).
     std::thread::spawn(move || {
         let mut buf = [0u8; 8192];
         loop {
@@ -124,7 +158,7 @@ fn pump(
                 }
             }
         }
-    })
+    });
 }
 
 fn exit_code(status: std::process::ExitStatus) -> i32 {
@@ -134,9 +168,11 @@ fn exit_code(status: std::process::ExitStatus) -> i32 {
         .unwrap_or_else(|| 128 + status.signal().unwrap_or(0))
 }
 
-/// SIGTERM to the group, then SIGKILL after a grace period; reaps the child.
+/// SIGTERM to the program's group and every process of the run, then (after a grace
+/// period, or at once when the program is gone) the caller's SIGKILL sweep.
 fn terminate(child: &mut Child, pgid: libc::pid_t) {
     kill_group(pgid, libc::SIGTERM);
+    reaper::signal_all(libc::SIGTERM);
     let until = Instant::now() + GRACE;
     while Instant::now() < until {
         if let Ok(Some(_)) = child.try_wait() {
@@ -144,14 +180,12 @@ fn terminate(child: &mut Child, pgid: libc::pid_t) {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    kill_group(pgid, libc::SIGKILL);
-    let _ = child.wait();
 }
 
 fn kill_group(pgid: libc::pid_t, signal: libc::c_int) {
     if pgid > 1 {
         // SAFETY: kill has no memory-safety preconditions; a negative pid names the
-        // process group we created for this program (never our own group).
+        // process group (and session) we created for this program, never our own.
         unsafe {
             libc::kill(-pgid, signal);
         }

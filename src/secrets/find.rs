@@ -496,6 +496,7 @@ mod tests {
 
     /// The cost of searching 10 MiB (the default max_file_size, every line with a `%`) for
     /// one secret, in 1 MiB pieces. Run by hand with `-- --ignored --nocapture`.
+    #[allow(clippy::print_stdout)] // the measurement is what this ignored test prints
     #[test]
     #[ignore]
     fn cost_of_searching_ten_mebibytes() {

@@ -171,7 +171,8 @@ fn checkout(clone: &Repository, path: &Path) -> Result<(), WorkError> {
 }
 
 fn write_alternates(clone: &Repository, main: &Repository) -> Result<(), WorkError> {
-    let main_objects = main.path().join("objects");
+    // The common dir: a linked worktree's own git dir has no objects.
+    let main_objects = main.commondir().join("objects");
     let info = clone.path().join("objects").join("info");
     std::fs::create_dir_all(&info).map_err(|e| WorkError::io(&info, e))?;
     let mut line = main_objects.to_string_lossy().into_owned();

@@ -239,6 +239,7 @@ mod tests {
     /// The cost of resolving every link of a 100,000-file change in which every file is a
     /// link, a third of them through a chain of two more links. Run by hand:
     /// `cargo test --lib links::tests::cost -- --ignored --nocapture`.
+    #[allow(clippy::print_stdout)] // the measurement is what this ignored test prints
     #[test]
     #[ignore]
     fn cost_of_resolving_a_100_000_link_change() {

@@ -484,7 +484,7 @@ fn run_prepared(
     let started_at = Instant::now();
     let info = lock::LockInfo {
         pid: std::process::id(),
-        host: identity.host.clone(),
+        host: identity.host.to_string(),
         user: crate::identity::os_user(),
         started: crate::clock::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
     };

@@ -235,8 +235,8 @@ impl Run<'_> {
             let started = Instant::now();
             let outcome = self.run_job(&job, reporter, &redactor, None)?;
             self.record_refusals(proxy.as_mut(), reporter, recorder)?;
-            let code = match outcome {
-                Outcome::Exited(c) => c,
+            let code = match &outcome {
+                Outcome::Exited(c) => *c,
                 Outcome::TimedOut | Outcome::Interrupted => -1,
             };
             recorder
@@ -248,7 +248,14 @@ impl Run<'_> {
                     .detail("phase", "validate")])
                 .map_err(WorkError::Ledger)?;
             if code != 0 {
-                let reason = format!("validation `{command}` failed (exit {code})");
+                let reason = match outcome {
+                    Outcome::Interrupted => "interrupted".to_string(),
+                    Outcome::TimedOut => format!(
+                        "validation `{command}` ran past agent.timeout ({})",
+                        self.config.agent.timeout
+                    ),
+                    Outcome::Exited(_) => format!("validation `{command}` failed (exit {code})"),
+                };
                 return self.fail(reason, &clone.path, recorder, agent_ms);
             }
         }
@@ -303,7 +310,11 @@ impl Run<'_> {
             return self.fail(reason, &clone.path, recorder, agent_ms);
         }
 
-        // 9. Land.
+        // 9. Land — unless Ctrl-C, SIGTERM or `git chant cancel` came while the result was
+        // being checked: a stopped run never lands.
+        if self.stop.load(std::sync::atomic::Ordering::SeqCst) {
+            return self.fail("interrupted".into(), &clone.path, recorder, agent_ms);
+        }
         let files: Vec<String> = collected.changes.iter().map(|c| c.path.clone()).collect();
         if repo.refname_to_id(&branch_ref)? != start {
             let reason = format!("branch {branch} moved while the agent worked; nothing landed");
