@@ -36,8 +36,11 @@ impl RunProxy {
         // Others may pass through (the relay's own user must reach the socket) but not list.
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o711))
             .map_err(|e| WorkError::io(dir.path(), e))?;
-        let proxy = EgressProxy::start(EgressPolicy::from_config(network), dir.path())
-            .map_err(|e| WorkError::io(dir.path(), e))?;
+        let proxy = EgressProxy::start(
+            EgressPolicy::from_config(network, &config.agent.secrets),
+            dir.path(),
+        )
+        .map_err(|e| WorkError::io(dir.path(), e))?;
         Ok(Some(RunProxy {
             proxy,
             _dir: dir,
