@@ -7,6 +7,7 @@
 //!   [`collect`], which reads them in order (later wins) into [`Secrets`];
 //! - [`Secrets::filtered`]: `agent.secrets.expose` / `hide` (hide always wins);
 //! - [`agent_env`]: the agent's whole environment, built from nothing;
+//! - [`Placeholder`]: the stand-in an injected secret (`agent.secrets.inject`) becomes;
 //! - [`Redactor`] / [`StreamRedactor`]: masking every known secret value as `***`.
 //!
 //! It must never print, never log, and never put a secret value into an error message or a
@@ -15,6 +16,7 @@
 mod dotenv;
 mod env;
 mod k8s;
+mod placeholder;
 mod redact;
 mod source;
 mod vault;
@@ -27,6 +29,7 @@ use crate::config::SecretsConfig;
 
 pub use dotenv::parse_dotenv;
 pub use env::{agent_env, AgentContext, RESERVED_NAMES};
+pub use placeholder::{Placeholder, PlaceholderError, MIN_RANDOM_CHARS};
 pub use redact::{Redactor, StreamRedactor, MASK, MIN_REDACT_LEN};
 pub use source::{collect, collect_with_env, SecretSource, SUPPORTED_SCHEMES};
 
