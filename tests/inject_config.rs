@@ -90,3 +90,48 @@ fn an_empty_upstream_ca_is_refused_naming_the_key() {
     assert!(err.contains("agent.network.upstream_ca"), "{err}");
     assert!(err.contains("PEM"), "{err}");
 }
+
+#[test]
+fn an_injected_secret_never_reaches_the_agent_as_its_value_but_is_always_masked() {
+    use git_chant::secrets::{Origin, Secrets};
+    let config = load(
+        "agent:\n  secrets:\n    expose: [\"*\"]\n    inject:\n      API_KEY: [api.example.com]\n",
+    )
+    .expect("loads");
+    let value = "sk-live-0123456789abcdefABCDEF";
+    let mut secrets = Secrets::new();
+    secrets.insert("API_KEY", value, Origin::Env);
+    secrets.insert("OTHER", "plain-exposed-value", Origin::Env);
+    let given = secrets.filtered(&config.agent.secrets);
+    assert!(
+        given.iter().all(|(k, v)| k != "API_KEY" && v != value),
+        "{given:?}"
+    );
+    assert!(given.iter().any(|(k, _)| k == "OTHER"));
+    let placeholders = secrets
+        .placeholders(&config.agent.secrets)
+        .expect("placeholders");
+    assert_eq!(placeholders.len(), 1);
+    assert_ne!(placeholders[0].placeholder(), value);
+    let redactor = secrets.redactor(&config.agent.secrets);
+    assert!(!redactor.redact(&format!("key={value}")).contains(value));
+    // Not exposed, from the environment: still masked, because it is injected.
+    let hidden =
+        load("agent:\n  secrets:\n    inject:\n      API_KEY: [api.example.com]\n").expect("loads");
+    assert!(!secrets
+        .redactor(&hidden.agent.secrets)
+        .redact(value)
+        .contains(value));
+}
+
+#[test]
+fn injecting_a_secret_no_source_holds_is_an_error_naming_it() {
+    use git_chant::secrets::Secrets;
+    let config = load("agent:\n  secrets:\n    inject:\n      MISSING_KEY: [api.example.com]\n")
+        .expect("loads");
+    let err = Secrets::new()
+        .placeholders(&config.agent.secrets)
+        .expect_err("missing");
+    assert!(err.to_string().contains("MISSING_KEY"), "{err}");
+    assert_eq!(err.exit_code(), 2);
+}

@@ -68,6 +68,12 @@ pub enum SecretsError {
     /// `agent.secrets.expose` lets through a name chant sets itself.
     #[error("agent.secrets.expose lets through '{name}', which chant sets itself; add it to agent.secrets.hide or narrow expose")]
     Reserved { name: String },
+    /// `agent.secrets.inject` names a secret no source holds.
+    #[error("agent.secrets.inject: no secret source holds '{name}'; set it in the environment, .env or a --secrets-from source, or remove it from inject")]
+    InjectMissing { name: String },
+    /// A secret that cannot be injected (too short, not header-safe).
+    #[error("agent.secrets.inject: {0}")]
+    Placeholder(#[from] PlaceholderError),
     /// A secrets file or directory that could not be read.
     #[error("{}: {source}", path.display())]
     Io {
@@ -228,7 +234,25 @@ impl Secrets {
         self.entries
             .iter()
             .filter(|(name, _)| config.expose.0.is_match(name) && !config.hide.0.is_match(name))
+            // An injected secret reaches the agent only as its placeholder.
+            .filter(|(name, _)| !config.inject.contains_key(*name))
             .map(|(name, s)| (name.clone(), s.value.clone()))
+            .collect()
+    }
+
+    /// A fresh placeholder for each secret of `agent.secrets.inject` (the agent gets these
+    /// under the secrets' names; the proxy puts the values back in). Every injected secret
+    /// must be held by some source.
+    pub fn placeholders(&self, config: &SecretsConfig) -> Result<Vec<Placeholder>, SecretsError> {
+        config
+            .inject
+            .keys()
+            .map(|name| {
+                let value = self
+                    .get(name)
+                    .ok_or_else(|| SecretsError::InjectMissing { name: name.clone() })?;
+                Ok(Placeholder::new(name, value)?)
+            })
             .collect()
     }
 
@@ -244,6 +268,7 @@ impl Secrets {
             self.entries
                 .iter()
                 .filter(|(name, s)| match s.origin {
+                    _ if config.inject.contains_key(*name) => true,
                     Origin::Env => exposed(name) && !is_plain_env_name(name),
                     _ => true,
                 })
