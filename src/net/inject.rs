@@ -40,6 +40,16 @@ pub enum InjectError {
     Ca(String),
 }
 
+impl InjectError {
+    /// 2 for a bad `upstream_ca` (input), 1 when the CA itself could not be made.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            InjectError::Ca(_) => 1,
+            _ => 2,
+        }
+    }
+}
+
 /// One injected secret and the hosts its value may go to.
 #[derive(Debug, Clone)]
 pub struct InjectedSecret {

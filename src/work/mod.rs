@@ -51,6 +51,8 @@ pub enum WorkError {
     Lock(#[from] lock::LockError),
     #[error(transparent)]
     Secrets(#[from] crate::secrets::SecretsError),
+    #[error(transparent)]
+    Inject(#[from] crate::net::InjectError),
     #[error("spec {id} is {status}; only pending or failed specs can be worked (see `git chant show {id}`)")]
     NotWorkable { id: SpecId, status: String },
     #[error(
@@ -92,6 +94,7 @@ impl WorkError {
             WorkError::Spec(e) => e.exit_code(),
             WorkError::Sandbox(e) => e.exit_code(),
             WorkError::Secrets(e) => e.exit_code(),
+            WorkError::Inject(e) => e.exit_code(),
             WorkError::Masked { code, .. } => *code,
             WorkError::Config(_)
             | WorkError::NeedsConfirmation { .. }
@@ -482,6 +485,7 @@ fn run_prepared(
         template: &template,
         secrets: &secrets,
         stop,
+        injected: Default::default(),
         log: project
             .state_dir()
             .join("logs")

@@ -2,7 +2,7 @@
 //! sandboxed clone, the agent's environment, the agent under its sandbox level, validation,
 //! collecting the result as data, the policy check and landing.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -36,6 +36,9 @@ pub(super) struct Run<'a> {
     pub(super) secrets: &'a crate::secrets::Secrets,
     pub(super) stop: &'a Arc<AtomicBool>,
     pub(super) log: PathBuf,
+    /// Requests that had an injected secret put in, as of the last program's end
+    /// (`host:port` → name → count), for `spec_failed`.
+    pub(super) injected: std::cell::RefCell<BTreeMap<String, BTreeMap<String, u64>>>,
 }
 
 impl Run<'_> {
@@ -101,7 +104,13 @@ impl Run<'_> {
         crate::atomic::replace(&prompt_file, prompt_text.as_bytes())
             .map_err(|e| WorkError::io(&prompt_file, e))?;
         let exec_wrapper = write_exec_wrapper(&run_dir, self.project.root())?;
-        let exposed = self.secrets.filtered(&self.config.agent.secrets);
+        let mut exposed = self.secrets.filtered(&self.config.agent.secrets);
+        // Injected secrets: the agent holds placeholders, the proxy the values.
+        let injection =
+            egress::injection(self.config, self.secrets, self.project.root(), self.level)?;
+        if let Some((placeholders, _)) = &injection {
+            exposed.extend(placeholders.iter().cloned());
+        }
         // Paths as the agent sees them: the host's, or the guest's for vm (and docker).
         let guest = self.sandbox.guest();
         let seen = match &guest {
@@ -114,13 +123,24 @@ impl Run<'_> {
                 path: None,
             },
         };
-        let env = seen.env(self.id.as_str(), &self.identity.session, &exposed)?;
+        let mut env = seen.env(self.id.as_str(), &self.identity.session, &exposed)?;
         let program = match guest {
             Some(_) => self.template.to_vec(),
             None => resolve_program(self.template, self.project.root()),
         };
         let argv = seen.argv(&program, &prompt_text, self.id.as_str());
-        let files = vec![(seen.prompt.clone(), prompt_text.clone().into_bytes())];
+        let mut files = vec![(seen.prompt.clone(), prompt_text.clone().into_bytes())];
+        if let Some((_, injection)) = &injection {
+            // The run CA's certificate (never its key) beside the system roots.
+            let bundle = injection.bundle_pem().into_bytes();
+            let on_host = run_dir.join(egress::CA_BUNDLE_FILE);
+            crate::atomic::replace(&on_host, &bundle).map_err(|e| WorkError::io(&on_host, e))?;
+            let seen_path = seen.prompt.with_file_name(egress::CA_BUNDLE_FILE);
+            for name in egress::CA_VARIABLES {
+                env.push((name.to_string(), seen_path.to_string_lossy().into_owned()));
+            }
+            files.push((seen_path, bundle));
+        }
         let redactor = self.secrets.redactor(&self.config.agent.secrets);
         recorder
             .record(vec![self
@@ -149,7 +169,7 @@ impl Run<'_> {
         let mut proxy = if self.level == SandboxLevel::Kubernetes {
             None
         } else {
-            egress::RunProxy::start(self.config)?
+            egress::RunProxy::start(self.config, injection.map(|(_, i)| i))?
         };
         let egress = proxy.as_ref().map(egress::RunProxy::egress);
         if let Some(e) = &egress {
@@ -301,6 +321,9 @@ impl Run<'_> {
         let mut completed = self.entry(Event::SpecCompleted);
         if let Some(p) = &proxy {
             completed = completed.detail("network", json!(p.allowed_by_host()));
+            if !self.config.agent.secrets.inject.is_empty() {
+                completed = completed.detail("injected", json!(p.injected()));
+            }
         }
         entries.push(
             completed
@@ -352,6 +375,7 @@ impl Run<'_> {
         recorder: &mut dyn Recorder,
     ) -> Result<(), WorkError> {
         let Some(proxy) = proxy else { return Ok(()) };
+        *self.injected.borrow_mut() = proxy.injected();
         let entries = proxy.new_refusals(|| self.entry(Event::PolicyViolation));
         if entries.is_empty() {
             return Ok(());
@@ -397,6 +421,7 @@ impl Run<'_> {
             None => (
                 self.entry(Event::SpecFailed)
                     .detail("reason", reason.clone())
+                    .detail("injected", json!(*self.injected.borrow()))
                     .detail("agent_duration_ms", agent_ms)
                     .detail("clone", clone.to_string_lossy().into_owned()),
                 Verdict::Failed { reason },
