@@ -96,6 +96,24 @@ fn origin() -> Origin {
                     let received = format!("{head}{}", String::from_utf8_lossy(&body));
                     seen.lock().expect("seen").push(received.clone());
                     let out = tls.get_mut();
+                    if let Some(n) = head
+                        .strip_prefix("GET /big/")
+                        .and_then(|r| r.split(' ').next())
+                        .and_then(|n| n.parse::<usize>().ok())
+                    {
+                        let _ = write!(out, "HTTP/1.1 200 OK\r\nContent-Length: {n}\r\n\r\n");
+                        let block = vec![b'x'; 256 * 1024];
+                        let mut left = n;
+                        while left > 0 {
+                            let k = left.min(block.len());
+                            if out.write_all(&block[..k]).is_err() {
+                                return;
+                            }
+                            left -= k;
+                        }
+                        let _ = out.flush();
+                        continue;
+                    }
                     if head.starts_with("GET /sse") {
                         let _ = out.write_all(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n");
                         let first = b"data: first\n\n";
@@ -488,4 +506,73 @@ fn oversized_and_ambiguous_requests_are_refused_before_reaching_the_origin() {
     }
     assert!(s.seen().is_empty(), "{:?}", s.seen());
     assert!(s.proxy.report().injected.is_empty());
+}
+
+/// Not a check: prints how fast a body comes through the terminated path compared with a
+/// plain tunnel to the same origin (`cargo test --test inject_proxy -- --ignored --nocapture`).
+#[test]
+#[ignore]
+fn measure_throughput_of_the_terminated_path_against_a_plain_tunnel() {
+    let s = setup(true);
+    let size: usize = std::env::var("CHANT_MEASURE_MB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(64)
+        * 1024
+        * 1024;
+    let test_ca = std::fs::read_to_string(common::crate_path("fixtures/tls/ca.pem")).expect("ca");
+    let mut line = String::new();
+    for (name, host, roots) in [
+        ("tunnel", "127.0.0.1", test_ca.as_str()),
+        ("terminated", "localhost", s.bundle.as_str()),
+        ("tunnel", "127.0.0.1", test_ca.as_str()),
+        ("terminated", "localhost", s.bundle.as_str()),
+    ] {
+        let mut tls = BufReader::new(s.tls(host, roots));
+        let started = std::time::Instant::now();
+        write!(
+            tls.get_mut(),
+            "GET /big/{size} HTTP/1.1\r\nHost: {host}\r\n\r\n"
+        )
+        .expect("request");
+        tls.get_mut().flush().expect("flush");
+        let (head, body) = response(&mut tls);
+        assert!(
+            head.starts_with("HTTP/1.1 200") && body.len() == size,
+            "{head}"
+        );
+        let secs = started.elapsed().as_secs_f64();
+        line.push_str(&format!("{name}: {:.0} MB/s; ", size as f64 / secs / 1e6));
+    }
+    eprintln!("{} MB, rustls client: {line}", size / 1024 / 1024);
+    // The same with curl (OpenSSL) as the client, when the host has it.
+    let dir = tempfile::tempdir().expect("dir");
+    let bundle = dir.path().join("bundle.pem");
+    std::fs::write(&bundle, &s.bundle).expect("bundle");
+    let ca = common::crate_path("fixtures/tls/ca.pem");
+    let mut line = String::new();
+    for (name, host, roots) in [
+        ("tunnel", "127.0.0.1", ca.as_path()),
+        ("terminated", "localhost", bundle.as_path()),
+        ("tunnel", "127.0.0.1", ca.as_path()),
+        ("terminated", "localhost", bundle.as_path()),
+    ] {
+        let Ok(out) = std::process::Command::new("curl")
+            .args(["-sS", "-o", "/dev/null", "-w", "%{speed_download}", "-x"])
+            .arg(s.proxy.url())
+            .arg("--cacert")
+            .arg(roots)
+            .arg(format!("https://{host}:{}/big/{size}", s.origin.port))
+            .env_clear()
+            .output()
+        else {
+            return;
+        };
+        let speed: f64 = String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse()
+            .unwrap_or(0.0);
+        line.push_str(&format!("{name}: {:.0} MB/s; ", speed / 1e6));
+    }
+    eprintln!("{} MB, curl client: {line}", size / 1024 / 1024);
 }
