@@ -290,6 +290,7 @@ fn response(r: &mut impl BufRead) -> (String, String) {
 #[test]
 fn the_origin_gets_the_value_while_the_agent_only_ever_holds_the_placeholder() {
     let s = setup(true);
+    let lh = format!("localhost:{}", s.origin.port);
     let tls = s.tls("localhost", &s.bundle);
     let mut tls = BufReader::new(tls);
     let ph = s.api.placeholder();
@@ -299,7 +300,7 @@ fn the_origin_gets_the_value_while_the_agent_only_ever_holds_the_placeholder() {
     for i in 0..3 {
         write!(
             tls.get_mut(),
-            "POST /echo?key={ph}&n={i} HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {ph}\r\nContent-Length: {}\r\n\r\n{body}",
+            "POST /echo?key={ph}&n={i} HTTP/1.1\r\nHost: {lh}\r\nAuthorization: Bearer {ph}\r\nAccept-Encoding: gzip, br\r\nContent-Length: {}\r\n\r\n{body}",
             body.len()
         )
         .expect("request");
@@ -328,6 +329,11 @@ fn the_origin_gets_the_value_while_the_agent_only_ever_holds_the_placeholder() {
             got.ends_with(&format!("body keeps {ph}")),
             "never in the body: {got}"
         );
+        // Asked for uncompressed, so an echoed value can be swapped out of the body too.
+        assert!(
+            !got.to_ascii_lowercase().contains("accept-encoding"),
+            "{got}"
+        );
     }
     let report = s.proxy.report();
     let host = format!("localhost:{}", s.origin.port);
@@ -338,11 +344,12 @@ fn the_origin_gets_the_value_while_the_agent_only_ever_holds_the_placeholder() {
 #[test]
 fn another_secrets_placeholder_toward_an_inject_host_is_not_substituted_and_is_recorded() {
     let s = setup(true);
+    let lh = format!("localhost:{}", s.origin.port);
     let mut tls = BufReader::new(s.tls("localhost", &s.bundle));
     let gh = s.other.placeholder();
     write!(
         tls.get_mut(),
-        "GET /echo HTTP/1.1\r\nHost: localhost\r\nAuthorization: token {gh}\r\n\r\n"
+        "GET /echo HTTP/1.1\r\nHost: {lh}\r\nAuthorization: token {gh}\r\n\r\n"
     )
     .expect("request");
     let (head, _) = response(&mut tls);
@@ -441,10 +448,10 @@ fn an_upstream_whose_certificate_does_not_verify_gets_nothing_and_the_agent_an_e
 #[test]
 fn the_agent_cannot_reach_an_inject_host_without_trusting_the_run_ca() {
     let s = setup(true);
+    let lh = format!("localhost:{}", s.origin.port);
     let test_ca = std::fs::read_to_string(common::crate_path("fixtures/tls/ca.pem")).expect("ca");
     let mut tls = s.tls("localhost", &test_ca);
-    let sent =
-        write!(tls, "GET /echo HTTP/1.1\r\nHost: localhost\r\n\r\n").and_then(|_| tls.flush());
+    let sent = write!(tls, "GET /echo HTTP/1.1\r\nHost: {lh}\r\n\r\n").and_then(|_| tls.flush());
     let mut buf = [0u8; 16];
     assert!(
         sent.is_err() || tls.read(&mut buf).is_err(),
@@ -456,12 +463,9 @@ fn the_agent_cannot_reach_an_inject_host_without_trusting_the_run_ca() {
 #[test]
 fn server_sent_events_stream_through_the_terminated_connection() {
     let s = setup(true);
+    let lh = format!("localhost:{}", s.origin.port);
     let mut tls = BufReader::new(s.tls("localhost", &s.bundle));
-    write!(
-        tls.get_mut(),
-        "GET /sse HTTP/1.1\r\nHost: localhost\r\n\r\n"
-    )
-    .expect("request");
+    write!(tls.get_mut(), "GET /sse HTTP/1.1\r\nHost: {lh}\r\n\r\n").expect("request");
     tls.get_mut().flush().expect("flush");
     let mut got = String::new();
     while !got.contains("data: first\n\n") {
@@ -486,17 +490,23 @@ fn server_sent_events_stream_through_the_terminated_connection() {
 }
 
 #[test]
-fn oversized_and_ambiguous_requests_are_refused_before_reaching_the_origin() {
+fn oversized_ambiguous_and_misdirected_requests_are_refused_before_reaching_the_origin() {
     let s = setup(true);
+    let lh = format!("localhost:{}", s.origin.port);
     let ph = s.api.placeholder();
     let huge = "a".repeat(40 * 1024);
     for (request, status) in [
-        (format!("GET /echo HTTP/1.1\r\nHost: localhost\r\nX-Big: {huge}\r\n\r\n"), "431"),
-        (format!("POST /echo HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {ph}\r\nContent-Length: 4\r\nContent-Length: 40\r\n\r\nabcd"), "400"),
-        (format!("POST /echo HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {ph}\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"), "400"),
-        (format!("POST /echo HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked, identity\r\nAuthorization: Bearer {ph}\r\n\r\n"), "400"),
-        (format!("GET /echo HTTP/1.1\r\nHost: localhost\r\nX: a\r\n Authorization: Bearer {ph}\r\n\r\n"), "400"),
-        (format!("GET /echo HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nAuthorization: Bearer {ph}\r\n\r\n"), "501"),
+        (format!("GET /echo HTTP/1.1\r\nHost: {lh}\r\nX-Big: {huge}\r\n\r\n"), "431"),
+        (format!("POST /echo HTTP/1.1\r\nHost: {lh}\r\nAuthorization: Bearer {ph}\r\nContent-Length: 4\r\nContent-Length: 40\r\n\r\nabcd"), "400"),
+        (format!("POST /echo HTTP/1.1\r\nHost: {lh}\r\nAuthorization: Bearer {ph}\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"), "400"),
+        (format!("POST /echo HTTP/1.1\r\nHost: {lh}\r\nTransfer-Encoding: chunked, identity\r\nAuthorization: Bearer {ph}\r\n\r\n"), "400"),
+        (format!("GET /echo HTTP/1.1\r\nHost: {lh}\r\nX: a\r\n Authorization: Bearer {ph}\r\n\r\n"), "400"),
+        (format!("GET /echo HTTP/1.1\r\nHost: evil.example\r\nAuthorization: Bearer {ph}\r\n\r\n"), "421"),
+        (format!("GET /echo HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {ph}\r\n\r\n"), "421"),
+        (format!("GET /echo HTTP/1.1\r\nHost: {lh}\r\nHost: evil.example\r\nAuthorization: Bearer {ph}\r\n\r\n"), "421"),
+        (format!("GET /echo HTTP/1.1\r\nAuthorization: Bearer {ph}\r\n\r\n"), "421"),
+        (format!("GET https://evil.example/echo HTTP/1.1\r\nHost: {lh}\r\nAuthorization: Bearer {ph}\r\n\r\n"), "421"),
+        (format!("GET /echo HTTP/1.1\r\nHost: {lh}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nAuthorization: Bearer {ph}\r\n\r\n"), "501"),
     ] {
         let mut tls = BufReader::new(s.tls("localhost", &s.bundle));
         tls.get_mut().write_all(request.as_bytes()).expect("send");
@@ -505,6 +515,17 @@ fn oversized_and_ambiguous_requests_are_refused_before_reaching_the_origin() {
         assert!(head.starts_with(&format!("HTTP/1.1 {status}")), "{status}: {head}");
     }
     assert!(s.seen().is_empty(), "{:?}", s.seen());
+    // Requests aimed at another site behind the same front end are kept for the ledger.
+    let refused = s.proxy.report().refused;
+    assert_eq!(
+        refused
+            .iter()
+            .filter(|r| r.reason.contains("Host") || r.reason.contains("not a path"))
+            .count(),
+        5,
+        "{refused:?}"
+    );
+    assert!(refused.iter().all(|r| !r.reason.contains(VALUE)));
     assert!(s.proxy.report().injected.is_empty());
 }
 

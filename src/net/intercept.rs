@@ -26,6 +26,8 @@ pub(crate) trait Recorder {
     fn injected(&self, host: &str, port: u16, name: &str);
     /// A placeholder of `name` went toward `host:port`, where it is never substituted.
     fn leaked(&self, host: &str, port: u16, name: &str, how: &str);
+    /// A request on a terminated connection to `host:port` was refused for `reason`.
+    fn refused(&self, host: &str, port: u16, reason: &str);
 }
 
 /// A connection read through a buffer, so a head can be read and what follows kept.
@@ -301,11 +303,22 @@ pub(crate) fn serve<C: Read + Write, U: Read + Write>(
             );
             return;
         }
+        if let Err(why) = same_origin(&head, host, port) {
+            // Domain fronting: behind a shared front end, Host picks the site that gets
+            // the request, and with it the value.
+            recorder.refused(host, port, &why);
+            let _ = answer(&mut client.io, 421, &why);
+            return;
+        }
         let head_request = head.line.starts_with("HEAD ");
         let close = head.has_token("connection", "close") || head.line.ends_with("HTTP/1.0");
         let expects = head.has_token("expect", "100-continue");
+        // No Accept-Encoding: an uncompressed response can have the value swapped out of
+        // its body too, should the server echo it.
         head.headers.retain(|(k, _)| {
-            !k.eq_ignore_ascii_case("expect") && !k.to_ascii_lowercase().starts_with("proxy-")
+            !k.eq_ignore_ascii_case("expect")
+                && !k.eq_ignore_ascii_case("accept-encoding")
+                && !k.to_ascii_lowercase().starts_with("proxy-")
         });
         let mut bytes = head.render();
         // Placeholders of secrets that do not belong to this host go through unchanged.
@@ -349,6 +362,33 @@ pub(crate) fn serve<C: Read + Write, U: Read + Write>(
             Ok(_) => return,
             Err(_) => return,
         }
+    }
+}
+
+/// Checks that a request goes to the host the connection was opened to: an origin-form
+/// target (`/path` or `*`) and exactly one `Host` naming that host (and port, unless 443).
+fn same_origin(head: &Head, host: &str, port: u16) -> Result<(), String> {
+    let target = head.line.split(' ').nth(1).unwrap_or_default();
+    if !(target.starts_with('/') || target == "*") {
+        return Err(format!(
+            "request target '{target}' is not a path; on a connection to {host} only paths are sent"
+        ));
+    }
+    let hosts: Vec<&str> = head.values("host").collect();
+    let [given] = hosts.as_slice() else {
+        return Err(format!(
+            "a request to {host} needs exactly one Host header, found {}",
+            hosts.len()
+        ));
+    };
+    let given = given.to_ascii_lowercase();
+    let ok = given == format!("{host}:{port}") || (port == 443 && given == host);
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "Host '{given}' is not {host}:{port}, the host this connection was opened to"
+        ))
     }
 }
 
@@ -519,6 +559,7 @@ fn pass<T: Write>(
 fn answer(client: &mut impl Write, status: u16, message: &str) -> io::Result<()> {
     let reason = match status {
         400 => "Bad Request",
+        421 => "Misdirected Request",
         431 => "Request Header Fields Too Large",
         501 => "Not Implemented",
         _ => "Bad Gateway",

@@ -106,6 +106,15 @@ impl Recorder for Shared {
             .or_default() += 1;
     }
 
+    fn refused(&self, host: &str, port: u16, reason: &str) {
+        self.refuse(Refusal {
+            host: host.to_string(),
+            port,
+            reason: reason.to_string(),
+            secret: None,
+        });
+    }
+
     fn leaked(&self, host: &str, port: u16, name: &str, how: &str) {
         self.refuse(Refusal {
             host: host.to_string(),
