@@ -393,37 +393,43 @@ fn toward_a_host_that_is_only_allowed_the_tunnel_stays_opaque_and_the_placeholde
 #[test]
 fn a_placeholder_in_a_plain_http_request_is_never_substituted_and_is_recorded() {
     let s = setup(true);
-    // A plain HTTP listener on loopback, allowed by name through 127.0.0.1:<origin port>
-    // would be TLS; use the CONNECT's first bytes and a plain GET toward the inject host.
-    for (request, how) in [
+    // Plain HTTP toward the inject host itself (values only ever go in over TLS), and a
+    // tunnel to a host that is only allowed, the placeholder in the CONNECT or right after.
+    let port = s.origin.port;
+    let (api, gh) = (s.api.placeholder(), s.other.placeholder());
+    for (request, how, secret) in [
         (
-            format!(
-                "GET http://localhost:{}/echo HTTP/1.1\r\nAuthorization: Bearer {}\r\n\r\n",
-                s.origin.port,
-                s.api.placeholder()
-            ),
+            format!("GET http://localhost:{port}/echo HTTP/1.1\r\nAuthorization: Bearer {api}\r\n\r\n"),
             "plain-HTTP",
+            "API_KEY",
         ),
         (
-            format!(
-                "CONNECT 127.0.0.1:{} HTTP/1.1\r\n\r\nGET / HTTP/1.1\r\nX: {}\r\n\r\n",
-                s.origin.port,
-                s.other.placeholder()
-            ),
+            format!("GET http://localhost:{port}/echo HTTP/1.1\r\nProxy-Authorization: Bearer {gh}\r\n\r\n"),
+            "plain-HTTP",
+            "GH_TOKEN",
+        ),
+        (
+            format!("CONNECT 127.0.0.1:{port} HTTP/1.1\r\n\r\nGET / HTTP/1.1\r\nX: {gh}\r\n\r\n"),
             "tunnel",
+            "GH_TOKEN",
+        ),
+        (
+            format!("CONNECT 127.0.0.1:{port} HTTP/1.1\r\nProxy-Authorization: Bearer {api}\r\n\r\n"),
+            "CONNECT",
+            "API_KEY",
         ),
     ] {
+        let before = s.proxy.report().refused.len();
         let mut tcp = TcpStream::connect(s.proxy_addr()).expect("proxy");
-        tcp.set_read_timeout(Some(Duration::from_secs(10)))
+        tcp.set_read_timeout(Some(Duration::from_secs(3)))
             .expect("timeout");
         tcp.write_all(request.as_bytes()).expect("send");
         let mut out = Vec::new();
         let _ = tcp.read_to_end(&mut out);
         let refused = s.proxy.report().refused;
+        let new = &refused[before..];
         assert!(
-            refused
-                .iter()
-                .any(|r| r.reason.contains(how) && r.secret.is_some()),
+            new.len() == 1 && new[0].reason.contains(how) && new[0].secret.as_deref() == Some(secret),
             "{how}: {refused:?}"
         );
     }

@@ -299,14 +299,16 @@ fn serve<S: Duplex + Timeouts>(shared: &Shared, mut client: S) {
             terminate(shared, injection, client, rest, upstream, &request);
             return;
         }
+        let mut seen = head.clone();
+        seen.extend_from_slice(&rest);
         shared.scan(
             &request.host,
             request.port,
-            &rest,
-            "in the first bytes of a tunnel to a host it is not injected for",
+            &seen,
+            "in a CONNECT to a host it is not injected for, or the first bytes of its tunnel",
         );
     } else {
-        let mut seen = request.forwarded_head();
+        let mut seen = head.clone();
         seen.extend_from_slice(&rest);
         shared.scan(
             &request.host,

@@ -321,9 +321,8 @@ impl Run<'_> {
         let mut completed = self.entry(Event::SpecCompleted);
         if let Some(p) = &proxy {
             completed = completed.detail("network", json!(p.allowed_by_host()));
-            if !self.config.agent.secrets.inject.is_empty() {
-                completed = completed.detail("injected", json!(p.injected()));
-            }
+            *self.injected.borrow_mut() = p.injected();
+            completed = self.injected_detail(completed);
         }
         entries.push(
             completed
@@ -402,6 +401,15 @@ impl Run<'_> {
         Ok(outcome?)
     }
 
+    /// `details.injected` (requests per host and secret name) when secrets are injected.
+    fn injected_detail(&self, entry: NewEntry) -> NewEntry {
+        if self.config.agent.secrets.inject.is_empty() {
+            entry
+        } else {
+            entry.detail("injected", json!(*self.injected.borrow()))
+        }
+    }
+
     /// Records how the run failed (or that it was cancelled, when `git chant cancel` asked
     /// for it) and keeps the clone for inspection.
     fn fail(
@@ -419,11 +427,12 @@ impl Run<'_> {
                 Verdict::Cancelled { reason: c.reason },
             ),
             None => (
-                self.entry(Event::SpecFailed)
-                    .detail("reason", reason.clone())
-                    .detail("injected", json!(*self.injected.borrow()))
-                    .detail("agent_duration_ms", agent_ms)
-                    .detail("clone", clone.to_string_lossy().into_owned()),
+                self.injected_detail(
+                    self.entry(Event::SpecFailed)
+                        .detail("reason", reason.clone())
+                        .detail("agent_duration_ms", agent_ms)
+                        .detail("clone", clone.to_string_lossy().into_owned()),
+                ),
                 Verdict::Failed { reason },
             ),
         };
