@@ -1,6 +1,8 @@
 //! `agent.secrets.inject` and `agent.network.upstream_ca`: read once at load, every bad
 //! shape refused with the key that is wrong and what to write instead.
 
+mod common;
+
 use git_chant::config::{parse, Config};
 use git_chant::net::{Decision, EgressPolicy};
 
@@ -134,4 +136,29 @@ fn injecting_a_secret_no_source_holds_is_an_error_naming_it() {
         .expect_err("missing");
     assert!(err.to_string().contains("MISSING_KEY"), "{err}");
     assert_eq!(err.exit_code(), 2);
+}
+
+#[test]
+fn doctor_says_which_secrets_are_injected_where_and_what_is_missing() {
+    let repo = common::TestRepo::initialised();
+    repo.write_config(
+        "agent:\n  network:\n    upstream_ca: no/such.pem\n  secrets:\n    inject:\n      API_KEY: [api.example.com]\n",
+    );
+    let out = repo.chant(&["doctor"]).stdout();
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("inject"))
+        .unwrap_or_else(|| panic!("no inject line: {out}"));
+    assert!(line.contains("NOT ready"), "{line}");
+    assert!(line.contains("API_KEY → api.example.com"), "{line}");
+    assert!(line.contains("agent.network.enabled is false"), "{line}");
+    assert!(line.contains("no/such.pem is not a file"), "{line}");
+    repo.write_config(
+        "agent:\n  network:\n    enabled: true\n  secrets:\n    inject:\n      API_KEY: [api.example.com]\n",
+    );
+    let out = repo.chant(&["doctor"]).stdout();
+    assert!(
+        out.lines().any(|l| l.starts_with("inject       on ")),
+        "{out}"
+    );
 }
