@@ -559,7 +559,8 @@ fn measure_throughput_of_the_terminated_path_against_a_plain_tunnel() {
         let started = std::time::Instant::now();
         write!(
             tls.get_mut(),
-            "GET /big/{size} HTTP/1.1\r\nHost: {host}\r\n\r\n"
+            "GET /big/{size} HTTP/1.1\r\nHost: {host}:{}\r\n\r\n",
+            s.origin.port
         )
         .expect("request");
         tls.get_mut().flush().expect("flush");

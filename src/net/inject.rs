@@ -14,7 +14,10 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
+use rcgen::{
+    BasicConstraints, CertificateParams, CidrSubnet, DistinguishedName, DnType, GeneralSubtree,
+    IsCa, Issuer, KeyPair, KeyUsagePurpose, NameConstraints,
+};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
 use rustls::{ClientConfig, ClientConnection, RootCertStore, ServerConfig, StreamOwned};
@@ -126,6 +129,16 @@ impl Injection {
             KeyUsagePurpose::DigitalSignature,
         ];
         set_validity(&mut params);
+        // The CA can vouch for the inject hosts only: a leaf for any other name fails
+        // verification in the sandbox, whatever the proxy might be made to issue.
+        params.name_constraints = Some(NameConstraints {
+            permitted_subtrees: secrets
+                .iter()
+                .flat_map(|s| s.hosts.patterns())
+                .map(|p| subtree(p.as_str()))
+                .collect(),
+            excluded_subtrees: Vec::new(),
+        });
         let ca_cert = params.self_signed(&key).map_err(ca_err)?.der().clone();
         Ok(Injection {
             secrets,
@@ -178,7 +191,9 @@ impl Injection {
         let err = |e: rcgen::Error| format!("cannot issue a certificate for {host}: {e}");
         let key = KeyPair::generate().map_err(err)?;
         let mut params = CertificateParams::new(vec![name.to_string()]).map_err(err)?;
-        params.distinguished_name.push(DnType::CommonName, name);
+        // The name is in the SAN only: a common name would be checked by some clients
+        // against the CA's DNS constraints even for an IP address.
+        params.distinguished_name = DistinguishedName::new();
         set_validity(&mut params);
         let leaf = params.signed_by(&key, &self.issuer).map_err(err)?;
         let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -254,6 +269,26 @@ impl Injection {
                 })
                 .collect(),
         )
+    }
+}
+
+/// The name-constraint subtree of a host pattern (`host`, `host:port`, `[v6]:port`,
+/// `*.domain`): the port plays no part in certificates.
+fn subtree(pattern: &str) -> GeneralSubtree {
+    let host = if let Some(rest) = pattern.strip_prefix('[') {
+        rest.split(']').next().unwrap_or_default()
+    } else {
+        match pattern.rsplit_once(':') {
+            Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
+            _ => pattern,
+        }
+    };
+    match host.parse::<std::net::IpAddr>() {
+        Ok(ip) => {
+            let bits = if ip.is_ipv4() { 32 } else { 128 };
+            GeneralSubtree::IpAddress(CidrSubnet::from_addr_prefix(ip, bits))
+        }
+        Err(_) => GeneralSubtree::DnsName(host.trim_start_matches("*.").to_string()),
     }
 }
 
@@ -371,6 +406,63 @@ mod tests {
         assert_eq!(swap.push(b"event: done\n\n"), b"event: done\n\n");
         assert_eq!(swap.push(b"SEC"), b"");
         assert_eq!(swap.finish(), b"SEC");
+    }
+
+    /// A TLS handshake in memory: a client trusting only the run CA asks for `sni`, the
+    /// server presents the proxy's leaf for `issued_for`.
+    fn handshake(injection: &Injection, issued_for: &str, sni: &str) -> Result<(), String> {
+        let mut roots = RootCertStore::empty();
+        roots
+            .add(injection.ca_cert.clone())
+            .map_err(|e| e.to_string())?;
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let client = ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| e.to_string())?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let name = ServerName::try_from(sni.to_string()).map_err(|e| e.to_string())?;
+        let mut c = ClientConnection::new(Arc::new(client), name).map_err(|e| e.to_string())?;
+        let mut s = rustls::ServerConnection::new(injection.server_config(issued_for)?)
+            .map_err(|e| e.to_string())?;
+        for _ in 0..10 {
+            let mut buf = Vec::new();
+            c.write_tls(&mut buf).map_err(|e| e.to_string())?;
+            s.read_tls(&mut buf.as_slice()).map_err(|e| e.to_string())?;
+            s.process_new_packets().map_err(|e| e.to_string())?;
+            let mut buf = Vec::new();
+            s.write_tls(&mut buf).map_err(|e| e.to_string())?;
+            c.read_tls(&mut buf.as_slice()).map_err(|e| e.to_string())?;
+            c.process_new_packets().map_err(|e| e.to_string())?;
+            if !c.is_handshaking() && !s.is_handshaking() {
+                return Ok(());
+            }
+        }
+        Err("handshake did not finish".into())
+    }
+
+    #[test]
+    fn the_run_ca_vouches_for_the_inject_hosts_only() {
+        let secret = crate::secrets::Placeholder::new("K", "sk-0123456789abcdefXYZ").expect("p");
+        let hosts = HostRules::new(&["api.example.com:443", "*.example.org", "127.0.0.1:8443"])
+            .expect("hosts");
+        let injection = Injection::new(vec![InjectedSecret { secret, hosts }], None).expect("ca");
+        for host in ["api.example.com", "a.example.org", "127.0.0.1"] {
+            handshake(&injection, host, host).unwrap_or_else(|e| panic!("{host}: {e}"));
+        }
+        // A leaf for any other name does not verify, even signed by the run CA.
+        for host in [
+            "evil.example.net",
+            "example.com",
+            "127.0.0.2",
+            "api.example.com.evil.net",
+        ] {
+            let err = handshake(&injection, host, host).expect_err(host);
+            assert!(
+                err.contains("certificate") || err.contains("Certificate"),
+                "{host}: {err}"
+            );
+        }
     }
 
     #[test]
