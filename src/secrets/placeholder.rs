@@ -16,6 +16,8 @@ pub const MIN_RANDOM_CHARS: usize = 12;
 pub enum PlaceholderError {
     #[error("secret '{name}' is too short to inject: its placeholder needs at least {MIN_RANDOM_CHARS} letters or digits after the prefix; inject a real credential or expose it instead")]
     TooShort { name: String },
+    #[error("cannot draw a random placeholder for secret '{name}': the system's random source failed ({reason})")]
+    NoRandom { name: String, reason: String },
     #[error("secret '{name}' holds a control character or space, which cannot go into an HTTP header; check the value in its source")]
     NotHeaderSafe { name: String },
 }
@@ -41,10 +43,10 @@ impl Placeholder {
     /// A placeholder for `value`, drawn with the system's random source.
     pub fn new(name: &str, value: &str) -> Result<Placeholder, PlaceholderError> {
         Placeholder::with_random(name, value, |buf| {
-            // The system random source failing is not something a run can recover from;
-            // zeros would make every placeholder alike, so refuse instead.
-            getrandom::fill(buf).map_err(|_| PlaceholderError::TooShort {
+            // Zeros would make every placeholder alike: refuse instead.
+            getrandom::fill(buf).map_err(|e| PlaceholderError::NoRandom {
                 name: name.to_string(),
+                reason: e.to_string(),
             })
         })
     }
