@@ -18,6 +18,7 @@ fn config(expose: &[&str], hide: &[&str]) -> SecretsConfig {
     SecretsConfig {
         expose: NameList(NameRules::new(expose).expect("valid")),
         hide: NameList(NameRules::new(hide).expect("valid")),
+        inject: Default::default(),
     }
 }
 

@@ -106,6 +106,7 @@ pub fn run(_args: Args) -> Result<u8> {
             legacy.display()
         );
     }
+    report_inject(&config, project.root())?;
     report_configured(&config, &usable)
 }
 
@@ -134,6 +135,52 @@ fn report_network(config: &Config) -> Result<()> {
             crate::config::VmNetwork::Allowlist => "agent.vm.network: allowlist",
             crate::config::VmNetwork::Isolated =>
                 "agent.vm.network is isolated: set it to allowlist to use the vm level",
+        }
+    );
+    Ok(())
+}
+
+/// What `agent.secrets.inject` gives: which names go to which hosts, and what is missing.
+fn report_inject(config: &Config, root: &Path) -> Result<()> {
+    let inject = &config.agent.secrets.inject;
+    if inject.is_empty() {
+        return Ok(());
+    }
+    let names: Vec<String> = inject
+        .iter()
+        .map(|(name, hosts)| {
+            let hosts: Vec<&str> = hosts.0.patterns().iter().map(|p| p.as_str()).collect();
+            format!("{name} → {}", hosts.join(", "))
+        })
+        .collect();
+    let mut problems = Vec::new();
+    if !config.agent.network.enabled {
+        problems.push("agent.network.enabled is false, so nothing can use them".to_string());
+    }
+    if config.agent.sandbox == SandboxLevel::Kubernetes {
+        problems.push("not available at the kubernetes level yet".to_string());
+    }
+    if let Some(ca) = &config.agent.network.upstream_ca {
+        if !root.join(ca).is_file() {
+            problems.push(format!(
+                "agent.network.upstream_ca {} is not a file",
+                ca.display()
+            ));
+        }
+    }
+    let state = if problems.is_empty() {
+        "on"
+    } else {
+        "NOT ready"
+    };
+    outln!(
+        "{:<12} {state:<8} the agent holds placeholders, chant's proxy puts the values in: {}{}",
+        "inject",
+        names.join("; "),
+        if problems.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", problems.join("; "))
         }
     );
     Ok(())

@@ -180,6 +180,9 @@ pub struct NetworkConfig {
     pub enabled: bool,
     pub allowed_hosts: HostList,
     pub denied_hosts: HostList,
+    /// `upstream_ca`: a PEM bundle trusted, beside the system roots, when the proxy
+    /// verifies the real upstream of an injected host (private endpoints, tests).
+    pub upstream_ca: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -192,6 +195,9 @@ pub struct CommandsConfig {
 pub struct SecretsConfig {
     pub expose: NameList,
     pub hide: NameList,
+    /// `inject`: secret name → the hosts its real value may be sent to. The agent holds a
+    /// placeholder; the egress proxy puts the value in, toward these hosts only.
+    pub inject: BTreeMap<String, HostList>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -681,6 +687,13 @@ fn read_agent(s: &Section<'_>) -> Result<AgentConfig, ConfigError> {
             enabled: n.bool("enabled")?.unwrap_or(false),
             allowed_hosts: hosts("allowed_hosts")?,
             denied_hosts: hosts("denied_hosts")?,
+            upstream_ca: n.parse("upstream_ca", |text| {
+                if text.trim().is_empty() {
+                    Err("is empty; give the path of a PEM file of CA certificates".into())
+                } else {
+                    Ok(PathBuf::from(text))
+                }
+            })?,
         };
         n.finish()?;
         out
@@ -715,6 +728,7 @@ fn read_agent(s: &Section<'_>) -> Result<AgentConfig, ConfigError> {
         let out = SecretsConfig {
             expose: names("expose")?,
             hide: names("hide")?,
+            inject: read_inject(&e)?,
         };
         e.finish()?;
         out
@@ -739,6 +753,65 @@ fn read_agent(s: &Section<'_>) -> Result<AgentConfig, ConfigError> {
         commands,
         secrets,
     })
+}
+
+/// `agent.secrets.inject`: a mapping of secret names to non-empty host lists.
+fn read_inject(e: &Section<'_>) -> Result<BTreeMap<String, HostList>, ConfigError> {
+    let mut out = BTreeMap::new();
+    let Some(raw) = e.raw("inject") else {
+        return Ok(out);
+    };
+    let Value::Mapping(map) = raw else {
+        return Err(e.error(
+            "inject",
+            "expected a mapping of secret names to host lists, e.g. {ANTHROPIC_API_KEY: [api.anthropic.com]}",
+        ));
+    };
+    for (name, hosts) in map {
+        let Some(name) = name.as_str() else {
+            return Err(e.error("inject", "secret names must be text"));
+        };
+        let key = format!("inject.{name}");
+        let valid = !name.is_empty()
+            && !name.starts_with(|c: char| c.is_ascii_digit())
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !valid {
+            return Err(e.error(
+                &key,
+                format!("'{name}' is not an environment variable name (letters, digits, '_')"),
+            ));
+        }
+        let list: Vec<String> = match hosts {
+            Value::Sequence(items) => items
+                .iter()
+                .map(|i| match i {
+                    Value::String(s) => Ok(s.clone()),
+                    _ => Err(e.error(&key, "hosts must be text, e.g. api.example.com")),
+                })
+                .collect::<Result<_, _>>()?,
+            _ => {
+                return Err(e.error(
+                    &key,
+                    "expected a list of hosts the value may be sent to, e.g. [api.example.com]",
+                ))
+            }
+        };
+        if list.is_empty() {
+            return Err(e.error(
+                &key,
+                "lists no host; name the hosts the value may be sent to, or remove the entry",
+            ));
+        }
+        let rules = HostRules::new(&list).map_err(|err| e.error(&key, err.to_string()))?;
+        if let Some(any) = rules.patterns().iter().find(|p| p.is_any()) {
+            return Err(e.error(
+                &key,
+                format!("'{any}' would send the value anywhere; name the hosts it is for"),
+            ));
+        }
+        out.insert(name.to_string(), HostList(rules));
+    }
+    Ok(out)
 }
 
 fn read_audit(s: &Section<'_>) -> Result<AuditConfig, ConfigError> {

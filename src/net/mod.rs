@@ -10,6 +10,8 @@
 //! after the policy allowed the name and the addresses it resolved to.
 
 pub mod http;
+pub mod inject;
+mod intercept;
 pub mod policy;
 pub mod proxy;
 pub mod relay;
@@ -20,6 +22,7 @@ use std::os::fd::AsFd;
 use std::os::unix::net::UnixStream;
 
 pub use http::{block_on, client, describe, install_tls_provider};
+pub use inject::{InjectError, InjectedSecret, Injection};
 pub use policy::{Decision, EgressPolicy};
 pub use proxy::{EgressProxy, EgressReport, Refusal};
 

@@ -4,7 +4,7 @@
 
 use std::net::IpAddr;
 
-use crate::config::NetworkConfig;
+use crate::config::{NetworkConfig, SecretsConfig};
 use crate::pattern::HostRules;
 
 /// The rules of one run.
@@ -28,11 +28,20 @@ impl EgressPolicy {
         EgressPolicy { allowed, denied }
     }
 
-    pub fn from_config(network: &NetworkConfig) -> Self {
-        EgressPolicy::new(
-            network.allowed_hosts.0.clone(),
-            network.denied_hosts.0.clone(),
-        )
+    /// `allowed_hosts`, plus the hosts of `agent.secrets.inject` (allowed automatically),
+    /// and `denied_hosts`.
+    pub fn from_config(network: &NetworkConfig, secrets: &SecretsConfig) -> Self {
+        let allowed = network
+            .allowed_hosts
+            .0
+            .patterns()
+            .iter()
+            .chain(secrets.inject.values().flat_map(|h| h.0.patterns()))
+            .map(|p| p.as_str().to_string())
+            .collect::<Vec<_>>();
+        // Every pattern was parsed once already; parsing the same text again cannot fail.
+        let allowed = HostRules::new(&allowed).unwrap_or_else(|_| network.allowed_hosts.0.clone());
+        EgressPolicy::new(allowed, network.denied_hosts.0.clone())
     }
 
     /// Decides on `host:port` as the agent named it.

@@ -6,6 +6,11 @@
 //! are resolved with the host's resolver, so `/etc/hosts` entries work. Every refusal is
 //! answered with a `403` saying why, and kept for the ledger; allowed connections are
 //! counted per host.
+//!
+//! CONNECTs to the hosts of `agent.secrets.inject` are the one exception to "a tunnel is
+//! opaque": those are terminated (`inject.rs`, `intercept.rs`); every other CONNECT is
+//! spliced through untouched, only its first bytes (those sent with the CONNECT) searched
+//! for placeholders.
 
 use std::collections::BTreeMap;
 use std::io::{self, Read, Write};
@@ -17,6 +22,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use super::inject::Injection;
+use super::intercept::{self, Recorder};
 use super::{join, Decision, Duplex, EgressPolicy};
 
 /// A request head larger than this is refused.
@@ -25,6 +32,8 @@ const MAX_HEAD: usize = 32 * 1024;
 const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long connecting to an allowed host may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long a terminated connection may sit idle between requests.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(120);
 /// Refusals kept one by one; beyond, they are only counted (an agent retrying in a loop
 /// must not flood the ledger).
 const MAX_REFUSALS: usize = 200;
@@ -37,6 +46,8 @@ pub struct Refusal {
     pub host: String,
     pub port: u16,
     pub reason: String,
+    /// The injected secret whose placeholder was sent where it is never substituted.
+    pub secret: Option<String>,
 }
 
 /// What the proxy saw during the run.
@@ -48,6 +59,8 @@ pub struct EgressReport {
     pub refused: Vec<Refusal>,
     /// Refusals past [`MAX_REFUSALS`], only counted.
     pub refused_more: u64,
+    /// `host:port` → injected secret's name → requests that had its value put in.
+    pub injected: BTreeMap<String, BTreeMap<String, u64>>,
 }
 
 struct Shared {
@@ -57,6 +70,61 @@ struct Shared {
     active: AtomicUsize,
     /// Addresses never forwarded to, whatever the policy says (a Docker engine on TCP).
     never: Vec<SocketAddr>,
+    /// `agent.secrets.inject`: the hosts whose TLS is terminated, and the secrets.
+    injection: Option<Arc<Injection>>,
+}
+
+impl Shared {
+    fn refuse(&self, refusal: Refusal) {
+        let mut report = lock(&self.report);
+        if report.refused.len() < MAX_REFUSALS {
+            report.refused.push(refusal);
+        } else {
+            report.refused_more += 1;
+        }
+    }
+
+    /// Records every placeholder in `bytes` sent toward `host:port` outside a terminated
+    /// connection, where it is never substituted.
+    fn scan(&self, host: &str, port: u16, bytes: &[u8], how: &str) {
+        let Some(injection) = &self.injection else {
+            return;
+        };
+        for name in injection.placeholders_in(bytes) {
+            self.leaked(host, port, name, how);
+        }
+    }
+}
+
+impl Recorder for Shared {
+    fn injected(&self, host: &str, port: u16, name: &str) {
+        *lock(&self.report)
+            .injected
+            .entry(format!("{}:{port}", host.to_ascii_lowercase()))
+            .or_default()
+            .entry(name.to_string())
+            .or_default() += 1;
+    }
+
+    fn refused(&self, host: &str, port: u16, reason: &str) {
+        self.refuse(Refusal {
+            host: host.to_string(),
+            port,
+            reason: reason.to_string(),
+            secret: None,
+        });
+    }
+
+    fn leaked(&self, host: &str, port: u16, name: &str, how: &str) {
+        self.refuse(Refusal {
+            host: host.to_string(),
+            port,
+            reason: format!(
+                "the placeholder of injected secret {name} was sent {how}; it was not substituted"
+            ),
+            secret: Some(name.to_string()),
+        });
+    }
 }
 
 /// A running proxy; it stops when dropped.
@@ -70,6 +138,16 @@ impl EgressProxy {
     /// Starts the proxy with its Unix socket at `dir/proxy.sock` (`dir` must exist and be
     /// private to this run) and a TCP port on 127.0.0.1.
     pub fn start(policy: EgressPolicy, dir: &Path) -> io::Result<EgressProxy> {
+        EgressProxy::start_injecting(policy, dir, None)
+    }
+
+    /// [`EgressProxy::start`], terminating TLS for the inject hosts of `injection` (their
+    /// hosts must be allowed by `policy` too).
+    pub fn start_injecting(
+        policy: EgressPolicy,
+        dir: &Path,
+        injection: Option<Arc<Injection>>,
+    ) -> io::Result<EgressProxy> {
         let socket = dir.join("proxy.sock");
         let unix = UnixListener::bind(&socket)?;
         // The relay runs as an unprivileged user of its own; the directory keeps the rest
@@ -83,6 +161,7 @@ impl EgressProxy {
             stop: AtomicBool::new(false),
             active: AtomicUsize::new(0),
             never: docker_tcp_endpoint(),
+            injection,
         });
         spawn_accept(Arc::clone(&shared), move || unix.accept().map(|(s, _)| s));
         spawn_accept(Arc::clone(&shared), move || {
@@ -211,6 +290,33 @@ fn serve<S: Duplex + Timeouts>(shared: &Shared, mut client: S) {
     };
     let _ = client.read_timeout(None);
     let mut upstream = upstream;
+    if request.connect {
+        let terminated = shared
+            .injection
+            .as_deref()
+            .filter(|i| i.intercepts(&request.host, request.port));
+        if let Some(injection) = terminated {
+            terminate(shared, injection, client, rest, upstream, &request);
+            return;
+        }
+        let mut seen = head.clone();
+        seen.extend_from_slice(&rest);
+        shared.scan(
+            &request.host,
+            request.port,
+            &seen,
+            "in a CONNECT to a host it is not injected for, or the first bytes of its tunnel",
+        );
+    } else {
+        let mut seen = head.clone();
+        seen.extend_from_slice(&rest);
+        shared.scan(
+            &request.host,
+            request.port,
+            &seen,
+            "in a plain-HTTP request (values are only put in over TLS to their inject hosts)",
+        );
+    }
     let sent = if request.connect {
         client.write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
     } else {
@@ -222,6 +328,82 @@ fn serve<S: Duplex + Timeouts>(shared: &Shared, mut client: S) {
     let _ = join(client, upstream);
 }
 
+/// A CONNECT to an inject host: TLS to the real upstream first (verified; on failure the
+/// agent gets a `502` and the upstream nothing), then TLS with the agent under the run CA,
+/// then HTTP/1.1 request by request.
+fn terminate<S: Duplex + Timeouts>(
+    shared: &Shared,
+    injection: &Injection,
+    mut client: S,
+    rest: Vec<u8>,
+    upstream: TcpStream,
+    request: &Request,
+) {
+    let (host, port) = (request.host.as_str(), request.port);
+    let upstream = match injection.connect_upstream(host, port, upstream) {
+        Ok(u) => u,
+        Err(why) => {
+            let _ = respond(&mut client, 502, &why);
+            return;
+        }
+    };
+    let config = match injection.server_config(host) {
+        Ok(c) => c,
+        Err(why) => {
+            let _ = respond(&mut client, 502, &why);
+            return;
+        }
+    };
+    let Ok(conn) = rustls::ServerConnection::new(config) else {
+        let _ = respond(&mut client, 502, "cannot start TLS toward the agent");
+        return;
+    };
+    if client
+        .write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
+        .is_err()
+    {
+        return;
+    }
+    let _ = client.read_timeout(Some(IDLE_TIMEOUT));
+    let client = rustls::StreamOwned::new(
+        conn,
+        Prefixed {
+            pre: rest,
+            at: 0,
+            inner: client,
+        },
+    );
+    intercept::serve(injection, shared, host, port, client, upstream);
+}
+
+/// A stream whose first bytes were already read (they came with the CONNECT head).
+struct Prefixed<S> {
+    pre: Vec<u8>,
+    at: usize,
+    inner: S,
+}
+
+impl<S: Read> Read for Prefixed<S> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.at < self.pre.len() {
+            let n = buf.len().min(self.pre.len() - self.at);
+            buf[..n].copy_from_slice(&self.pre[self.at..self.at + n]);
+            self.at += n;
+            return Ok(n);
+        }
+        self.inner.read(buf)
+    }
+}
+
+impl<S: Write> Write for Prefixed<S> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.inner.write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
 enum Refused {
     Policy(String),
     Unreachable(String),
@@ -230,16 +412,12 @@ enum Refused {
 /// Decides, resolves, checks the addresses and connects; records the outcome.
 fn open(shared: &Shared, host: &str, port: u16) -> Result<TcpStream, Refused> {
     let refuse = |reason: String| {
-        let mut report = lock(&shared.report);
-        if report.refused.len() < MAX_REFUSALS {
-            report.refused.push(Refusal {
-                host: host.to_string(),
-                port,
-                reason: reason.clone(),
-            });
-        } else {
-            report.refused_more += 1;
-        }
+        shared.refuse(Refusal {
+            host: host.to_string(),
+            port,
+            reason: reason.clone(),
+            secret: None,
+        });
         Refused::Policy(reason)
     };
     let exact = match shared.policy.decide(host, port) {

@@ -7,6 +7,7 @@
 //!   [`collect`], which reads them in order (later wins) into [`Secrets`];
 //! - [`Secrets::filtered`]: `agent.secrets.expose` / `hide` (hide always wins);
 //! - [`agent_env`]: the agent's whole environment, built from nothing;
+//! - [`Placeholder`]: the stand-in an injected secret (`agent.secrets.inject`) becomes;
 //! - [`Redactor`] / [`StreamRedactor`]: masking every known secret value as `***`;
 //! - [`SecretFinder`]: finding values (raw, hex, base64, URL-encoded) in what an agent wrote.
 //!
@@ -17,6 +18,7 @@ mod dotenv;
 mod env;
 mod find;
 mod k8s;
+mod placeholder;
 mod redact;
 mod source;
 mod vault;
@@ -30,6 +32,7 @@ use crate::config::SecretsConfig;
 pub use dotenv::parse_dotenv;
 pub use env::{agent_env, AgentContext, RESERVED_NAMES};
 pub use find::{Form, Hit, SecretFinder, SecretStream, MIN_FIND_LEN};
+pub use placeholder::{Placeholder, PlaceholderError, MIN_RANDOM_CHARS};
 pub use redact::{Redactor, StreamRedactor, MASK, MIN_REDACT_LEN};
 pub use source::{collect, collect_with_env, SecretSource, SUPPORTED_SCHEMES};
 
@@ -68,6 +71,12 @@ pub enum SecretsError {
     /// `agent.secrets.expose` lets through a name chant sets itself.
     #[error("agent.secrets.expose lets through '{name}', which chant sets itself; add it to agent.secrets.hide or narrow expose")]
     Reserved { name: String },
+    /// `agent.secrets.inject` names a secret no source holds.
+    #[error("agent.secrets.inject: no secret source holds '{name}'; set it in the environment, .env or a --secrets-from source, or remove it from inject")]
+    InjectMissing { name: String },
+    /// A secret that cannot be injected (too short, not header-safe).
+    #[error("agent.secrets.inject: {0}")]
+    Placeholder(#[from] PlaceholderError),
     /// A secrets file or directory that could not be read.
     #[error("{}: {source}", path.display())]
     Io {
@@ -228,7 +237,25 @@ impl Secrets {
         self.entries
             .iter()
             .filter(|(name, _)| config.expose.0.is_match(name) && !config.hide.0.is_match(name))
+            // An injected secret reaches the agent only as its placeholder.
+            .filter(|(name, _)| !config.inject.contains_key(*name))
             .map(|(name, s)| (name.clone(), s.value.clone()))
+            .collect()
+    }
+
+    /// A fresh placeholder for each secret of `agent.secrets.inject` (the agent gets these
+    /// under the secrets' names; the proxy puts the values back in). Every injected secret
+    /// must be held by some source.
+    pub fn placeholders(&self, config: &SecretsConfig) -> Result<Vec<Placeholder>, SecretsError> {
+        config
+            .inject
+            .keys()
+            .map(|name| {
+                let value = self
+                    .get(name)
+                    .ok_or_else(|| SecretsError::InjectMissing { name: name.clone() })?;
+                Ok(Placeholder::new(name, value)?)
+            })
             .collect()
     }
 
@@ -239,11 +266,20 @@ impl Secrets {
     /// `noninteractive` into `***` wherever they appear, hiding nothing. Machine names
     /// ([`PLAIN_ENV_NAMES`]) from the environment are never masked.
     pub fn redactor(&self, config: &SecretsConfig) -> Redactor {
+        self.redactor_with(config, &[])
+    }
+
+    /// [`Secrets::redactor`], also masking the values of `credentials` (an agent adapter's
+    /// own variables, such as `ANTHROPIC_API_KEY`, which reach the agent without being in
+    /// `expose`) wherever they were read from.
+    pub fn redactor_with(&self, config: &SecretsConfig, credentials: &[&str]) -> Redactor {
         let exposed = |name: &str| config.expose.0.is_match(name) && !config.hide.0.is_match(name);
         Redactor::new(
             self.entries
                 .iter()
                 .filter(|(name, s)| match s.origin {
+                    _ if config.inject.contains_key(*name) => true,
+                    _ if credentials.contains(&name.as_str()) => true,
                     Origin::Env => exposed(name) && !is_plain_env_name(name),
                     _ => true,
                 })

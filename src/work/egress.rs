@@ -4,14 +4,78 @@
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::sync::Arc;
 
 use tempfile::TempDir;
 
 use super::WorkError;
 use crate::audit::NewEntry;
-use crate::config::Config;
-use crate::net::{EgressPolicy, EgressProxy};
+use crate::config::{Config, SandboxLevel};
+use crate::net::{EgressPolicy, EgressProxy, InjectedSecret, Injection};
 use crate::sandbox::Egress;
+use crate::secrets::Secrets;
+
+/// The variables through which the usual TLS stacks (OpenSSL, curl, git, Node, Python
+/// requests) take a CA bundle.
+pub(super) const CA_VARIABLES: [&str; 5] = [
+    "SSL_CERT_FILE",
+    "NODE_EXTRA_CA_CERTS",
+    "REQUESTS_CA_BUNDLE",
+    "CURL_CA_BUNDLE",
+    "GIT_SSL_CAINFO",
+];
+
+/// Variables for the agent's environment, name → value.
+pub(super) type AgentEnv = Vec<(String, String)>;
+
+/// The CA bundle's file name, beside the prompt (`/run/chant/` in a container).
+pub(super) const CA_BUNDLE_FILE: &str = "chant-ca.pem";
+
+/// `agent.secrets.inject` for this run: a placeholder per secret (for the agent's
+/// environment, in config order) and the injection the proxy carries out; None when no
+/// secret is injected or the network is off (nothing could use the value then).
+/// `root` is the repository root, which a relative `upstream_ca` is relative to.
+pub(super) fn injection(
+    config: &Config,
+    secrets: &Secrets,
+    root: &Path,
+    level: SandboxLevel,
+) -> Result<Option<(AgentEnv, Arc<Injection>)>, WorkError> {
+    let inject = &config.agent.secrets.inject;
+    if inject.is_empty() || !config.agent.network.enabled {
+        return Ok(None);
+    }
+    if level == SandboxLevel::Kubernetes {
+        // A pod cannot reach a proxy on this machine: the value would have to go into the
+        // pod, which is exactly what injection promises not to do.
+        return Err(WorkError::Config(crate::config::ConfigError::Invalid {
+            file: crate::config::CONFIG_PATH.to_string(),
+            key: "agent.secrets.inject".into(),
+            message: "is not available at the kubernetes level yet (the pod has no route through chant's proxy); run at docker or vm, or expose the secret instead".into(),
+        }));
+    }
+    let placeholders = secrets.placeholders(&config.agent.secrets)?;
+    let env = placeholders
+        .iter()
+        .map(|p| (p.name.clone(), p.placeholder().to_string()))
+        .collect();
+    let injected = placeholders
+        .into_iter()
+        .filter_map(|p| {
+            let hosts = inject.get(&p.name)?.0.clone();
+            Some(InjectedSecret { secret: p, hosts })
+        })
+        .collect();
+    let upstream_ca = config
+        .agent
+        .network
+        .upstream_ca
+        .as_ref()
+        .map(|p| root.join(p));
+    let injection = Injection::new(injected, upstream_ca.as_deref())?;
+    Ok(Some((env, Arc::new(injection))))
+}
 
 pub(super) struct RunProxy {
     proxy: EgressProxy,
@@ -24,7 +88,10 @@ pub(super) struct RunProxy {
 
 impl RunProxy {
     /// Starts the proxy when the config enables the network; None otherwise.
-    pub(super) fn start(config: &Config) -> Result<Option<RunProxy>, WorkError> {
+    pub(super) fn start(
+        config: &Config,
+        injection: Option<Arc<Injection>>,
+    ) -> Result<Option<RunProxy>, WorkError> {
         let network = &config.agent.network;
         if !network.enabled {
             return Ok(None);
@@ -36,7 +103,8 @@ impl RunProxy {
         // Others may pass through (the relay's own user must reach the socket) but not list.
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o711))
             .map_err(|e| WorkError::io(dir.path(), e))?;
-        let proxy = EgressProxy::start(EgressPolicy::from_config(network), dir.path())
+        let policy = EgressPolicy::from_config(network, &config.agent.secrets);
+        let proxy = EgressProxy::start_injecting(policy, dir.path(), injection)
             .map_err(|e| WorkError::io(dir.path(), e))?;
         Ok(Some(RunProxy {
             proxy,
@@ -62,11 +130,15 @@ impl RunProxy {
             .iter()
             .skip(self.recorded)
             .map(|r| {
-                entry()
+                let e = entry()
                     .detail("rule", "network")
                     .detail("host", r.host.clone())
                     .detail("port", u64::from(r.port))
-                    .detail("detail", r.reason.clone())
+                    .detail("detail", r.reason.clone());
+                match &r.secret {
+                    Some(name) => e.detail("secret", name.clone()),
+                    None => e,
+                }
             })
             .collect();
         self.recorded = report.refused.len();
@@ -81,6 +153,11 @@ impl RunProxy {
             self.recorded_more = report.refused_more;
         }
         out
+    }
+
+    /// `host:port` → injected secret's name → requests that had its value put in.
+    pub(super) fn injected(&self) -> BTreeMap<String, BTreeMap<String, u64>> {
+        self.proxy.report().injected
     }
 
     /// Host → connections the proxy made.

@@ -64,6 +64,8 @@ pub enum WorkError {
     },
     #[error(transparent)]
     Secrets(#[from] crate::secrets::SecretsError),
+    #[error(transparent)]
+    Inject(#[from] crate::net::InjectError),
     #[error("spec {id} is {status}; only pending or failed specs can be worked (see `git chant show {id}`)")]
     NotWorkable { id: SpecId, status: String },
     #[error(
@@ -105,6 +107,7 @@ impl WorkError {
             WorkError::Spec(e) => e.exit_code(),
             WorkError::Sandbox(e) => e.exit_code(),
             WorkError::Secrets(e) => e.exit_code(),
+            WorkError::Inject(e) => e.exit_code(),
             WorkError::Masked { code, .. } => *code,
             WorkError::Project(e) => e.exit_code(),
             WorkError::Agent(e) => e.exit_code(),
@@ -299,7 +302,10 @@ pub fn run(
     // Everything leaving the run passes through the redactor: entries, lines for the
     // terminal, the report and errors all carry file names and messages (libgit2's, the
     // file system's) that come from what the agent wrote.
-    let redactor = prepared.secrets.redactor(&prepared.config.agent.secrets);
+    let redactor = prepared.secrets.redactor_with(
+        &prepared.config.agent.secrets,
+        prepared.agent.credential_names(),
+    );
     let mut masked = Masked {
         inner: recorder,
         redactor: redactor.clone(),
@@ -514,6 +520,7 @@ fn run_prepared(
         template: &template,
         secrets: &secrets,
         stop,
+        injected: Default::default(),
         log: project
             .state_dir()
             .join("logs")

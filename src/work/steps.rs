@@ -2,7 +2,7 @@
 //! sandboxed clone, the agent's environment, the agent under its sandbox level, validation,
 //! collecting the result as data, the policy check and landing.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -40,6 +40,9 @@ pub(super) struct Run<'a> {
     pub(super) secrets: &'a crate::secrets::Secrets,
     pub(super) stop: &'a Arc<AtomicBool>,
     pub(super) log: PathBuf,
+    /// Requests that had an injected secret put in, as of the last program's end
+    /// (`host:port` → name → count), for `spec_failed`.
+    pub(super) injected: std::cell::RefCell<BTreeMap<String, BTreeMap<String, u64>>>,
 }
 
 impl Run<'_> {
@@ -123,11 +126,18 @@ impl Run<'_> {
         // The adapter's credential variables, when set; `hide` still wins.
         for name in self.agent.credential_names() {
             let hidden = self.config.agent.secrets.hide.0.is_match(name);
-            if !hidden && !exposed.iter().any(|(n, _)| n == name) {
+            let injected = self.config.agent.secrets.inject.contains_key(*name);
+            if !hidden && !injected && !exposed.iter().any(|(n, _)| n == name) {
                 if let Some(value) = self.secrets.get(name) {
                     exposed.push((name.to_string(), value.to_string()));
                 }
             }
+        }
+        // Injected secrets: the agent holds placeholders, the proxy the values.
+        let injection =
+            egress::injection(self.config, self.secrets, self.project.root(), self.level)?;
+        if let Some((placeholders, _)) = &injection {
+            exposed.extend(placeholders.iter().cloned());
         }
         // Paths as the agent sees them: the host's, or the guest's for vm (and docker).
         let guest = self.sandbox.guest();
@@ -150,8 +160,21 @@ impl Run<'_> {
             None => resolve_program(&template, self.project.root()),
         };
         let argv = seen.argv(&program, &prompt_text, self.id.as_str());
-        let files = vec![(seen.prompt.clone(), prompt_text.clone().into_bytes())];
-        let redactor = self.secrets.redactor(&self.config.agent.secrets);
+        let mut files = vec![(seen.prompt.clone(), prompt_text.clone().into_bytes())];
+        if let Some((_, injection)) = &injection {
+            // The run CA's certificate (never its key) beside the system roots.
+            let bundle = injection.bundle_pem().into_bytes();
+            let on_host = run_dir.join(egress::CA_BUNDLE_FILE);
+            crate::atomic::replace(&on_host, &bundle).map_err(|e| WorkError::io(&on_host, e))?;
+            let seen_path = seen.prompt.with_file_name(egress::CA_BUNDLE_FILE);
+            for name in egress::CA_VARIABLES {
+                env.push((name.to_string(), seen_path.to_string_lossy().into_owned()));
+            }
+            files.push((seen_path, bundle));
+        }
+        let redactor = self
+            .secrets
+            .redactor_with(&self.config.agent.secrets, self.agent.credential_names());
         recorder
             .record(vec![self
                 .entry(Event::SpecStarted)
@@ -180,7 +203,7 @@ impl Run<'_> {
         let mut proxy = if self.level == SandboxLevel::Kubernetes {
             None
         } else {
-            egress::RunProxy::start(self.config)?
+            egress::RunProxy::start(self.config, injection.map(|(_, i)| i))?
         };
         let egress = proxy.as_ref().map(egress::RunProxy::egress);
         if let Some(e) = &egress {
@@ -288,7 +311,9 @@ impl Run<'_> {
             let mut report = self.fail(reason, &clone.path, recorder, agent_ms)?;
             // Paths come from the agent and may carry a secret (a file named after it):
             // masked here as in the ledger, before anything prints them.
-            let redactor = self.secrets.redactor(&self.config.agent.secrets);
+            let redactor = self
+                .secrets
+                .redactor_with(&self.config.agent.secrets, self.agent.credential_names());
             report.violations = violations
                 .into_iter()
                 .map(|mut v| {
@@ -357,6 +382,8 @@ impl Run<'_> {
         let mut completed = self.entry(Event::SpecCompleted);
         if let Some(p) = &proxy {
             completed = completed.detail("network", json!(p.allowed_by_host()));
+            *self.injected.borrow_mut() = p.injected();
+            completed = self.injected_detail(completed);
         }
         entries.push(
             with_details(completed, &self.summary.details)
@@ -408,6 +435,7 @@ impl Run<'_> {
         recorder: &mut dyn Recorder,
     ) -> Result<(), WorkError> {
         let Some(proxy) = proxy else { return Ok(()) };
+        *self.injected.borrow_mut() = proxy.injected();
         let entries = proxy.new_refusals(|| self.entry(Event::PolicyViolation));
         if entries.is_empty() {
             return Ok(());
@@ -436,6 +464,15 @@ impl Run<'_> {
         let outcome = self.sandbox.run(job, &mut sink, self.stop);
         sink.finish();
         Ok(outcome?)
+    }
+
+    /// `details.injected` (requests per host and secret name) when secrets are injected.
+    fn injected_detail(&self, entry: NewEntry) -> NewEntry {
+        if self.config.agent.secrets.inject.is_empty() {
+            entry
+        } else {
+            entry.detail("injected", json!(*self.injected.borrow()))
+        }
     }
 
     /// Records how the run failed (or that it was cancelled, when `git chant cancel` asked
