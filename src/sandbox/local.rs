@@ -60,14 +60,9 @@ impl Sandbox for Local {
         };
         let mut written = Vec::new();
         for (rel, text) in &native.files {
-            let path = workspace.join(rel);
-            // The workspace is ours until the agent starts; a symlink planted by the base
-            // tree must not redirect this write outside it.
-            if let Some(dir) = path.parent() {
-                std::fs::create_dir_all(dir)?;
-            }
-            let _ = std::fs::remove_file(&path);
-            crate::atomic::write_new(&path, text.as_bytes())?;
+            // The base tree may hold symlinks here (`.claude -> /home/you`): never followed.
+            crate::confined::write_in_tree(workspace, rel, text.as_bytes(), 0o644)
+                .map_err(|e| SandboxError::Workspace(e.to_string()))?;
             written.push(rel.clone());
         }
         Ok(written)
