@@ -43,12 +43,46 @@ impl Run<'_> {
         run_entry(event, &self.id, self.level, self.template)
     }
 
+    /// Steps 4–9. Whatever goes wrong after `spec_started` is recorded, here and nowhere
+    /// else, as `spec_failed` with the error as its reason (the kept clone disarmed), so a
+    /// spec is never left `in_progress`; an error before it removes the half-made clone.
     pub(super) fn steps(
         &mut self,
         options: &Options,
         reporter: &mut dyn Reporter,
         recorder: &mut dyn Recorder,
         confirmed_by: Value,
+    ) -> Result<Report, WorkError> {
+        let mut tracked = Tracked {
+            inner: recorder,
+            started: false,
+            ended: false,
+        };
+        let mut made = None;
+        let result = self.run_steps(options, reporter, &mut tracked, confirmed_by, &mut made);
+        let Err(error) = result else {
+            return result;
+        };
+        match made {
+            Some(clone) if tracked.started && !tracked.ended => {
+                // Best effort: when the ledger itself is what failed, this fails too.
+                let _ = self.fail(error.to_string(), &clone, &mut tracked, 0);
+            }
+            Some(clone) if !tracked.started => {
+                let _ = clone::discard(&clone.path);
+            }
+            _ => {}
+        }
+        Err(error)
+    }
+
+    fn run_steps(
+        &mut self,
+        options: &Options,
+        reporter: &mut dyn Reporter,
+        recorder: &mut dyn Recorder,
+        confirmed_by: Value,
+        made: &mut Option<clone::Clone>,
     ) -> Result<Report, WorkError> {
         let repo = &self.project.repo;
         let prefix = &self.config.chant.branch_prefix;
@@ -90,7 +124,13 @@ impl Run<'_> {
             allow: vec![&fa.allowed_paths.0, &self.config.agent.allowed_paths.0],
             deny: vec![&fa.denied_paths.0, &self.config.agent.denied_paths.0],
         };
-        let clone = clone::create(repo, start, &branch, &clone_path, &visibility)?;
+        let clone: &clone::Clone = made.insert(clone::create(
+            repo,
+            start,
+            &branch,
+            &clone_path,
+            &visibility,
+        )?);
         let generated: HashSet<String> = self.sandbox.prepare(&clone.path)?.into_iter().collect();
 
         // 5. Environment and prompt.
@@ -182,7 +222,7 @@ impl Run<'_> {
             Outcome::Interrupted => Some("interrupted".to_string()),
         };
         if let Some(reason) = failure {
-            return self.fail(reason, &clone.path, recorder, agent_ms);
+            return self.fail(reason, clone, recorder, agent_ms);
         }
 
         // Validation commands, in the same sandbox.
@@ -214,7 +254,7 @@ impl Run<'_> {
                 .map_err(WorkError::Ledger)?;
             if code != 0 {
                 let reason = format!("validation `{command}` failed (exit {code})");
-                return self.fail(reason, &clone.path, recorder, agent_ms);
+                return self.fail(reason, clone, recorder, agent_ms);
             }
         }
 
@@ -222,7 +262,7 @@ impl Run<'_> {
         reporter.info("Checking what the agent changed");
         let collected = collect::collect(
             repo,
-            &clone,
+            clone,
             &generated,
             self.config.agent.file_access.max_file_size.bytes(),
             &self.config.agent.file_access.sensitive_patterns,
@@ -244,7 +284,7 @@ impl Run<'_> {
                 .collect();
             recorder.record(entries).map_err(WorkError::Ledger)?;
             let reason = format!("{} policy violation(s); nothing landed", violations.len());
-            let mut report = self.fail(reason, &clone.path, recorder, agent_ms)?;
+            let mut report = self.fail(reason, clone, recorder, agent_ms)?;
             // Paths come from the agent and may carry a secret (a file named after it):
             // masked here as in the ledger, before anything prints them.
             let redactor = self.secrets.redactor();
@@ -264,7 +304,7 @@ impl Run<'_> {
         let files: Vec<String> = collected.changes.iter().map(|c| c.path.clone()).collect();
         if repo.refname_to_id(&branch_ref)? != start {
             let reason = format!("branch {branch} moved while the agent worked; nothing landed");
-            return self.fail(reason, &clone.path, recorder, agent_ms);
+            return self.fail(reason, clone, recorder, agent_ms);
         }
         let commit = if collected.changes.is_empty() {
             reporter.warn("The agent changed nothing; nothing to land.");
@@ -320,13 +360,24 @@ impl Run<'_> {
         recorder.record(entries).map_err(WorkError::Ledger)?;
         if let Some(commit) = commit {
             if let Err(e) = land::publish(repo, &branch_ref, start, commit) {
-                return self.fail(e.to_string(), &clone.path, recorder, agent_ms);
+                return self.fail(e.to_string(), clone, recorder, agent_ms);
             }
         }
         let kept = if options.keep {
-            Some(clone.path.clone())
+            match clone::disarm(repo, clone) {
+                Ok(()) => Some(clone.path.clone()),
+                Err(e) => {
+                    reporter.warn(&format!("Warning: {e}"));
+                    None
+                }
+            }
         } else {
-            remove_dir(&clone.path);
+            if let Err(e) = clone::discard(&clone.path) {
+                reporter.warn(&format!(
+                    "Warning: cannot remove the clone at {} ({e}); delete it, and do not run git there",
+                    clone.path.display()
+                ));
+            }
             None
         };
         remove_dir(&run_dir);
@@ -379,14 +430,17 @@ impl Run<'_> {
     }
 
     /// Records how the run failed (or that it was cancelled, when `git chant cancel` asked
-    /// for it) and keeps the clone for inspection.
+    /// for it) and keeps the clone for inspection, disarmed (see [`clone::disarm`]).
     fn fail(
         &self,
-        reason: String,
-        clone: &Path,
+        mut reason: String,
+        clone: &clone::Clone,
         recorder: &mut dyn Recorder,
         agent_ms: u64,
     ) -> Result<Report, WorkError> {
+        if let Err(e) = clone::disarm(&self.project.repo, clone) {
+            reason = format!("{reason}; {e}");
+        }
         let (entry, verdict) = match take_cancel_request(self.project, &self.id) {
             Some(c) => (
                 self.entry(Event::SpecCancelled)
@@ -398,7 +452,7 @@ impl Run<'_> {
                 self.entry(Event::SpecFailed)
                     .detail("reason", reason.clone())
                     .detail("agent_duration_ms", agent_ms)
-                    .detail("clone", clone.to_string_lossy().into_owned()),
+                    .detail("clone", clone.path.to_string_lossy().into_owned()),
                 Verdict::Failed { reason },
             ),
         };
@@ -406,11 +460,35 @@ impl Run<'_> {
         Ok(Report {
             id: self.id.clone(),
             verdict,
-            clone: Some(clone.to_path_buf()),
+            clone: Some(clone.path.clone()),
             log: self.log.clone(),
             violations: Vec::new(),
             notices: Vec::new(),
         })
+    }
+}
+
+/// Watches what a run records, so that [`Run::steps`] knows whether `spec_started` was
+/// recorded and whether the run has already ended in the ledger.
+struct Tracked<'r> {
+    inner: &'r mut dyn Recorder,
+    started: bool,
+    ended: bool,
+}
+
+impl Recorder for Tracked<'_> {
+    fn record(&mut self, entries: Vec<NewEntry>) -> Result<(), String> {
+        let started = entries.iter().any(|e| e.event == Event::SpecStarted);
+        let ended = entries.iter().any(|e| {
+            matches!(
+                e.event,
+                Event::SpecCompleted | Event::SpecFailed | Event::SpecCancelled
+            )
+        });
+        self.inner.record(entries)?;
+        self.started |= started;
+        self.ended |= ended;
+        Ok(())
     }
 }
 
