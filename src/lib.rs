@@ -12,6 +12,7 @@ pub mod audit;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod confined;
 pub mod error;
 pub mod exec;
 pub mod git;

@@ -633,3 +633,32 @@ fn git_works_in_the_container_without_the_main_repository() {
         assert!(got.lines().any(|l| l == want), "{want} missing:\n{got}");
     }
 }
+
+#[test]
+fn git_in_a_clone_kept_after_a_container_run_runs_nothing_the_agent_wrote_into_its_git() {
+    let Some(image) = image() else { return };
+    let (repo, id) = setup(&image, &["docker-plant-git.sh"], "", "");
+    repo.chant(&["work", &id]).assert_code(1);
+    let failed = repo.events("spec_failed");
+    let clone = PathBuf::from(failed[0]["details"]["clone"].as_str().expect("clone path"));
+    for args in [&["status"][..], &["diff"], &["log", "-1", "-p"]] {
+        repo.git_in(&clone, &[], args).assert_ok();
+    }
+    let name = clone
+        .file_name()
+        .expect("name")
+        .to_string_lossy()
+        .into_owned();
+    let ran: Vec<String> = std::fs::read_dir(clone.parent().expect("parent"))
+        .expect("parent")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(&format!("{name}.pwned")))
+        .collect();
+    assert!(ran.is_empty(), "planted code ran: {ran:?}");
+    let status = repo
+        .git_in(&clone, &[], &["status", "--porcelain"])
+        .assert_ok()
+        .stdout();
+    assert!(status.contains(" M README.md"), "{status}");
+}

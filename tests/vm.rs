@@ -278,3 +278,122 @@ fn network_enabled_with_an_isolated_vm_is_an_input_error() {
         .assert_code(2)
         .stderr_has("agent.vm.network: allowlist");
 }
+
+#[test]
+fn the_guest_never_writes_the_clones_git_metadata() {
+    if !vm_available() {
+        return;
+    }
+    let (repo, id, _) = setup("vm-plant-git.sh", "");
+    let run = repo.chant(&["work", &id, "--keep"]).assert_ok();
+    let stderr = run.stderr();
+    let clone = stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("chant: the clone is kept for inspection at "))
+        .map(|p| PathBuf::from(p.trim()))
+        .unwrap_or_else(|| panic!("no kept clone: {stderr}"));
+    let config = std::fs::read_to_string(clone.join(".git/config")).expect("config");
+    assert!(!config.contains("fsmonitor = touch"), "{config}");
+    assert!(!clone.join(".git/hooks/post-index-change").exists());
+    assert!(!clone.join(".git/commondir").exists());
+    let status = repo
+        .git_in(&clone, &[], &["status", "--porcelain"])
+        .assert_ok()
+        .stdout();
+    assert!(status.contains("?? change.txt"), "{status}");
+    assert_eq!(
+        repo.git(&["show", &format!("chant/{id}:change.txt")]),
+        "honest change\n"
+    );
+}
+
+/// A flattened Debian-like image: merged /usr (`bin -> usr/bin`, `lib -> usr/lib`), its own
+/// /etc/passwd and /etc/group (with `extra_user`, when given), no shell of its own unless
+/// `sh` holds one, and the probe agent at /agent.
+fn debian_like(image: &Path, extra_user: &str, sh: Option<&str>) {
+    for d in [
+        "usr/bin",
+        "usr/lib",
+        "usr/sbin",
+        "usr/local/bin",
+        "etc",
+        "home",
+        "root",
+        "agent",
+    ] {
+        std::fs::create_dir_all(image.join(d)).expect("dir");
+    }
+    for (link, target) in [("bin", "usr/bin"), ("lib", "usr/lib"), ("sbin", "usr/sbin")] {
+        std::os::unix::fs::symlink(target, image.join(link)).expect("link");
+    }
+    std::fs::write(
+        image.join("etc/passwd"),
+        format!("root:x:0:0:root:/root:/bin/bash\ndaemon:x:1:1:daemon:/usr/sbin:/usr/sbin/nologin\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n{extra_user}"),
+    )
+    .expect("passwd");
+    std::fs::write(
+        image.join("etc/group"),
+        "root:x:0:\ndaemon:x:1:\nnogroup:x:65534:\n",
+    )
+    .expect("group");
+    if let Some(text) = sh {
+        std::fs::write(image.join("usr/bin/sh"), text).expect("sh");
+        std::fs::set_permissions(
+            image.join("usr/bin/sh"),
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .expect("chmod");
+    }
+}
+
+#[test]
+fn images_with_their_own_passwd_run_the_agent_as_uid_1000_and_it_can_write_the_workspace() {
+    if !vm_available() {
+        return;
+    }
+    for extra_user in ["", "agent:x:1234:1234::/home/agent:/bin/sh\n"] {
+        let (repo, id, image) = setup("vm-probe.sh", "");
+        let probe = std::fs::read(image.join("agent/vm-probe.sh")).expect("probe");
+        std::fs::remove_dir_all(&image).expect("reset image");
+        debian_like(&image, extra_user, None);
+        std::fs::write(image.join("agent/vm-probe.sh"), probe).expect("probe");
+        let run = repo.chant(&["work", &id]);
+        assert_eq!(run.code(), 0, "{extra_user:?}: {}", run.stderr());
+        let found = repo.git(&["show", &format!("chant/{id}:probe.txt")]);
+        for want in [
+            "uid=1000",
+            "etc=readonly",
+            "workspace=/workspace",
+            "home=/home/agent",
+        ] {
+            assert!(
+                found.contains(want),
+                "{extra_user:?}: {want} not in:\n{found}"
+            );
+        }
+    }
+}
+
+#[test]
+fn an_image_that_cannot_start_a_shell_is_a_clear_failure() {
+    if !vm_available() {
+        return;
+    }
+    let (repo, id, image) = setup("greet.sh", "");
+    let greet = std::fs::read(image.join("agent/greet.sh")).expect("greet");
+    std::fs::remove_dir_all(&image).expect("reset image");
+    debian_like(&image, "", Some("this is not a program\n"));
+    std::fs::write(image.join("agent/greet.sh"), greet).expect("greet");
+    let run = repo.chant(&["work", &id]).assert_code(1);
+    assert!(
+        run.stderr().contains("cannot run the agent") && run.stderr().contains("uid:gid 1000:1000"),
+        "{}",
+        run.stderr()
+    );
+    let failed = repo.events("spec_failed");
+    assert_eq!(failed.len(), 1);
+    assert!(failed[0]["details"]["reason"]
+        .as_str()
+        .is_some_and(|r| r.contains("cannot run the agent")));
+    assert!(!repo.exists(&format!(".chant/.locks/{id}.lock")));
+}

@@ -578,3 +578,302 @@ fn a_cache_dir_inside_a_git_directory_is_refused_before_anything_is_created() {
     assert!(!inside.exists());
     assert_eq!(repo.events("lock_released").len(), 1);
 }
+
+/// A repository whose base tree commits `links` (path, target) before the spec runs at
+/// level `permissions`, where chant writes `.claude/settings.json` into the clone.
+fn setup_with_links(links: &[(&str, &str)]) -> (TestRepo, String) {
+    let repo = TestRepo::initialised();
+    for (path, target) in links {
+        let full = repo.path(path);
+        if let Some(dir) = full.parent() {
+            std::fs::create_dir_all(dir).expect("mkdir");
+        }
+        std::os::unix::fs::symlink(target, &full).expect("symlink");
+    }
+    repo.git(&["add", "-A"]);
+    repo.git(&["commit", "--quiet", "-m", "links"]);
+    repo.use_agent("greet.sh", "  sandbox: permissions\n", "");
+    let id = repo.add_spec("Greet the user", &["hello.txt"]);
+    repo.git(&["add", "-A"]);
+    repo.git(&["commit", "--quiet", "-m", "spec"]);
+    (repo, id)
+}
+
+/// Names of what is in `dir` (empty when it does not exist).
+fn listing(dir: &std::path::Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn a_committed_link_on_the_way_to_the_agent_settings_refuses_the_run_and_writes_nothing_outside() {
+    let outside = tempfile::tempdir().expect("outside");
+    let out = outside.path().display().to_string();
+    let dangling = format!("{out}/made-by-chant");
+    let cases: Vec<Vec<(&str, &str)>> = vec![
+        vec![(".claude", &out)],                                // absolute
+        vec![(".claude", "../../../../../../../../../../tmp")], // relative, climbing
+        vec![(".claude", "a/x"), ("a", "."), ("x", &out)],      // a chain through a -> .
+        vec![(".claude", &dangling)],                           // dangling
+        vec![(".claude", "README.md")],                         // inside, still a link
+    ];
+    for links in cases {
+        let (repo, id) = setup_with_links(&links);
+        let run = repo.chant(&["work", &id]).assert_code(1);
+        assert!(
+            run.stderr()
+                .contains("refusing to write .claude/settings.json")
+                && run.stderr().contains(".claude is a"),
+            "{links:?}: {}",
+            run.stderr()
+        );
+        assert!(
+            listing(outside.path()).is_empty(),
+            "{links:?}: written outside"
+        );
+        assert_eq!(
+            repo.rev(&format!("chant/{id}")),
+            repo.rev("main"),
+            "{links:?}"
+        );
+        assert!(
+            repo.events("spec_started").is_empty(),
+            "{links:?}: the agent never ran"
+        );
+        assert_eq!(repo.events("lock_released").len(), 1, "{links:?}");
+        assert!(
+            !repo.exists(&format!(".chant/.locks/{id}.lock")),
+            "{links:?}"
+        );
+        assert!(
+            listing(&repo.path(".git/chant/clones")).is_empty(),
+            "{links:?}: half-made clone left"
+        );
+    }
+}
+
+#[test]
+fn a_committed_settings_file_that_links_outside_is_replaced_never_written_through() {
+    let outside = tempfile::tempdir().expect("outside");
+    let victim = outside.path().join("victim");
+    std::fs::write(&victim, "precious\n").expect("victim");
+    let victim_path = victim.display().to_string();
+    let dangling = outside.path().join("new").display().to_string();
+    for target in [
+        victim_path.as_str(),
+        "../../../../../../../../../../../../tmp/chant-victim-never",
+        dangling.as_str(),
+    ] {
+        let (repo, id) = setup_with_links(&[(".claude/settings.json", target)]);
+        repo.chant(&["work", &id]).assert_ok();
+        assert_eq!(
+            std::fs::read_to_string(&victim).expect("victim"),
+            "precious\n",
+            "{target}"
+        );
+        assert_eq!(listing(outside.path()), ["victim"], "{target}");
+        assert!(!std::path::Path::new("/tmp/chant-victim-never").exists());
+        // The committed link is still what the branch holds: chant's file never lands.
+        let tree = repo.git(&["ls-tree", &format!("chant/{id}"), ".claude/settings.json"]);
+        assert!(tree.starts_with("120000"), "{target}: {tree}");
+    }
+}
+
+/// Where `work` said it kept the clone.
+fn kept_clone(run: &common::Run) -> std::path::PathBuf {
+    let stderr = run.stderr();
+    let line = stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("chant: the clone is kept for inspection at "))
+        .unwrap_or_else(|| panic!("no kept clone in:\n{stderr}"));
+    std::path::PathBuf::from(line.trim())
+}
+
+/// The probes (`<clone>.pwned-*`) a planted payload left, if any ran.
+fn pwned(clone: &std::path::Path) -> Vec<String> {
+    let name = clone
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    listing(clone.parent().expect("parent"))
+        .into_iter()
+        .filter(|n| n.starts_with(&format!("{name}.pwned")))
+        .collect()
+}
+
+#[test]
+fn git_status_diff_and_log_in_a_kept_clone_run_nothing_the_agent_planted() {
+    let script = common::crate_path("fixtures/agents/plant-git.sh");
+    let (mut ran, mut broken): (Vec<&str>, Vec<String>) = (Vec::new(), Vec::new());
+    for variant in [
+        "fsmonitor",
+        "hooks",
+        "hookspath",
+        "pager",
+        "diff-external",
+        "filter",
+        "textconv",
+        "include",
+        "alias",
+        "gitfile",
+        "symlink",
+        "commondir",
+        "locked",
+    ] {
+        let repo = TestRepo::initialised();
+        repo.write_config(&format!(
+            "agent:\n  sandbox: none\n  command: [\"{}\", \"{variant}\"]\n",
+            script.display()
+        ));
+        repo.git(&["add", "-A"]);
+        repo.git(&["commit", "--quiet", "-m", "config"]);
+        let id = repo.add_spec("Plant", &[]);
+        repo.git(&["add", "-A"]);
+        repo.git(&["commit", "--quiet", "-m", "spec"]);
+        let run = repo.chant(&["work", &id, "--keep"]);
+        assert!(
+            run.stdout().contains(&format!("planted {variant}")),
+            "{variant}: {}{}",
+            run.stdout(),
+            run.stderr()
+        );
+        let clone = kept_clone(&run);
+        // What a user does next, with real git: none of it may run the agent's code.
+        let env = [("PAGER", "cat")];
+        for args in [
+            &["status"][..],
+            &["status", "--porcelain", "--untracked-files=all"],
+            &["diff"],
+            &["diff", "HEAD", "--stat"],
+            &["log", "-1", "-p"],
+            &["st"],
+        ] {
+            repo.git_in(&clone, &env, args);
+        }
+        // The pager only runs on a terminal: once more under a pseudo-terminal.
+        let mut cmd = std::process::Command::new("script");
+        repo.env(&mut cmd);
+        let out = cmd
+            .envs(env)
+            .args(["-qec", "git log -1; git diff; git status", "/dev/null"])
+            .current_dir(&clone)
+            .output()
+            .expect("script");
+        if !pwned(&clone).is_empty() {
+            ran.push(variant);
+        }
+        // The fresh .git is chant's and shows the agent's changes against the start.
+        let status = repo
+            .git_in(&clone, &env, &["status", "--porcelain"])
+            .stdout();
+        let is_dir = std::fs::symlink_metadata(clone.join(".git")).is_ok_and(|m| m.is_dir());
+        if !out.status.success()
+            || !is_dir
+            || !status.contains(" M README.md")
+            || !status.contains("?? change.txt")
+        {
+            broken.push(format!("{variant}: {out:?} {status}"));
+        }
+        let evil = std::path::PathBuf::from(format!("{}.evil-gitdir", clone.display()));
+        if (variant == "symlink" || variant == "gitfile") && !evil.join("config").is_file() {
+            broken.push(format!(
+                "{variant}: the link's target was removed through it"
+            ));
+        }
+    }
+    assert!(ran.is_empty(), "planted code ran for {ran:?}");
+    assert!(broken.is_empty(), "{broken:#?}");
+}
+
+#[test]
+fn every_error_after_spec_started_records_spec_failed_releases_the_lock_and_allows_a_rerun() {
+    let breaker = common::crate_path("fixtures/agents/break-collect.sh");
+    let greet = common::crate_path("fixtures/agents/greet.sh");
+    let huge = "x".repeat(3 << 20);
+    let cases: Vec<(&str, String, String)> = vec![
+        // A {prompt} bigger than the kernel takes for arguments (E2BIG at spawn).
+        (
+            "huge prompt",
+            format!("[\"{}\", \"{{prompt}}\"]", greet.display()),
+            huge,
+        ),
+        // A prompt holding a NUL byte, which no argv can carry.
+        (
+            "NUL in the prompt",
+            format!("[\"{}\", \"{{prompt}}\"]", greet.display()),
+            "a\0b".to_string(),
+        ),
+        // A program whose interpreter does not exist (ENOENT at exec, after the preflight).
+        (
+            "missing interpreter",
+            "[\"./agent.sh\"]".to_string(),
+            String::new(),
+        ),
+        // A result nested past PATH_MAX (today refused by the policy check: still failed).
+        (
+            "deep path",
+            format!("[\"{}\", deep]", breaker.display()),
+            String::new(),
+        ),
+        // A name libgit2 refuses in a tree (today refused by the policy check too).
+        (
+            "libgit2 name",
+            format!("[\"{}\", dotgit-case]", breaker.display()),
+            String::new(),
+        ),
+    ];
+    let mut escaped = Vec::new();
+    for (what, command, body) in cases {
+        let repo = TestRepo::initialised();
+        repo.write("agent.sh", "#!/nonexistent/interpreter\n");
+        std::fs::set_permissions(
+            repo.path("agent.sh"),
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .expect("chmod");
+        repo.write_config(&format!("agent:\n  sandbox: none\n  command: {command}\n"));
+        let body_file = repo.tmp.path().join("body.md");
+        std::fs::write(&body_file, format!("# Break\n\n{body}\n")).expect("body");
+        let id = repo
+            .chant(&[
+                "add",
+                "Break",
+                "--body-file",
+                body_file.to_str().expect("utf-8"),
+            ])
+            .assert_ok()
+            .stdout()
+            .trim()
+            .to_string();
+        repo.git(&["add", "-A"]);
+        repo.git(&["commit", "--quiet", "-m", "spec"]);
+        for attempt in 1..=2 {
+            let run = repo.chant(&["work", &id]);
+            assert_ne!(run.code(), 0, "{what}: {}", run.stderr());
+            let failed = repo.events("spec_failed");
+            if failed.len() != attempt {
+                escaped.push(what);
+                break;
+            }
+            let reason = failed[attempt - 1]["details"]["reason"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            assert!(!reason.is_empty(), "{what}: no reason");
+            assert!(reason.len() < 10_000, "{what}: the reason is bounded");
+            assert_eq!(repo.events("spec_started").len(), attempt, "{what}");
+            assert_eq!(repo.events("lock_released").len(), attempt, "{what}");
+            assert!(!repo.exists(&format!(".chant/.locks/{id}.lock")), "{what}");
+            repo.chant(&["show", &id])
+                .assert_ok()
+                .stdout_has("status:   failed");
+            assert_eq!(repo.rev(&format!("chant/{id}")), repo.rev("main"), "{what}");
+        }
+    }
+    assert!(escaped.is_empty(), "left in_progress: {escaped:?}");
+}

@@ -107,6 +107,8 @@ pub enum SandboxError {
     Missing { what: String, fix: String },
     #[error("vm: {0}")]
     Vm(String),
+    #[error("vm: agent.vm.image {image} cannot run the agent: {detail}\n  the image needs a working /bin/sh (chant adds busybox only where the image has none); fix the image or point agent.vm.image at another")]
+    VmImage { image: String, detail: String },
     #[error("cannot reach the Docker engine at {host}: {detail}\n  start it (e.g. `sudo systemctl start docker`, or `dockerd &` as root) or point DOCKER_HOST at a running one; `git chant doctor` checks again")]
     EngineUnreachable { host: String, detail: String },
     #[error("permission denied on the Docker socket {host}\n  add your user to the `docker` group (`sudo usermod -aG docker $USER`, then log in again) or point DOCKER_HOST at an engine you may use")]

@@ -6,6 +6,12 @@
 //! `file_access.denied_paths` never reach its work tree and `allowed_paths`, when set,
 //! limit what is checked out. Once the agent has run, the clone is hostile: nothing here
 //! reads it again — `collect` reads its work tree as data.
+//!
+//! A clone kept after the run (a failure, or `--keep`) is first disarmed: the `.git` the
+//! agent could write (config with fsmonitor, hooksPath, aliases, pager, includes; hooks;
+//! `commondir`; `.git` swapped for a file or a symlink) is removed without following any
+//! link and replaced by a fresh one chant writes, so the user's next `git status`,
+//! `git diff` or `git log` there shows the agent's changes and runs nothing of the agent's.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -45,6 +51,11 @@ pub struct Clone {
     pub files: HashMap<String, BaseFile>,
     /// Paths of the start tree that were withheld (denied or not allowed).
     pub hidden: usize,
+    /// The commit the clone starts from (in the main repository), its branch and the
+    /// withheld paths: what a fresh `.git` needs (see [`disarm`]).
+    start: Oid,
+    branch: String,
+    withheld: Vec<String>,
 }
 
 /// Creates the clone of `start` at `path` (which must not exist).
@@ -55,8 +66,7 @@ pub fn create(
     path: &Path,
     visibility: &Visibility<'_>,
 ) -> Result<Clone, WorkError> {
-    let start_commit = main.find_commit(start)?;
-    let start_tree = start_commit.tree()?;
+    let start_tree = main.find_commit(start)?.tree()?;
 
     // Which entries are visible; gitlinks (submodules) are never checked out.
     let mut files = HashMap::new();
@@ -86,18 +96,50 @@ pub fn create(
         }
     })?;
 
+    if std::fs::symlink_metadata(path).is_ok() {
+        return Err(WorkError::CloneExists {
+            path: path.to_path_buf(),
+        });
+    }
     std::fs::create_dir_all(path).map_err(|e| WorkError::io(path, e))?;
+    let clone = init_git(main, start, branch, path, &removed)?;
+    checkout(&clone, path)?;
+
+    // Remember how each file looked right after checkout (outside the clone, in memory).
+    for (rel, file) in files.iter_mut() {
+        file.stat = scan::stat_key(&path.join(rel));
+    }
+    Ok(Clone {
+        path: path.to_path_buf(),
+        files,
+        hidden: removed.len(),
+        start,
+        branch: branch.to_string(),
+        withheld: removed,
+    })
+}
+
+/// A fresh `.git` in `path` (which has none): alternates to the main repository's objects,
+/// chant's hardened config, `branch` at the start tree without the `withheld` paths.
+fn init_git(
+    main: &Repository,
+    start: Oid,
+    branch: &str,
+    path: &Path,
+    withheld: &[String],
+) -> Result<Repository, WorkError> {
+    let start_tree = main.find_commit(start)?.tree()?;
     let clone = Repository::init(path)?;
     write_alternates(&clone, main)?;
     harden_config(&clone)?;
 
     // The tree the agent sees: the start tree without withheld paths, written into the
     // clone's own object store (the main repository is not touched).
-    let tree_id = if removed.is_empty() {
+    let tree_id = if withheld.is_empty() {
         start_tree.id()
     } else {
         let mut update = git2::build::TreeUpdateBuilder::new();
-        for p in &removed {
+        for p in withheld {
             update.remove(p);
         }
         update.create_updated(&clone, &start_tree)?
@@ -109,7 +151,7 @@ pub fn create(
         let sig = git2::Signature::now("git chant", "chant@localhost")?;
         let message = format!(
             "chant: start of {branch}, {} path(s) withheld by file_access\n",
-            removed.len()
+            withheld.len()
         );
         clone.commit(
             None,
@@ -123,17 +165,76 @@ pub fn create(
     let refname = format!("refs/heads/{branch}");
     clone.reference(&refname, head, true, "chant: start")?;
     clone.set_head(&refname)?;
-    checkout(&clone, path)?;
+    Ok(clone)
+}
 
-    // Remember how each file looked right after checkout (outside the clone, in memory).
-    for (rel, file) in files.iter_mut() {
-        file.stat = scan::stat_key(&path.join(rel));
+/// Makes a clone the agent has used safe to keep: its `.git` (agent-writable, perhaps a
+/// file or a symlink by now) is removed without following links and replaced by a fresh
+/// one, HEAD at the start and the index of the start tree, so `git status` and `git diff`
+/// there show the agent's changes. Nothing in the work tree is read or changed.
+pub fn disarm(main: &Repository, clone: &Clone) -> Result<(), WorkError> {
+    let git_dir = clone.path.join(".git");
+    remove_entry(&git_dir).map_err(|e| WorkError::Disarm {
+        path: git_dir.clone(),
+        source: e,
+    })?;
+    let repo = init_git(
+        main,
+        clone.start,
+        &clone.branch,
+        &clone.path,
+        &clone.withheld,
+    )?;
+    let tree = repo.head()?.peel_to_tree()?;
+    let mut index = repo.index()?;
+    index.read_tree(&tree)?;
+    index.write()?;
+    Ok(())
+}
+
+/// Removes a clone for good, even where the agent took the write permission away from
+/// its own directories; never follows a symlink.
+pub fn discard(path: &Path) -> std::io::Result<()> {
+    remove_entry(path)
+}
+
+/// Removes `path` whatever it is: a symlink or a file is unlinked (its target is never
+/// touched), a directory removed with everything below it.
+fn remove_entry(path: &Path) -> std::io::Result<()> {
+    let meta = match std::fs::symlink_metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    if !meta.is_dir() {
+        return std::fs::remove_file(path);
     }
-    Ok(Clone {
-        path: path.to_path_buf(),
-        files,
-        hidden: removed.len(),
-    })
+    // std's remove_dir_all never follows links (it works with openat/unlinkat).
+    if std::fs::remove_dir_all(path).is_ok() {
+        return Ok(());
+    }
+    // The agent may have taken the permission away from its own directories; they are
+    // the user's, who may give it back.
+    grant_owner_access(path);
+    std::fs::remove_dir_all(path)
+}
+
+/// `u+rwx` on every directory at or below `path`, reached without following links.
+fn grant_owner_access(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let mut stack = vec![path.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        match std::fs::symlink_metadata(&dir) {
+            Ok(m) if m.is_dir() => {
+                let mode = m.permissions().mode() | 0o700;
+                let _ = std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(mode));
+            }
+            _ => continue,
+        }
+        if let Ok(entries) = std::fs::read_dir(&dir) {
+            stack.extend(entries.flatten().map(|e| e.path()));
+        }
+    }
 }
 
 /// Writes the work tree and index of the fresh clone. git's own checkout is several times

@@ -78,6 +78,14 @@ pub enum WorkError {
         "spec targets sensitive file(s) {files}; no terminal to confirm: pass --yes to proceed"
     )]
     NeedsConfirmation { files: String },
+    #[error("{} already exists (a clone kept from an earlier run with this session); remove it, or run with another CHANT_SESSION", .path.display())]
+    CloneExists { path: PathBuf },
+    #[error("cannot remove the agent's {} from the kept clone ({source}); do not run git there — delete the clone", .path.display())]
+    Disarm {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("cannot record to the audit ledger ({0}); nothing further was run or landed")]
     Ledger(String),
     #[error("{}: {source}", .path.display())]

@@ -50,12 +50,46 @@ impl Run<'_> {
         run_entry(event, &self.id, self.level, self.template)
     }
 
+    /// Steps 4–9. Whatever goes wrong after `spec_started` is recorded, here and nowhere
+    /// else, as `spec_failed` with the error as its reason (the kept clone disarmed), so a
+    /// spec is never left `in_progress`; an error before it removes the half-made clone.
     pub(super) fn steps(
         &mut self,
         options: &Options,
         reporter: &mut dyn Reporter,
         recorder: &mut dyn Recorder,
         confirmed_by: Value,
+    ) -> Result<Report, WorkError> {
+        let mut tracked = Tracked {
+            inner: recorder,
+            started: false,
+            ended: false,
+        };
+        let mut made = None;
+        let result = self.run_steps(options, reporter, &mut tracked, confirmed_by, &mut made);
+        let Err(error) = result else {
+            return result;
+        };
+        match made {
+            Some(clone) if tracked.started && !tracked.ended => {
+                // Best effort: when the ledger itself is what failed, this fails too.
+                let _ = self.fail(error.to_string(), &clone, &mut tracked, 0);
+            }
+            Some(clone) if !tracked.started => {
+                let _ = clone::discard(&clone.path);
+            }
+            _ => {}
+        }
+        Err(error)
+    }
+
+    fn run_steps(
+        &mut self,
+        options: &Options,
+        reporter: &mut dyn Reporter,
+        recorder: &mut dyn Recorder,
+        confirmed_by: Value,
+        made: &mut Option<clone::Clone>,
     ) -> Result<Report, WorkError> {
         let repo = &self.project.repo;
         let prefix = &self.config.chant.branch_prefix;
@@ -99,7 +133,13 @@ impl Run<'_> {
             allow: vec![&fa.allowed_paths.0, &self.config.agent.allowed_paths.0],
             deny: vec![&fa.denied_paths.0, &self.config.agent.denied_paths.0],
         };
-        let clone = clone::create(repo, start, &branch, &clone_path, &visibility)?;
+        let clone: &clone::Clone = made.insert(clone::create(
+            repo,
+            start,
+            &branch,
+            &clone_path,
+            &visibility,
+        )?);
         let mut generated: HashSet<String> =
             self.sandbox.prepare(&clone.path)?.into_iter().collect();
         // The agent's own settings for this run (never landed: `collect` skips them).
@@ -240,7 +280,7 @@ impl Run<'_> {
             Outcome::Interrupted => Some("interrupted".to_string()),
         };
         if let Some(reason) = failure {
-            return self.fail(reason, &clone.path, recorder, agent_ms);
+            return self.fail(reason, clone, recorder, agent_ms);
         }
 
         // Validation commands, in the same sandbox.
@@ -279,7 +319,7 @@ impl Run<'_> {
                     ),
                     Outcome::Exited(_) => format!("validation `{command}` failed (exit {code})"),
                 };
-                return self.fail(reason, &clone.path, recorder, agent_ms);
+                return self.fail(reason, clone, recorder, agent_ms);
             }
         }
 
@@ -291,7 +331,7 @@ impl Run<'_> {
             sensitive_words: &self.config.agent.file_access.sensitive_patterns,
             secrets: &finder,
         };
-        let collected = collect::collect(repo, &clone, start, &generated, &searches)?;
+        let collected = collect::collect(repo, clone, start, &generated, &searches)?;
         let (violations, notices) = policy::check(&collected, self.config, &finder);
         for n in &notices {
             reporter.warn(&format!("Notice: {} {}", n.path, n.detail));
@@ -308,7 +348,7 @@ impl Run<'_> {
                 .collect();
             recorder.record(entries).map_err(WorkError::Ledger)?;
             let reason = format!("{} policy violation(s); nothing landed", violations.len());
-            let mut report = self.fail(reason, &clone.path, recorder, agent_ms)?;
+            let mut report = self.fail(reason, clone, recorder, agent_ms)?;
             // Paths come from the agent and may carry a secret (a file named after it):
             // masked here as in the ledger, before anything prints them.
             let redactor = self
@@ -332,18 +372,18 @@ impl Run<'_> {
                 "the agent was refused {} time(s) and changed nothing",
                 self.summary.refusals
             );
-            return self.fail(reason, &clone.path, recorder, agent_ms);
+            return self.fail(reason, clone, recorder, agent_ms);
         }
 
         // 9. Land — unless Ctrl-C, SIGTERM or `git chant cancel` came while the result was
         // being checked: a stopped run never lands.
         if self.stop.load(std::sync::atomic::Ordering::SeqCst) {
-            return self.fail("interrupted".into(), &clone.path, recorder, agent_ms);
+            return self.fail("interrupted".into(), clone, recorder, agent_ms);
         }
         let files: Vec<String> = collected.changes.iter().map(|c| c.path.clone()).collect();
         if repo.refname_to_id(&branch_ref)? != start {
             let reason = format!("branch {branch} moved while the agent worked; nothing landed");
-            return self.fail(reason, &clone.path, recorder, agent_ms);
+            return self.fail(reason, clone, recorder, agent_ms);
         }
         // Accepted: only now do its blobs enter the main object store.
         collected.objects.accept()?;
@@ -403,13 +443,24 @@ impl Run<'_> {
         recorder.record(entries).map_err(WorkError::Ledger)?;
         if let Some(commit) = commit {
             if let Err(e) = land::publish(repo, &branch_ref, start, commit) {
-                return self.fail(e.to_string(), &clone.path, recorder, agent_ms);
+                return self.fail(e.to_string(), clone, recorder, agent_ms);
             }
         }
         let kept = if options.keep {
-            Some(clone.path.clone())
+            match clone::disarm(repo, clone) {
+                Ok(()) => Some(clone.path.clone()),
+                Err(e) => {
+                    reporter.warn(&format!("Warning: {e}"));
+                    None
+                }
+            }
         } else {
-            remove_dir(&clone.path);
+            if let Err(e) = clone::discard(&clone.path) {
+                reporter.warn(&format!(
+                    "Warning: cannot remove the clone at {} ({e}); delete it, and do not run git there",
+                    clone.path.display()
+                ));
+            }
             None
         };
         remove_dir(&run_dir);
@@ -476,14 +527,17 @@ impl Run<'_> {
     }
 
     /// Records how the run failed (or that it was cancelled, when `git chant cancel` asked
-    /// for it) and keeps the clone for inspection.
+    /// for it) and keeps the clone for inspection, disarmed (see [`clone::disarm`]).
     fn fail(
         &self,
-        reason: String,
-        clone: &Path,
+        mut reason: String,
+        clone: &clone::Clone,
         recorder: &mut dyn Recorder,
         agent_ms: u64,
     ) -> Result<Report, WorkError> {
+        if let Err(e) = clone::disarm(&self.project.repo, clone) {
+            reason = format!("{reason}; {e}");
+        }
         let (entry, verdict) = match take_cancel_request(self.project, &self.id) {
             Some(c) => (
                 self.entry(Event::SpecCancelled)
@@ -495,7 +549,7 @@ impl Run<'_> {
                 with_details(self.entry(Event::SpecFailed), &self.summary.details)
                     .detail("reason", reason.clone())
                     .detail("agent_duration_ms", agent_ms)
-                    .detail("clone", clone.to_string_lossy().into_owned()),
+                    .detail("clone", clone.path.to_string_lossy().into_owned()),
                 Verdict::Failed { reason },
             ),
         };
@@ -503,7 +557,7 @@ impl Run<'_> {
         Ok(Report {
             id: self.id.clone(),
             verdict,
-            clone: Some(clone.to_path_buf()),
+            clone: Some(clone.path.clone()),
             log: self.log.clone(),
             violations: Vec::new(),
             notices: Vec::new(),
@@ -516,6 +570,30 @@ fn with_details(entry: NewEntry, details: &serde_json::Map<String, Value>) -> Ne
     details
         .iter()
         .fold(entry, |e, (key, value)| e.detail(key, value.clone()))
+}
+
+/// Watches what a run records, so that [`Run::steps`] knows whether `spec_started` was
+/// recorded and whether the run has already ended in the ledger.
+struct Tracked<'r> {
+    inner: &'r mut dyn Recorder,
+    started: bool,
+    ended: bool,
+}
+
+impl Recorder for Tracked<'_> {
+    fn record(&mut self, entries: Vec<NewEntry>) -> Result<(), String> {
+        let started = entries.iter().any(|e| e.event == Event::SpecStarted);
+        let ended = entries.iter().any(|e| {
+            matches!(
+                e.event,
+                Event::SpecCompleted | Event::SpecFailed | Event::SpecCancelled
+            )
+        });
+        self.inner.record(entries)?;
+        self.started |= started;
+        self.ended |= ended;
+        Ok(())
+    }
 }
 
 fn remove_dir(path: &Path) {

@@ -1,6 +1,7 @@
 //! The guest's initramfs: a gzip'd `newc` cpio archive, the format the kernel unpacks, and
 //! the agent image (a directory or a `.tar`) copied into it.
 
+use std::collections::HashSet;
 use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -77,8 +78,10 @@ fn pad(out: &mut impl Write, len: usize) -> std::io::Result<()> {
     out.write_all(&[0u8; 3][..rem])
 }
 
-/// Adds an image (a directory or a `.tar`) to the initramfs.
-pub(super) fn add_image(cpio: &mut Cpio, image: &Path) -> Result<(), SandboxError> {
+/// Adds an image (a directory or a `.tar`) to the initramfs; returns the paths it holds
+/// (relative, whatever their kind), so that chant does not put a directory over a link.
+pub(super) fn add_image(cpio: &mut Cpio, image: &Path) -> Result<HashSet<String>, SandboxError> {
+    let mut provided = HashSet::new();
     if image.is_dir() {
         let mut stack = vec![PathBuf::new()];
         while let Some(rel) = stack.pop() {
@@ -86,6 +89,7 @@ pub(super) fn add_image(cpio: &mut Cpio, image: &Path) -> Result<(), SandboxErro
                 let entry = entry?;
                 let r = rel.join(entry.file_name());
                 let name = r.to_string_lossy().into_owned();
+                provided.insert(name.clone());
                 let meta = std::fs::symlink_metadata(entry.path())?;
                 if meta.is_dir() {
                     cpio.dir(&name, 0o755)?;
@@ -102,7 +106,7 @@ pub(super) fn add_image(cpio: &mut Cpio, image: &Path) -> Result<(), SandboxErro
                 }
             }
         }
-        return Ok(());
+        return Ok(provided);
     }
     let mut archive = tar::Archive::new(std::fs::File::open(image)?);
     for entry in archive.entries()? {
@@ -114,6 +118,7 @@ pub(super) fn add_image(cpio: &mut Cpio, image: &Path) -> Result<(), SandboxErro
         if name.is_empty() {
             continue;
         }
+        provided.insert(name.clone());
         let mode = entry.header().mode().unwrap_or(0o644);
         let kind = entry.header().entry_type();
         if kind.is_dir() {
@@ -128,5 +133,5 @@ pub(super) fn add_image(cpio: &mut Cpio, image: &Path) -> Result<(), SandboxErro
             cpio.file(&name, &bytes, mode)?;
         }
     }
-    Ok(())
+    Ok(provided)
 }

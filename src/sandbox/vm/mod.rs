@@ -24,7 +24,7 @@ use transfer::{pack_workspace, unpack_result};
 use super::{process, Egress, GuestView, Job, Outcome, OutputSink, Sandbox, SandboxError, Stream};
 use crate::config::{AgentConfig, SandboxLevel, VmAccel, VmConfig, VmNetwork, VmProvider};
 
-/// The agent's uid and gid inside the guest.
+/// The agent's uid and gid inside the guest, whatever the image's `/etc/passwd` says.
 const AGENT_ID: u32 = 1000;
 /// The result disk's size (sparse: only what the guest writes takes space).
 const OUTPUT_DISK: u64 = 4 << 30;
@@ -206,9 +206,17 @@ impl Vm {
         Ok(argv)
     }
 
-    /// The initramfs for one run: busybox, modules, the image, `/init` and the job.
+    /// The initramfs for one run: the image first, then what chant needs (written after
+    /// it, so an image's own `/bin/busybox` or `/init` cannot replace chant's): the
+    /// directories the image lacks (never over an image's `bin -> usr/bin` link), busybox,
+    /// the modules, `/init` and the job. The image's `/etc/passwd` and `/etc/group` are
+    /// kept; `/init` adds chant's account (uid:gid [`AGENT_ID`]) at boot.
     fn initramfs(&self, path: &Path, job: Option<&Job>) -> Result<(), SandboxError> {
         let mut cpio = Cpio::create(path)?;
+        let provided = match &self.config.image {
+            Some(image) => add_image(&mut cpio, image)?,
+            None => std::collections::HashSet::new(),
+        };
         for dir in [
             "bin",
             "dev",
@@ -229,7 +237,9 @@ impl Vm {
             "usr/local/bin",
             "etc",
         ] {
-            cpio.dir(dir, if dir == "chant" { 0o700 } else { 0o755 })?;
+            if dir == "chant" || !provided.contains(dir) {
+                cpio.dir(dir, if dir == "chant" { 0o700 } else { 0o755 })?;
+            }
         }
         cpio.file("bin/busybox", &std::fs::read(&self.busybox)?, 0o755)?;
         for module in &self.modules {
@@ -242,22 +252,6 @@ impl Vm {
                 &std::fs::read(module)?,
                 0o644,
             )?;
-        }
-        cpio.file(
-            "etc/passwd",
-            format!(
-                "root:x:0:0::/root:/bin/sh\nagent:x:{AGENT_ID}:{AGENT_ID}::/home/agent:/bin/sh\n"
-            )
-            .as_bytes(),
-            0o644,
-        )?;
-        cpio.file(
-            "etc/group",
-            format!("root:x:0:\nagent:x:{AGENT_ID}:\n").as_bytes(),
-            0o644,
-        )?;
-        if let Some(image) = &self.config.image {
-            add_image(&mut cpio, image)?;
         }
         cpio.file(
             "bin/chant-exec",
@@ -366,8 +360,19 @@ impl Sandbox for Vm {
                 other => other,
             });
         }
-        let code = unpack_result(&output, &job.workspace, self.max_file)?;
-        Ok(match code {
+        let report = unpack_result(&output, &job.workspace, self.max_file)?;
+        if let Some(error) = report.error {
+            return Err(SandboxError::VmImage {
+                image: self
+                    .config
+                    .image
+                    .as_ref()
+                    .map(|i| i.display().to_string())
+                    .unwrap_or_else(|| "(none)".into()),
+                detail: error,
+            });
+        }
+        Ok(match report.code {
             Some(c) => Outcome::Exited(c),
             None => {
                 console.inner.output(
@@ -382,8 +387,12 @@ impl Sandbox for Vm {
 
 /// The guest's `/init`: run as root, prepares, drops to the agent user, hands back.
 const INIT: &str = r#"#!/bin/busybox sh
+# chant's own tools first (an image's mount, tar or sed may differ or be missing); busybox
+# also fills /bin where the image has nothing, for the agent.
+/bin/busybox mkdir -p /chant/bb
+/bin/busybox --install -s /chant/bb
 /bin/busybox --install -s /bin
-export PATH=/bin
+export PATH=/chant/bb:/bin
 mount -t proc proc /proc
 mount -t sysfs sys /sys
 mount -t devtmpfs dev /dev
@@ -400,32 +409,57 @@ for d in /sys/block/vd*; do
   n=${d##*/}
   if [ "$(cat $d/ro)" = 1 ]; then IN=/dev/$n; else OUT=/dev/$n; fi
 done
+# The agent's account, by number: the image's own passwd and group stay, and chant adds
+# a name no image uses for uid:gid 1000 (any earlier line of that name is dropped).
+for f in passwd group; do
+  [ -f /etc/$f ] || : > /etc/$f
+  sed -i '/^chant-agent:/d' /etc/$f
+  [ -z "$(tail -c1 /etc/$f)" ] || echo >> /etc/$f
+done
+grep -q '^root:' /etc/passwd || echo 'root:x:0:0::/root:/bin/sh' >> /etc/passwd
+echo 'chant-agent:x:1000:1000:chant agent:/home/agent:/bin/sh' >> /etc/passwd
+echo 'chant-agent:x:1000:' >> /etc/group
 mount -t tmpfs -o mode=0755 workspace /workspace
 mount -t tmpfs -o mode=1777 tmp /tmp
 mount -t tmpfs -o mode=0700 home /home/agent
 tar -x -f "$IN" -C /workspace
 chown -R 1000:1000 /workspace /home/agent
 cd /workspace
-sh /chant/job.sh
+/bin/busybox sh /chant/job.sh
 code=$?
 kill -9 -1 2>/dev/null
 mkdir -p /chant-result
 echo "$code" > /chant-result/exit_code
+[ -f /chant/error ] && cp /chant/error /chant-result/error
 cd /
 tar -c -f "$OUT" chant-result workspace
 sync
 poweroff -f
 "#;
 
-/// The job as a root-only script: a clean environment and the agent's argv, run as the
-/// `agent` user (uid 1000) by busybox `su`, which keeps the environment with `-p`.
+/// The job as a root-only script: first a check that the image can run a shell as
+/// uid:gid [`AGENT_ID`] that may write `/workspace` (else the reason goes to
+/// `/chant/error` for the host), then a clean environment and the agent's argv, run by
+/// chant's busybox `su` (which keeps the environment with `-p`) as `chant-agent`, the
+/// account `/init` made for that number whatever the image's `/etc/passwd` says.
 fn job_script(job: &Job) -> String {
     let mut command = String::from("exec");
     for a in &job.argv {
         command.push(' ');
         command.push_str(&crate::exec::shell::quote(a));
     }
-    let mut s = String::from("#!/bin/sh\nexec env -i");
+    let check = format!(
+        "test \"$(/bin/busybox id -u):$(/bin/busybox id -g)\" = {AGENT_ID}:{AGENT_ID} && test -w /workspace"
+    );
+    let mut s = format!(
+        "#!/bin/sh\n\
+         if ! /bin/busybox su -p -s /bin/sh chant-agent -c {check} 2>/chant/why; then\n\
+         \x20 {{ echo \"the image cannot run a shell as uid:gid {AGENT_ID}:{AGENT_ID} that may write /workspace (its /bin/sh is used):\"; /bin/busybox head -c 1000 /chant/why; }} > /chant/error\n\
+         \x20 exit 125\n\
+         fi\n\
+         exec /bin/busybox env -i",
+        check = crate::exec::shell::quote(&check)
+    );
     let proxy = job.network.as_ref().map(|_| {
         crate::net::proxy_env(&format!(
             "http://{PROXY_ADDRESS}:{}",
@@ -436,7 +470,7 @@ fn job_script(job: &Job) -> String {
         s.push(' ');
         s.push_str(&crate::exec::shell::quote(&format!("{k}={v}")));
     }
-    s.push_str(" su -p -s /bin/sh agent -c ");
+    s.push_str(" /bin/busybox su -p -s /bin/sh chant-agent -c ");
     s.push_str(&crate::exec::shell::quote(&command));
     s.push('\n');
     s
