@@ -325,7 +325,19 @@ impl Run<'_> {
 
         // 7 + 8. Collect as data, then judge.
         reporter.info("Checking what the agent changed");
-        let finder = crate::secrets::SecretFinder::new(&exposed);
+        // The values the agent holds, and the injected ones it must never hold: their
+        // placeholders (in `exposed`) are not secrets and may well land.
+        let inject = &self.config.agent.secrets.inject;
+        let searched: Vec<(String, String)> = exposed
+            .iter()
+            .filter(|(name, _)| !inject.contains_key(name))
+            .cloned()
+            .chain(inject.keys().filter_map(|name| {
+                let value = self.secrets.get(name)?;
+                Some((name.clone(), value.to_string()))
+            }))
+            .collect();
+        let finder = crate::secrets::SecretFinder::new(&searched);
         let searches = collect::Searches {
             max_file_size: self.config.agent.file_access.max_file_size.bytes(),
             sensitive_words: &self.config.agent.file_access.sensitive_patterns,
