@@ -8,6 +8,7 @@
 mod chain;
 mod entry;
 mod fastcheck;
+pub mod form;
 pub mod index;
 pub mod ledger;
 mod objects;
