@@ -29,6 +29,8 @@ pub enum Error {
     Work(#[from] crate::work::WorkError),
     #[error(transparent)]
     Ship(#[from] crate::audit::ship::ShipError),
+    #[error(transparent)]
+    Policy(#[from] crate::hooks::protection::PolicyError),
     /// Bad input that no module owns (a flag combination, a malformed argument).
     #[error("{0}")]
     Usage(String),
@@ -55,6 +57,7 @@ impl Error {
             Error::Project(e) => e.exit_code(),
             Error::Work(e) => e.exit_code(),
             Error::Ship(e) => e.exit_code(),
+            Error::Policy(e) => e.exit_code(),
             Error::Refused(_) | Error::Io { .. } | Error::Git(_) => 1,
         }
     }

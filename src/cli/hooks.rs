@@ -144,7 +144,7 @@ pub fn hook(args: HookArgs) -> Result<u8> {
             let tip = repo.head().ok().and_then(|h| h.target());
             let config = match repo.workdir() {
                 Some(root) => crate::config::load(root).map(|l| l.config)?,
-                None => protection::config_at(&repo, tip).map_err(Error::Refused)?,
+                None => protection::config_at(&repo, tip)?,
             };
             let identity = Identity::resolve(Some(&repo));
             let verdict = if args.name == "pre-commit" {
@@ -171,7 +171,9 @@ pub fn hook(args: HookArgs) -> Result<u8> {
             // Pushed objects live in git's quarantine: only the environment shows them.
             let repo = git2::Repository::open_from_env()
                 .map_err(|e| Error::Usage(format!("not in a repository: {e}")))?;
-            let config = server::server_config(&repo).map_err(Error::Refused)?;
+            // A policy that does not load refuses the push (exit 2); nothing is recorded,
+            // since the policy that says how to record is the one that failed.
+            let config = server::server_config(&repo)?;
             let pusher = server::pusher();
             let updates = server::parse_input(&input);
             let refusals = server::check(&repo, &config, &pusher, &updates);

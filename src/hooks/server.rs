@@ -7,7 +7,7 @@
 
 use git2::{Oid, Repository};
 
-use super::protection::{self, short};
+use super::protection::{self, short, PolicyError};
 use crate::audit::AUDIT_REF;
 use crate::config::Config;
 
@@ -35,9 +35,18 @@ pub fn parse_input(input: &str) -> Vec<RefUpdate> {
 }
 
 /// The server's policy: the config on the tip of the branch HEAD names.
-pub fn server_config(repo: &Repository) -> Result<Config, String> {
-    let tip = repo.head().ok().and_then(|h| h.target());
-    protection::config_at(repo, tip)
+pub fn server_config(repo: &Repository) -> Result<Config, PolicyError> {
+    protection::config_at(repo, policy_tip(repo))
+}
+
+/// The branch the policy is read from (HEAD's), and its tip when it exists.
+fn policy_branch(repo: &Repository) -> Option<String> {
+    let head = repo.find_reference("HEAD").ok()?;
+    head.symbolic_target().map(str::to_string)
+}
+
+fn policy_tip(repo: &Repository) -> Option<Oid> {
+    repo.head().ok().and_then(|h| h.target())
 }
 
 /// Every reason to refuse `updates` pushed by `pusher` (empty: accept). An agent
@@ -98,15 +107,32 @@ pub fn check(
         .references_glob("refs/heads/*")
         .map(|refs| refs.flatten().filter_map(|r| r.target()).collect())
         .unwrap_or_default();
+    let policy_branch = policy_branch(repo);
     for u in updates {
         let Some(branch) = u.name.strip_prefix("refs/heads/") else {
             continue;
         };
-        if !protection::is_protected(config, branch) {
+        if policy_branch.as_deref() == Some(u.name.as_str()) && u.new.is_zero() {
+            // Without it the server would read no policy at all: defaults, no agents.
+            refusals.push(format!(
+                "{branch} may not be deleted: the server reads its policy ({}) from it",
+                crate::config::CONFIG_PATH
+            ));
             continue;
         }
-        if protection::is_agent(config, pusher) {
-            refusals.push(format!("{pusher} is an agent (protection.agents) and may not update protected branch '{branch}'"));
+        if policy_branch.as_deref() == Some(u.name.as_str()) {
+            // The policy branch may not be moved to a configuration that does not load:
+            // every later push would be judged by it, and refused.
+            if let Err(e) = protection::config_at(repo, Some(u.new)) {
+                refusals.push(format!(
+                    "{branch}: the pushed {} does not load, and the server reads its policy from this branch: {}",
+                    crate::config::CONFIG_PATH,
+                    policy_reason(&e)
+                ));
+                continue;
+            }
+        }
+        if !protection::is_protected(config, branch) {
             continue;
         }
         if u.new.is_zero() {
@@ -122,6 +148,14 @@ pub fn check(
         }
     }
     refusals
+}
+
+/// What is wrong with a configuration, without the advice meant for the server's own one.
+fn policy_reason(e: &PolicyError) -> String {
+    match e {
+        PolicyError::Invalid { source, .. } => source.to_string(),
+        other => other.to_string(),
+    }
 }
 
 /// True for `refs/chant/incoming/<id>/<session>`: exactly two plain components.
