@@ -103,9 +103,21 @@ pub fn check(
         }
     }
     let ledger = protection::ledger_at(repo, ledger_tip);
-    let existing: Vec<Oid> = repo
+    // The server's protected branches as they stand before this push. Commits on any other
+    // branch prove nothing: anyone may push a spec branch, or a copy of it under any name.
+    let protected_tips: Vec<(String, Oid)> = repo
         .references_glob("refs/heads/*")
-        .map(|refs| refs.flatten().filter_map(|r| r.target()).collect())
+        .map(|refs| {
+            refs.flatten()
+                .filter_map(|r| {
+                    Some((
+                        r.name()?.strip_prefix("refs/heads/")?.to_string(),
+                        r.target()?,
+                    ))
+                })
+                .filter(|(name, _)| protection::is_protected(config, name))
+                .collect()
+        })
         .unwrap_or_default();
     let policy_branch = policy_branch(repo);
     for u in updates {
@@ -138,7 +150,13 @@ pub fn check(
         if u.new.is_zero() {
             continue; // deleting a branch is git's own denyDeletes business
         }
-        let mut hide = existing.clone();
+        // Judge every commit the branch does not have yet, unless another protected branch
+        // already holds it.
+        let mut hide: Vec<Oid> = protected_tips
+            .iter()
+            .filter(|(name, _)| name != branch)
+            .map(|(_, tip)| *tip)
+            .collect();
         if !u.old.is_zero() {
             hide.push(u.old);
         }
