@@ -3,7 +3,6 @@
 use std::io::Read;
 use std::path::PathBuf;
 
-use crate::audit::{Event, NewEntry};
 use crate::error::{Error, Result};
 use crate::hooks::{client, install, protection, server};
 use crate::identity::Identity;
@@ -186,21 +185,7 @@ pub fn hook(args: HookArgs) -> Result<u8> {
             // Record the rejection in the server's own ledger, through a handle that writes
             // to the real object store (the quarantine is discarded on rejection).
             let real = git2::Repository::open(repo.path())?;
-            let mut identity = Identity::resolve(Some(&real));
-            identity.actor = pusher.clone();
-            let entry = NewEntry::new(Event::PushRejected)
-                .detail("pusher", pusher)
-                .detail("reasons", refusals.clone())
-                .detail(
-                    "refs",
-                    updates
-                        .iter()
-                        .map(|u| format!("{} {} {}", u.old, u.new, u.name))
-                        .collect::<Vec<_>>(),
-                );
-            if let Err(e) =
-                crate::audit::append_to_repo(&real, config.audit.sign, &identity, vec![entry])
-            {
+            if let Err(e) = server::record_rejection(&real, &config, &pusher, &refusals, &updates) {
                 eprintln!("chant: could not record the rejection in the ledger: {e}");
             }
             Ok(1)

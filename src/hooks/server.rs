@@ -8,8 +8,9 @@
 use git2::{Oid, Repository};
 
 use super::protection::{self, short, PolicyError};
-use crate::audit::AUDIT_REF;
-use crate::config::Config;
+use crate::audit::{AuditError, Event, NewEntry, AUDIT_REF};
+use crate::config::{Config, SignMode};
+use crate::identity::Identity;
 
 /// One line of `pre-receive` input: `<old> <new> <ref>`.
 #[derive(Debug, Clone)]
@@ -166,6 +167,61 @@ pub fn check(
         }
     }
     refusals
+}
+
+/// Appends a `push_rejected` entry for `refusals` to the server's own ledger in `real` (a
+/// handle on the real object store, not the push's quarantine).
+///
+/// The entry's actor is the pusher it is about; its author/committer e-mail is the
+/// server's own (`user.email` of the repository's git config, else `chant@<host>`), and it
+/// is signed with the repository's git signing config (`gpg.format`, `user.signingkey`). With
+/// `protection.require_signed_audit` signing is required: without a key nothing is
+/// recorded (an unsigned entry would make every clone's `verify --require-signatures`
+/// fail) and the error says what to configure. The push is refused either way.
+pub fn record_rejection(
+    real: &Repository,
+    config: &Config,
+    pusher: &str,
+    refusals: &[String],
+    updates: &[RefUpdate],
+) -> Result<(), AuditError> {
+    let mut identity = Identity::resolve(Some(real));
+    identity.actor = pusher.to_string();
+    identity.email = real
+        .config()
+        .and_then(|c| c.get_string("user.email"))
+        .ok()
+        .filter(|e| !e.trim().is_empty())
+        .unwrap_or_else(|| format!("chant@{}", identity.host));
+    let mode = if config.protection.require_signed_audit {
+        SignMode::Always
+    } else {
+        config.audit.sign
+    };
+    let entry = NewEntry::new(Event::PushRejected)
+        .detail("pusher", pusher)
+        .detail("reasons", refusals.to_vec())
+        .detail(
+            "refs",
+            updates
+                .iter()
+                .map(|u| format!("{} {} {}", u.old, u.new, u.name))
+                .collect::<Vec<_>>(),
+        );
+    match crate::audit::append_to_repo(real, mode, &identity, vec![entry]) {
+        Ok(_) => Ok(()),
+        Err(AuditError::SignConfig(why)) if config.protection.require_signed_audit => {
+            Err(AuditError::SignConfig(format!(
+                "protection.require_signed_audit is set, so the server signs its own entries, \
+                 and it cannot: {why}. Configure a key in the bare repository {} (git config \
+                 gpg.format ssh; git config user.signingkey KEY; git config user.email \
+                 SERVER-EMAIL) and list SERVER-EMAIL with its public key in every allowed-signers \
+                 file",
+                real.path().display()
+            )))
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// What is wrong with a configuration, without the advice meant for the server's own one.
