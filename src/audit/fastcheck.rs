@@ -366,6 +366,22 @@ mod tests {
     }
 
     #[test]
+    fn claims_come_raw_only_when_nothing_is_escaped() {
+        let text = entry(json!({}));
+        let claims = check(&text).and_then(|f| f.claims).expect("plain claims");
+        assert_eq!(
+            (claims.ts, claims.event, claims.spec_id, claims.actor),
+            ("2026-01-22T15:30:00Z", "command_run", None, "alex")
+        );
+        let quoted = text.replace("\"alex\"", "\"al\\\"ex\"");
+        let fast = check(&quoted).expect("still canonical");
+        assert!(
+            fast.claims.is_none(),
+            "an escaped actor goes to the slow path"
+        );
+    }
+
+    #[test]
     fn refuses_what_is_not_canonical() {
         let text = entry(json!({"n": 1}));
         for bad in [

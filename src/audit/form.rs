@@ -92,15 +92,18 @@ pub fn disagreement(data: &[u8], message: usize, claims: &Claims<'_>) -> Option<
     else {
         return Some(format!("its author line '{shown}' does not parse"));
     };
-    match ident(claims.actor, email, claims.ts) {
-        Err(why) => return Some(why),
-        Ok(expected) if expected.as_bytes() != author => {
-            return Some(format!(
-                "its author '{shown}' disagrees with the entry's actor and ts ('{expected}'): \
+    match ident_matches(author, claims.actor, email, claims.ts) {
+        Some(true) => {}
+        _ => match ident(claims.actor, email, claims.ts) {
+            Err(why) => return Some(why),
+            Ok(expected) if expected.as_bytes() != author => {
+                return Some(format!(
+                    "its author '{shown}' disagrees with the entry's actor and ts ('{expected}'): \
                  git log would show another person or time than the entry records"
-            ))
-        }
-        Ok(_) => {}
+                ))
+            }
+            Ok(_) => {}
+        },
     }
     if committer != author {
         return Some(format!(
@@ -121,6 +124,20 @@ pub fn disagreement(data: &[u8], message: usize, claims: &Claims<'_>) -> Option<
     }
     let text = data.get(message..)?;
     let end = super::objects::blank_line(text).unwrap_or(text.len());
+    let (event, spec, actor) = (claims.event, claims.spec_id.unwrap_or("-"), claims.actor);
+    let plain = [event, spec, actor]
+        .iter()
+        .all(|s| !s.chars().any(char::is_control));
+    let parts: [&[u8]; 5] = [
+        event.as_bytes(),
+        b" ",
+        spec.as_bytes(),
+        b" by ",
+        actor.as_bytes(),
+    ];
+    if plain && equals_concat(&text[..end], &parts) {
+        return None;
+    }
     let expected = subject(claims.event, claims.spec_id, claims.actor);
     if &text[..end] != expected.as_bytes() {
         return Some(format!(
@@ -130,6 +147,42 @@ pub fn disagreement(data: &[u8], message: usize, claims: &Claims<'_>) -> Option<
         ));
     }
     None
+}
+
+/// [`ident`] compared with `line` without building it, for the common case of an actor and
+/// e-mail that need no cleaning; `None` when they do (the caller then builds it).
+fn ident_matches(line: &[u8], actor: &str, email: &str, ts: &str) -> Option<bool> {
+    let clean =
+        |s: &str| !s.is_empty() && s.trim() == s && !s.contains(['<', '>', '\n', '\r', '\0']);
+    if !clean(actor) || !clean(email) {
+        return None;
+    }
+    let secs = DateTime::parse_from_rfc3339(ts).ok()?.timestamp();
+    let mut buf = [0u8; 24];
+    let mut cursor = std::io::Cursor::new(&mut buf[..]);
+    std::io::Write::write_fmt(&mut cursor, format_args!("{secs}")).ok()?;
+    let len = usize::try_from(cursor.position()).ok()?;
+    let parts: [&[u8]; 6] = [
+        actor.as_bytes(),
+        b" <",
+        email.as_bytes(),
+        b"> ",
+        &buf[..len],
+        b" +0000",
+    ];
+    Some(equals_concat(line, &parts))
+}
+
+/// Whether `line` is `parts` one after the other.
+fn equals_concat(line: &[u8], parts: &[&[u8]]) -> bool {
+    let mut rest = line;
+    for part in parts {
+        match rest.strip_prefix(*part) {
+            Some(r) => rest = r,
+            None => return false,
+        }
+    }
+    rest.is_empty()
 }
 
 fn extra_header(line: &[u8]) -> String {
