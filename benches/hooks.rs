@@ -197,7 +197,7 @@ fn make_client(dir: &Path, n: usize) {
             } else {
                 format!("from :{}\n", 10 + i - 1)
             };
-            writeln!(out, "commit refs/chant/audit\nmark :{}\nauthor alice <a@x> 1700000000 +0000\ncommitter alice <a@x> 1700000000 +0000\ndata {}\n{msg}{from}deleteall\n", 10 + i, msg.len()).expect("w");
+            writeln!(out, "commit refs/chant/audit\nmark :{}\nauthor alice <a@x> 1769095800 +0000\ncommitter alice <a@x> 1769095800 +0000\ndata {}\n{msg}{from}deleteall\n", 10 + i, msg.len()).expect("w");
             prev = hash;
         }
     }

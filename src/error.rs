@@ -35,6 +35,8 @@ pub enum Error {
     /// quietly with exit 0, as git and ripgrep do.
     #[error("stdout was closed")]
     ClosedPipe,
+    #[error(transparent)]
+    Policy(#[from] crate::hooks::protection::PolicyError),
     /// Bad input that no module owns (a flag combination, a malformed argument).
     #[error("{0}")]
     Usage(String),
@@ -63,6 +65,7 @@ impl Error {
             Error::Ship(e) => e.exit_code(),
             Error::Identity(e) => e.exit_code(),
             Error::ClosedPipe => 0,
+            Error::Policy(e) => e.exit_code(),
             Error::Refused(_) | Error::Io { .. } | Error::Git(_) => 1,
         }
     }

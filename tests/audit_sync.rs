@@ -234,3 +234,81 @@ fn a_clone_that_started_its_own_ledger_is_re_chained_whole() {
     assert_eq!(ledger_lines(&a).len(), 3);
     a.chant(&["audit", "verify"]).assert_ok();
 }
+
+/// Points `repo`'s ledger at a copy of its head whose raw text `edit` changed (the entry's
+/// JSON untouched, so the hashes still hold); returns the forged commit.
+fn forge_head(repo: &TestRepo, edit: impl FnOnce(&str) -> String) -> String {
+    let raw = repo.git(&["cat-file", "commit", "refs/chant/audit"]);
+    let path = repo.tmp.path().join("forged-commit");
+    std::fs::write(&path, edit(&raw)).expect("write");
+    let oid = repo
+        .git(&[
+            "hash-object",
+            "-t",
+            "commit",
+            "-w",
+            "--literally",
+            path.to_str().expect("utf8"),
+        ])
+        .trim()
+        .to_string();
+    repo.git(&["update-ref", "refs/chant/audit", &oid]);
+    oid
+}
+
+#[test]
+fn sync_takes_in_nothing_from_a_remote_whose_ledger_does_not_verify() {
+    type Edit = fn(&str) -> String;
+    let forgeries: [(&str, Edit); 3] = [
+        ("subject", |r| {
+            r.replacen("\ncommand_run - by", "\nspec_approved - by", 1)
+        }),
+        ("author", |r| r.replacen("author tester", "author alice", 1)),
+        ("hash mismatch", |r| {
+            r.replacen("\"command\":\"b\"", "\"command\":\"c\"", 1)
+        }),
+    ];
+    for (reason, edit) in forgeries {
+        let (_seed, bare) = bare_remote();
+        let a = clone_of(&bare);
+        a.chant(&["init"]).assert_ok();
+        a.git(&[
+            "push",
+            "--quiet",
+            "--no-verify",
+            "origin",
+            "refs/chant/audit",
+        ]);
+        let b = clone_of(&bare);
+        b.chant(&["init"]).assert_ok();
+        b.chant(&["audit", "sync"]).assert_ok();
+        // a's next entry reaches the remote forged (a remote without the server hook).
+        a.chant(&["audit", "sync"]).assert_ok();
+        a.chant(&[
+            "audit",
+            "record",
+            "command_run",
+            "--details",
+            r#"{"command":"b"}"#,
+        ])
+        .assert_ok();
+        let forged = forge_head(&a, edit);
+        a.git(&[
+            "push",
+            "--quiet",
+            "--no-verify",
+            "origin",
+            "refs/chant/audit",
+        ]);
+        let before = b.git(&["rev-parse", "refs/chant/audit"]);
+        b.chant(&["audit", "record", "spec_failed"]).assert_ok();
+        let mine = b.git(&["rev-parse", "refs/chant/audit"]);
+        assert_ne!(before, mine);
+        b.chant(&["audit", "sync"])
+            .assert_code(1)
+            .stderr_has("does not verify, so nothing of it was taken in")
+            .stderr_has(&forged)
+            .stderr_has(reason);
+        assert_eq!(b.git(&["rev-parse", "refs/chant/audit"]), mine, "{reason}");
+    }
+}

@@ -361,3 +361,182 @@ fn a_ledger_ref_on_something_other_than_a_commit_is_named() {
         .assert_code(1)
         .stderr_has(&format!("broken at commit {blob}: is a blob, not a commit"));
 }
+
+// ---- the plain-git view must not contradict the entry ----
+
+/// Replaces the head entry's commit by `edit` of its raw text (the JSON untouched, so every
+/// hash still holds) and points the ledger at it; returns the forged commit.
+fn forge_head(repo: &TestRepo, edit: impl FnOnce(&str) -> String) -> String {
+    let raw = repo.git(&["cat-file", "commit", "refs/chant/audit"]);
+    let forged = edit(&raw);
+    assert_ne!(forged, raw, "the edit changed nothing");
+    let path = repo.tmp.path().join("forged-commit");
+    std::fs::write(&path, forged).expect("write");
+    let oid = repo
+        .git(&[
+            "hash-object",
+            "-t",
+            "commit",
+            "-w",
+            "--literally",
+            path.to_str().expect("utf8"),
+        ])
+        .trim()
+        .to_string();
+    repo.git(&["update-ref", "refs/chant/audit", &oid]);
+    oid
+}
+
+#[test]
+fn a_commit_whose_subject_author_or_headers_contradict_its_entry_is_named() {
+    let author_line = |raw: &str, which: &str| {
+        raw.lines()
+            .find(|l| l.starts_with(which))
+            .expect("ident line")
+            .to_string()
+    };
+    type Edit = Box<dyn Fn(&str) -> String>;
+    let cases: Vec<(&str, Edit, &str)> = vec![
+        (
+            "another event in the subject",
+            Box::new(|r: &str| r.replacen("\ncommand_run - by", "\nspec_approved - by", 1)),
+            "subject",
+        ),
+        (
+            "another spec in the subject",
+            Box::new(|r: &str| {
+                r.replacen(
+                    "\ncommand_run - by",
+                    "\ncommand_run 2026-01-22-001-x7m by",
+                    1,
+                )
+            }),
+            "subject",
+        ),
+        (
+            "another actor in the subject",
+            Box::new(|r: &str| r.replacen(" - by tester\n", " - by alice\n", 1)),
+            "subject",
+        ),
+        (
+            "a second subject line",
+            Box::new(|r: &str| {
+                r.replacen(" - by tester\n", " - by tester\napproved by alice\n", 1)
+            }),
+            "subject",
+        ),
+        (
+            "another author name",
+            Box::new(move |r: &str| {
+                let a = author_line(r, "author ");
+                r.replacen(&a, &a.replacen("author tester", "author alice", 1), 1)
+            }),
+            "author",
+        ),
+        (
+            "another author date",
+            Box::new(move |r: &str| {
+                let a = author_line(r, "author ");
+                let (head, when) = a.rsplit_once("> ").expect("date");
+                let secs: i64 = when.split(' ').next().expect("secs").parse().expect("int");
+                r.replacen(&a, &format!("{head}> {} +0000", secs - 86_400), 1)
+            }),
+            "author",
+        ),
+        (
+            "another author time zone",
+            Box::new(move |r: &str| {
+                let a = author_line(r, "author ");
+                r.replacen(&a, &a.replace("+0000", "-0700"), 1)
+            }),
+            "author",
+        ),
+        (
+            "another committer",
+            Box::new(move |r: &str| {
+                let c = author_line(r, "committer ");
+                r.replacen(&c, &c.replacen("committer tester", "committer alice", 1), 1)
+            }),
+            "committer",
+        ),
+        (
+            "another committer e-mail",
+            Box::new(move |r: &str| {
+                let c = author_line(r, "committer ");
+                r.replacen(
+                    &c,
+                    &c.replace("tester@example.com", "mallory@example.com"),
+                    1,
+                )
+            }),
+            "committer",
+        ),
+        (
+            "a re-encoding header",
+            Box::new(move |r: &str| {
+                let c = author_line(r, "committer ");
+                r.replacen(&c, &format!("{c}\nencoding ISO-8859-1"), 1)
+            }),
+            "'encoding' header",
+        ),
+        (
+            "a tree with files",
+            Box::new(|r: &str| {
+                r.replacen(
+                    "tree 4b825dc642cb6eb9a060e54bf8d69288fbee4904",
+                    "tree 3c4e9cd789d88d8d89c1073707c3585e41b0e614",
+                    1,
+                )
+            }),
+            "empty tree",
+        ),
+    ];
+    for (what, edit, reason) in cases {
+        let repo = ledger_with(1);
+        let forged = forge_head(&repo, |r| edit(r));
+        repo.chant(&["audit", "verify"])
+            .assert_code(1)
+            .stderr_has(&format!("broken at commit {forged}"))
+            .stderr_has(reason);
+        // The same through the library path the server hook uses.
+        let git = repo.open();
+        let why = git_chant::audit::verify_range(
+            &git,
+            None,
+            git2::Oid::from_str(&forged).expect("oid"),
+            false,
+        )
+        .expect_err(what);
+        assert!(why.contains(reason), "{what}: {why}");
+    }
+}
+
+#[test]
+fn entries_with_escapes_are_checked_against_their_commit_too() {
+    // Escaped characters in actor or spec send the entry off the fast path; the slow path
+    // must still compare subject and author, and accept what chant itself writes.
+    let repo = TestRepo::initialised();
+    for actor in [
+        "angle <x@y> brackets",
+        "bo\\b",
+        "tab\there",
+        "new\nline",
+        "al\"ice",
+    ] {
+        let out = repo
+            .chant_cmd(&["audit", "record", "command_run"])
+            .env("CHANT_ACTOR", actor)
+            .output()
+            .expect("run");
+        common::Run(out).assert_ok();
+    }
+    repo.chant(&["audit", "verify"])
+        .assert_ok()
+        .stdout_has("verified 6 entries");
+    let forged = forge_head(&repo, |r| {
+        r.replacen("\ncommand_run - by", "\nspec_approved - by", 1)
+    });
+    repo.chant(&["audit", "verify"])
+        .assert_code(1)
+        .stderr_has(&format!("commit {forged}: its subject"));
+}

@@ -328,3 +328,93 @@ fn docs_cover_every_key() {
     }
     assert!(missing.is_empty(), "docs/config.md lacks: {missing:?}");
 }
+
+/// A pattern that cannot match is never silently ignored (an agent would pass for a person,
+/// a branch would go unprotected): every pattern-list key refuses it when the config loads,
+/// naming the key and the pattern.
+#[test]
+fn every_pattern_list_refuses_a_pattern_that_would_never_match() {
+    let cases: &[(&str, &str)] = &[
+        (
+            "protection:\n  agents: [\"agent-*\", \"bot-[\"]\n",
+            "protection.agents: 'bot-[' is not a valid glob",
+        ),
+        (
+            "protection:\n  agents: [\"bot-{a\"]\n",
+            "protection.agents: 'bot-{a' is not a valid glob",
+        ),
+        (
+            "protection:\n  agents: [\"\"]\n",
+            "protection.agents: '' is empty",
+        ),
+        (
+            "protection:\n  agents: [\" agent-*\"]\n",
+            "protection.agents: ' agent-*' has spaces around it",
+        ),
+        (
+            "protection:\n  agents: [\"agent-* \"]\n",
+            "protection.agents: 'agent-* ' has spaces around it",
+        ),
+        (
+            "protection:\n  branches: [main, \"release/[0-9\"]\n",
+            "protection.branches: 'release/[0-9' is not a valid glob",
+        ),
+        (
+            "protection:\n  branches: [\"{main\"]\n",
+            "protection.branches: '{main' is not a valid glob",
+        ),
+        (
+            "protection:\n  branches: [\"\"]\n",
+            "protection.branches: '' is empty",
+        ),
+        (
+            "protection:\n  required_checks: [\"\"]\n",
+            "protection.required_checks: '' is empty",
+        ),
+        (
+            "agent:\n  permissions:\n    deny_bash: [\"\"]\n",
+            "agent.permissions.deny_bash: '' is an empty command pattern",
+        ),
+        (
+            "agent:\n  permissions:\n    allow_bash: [\" \"]\n",
+            "agent.permissions.allow_bash: ' ' is an empty command pattern",
+        ),
+        (
+            "agent:\n  commands:\n    denied: [\"\"]\n",
+            "agent.commands.denied: '' is an empty command pattern",
+        ),
+        (
+            "agent:\n  permissions:\n    deny_edit: [\"a/[b\"]\n",
+            "agent.permissions.deny_edit: 'a/[b' is not a valid glob",
+        ),
+        (
+            "agent:\n  denied_paths: [\"\"]\n",
+            "agent.denied_paths: '' is empty",
+        ),
+        (
+            "agent:\n  secrets:\n    hide: [\"AWS_[\"]\n",
+            "agent.secrets.hide: 'AWS_['",
+        ),
+        (
+            "agent:\n  network:\n    denied_hosts: [\"\"]\n",
+            "agent.network.denied_hosts: '' is empty",
+        ),
+        (
+            "security:\n  sensitive_patterns: [\"*.[pem\"]\n",
+            "security.sensitive_patterns: '*.[pem' is not a valid glob",
+        ),
+    ];
+    let repo = TestRepo::initialised();
+    for (yaml, want) in cases {
+        repo.write_config(yaml);
+        repo.chant(&["config", "get", "protection.agents"])
+            .assert_code(2)
+            .stderr_has(&format!(".chant/config.md: {want}"));
+    }
+    repo.write_config(
+        "protection:\n  agents: [\"agent-*\", ci-bot]\n  branches: [main, \"release/*\"]\n",
+    );
+    repo.chant(&["config", "get", "protection.agents"])
+        .assert_ok()
+        .stdout_has("agent-*");
+}

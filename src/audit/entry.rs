@@ -156,17 +156,8 @@ impl Entry {
         self.0.get("details").and_then(Value::as_object)
     }
 
-    /// The one-line commit subject: `<event> <spec_id or -> by <actor>`, control
-    /// characters replaced so that it stays one line.
+    /// The one-line commit subject: `<event> <spec_id or -> by <actor>` (see `form`).
     pub fn subject(&self) -> String {
-        let text = format!(
-            "{} {} by {}",
-            self.event(),
-            self.spec_id().unwrap_or("-"),
-            self.actor()
-        );
-        text.chars()
-            .map(|c| if c.is_control() { ' ' } else { c })
-            .collect()
+        super::form::subject(self.event(), self.spec_id(), self.actor())
     }
 }

@@ -12,12 +12,17 @@
 
 use sha2::{Digest, Sha256};
 
+use super::form::Claims;
+
 /// What the scanner learnt about a canonical entry.
 pub struct Fast<'a> {
     pub hash: &'a str,
     pub prev_hash: &'a str,
     /// sha256 over the text without the `hash` member, in lowercase hex.
     pub computed: [u8; 64],
+    /// What the commit around the entry must show, when none of these strings holds an
+    /// escape (the raw text is then the value); `None` sends that check to the slow path.
+    pub claims: Option<Claims<'a>>,
 }
 
 impl Fast<'_> {
@@ -61,6 +66,8 @@ pub fn check(text: &str) -> Option<Fast<'_>> {
     let mut prev_key: Option<&[u8]> = None;
     let mut seen = 0usize;
     let (mut hash, mut prev_hash) = ("", "");
+    let (mut ts, mut event, mut actor, mut spec_id) = ("", "", "", None);
+    let mut escaped = false;
     let mut hash_span = (0, 0);
     let mut member_start = s.i;
     let mut first = true;
@@ -97,6 +104,20 @@ pub fn check(text: &str) -> Option<Fast<'_>> {
                     hash_span = (member_start, s.i);
                 }
                 "prev_hash" => prev_hash = value.get(1..value.len() - 1)?,
+                key @ ("ts" | "event" | "actor" | "spec_id") => {
+                    let inner = if kind == Kind::Str {
+                        value.get(1..value.len() - 1)?
+                    } else {
+                        ""
+                    };
+                    escaped |= inner.contains('\\');
+                    match key {
+                        "ts" => ts = inner,
+                        "event" => event = inner,
+                        "actor" => actor = inner,
+                        _ => spec_id = (kind == Kind::Str).then_some(inner),
+                    }
+                }
                 _ => {}
             }
         }
@@ -134,6 +155,12 @@ pub fn check(text: &str) -> Option<Fast<'_>> {
         hash,
         prev_hash,
         computed: lower_hex(&hasher.finalize().into()),
+        claims: (!escaped).then_some(Claims {
+            ts,
+            event,
+            spec_id,
+            actor,
+        }),
     })
 }
 
@@ -336,6 +363,22 @@ mod tests {
             assert!(fast.hash_matches());
             assert_eq!(fast.hash, v["hash"].as_str().expect("hash"));
         }
+    }
+
+    #[test]
+    fn claims_come_raw_only_when_nothing_is_escaped() {
+        let text = entry(json!({}));
+        let claims = check(&text).and_then(|f| f.claims).expect("plain claims");
+        assert_eq!(
+            (claims.ts, claims.event, claims.spec_id, claims.actor),
+            ("2026-01-22T15:30:00Z", "command_run", None, "alex")
+        );
+        let quoted = text.replace("\"alex\"", "\"al\\\"ex\"");
+        let fast = check(&quoted).expect("still canonical");
+        assert!(
+            fast.claims.is_none(),
+            "an escaped actor goes to the slow path"
+        );
     }
 
     #[test]

@@ -10,11 +10,11 @@
 //! any instant leaves the ref on a complete chain (at worst some unreachable objects that
 //! `git gc` collects). This module never prints and takes no lock file.
 
-use chrono::DateTime;
 use git2::{ObjectType, Oid, Repository};
 use serde_json::{Map, Value};
 
 use super::chain::{self, ZERO_HASH};
+use super::form;
 use super::objects::{self, Objects};
 use super::pack;
 use super::sign::Signer;
@@ -144,21 +144,14 @@ fn build_with(
     Ok(out)
 }
 
-/// The unsigned commit object text for `entry`.
+/// The unsigned commit object text for `entry` (its format: `form`).
 fn commit_payload(
     tree: Oid,
     parent: Option<Oid>,
     entry: &Entry,
     email: &str,
 ) -> Result<String, AuditError> {
-    let secs = DateTime::parse_from_rfc3339(entry.ts())
-        .map_err(|_| AuditError::Invalid(format!("ts '{}' is not RFC 3339", entry.ts())))?
-        .timestamp();
-    let ident = format!(
-        "{} <{}> {secs} +0000",
-        ident_part(entry.actor()),
-        ident_part(email)
-    );
+    let ident = form::ident(entry.actor(), email, entry.ts()).map_err(AuditError::Invalid)?;
     let mut text = String::with_capacity(512);
     text.push_str("tree ");
     text.push_str(&tree.to_string());
@@ -179,21 +172,6 @@ fn commit_payload(
     // line per entry, with no blank lines between them.
     text.push_str(&chain::canonical(&entry.0));
     Ok(text)
-}
-
-/// git drops `<`, `>` and newlines from names and e-mails; so do we, so that the author
-/// line always parses.
-fn ident_part(text: &str) -> String {
-    let cleaned: String = text
-        .chars()
-        .filter(|c| !matches!(c, '<' | '>' | '\n' | '\r' | '\0'))
-        .collect();
-    let trimmed = cleaned.trim();
-    if trimmed.is_empty() {
-        "unknown".into()
-    } else {
-        trimmed.to_string()
-    }
 }
 
 /// Adds a `gpgsig` header (continuation lines start with a space), as `git commit -S` does.

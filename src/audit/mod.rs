@@ -8,6 +8,7 @@
 mod chain;
 mod entry;
 mod fastcheck;
+pub mod form;
 pub mod index;
 pub mod ledger;
 mod objects;
@@ -236,5 +237,23 @@ pub fn verify_range(
         checkpoint: None,
         head: Some(new),
     };
-    verify(repo, &opts).map(|_| ()).map_err(|e| e.to_string())
+    verify(repo, &opts).map_err(|e| e.to_string())?;
+    // `from` starts the range, so verify did not check its link to the entry before it.
+    if let (Some(old), Some(first)) = (old, from) {
+        let before = ledger::read(repo, old).map_err(|e| e.to_string())?;
+        let first = ledger::read(repo, first).map_err(|e| e.to_string())?;
+        if first.entry.prev_hash() != before.entry.hash() {
+            return Err(AuditError::Broken {
+                commit: first.commit.to_string(),
+                reason: format!(
+                    "prev_hash {} does not match the hash {} of the entry before it (commit {old}): \
+                     the pushed entries are not chained onto this ledger",
+                    first.entry.prev_hash(),
+                    before.entry.hash()
+                ),
+            }
+            .to_string());
+        }
+    }
+    Ok(())
 }

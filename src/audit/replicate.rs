@@ -5,8 +5,9 @@
 //! Transport is git's own (`git fetch` / `git push` run as child processes), so the user's
 //! credentials, helpers and SSH set-up apply. The ledger is only ever fast-forwarded, here
 //! and on the remote: nothing is forced. Re-chained entries keep every field but
-//! `prev_hash` and `hash` (their original commits stay in the local reflog). This module
-//! never prints.
+//! `prev_hash` and `hash` (their original commits stay in the local reflog). Entries fetched
+//! from the remote are verified before they are adopted or built upon. This module never
+//! prints.
 
 use std::process::Command;
 
@@ -67,6 +68,9 @@ pub fn sync(repo: &Repository, signer: &Signer, remote: &str) -> Result<SyncOutc
         fetch(repo, remote, &tracking)?;
         let local = git::read_ref(repo, AUDIT_REF)?;
         let published = git::read_ref(repo, &tracking)?;
+        if let Some(p) = published {
+            take_in(repo, remote, local, p)?;
+        }
         let (local, published) = match (local, published) {
             (None, None) => return Ok(outcome),
             (None, Some(p)) => {
@@ -116,6 +120,33 @@ pub fn sync(repo: &Repository, signer: &Signer, remote: &str) -> Result<SyncOutc
     Err(AuditError::Sync(format!(
         "{remote} kept moving: gave up after 5 attempts; run `git chant audit sync` again"
     )))
+}
+
+/// Verifies the entries of `published` that `local` lacks before any of them is adopted or
+/// built upon: hashes, links, and each commit's plain-git view against its entry.
+fn take_in(
+    repo: &Repository,
+    remote: &str,
+    local: Option<Oid>,
+    published: Oid,
+) -> Result<(), AuditError> {
+    let base = match local {
+        None => None,
+        Some(l) => match repo.merge_base(l, published) {
+            Ok(b) => Some(b),
+            Err(e) if e.code() == git2::ErrorCode::NotFound => None,
+            Err(e) => return Err(e.into()),
+        },
+    };
+    if base == Some(published) {
+        return Ok(());
+    }
+    super::verify_range(repo, base, published, false).map_err(|why| {
+        AuditError::Sync(format!(
+            "{remote}'s ledger does not verify, so nothing of it was taken in: {why}; \
+             tell the remote's admin and run `git chant audit verify` there"
+        ))
+    })
 }
 
 /// Re-chains the entries of `local` that `published` lacks on top of `published` and

@@ -46,9 +46,9 @@ impl AllowedSigners {
     }
 
     fn allows(&self, email: &str, key: &ssh_key::public::KeyData) -> bool {
-        self.entries.iter().any(|(principals, pk)| {
-            pk.key_data() == key && principals.iter().any(|p| glob_match(p, email))
-        })
+        self.entries
+            .iter()
+            .any(|(principals, pk)| pk.key_data() == key && principals_allow(principals, email))
     }
 }
 
@@ -91,6 +91,21 @@ fn parse_allowed_signers(text: &str) -> Vec<(Vec<String>, PublicKey)> {
         out.push((principals, key));
     }
     out
+}
+
+/// Whether a line's comma-separated principals admit `email`, as ssh's
+/// `match_pattern_list` decides: a negated pattern (`!evil@example.com`) that matches
+/// refuses the line whatever else matches; otherwise any plain pattern that matches admits.
+fn principals_allow(principals: &[String], email: &str) -> bool {
+    let mut allowed = false;
+    for p in principals {
+        match p.strip_prefix('!') {
+            Some(negated) if glob_match(negated, email) => return false,
+            Some(_) => {}
+            None => allowed |= glob_match(p, email),
+        }
+    }
+    allowed
 }
 
 /// `*` and `?` patterns, as in ssh's allowed-signers principals.
@@ -166,5 +181,26 @@ mod tests {
         assert!(glob_match("*@example.com", "a@example.com"));
         assert!(glob_match("a@example.com", "A@example.com"));
         assert!(!glob_match("b@example.com", "a@example.com"));
+    }
+
+    #[test]
+    fn a_negated_principal_refuses_what_a_wider_pattern_admits() {
+        let line = |text: &str| text.split(',').map(str::to_string).collect::<Vec<_>>();
+        let list = line("!mallory@example.com,*@example.com");
+        assert!(principals_allow(&list, "alice@example.com"));
+        assert!(!principals_allow(&list, "mallory@example.com"));
+        assert!(!principals_allow(&list, "MALLORY@example.com"));
+        assert!(!principals_allow(
+            &line("*@example.com,!m*"),
+            "mallory@example.com"
+        ));
+        assert!(!principals_allow(
+            &line("!alice@example.com"),
+            "bob@example.com"
+        ));
+        assert!(!principals_allow(
+            &line("!alice@example.com"),
+            "alice@example.com"
+        ));
     }
 }

@@ -1,6 +1,8 @@
 //! Verification of the ledger: every hash recomputed, every `prev_hash` link and the single
-//! parent of every commit checked, the first entry's `prev_hash` = 64 zeros, and — when
-//! asked — every signature checked in-process against git's allowed-signers file.
+//! parent of every commit checked, the first entry's `prev_hash` = 64 zeros, the commit's
+//! plain-git view (subject, author, committer, date, tree) in agreement with its entry
+//! (`form`), and — when asked — every signature checked in-process against git's
+//! allowed-signers file.
 //!
 //! Works on any `&Repository`, bare ones included, so that server hooks can call it. It
 //! remembers the last verified head in a checkpoint file (under `<git dir>/chant/audit/`)
@@ -15,6 +17,7 @@ use serde_json::Value;
 use super::chain::{self, ZERO_HASH};
 use super::entry::FIELDS;
 use super::fastcheck;
+use super::form;
 use super::ledger;
 use super::objects::{self, Read, Step};
 use super::signers::{check_signature, AllowedSigners};
@@ -363,11 +366,12 @@ fn check(raw: Split, signers: Option<&AllowedSigners>, git_dir: &Path) -> Checke
     let message = &raw.data[raw.message..];
     let body = objects::body(message);
     if let Some(fast) = body.and_then(fastcheck::check) {
-        if fast.hash_matches() {
+        if let (true, Some(claims)) = (fast.hash_matches(), fast.claims) {
             out.parsed = true;
             out.stored_hash = fast.hash.to_string();
             out.prev_hash = fast.prev_hash.to_string();
-            if let Some(signers) = signers {
+            out.problem = form::disagreement(&raw.data, raw.message, &claims);
+            if let (Some(signers), None) = (signers, &out.problem) {
                 match check_signature(
                     raw.commit,
                     raw.signature.as_ref(),
@@ -406,6 +410,15 @@ fn check(raw: Split, signers: Option<&AllowedSigners>, git_dir: &Path) -> Checke
                          minimal escaping), so other tools would compute a different hash"
                             .into(),
                     );
+                } else {
+                    let text = |key: &str| map.get(key).and_then(Value::as_str);
+                    let claims = form::Claims {
+                        ts: text("ts").unwrap_or_default(),
+                        event: text("event").unwrap_or_default(),
+                        spec_id: text("spec_id"),
+                        actor: text("actor").unwrap_or_default(),
+                    };
+                    out.problem = form::disagreement(&raw.data, raw.message, &claims);
                 }
             }
         }

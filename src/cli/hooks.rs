@@ -3,7 +3,6 @@
 use std::io::Read;
 use std::path::PathBuf;
 
-use crate::audit::{Event, NewEntry};
 use crate::error::{Error, Result};
 use crate::hooks::{client, install, protection, server};
 use crate::identity::Identity;
@@ -143,7 +142,7 @@ pub fn hook(args: HookArgs) -> Result<u8> {
             let tip = repo.head().ok().and_then(|h| h.target());
             let config = match repo.workdir() {
                 Some(root) => crate::config::load(root).map(|l| l.config)?,
-                None => protection::config_at(&repo, tip).map_err(Error::Refused)?,
+                None => protection::config_at(&repo, tip)?,
             };
             let identity = Identity::resolve(Some(&repo))?;
             let verdict = if args.name == "pre-commit" {
@@ -170,7 +169,9 @@ pub fn hook(args: HookArgs) -> Result<u8> {
             // Pushed objects live in git's quarantine: only the environment shows them.
             let repo = git2::Repository::open_from_env()
                 .map_err(|e| Error::Usage(format!("not in a repository: {e}")))?;
-            let config = server::server_config(&repo).map_err(Error::Refused)?;
+            // A policy that does not load refuses the push (exit 2); nothing is recorded,
+            // since the policy that says how to record is the one that failed.
+            let config = server::server_config(&repo)?;
             let pusher = crate::identity::pusher()?;
             let updates = server::parse_input(&input);
             let refusals = server::check(&repo, &config, &pusher, &updates);
@@ -183,21 +184,7 @@ pub fn hook(args: HookArgs) -> Result<u8> {
             // Record the rejection in the server's own ledger, through a handle that writes
             // to the real object store (the quarantine is discarded on rejection).
             let real = git2::Repository::open(repo.path())?;
-            let mut identity = Identity::resolve(Some(&real))?;
-            identity.actor = pusher.clone();
-            let entry = NewEntry::new(Event::PushRejected)
-                .detail("pusher", pusher.as_str())
-                .detail("reasons", refusals.clone())
-                .detail(
-                    "refs",
-                    updates
-                        .iter()
-                        .map(|u| format!("{} {} {}", u.old, u.new, u.name))
-                        .collect::<Vec<_>>(),
-                );
-            if let Err(e) =
-                crate::audit::append_to_repo(&real, config.audit.sign, &identity, vec![entry])
-            {
+            if let Err(e) = server::record_rejection(&real, &config, &pusher, &refusals, &updates) {
                 errln!("chant: could not record the rejection in the ledger: {e}");
             }
             Ok(1)

@@ -12,7 +12,7 @@ use serde_yaml_ng::Value;
 use super::read::Section;
 use super::units::{ByteSize, Cpu, Span};
 use super::ConfigError;
-use crate::pattern::{Anchoring, HostRules, NameRules, PathRules, PatternError};
+use crate::pattern::{Anchoring, HostRules, IdentityRules, NameRules, PathRules, PatternError};
 
 /// Declares a word-valued setting: an enum, its spellings, `Display` and `Serialize`.
 macro_rules! choice {
@@ -245,9 +245,9 @@ pub struct WorkConfig {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ProtectionConfig {
     /// Branch globs. Empty: `defaults.main_branch`.
-    pub branches: Vec<String>,
+    pub branches: IdentityList,
     /// Identity globs of agents (actors and pushers).
-    pub agents: Vec<String>,
+    pub agents: IdentityList,
     pub require_approval: bool,
     pub required_checks: Vec<String>,
     pub require_signed_audit: bool,
@@ -294,6 +294,10 @@ pub struct HostList(pub HostRules);
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct NameList(pub NameRules);
 
+/// A list of identity or branch-name globs, compiled.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct IdentityList(pub IdentityRules);
+
 impl Serialize for PathList {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.collect_seq(self.0.patterns())
@@ -311,6 +315,12 @@ impl Serialize for HostList {
 }
 
 impl Serialize for NameList {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.patterns())
+    }
+}
+
+impl Serialize for IdentityList {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.collect_seq(self.0.patterns())
     }
@@ -369,16 +379,24 @@ impl Config {
         };
         let protection = {
             let s = top.section("protection")?;
+            let globs = |key: &'static str| -> Result<IdentityList, ConfigError> {
+                let list = s.strings(key)?.unwrap_or_default();
+                IdentityRules::new(&list)
+                    .map(IdentityList)
+                    .map_err(|e| pattern_error(&s, key, e))
+            };
             let p = ProtectionConfig {
-                branches: s.strings("branches")?.unwrap_or_default(),
-                agents: s.strings("agents")?.unwrap_or_default(),
+                branches: globs("branches")?,
+                agents: globs("agents")?,
                 require_approval: s.bool("require_approval")?.unwrap_or(true),
                 required_checks: s.strings("required_checks")?.unwrap_or_default(),
                 require_signed_audit: s.bool("require_signed_audit")?.unwrap_or(false),
             };
-            for glob in &p.branches {
-                globset::Glob::new(glob)
-                    .map_err(|e| s.error("branches", format!("'{glob}': {}", e.kind())))?;
+            if let Some(empty) = p.required_checks.iter().find(|c| c.trim().is_empty()) {
+                return Err(s.error(
+                    "required_checks",
+                    format!("'{empty}' is empty; name the check as CI records it"),
+                ));
             }
             s.finish()?;
             p
@@ -421,13 +439,19 @@ impl Config {
         vec!["claude".into(), "-p".into(), "{prompt}".into()]
     }
 
-    /// Protected branch globs (defaults to the main branch).
-    pub fn protected_branches(&self) -> Vec<String> {
-        if self.protection.branches.is_empty() {
-            vec![self.chant.main_branch.clone()]
+    /// True when `branch` (a short name, e.g. `main`) is protected: it matches
+    /// `protection.branches`, or, when that is empty, it is `defaults.main_branch`.
+    pub fn is_protected_branch(&self, branch: &str) -> bool {
+        if self.protection.branches.0.is_empty() {
+            branch == self.chant.main_branch
         } else {
-            self.protection.branches.clone()
+            self.protection.branches.0.is_match(branch)
         }
+    }
+
+    /// True when `identity` (an actor or a pusher) matches `protection.agents`.
+    pub fn is_agent(&self, identity: &str) -> bool {
+        self.protection.agents.0.is_match(identity)
     }
 }
 
@@ -545,6 +569,14 @@ fn read_agent(s: &Section<'_>) -> Result<AgentConfig, ConfigError> {
             deny_bash: p.strings("deny_bash")?.unwrap_or_default(),
             allow_network: p.bool("allow_network")?.unwrap_or(false),
         };
+        for (key, list) in [
+            ("allow_bash", &out.allow_bash),
+            ("deny_bash", &out.deny_bash),
+        ] {
+            if let Some(empty) = list.iter().find(|c| c.trim().is_empty()) {
+                return Err(p.error(key, format!("'{empty}' is an empty command pattern")));
+            }
+        }
         p.finish()?;
         out
     };
@@ -705,13 +737,10 @@ fn read_agent(s: &Section<'_>) -> Result<AgentConfig, ConfigError> {
             allowed: c.strings("allowed")?.unwrap_or_default(),
             denied: c.strings("denied")?.unwrap_or_default(),
         };
-        if let Some(empty) = out
-            .allowed
-            .iter()
-            .chain(&out.denied)
-            .find(|p| p.trim().is_empty())
-        {
-            return Err(c.error("allowed", format!("'{empty}' is an empty command pattern")));
+        for (key, list) in [("allowed", &out.allowed), ("denied", &out.denied)] {
+            if let Some(empty) = list.iter().find(|p| p.trim().is_empty()) {
+                return Err(c.error(key, format!("'{empty}' is an empty command pattern")));
+            }
         }
         c.finish()?;
         out

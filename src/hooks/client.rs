@@ -155,16 +155,20 @@ pub fn pre_push(
             ));
             continue;
         }
+        // What the remote's branch does not have yet is judged, unless the remote's other
+        // protected branches (as last fetched) hold it: a spec branch pushed earlier, under
+        // any name, proves nothing.
         let mut hide: Vec<Oid> = Vec::new();
         if !u.remote.is_zero() {
             hide.push(u.remote);
         }
-        for r in repo
-            .references_glob(&format!("refs/remotes/{remote}/*"))?
-            .flatten()
-        {
-            if let Some(t) = r.target() {
-                hide.push(t);
+        let tracking = format!("refs/remotes/{remote}/");
+        for r in repo.references_glob(&format!("{tracking}*"))?.flatten() {
+            let other = r.name().and_then(|n| n.strip_prefix(tracking.as_str()));
+            if let (Some(other), Some(t)) = (other, r.target()) {
+                if other != branch && protection::is_protected(config, other) {
+                    hide.push(t);
+                }
             }
         }
         verdict.refusals.extend(protection::unapproved_update(

@@ -1,55 +1,83 @@
 //! Branch protection rules shared by the client and server hooks: which branches are
-//! protected, who is an agent, and whether the spec commits of an update are approved.
+//! protected, who is an agent, which commits an update of a protected branch brings in,
+//! and whether the spec commits among them are approved.
+//!
+//! The patterns themselves are compiled when the configuration loads (an invalid one never
+//! gets this far); this module only asks the typed [`Config`]. It never prints.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use git2::{Oid, Repository};
-use globset::Glob;
 use serde_json::Value;
 
-use crate::config::{self, Config};
+use crate::config::{self, Config, ConfigError};
+
+/// Why the policy (`.chant/config.md` on a branch tip) cannot be read. The hooks refuse
+/// rather than fall back to defaults, which would protect nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyError {
+    #[error("the policy at commit {commit} is invalid: {source}; until {file} loads, every push is refused (fix it on the server: pushes are judged by this file)", file = config::CONFIG_PATH)]
+    Invalid {
+        commit: String,
+        #[source]
+        source: ConfigError,
+    },
+    #[error("the policy at commit {commit} is invalid: {file} is not UTF-8; until it loads, every push is refused", file = config::CONFIG_PATH)]
+    NotUtf8 { commit: String },
+    #[error("cannot read the policy at commit {commit}: {source}")]
+    Git {
+        commit: String,
+        #[source]
+        source: git2::Error,
+    },
+}
+
+impl PolicyError {
+    /// A configuration that does not load is bad input (2); an unreadable object is 1.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            PolicyError::Invalid { .. } | PolicyError::NotUtf8 { .. } => 2,
+            PolicyError::Git { .. } => 1,
+        }
+    }
+}
 
 /// The configuration as committed at `commit` (defaults when the file is absent).
 ///
 /// Hooks read policy from the protected branch's current tip, never from pushed commits.
-pub fn config_at(repo: &Repository, commit: Option<Oid>) -> Result<Config, String> {
+pub fn config_at(repo: &Repository, commit: Option<Oid>) -> Result<Config, PolicyError> {
     let Some(commit) = commit else {
         return Ok(Config::defaults());
+    };
+    let git = |source| PolicyError::Git {
+        commit: commit.to_string(),
+        source,
     };
     let tree = repo
         .find_commit(commit)
         .and_then(|c| c.tree())
-        .map_err(|e| e.to_string())?;
+        .map_err(git)?;
     let Ok(entry) = tree.get_path(std::path::Path::new(config::CONFIG_PATH)) else {
         return Ok(Config::defaults());
     };
-    let blob = repo.find_blob(entry.id()).map_err(|e| e.to_string())?;
-    let text = std::str::from_utf8(blob.content())
-        .map_err(|_| format!("{} is not UTF-8", config::CONFIG_PATH))?;
-    config::parse(config::CONFIG_PATH, text).map_err(|e| e.to_string())
-}
-
-fn glob_match(pattern: &str, text: &str) -> bool {
-    Glob::new(pattern)
-        .map(|g| g.compile_matcher().is_match(text))
-        .unwrap_or(false)
+    let blob = repo.find_blob(entry.id()).map_err(git)?;
+    let text = std::str::from_utf8(blob.content()).map_err(|_| PolicyError::NotUtf8 {
+        commit: commit.to_string(),
+    })?;
+    config::parse(config::CONFIG_PATH, text).map_err(|source| PolicyError::Invalid {
+        commit: commit.to_string(),
+        source,
+    })
 }
 
 /// True when `branch` (short name, e.g. `main`) is protected.
 pub fn is_protected(config: &Config, branch: &str) -> bool {
-    config
-        .protected_branches()
-        .iter()
-        .any(|p| glob_match(p, branch))
+    config.is_protected_branch(branch)
 }
 
 /// True when `identity` matches `protection.agents`.
 pub fn is_agent(config: &Config, identity: &str) -> bool {
-    config
-        .protection
-        .agents
-        .iter()
-        .any(|p| glob_match(p, identity))
+    config.is_agent(identity)
 }
 
 /// The spec id a commit message carries in a `Chant-Spec:` trailer.

@@ -1,16 +1,18 @@
 //! Compiled matchers for the patterns users write in `.chant/config.md`: repository paths,
-//! network hosts and environment variable names; and [`lookalike`], the names other file
-//! systems treat as another name (`.GIT`, `git~1`, `.env.`).
+//! network hosts, environment variable names, identities and branch names; and
+//! [`lookalike`], the names other file systems treat as another name (`.GIT`, `git~1`, `.env.`).
 //!
 //! Patterns are parsed once, when the configuration loads, so the rest of the program only
 //! ever sees valid, compiled matchers ("parse, don't validate").
 
 mod host;
+mod ident;
 pub mod lookalike;
 mod name;
 mod path;
 
 pub use host::{HostPattern, HostRules};
+pub use ident::IdentityRules;
 pub use name::NameRules;
 pub use path::{Anchoring, PathRules};
 

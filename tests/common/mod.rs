@@ -324,8 +324,9 @@ pub fn ledger_commits(repo: &TestRepo) -> Vec<String> {
 }
 
 /// Rewrites the ledger: `edit` gets the commit messages oldest first and returns the new
-/// list; the chain of commits is rebuilt from them (unsigned, same author) and the ref
-/// forced to it, as an attacker with write access to .git would. Returns the new commits.
+/// list; the chain of commits is rebuilt from them (unsigned; author and committer the
+/// entry's actor at its `ts`, as chant writes them, so that only the edit is wrong) and the
+/// ref forced to it, as an attacker with write access to .git would. Returns the new commits.
 pub fn rewrite_ledger(
     repo: &TestRepo,
     edit: impl FnOnce(Vec<String>) -> Vec<String>,
@@ -348,6 +349,7 @@ pub fn rewrite_ledger(
     let mut out = Vec::new();
     for msg in edit(messages) {
         let parents: Vec<&git2::Commit> = parent.iter().collect();
+        let sig = author_of(&msg, sig.email().unwrap_or_default()).unwrap_or_else(|| sig.clone());
         let oid = git
             .commit(None, &sig, &sig, &msg, &tree, &parents)
             .expect("commit");
@@ -358,6 +360,20 @@ pub fn rewrite_ledger(
     git.reference("refs/chant/audit", tip, true, "test: rewrite")
         .expect("ref");
     out
+}
+
+/// The author chant writes for the entry in `message` with `email`, when the message holds
+/// an entry with an actor and a ts.
+pub fn author_of(message: &str, email: &str) -> Option<git2::Signature<'static>> {
+    let (_, body) = message.split_once("\n\n")?;
+    let entry: serde_json::Value = serde_json::from_str(body.trim()).ok()?;
+    let ident =
+        git_chant::audit::form::ident(entry["actor"].as_str()?, email, entry["ts"].as_str()?)
+            .ok()?;
+    let (name, rest) = ident.split_once(" <")?;
+    let (email, when) = rest.split_once("> ")?;
+    let secs: i64 = when.split(' ').next()?.parse().ok()?;
+    git2::Signature::new(name, email, &git2::Time::new(secs, 0)).ok()
 }
 
 /// Generates an SSH key pair (`ssh-keygen -t <kind>`) under the test's home; returns the
