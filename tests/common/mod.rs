@@ -13,6 +13,7 @@ pub mod http;
 pub mod image;
 pub mod moto;
 pub mod netns;
+pub mod openai;
 
 /// A fixed "now" for tests that need repeatable ids and timestamps.
 pub const FIXED_TS: &str = "2026-01-22T15:30:00Z";

@@ -1,0 +1,149 @@
+//! The real Codex CLI, opencode, Gemini CLI and aider, driven directly (no chant yet), each
+//! non-interactively inside a network namespace holding only `lo` against a scripted fake of
+//! its model API (tests/common/openai.rs, gemini.rs): a scripted write lands in the work
+//! dir, a scripted shell command runs, and the tool outputs the CLI sent back are recorded.
+//!
+//! A test whose CLI is missing is skipped with a loud message unless its
+//! `CHANT_REQUIRE_<CLI>` variable is set (`.ci/run` installs the pinned CLIs and sets them).
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::json;
+
+use common::anthropic::Turn;
+use common::netns::Netns;
+use common::openai::FakeOpenAi;
+
+/// The API key every test gives its CLI.
+const API_KEY: &str = "sk-test-5d1c8e2a9f7b4036";
+
+/// A temp dir with `work/` (the CLI's working directory) and `home/` (its HOME).
+struct Dirs {
+    _tmp: tempfile::TempDir,
+    work: PathBuf,
+    home: PathBuf,
+}
+
+impl Dirs {
+    fn new() -> Dirs {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let work = tmp.path().join("work");
+        let home = tmp.path().join("home");
+        std::fs::create_dir_all(&work).expect("work dir");
+        std::fs::create_dir_all(&home).expect("home");
+        Dirs {
+            _tmp: tmp,
+            work,
+            home,
+        }
+    }
+}
+
+/// The namespace, or None (after a loud message) when `program` or the namespace is
+/// missing and `require` is not set.
+fn netns_for(test: &str, program: &str, require: &str) -> Option<Netns> {
+    let skip = |why: String| -> Option<Netns> {
+        if std::env::var_os(require).is_some() {
+            panic!("{test}: {why} ({require} is set)");
+        }
+        eprintln!(
+            "\n!!! SKIPPED {test}: {why}.\n!!! Install it as .ci/run does, and run as root.\n"
+        );
+        None
+    };
+    match Command::new(program).arg("--version").output() {
+        Ok(o) if o.status.success() => {}
+        Ok(o) => {
+            return skip(format!(
+                "`{program} --version` failed: {}",
+                String::from_utf8_lossy(&o.stderr).trim()
+            ))
+        }
+        Err(e) => return skip(format!("`{program}` is not on PATH ({e})")),
+    }
+    match Netns::new() {
+        Ok(n) => Some(n),
+        Err(e) => skip(format!("no network namespace: {e}")),
+    }
+}
+
+/// `program` in the namespace with an environment as empty as chant gives an agent.
+fn agent(netns: &Netns, program: &str, dirs: &Dirs) -> Command {
+    let mut cmd = netns.command(program);
+    cmd.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", &dirs.home)
+        .env("LANG", "C.UTF-8")
+        .env("TERM", "dumb")
+        .current_dir(&dirs.work)
+        .stdin(std::process::Stdio::null());
+    cmd
+}
+
+/// Runs `cmd`, printing its output and the time it took.
+fn run(test: &str, cmd: &mut Command) -> Output {
+    let started = std::time::Instant::now();
+    let out = cmd.output().expect("run the CLI");
+    eprintln!(
+        "--- {test}: {} in {} ms\n--- stdout:\n{}\n--- stderr:\n{}",
+        out.status,
+        started.elapsed().as_millis(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+#[test]
+fn opencode_run_writes_a_file_and_runs_a_command_from_the_fake_responses_script() {
+    let test = "opencode_run_writes_a_file_and_runs_a_command_from_the_fake_responses_script";
+    let Some(netns) = netns_for(test, "opencode", "CHANT_REQUIRE_OPENCODE") else {
+        return;
+    };
+    let dirs = Dirs::new();
+    let written = dirs.work.join("hello.txt");
+    let api = FakeOpenAi::start(
+        &netns,
+        vec![
+            Turn::tool(
+                "write",
+                json!({"filePath": written, "content": "Hello from opencode\n"}),
+            ),
+            Turn::tool(
+                "bash",
+                json!({"command": "echo ran-by-opencode > ran.txt", "description": "scripted"}),
+            ),
+            Turn::Text("All done.".into()),
+        ],
+    );
+    let out = run(
+        test,
+        agent(&netns, "opencode", &dirs)
+            .args(["run", "--format", "json", "--model"])
+            .arg(format!("openai/{}", common::openai::MODEL))
+            .arg("Say hello")
+            .env("OPENAI_API_KEY", API_KEY)
+            .env("OPENAI_BASE_URL", api.base_url())
+            .env("OPENCODE_DISABLE_MODELS_FETCH", "1")
+            .env("OPENCODE_DISABLE_AUTOUPDATE", "1")
+            .env(
+                "OPENCODE_CONFIG_CONTENT",
+                json!({"permission": {"edit": "allow", "bash": "allow"}}).to_string(),
+            ),
+    );
+    assert!(out.status.success());
+    assert_eq!(read(&written), "Hello from opencode\n");
+    assert_eq!(read(&dirs.work.join("ran.txt")), "ran-by-opencode\n");
+    let outputs = api.tool_outputs();
+    assert_eq!(outputs.len(), 2, "{outputs:?}");
+    assert_eq!(outputs[0].call_id, "call_0_0");
+    assert_eq!(outputs[1].call_id, "call_1_0");
+    assert!(api.unexpected.lock().unwrap().is_empty());
+}
