@@ -147,3 +147,79 @@ fn opencode_run_writes_a_file_and_runs_a_command_from_the_fake_responses_script(
     assert_eq!(outputs[1].call_id, "call_1_0");
     assert!(api.unexpected.lock().unwrap().is_empty());
 }
+
+/// A model Codex knows (its bundled catalogue) that is not in "code mode" and gets the
+/// freeform `apply_patch` tool; an unknown model (gpt-4.1 here) is offered no edit tool.
+const CODEX_MODEL: &str = "gpt-5.5";
+
+#[test]
+fn codex_exec_writes_a_file_and_runs_a_command_from_the_fake_responses_script() {
+    let test = "codex_exec_writes_a_file_and_runs_a_command_from_the_fake_responses_script";
+    let Some(netns) = netns_for(test, "codex", "CHANT_REQUIRE_CODEX") else {
+        return;
+    };
+    let dirs = Dirs::new();
+    let written = dirs.work.join("hello.txt");
+    let patch = format!(
+        "*** Begin Patch\n*** Add File: {}\n+Hello from codex\n*** End Patch\n",
+        written.display()
+    );
+    let api = FakeOpenAi::start(
+        &netns,
+        vec![
+            Turn::tool("apply_patch", json!(patch)),
+            Turn::tool(
+                "exec_command",
+                json!({"cmd": "echo ran-by-codex > ran.txt"}),
+            ),
+            Turn::Text("All done.".into()),
+        ],
+    );
+    let provider = format!(
+        "model_providers.fake={{name=\"fake\",base_url=\"{}\",env_key=\"OPENAI_API_KEY\",wire_api=\"responses\"}}",
+        api.base_url()
+    );
+    let codex_home = dirs.home.join(".codex");
+    std::fs::create_dir_all(&codex_home).expect("CODEX_HOME");
+    let out = run(
+        test,
+        agent(&netns, "codex", &dirs)
+            .args([
+                "exec",
+                "--json",
+                "--skip-git-repo-check",
+                "-s",
+                "danger-full-access",
+            ])
+            .args(["-m", CODEX_MODEL, "-C"])
+            .arg(&dirs.work)
+            .args(["-c", "model_provider=fake", "-c", &provider])
+            .args(["-c", "check_for_update_on_startup=false"])
+            .args(["-c", "analytics.enabled=false", "--disable", "plugins"])
+            .arg("Say hello")
+            .env("CODEX_HOME", &codex_home)
+            .env("OPENAI_API_KEY", API_KEY),
+    );
+    let first = api.model_requests().into_iter().next().unwrap_or_default();
+    let tools: Vec<String> = first["tools"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|t| format!("{}:{}", t["type"], t["name"]))
+        .collect();
+    eprintln!("--- tools codex offered: {tools:?}");
+    assert!(out.status.success());
+    assert_eq!(read(&written), "Hello from codex\n");
+    assert_eq!(read(&dirs.work.join("ran.txt")), "ran-by-codex\n");
+    let outputs = api.tool_outputs();
+    eprintln!("--- tool outputs: {outputs:?}");
+    assert_eq!(outputs.len(), 2, "{outputs:?}");
+    assert_eq!(outputs[0].call_id, "call_0_0");
+    assert!(outputs[0].output.contains("Success."), "{outputs:?}");
+    assert!(
+        outputs[1].output.contains("exited with code 0"),
+        "{outputs:?}"
+    );
+    assert_eq!(outputs[1].call_id, "call_1_0");
+    assert!(api.unexpected.lock().unwrap().is_empty());
+}
