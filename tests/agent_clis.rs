@@ -14,6 +14,7 @@ use std::process::{Command, Output};
 use serde_json::json;
 
 use common::anthropic::Turn;
+use common::gemini::FakeGemini;
 use common::netns::Netns;
 use common::openai::FakeOpenAi;
 
@@ -221,5 +222,68 @@ fn codex_exec_writes_a_file_and_runs_a_command_from_the_fake_responses_script() 
         "{outputs:?}"
     );
     assert_eq!(outputs[1].call_id, "call_1_0");
+    assert!(api.unexpected.lock().unwrap().is_empty());
+}
+
+#[test]
+fn gemini_p_writes_a_file_and_runs_a_command_from_the_fake_generate_content_script() {
+    let test = "gemini_p_writes_a_file_and_runs_a_command_from_the_fake_generate_content_script";
+    let Some(netns) = netns_for(test, "gemini", "CHANT_REQUIRE_GEMINI") else {
+        return;
+    };
+    let dirs = Dirs::new();
+    let written = dirs.work.join("hello.txt");
+    let api = FakeGemini::start(
+        &netns,
+        vec![
+            Turn::tool(
+                "write_file",
+                json!({"file_path": written, "content": "Hello from gemini\n"}),
+            ),
+            Turn::tool(
+                "run_shell_command",
+                json!({"command": "echo ran-by-gemini > ran.txt", "description": "scripted"}),
+            ),
+            Turn::Text("All done.".into()),
+        ],
+    );
+    // Without a settings file choosing the key, the CLI picks another auth type and exits 41.
+    let settings = dirs.home.join(".gemini");
+    std::fs::create_dir_all(&settings).expect(".gemini");
+    std::fs::write(
+        settings.join("settings.json"),
+        json!({"security": {"auth": {"selectedType": "gemini-api-key"}},
+               "privacy": {"usageStatisticsEnabled": false},
+               "telemetry": {"enabled": false},
+               "general": {"disableAutoUpdate": true}})
+        .to_string(),
+    )
+    .expect("settings.json");
+    let out = run(
+        test,
+        agent(&netns, "gemini", &dirs)
+            .args(["-p", "Say hello", "--skip-trust", "--approval-mode", "yolo"])
+            .args(["--output-format", "stream-json", "-m", "gemini-2.5-pro"])
+            .env("GEMINI_API_KEY", API_KEY)
+            .env("GOOGLE_GEMINI_BASE_URL", api.url()),
+    );
+    let paths: Vec<String> = api.requests().iter().map(|r| r.path.clone()).collect();
+    eprintln!("--- requests: {paths:?}");
+    assert!(out.status.success());
+    assert_eq!(read(&written), "Hello from gemini\n");
+    assert_eq!(read(&dirs.work.join("ran.txt")), "ran-by-gemini\n");
+    let responses = api.function_responses();
+    eprintln!("--- function responses: {responses:?}");
+    assert_eq!(responses.len(), 2, "{responses:?}");
+    assert_eq!(responses[0].name, "write_file");
+    assert_eq!(responses[1].name, "run_shell_command");
+    assert_eq!(responses[0].id.as_deref(), Some("call_0_0"));
+    assert_eq!(responses[1].id.as_deref(), Some("call_1_0"));
+    assert!(
+        responses[0].response["output"]
+            .as_str()
+            .is_some_and(|o| o.contains("Successfully created")),
+        "{responses:?}"
+    );
     assert!(api.unexpected.lock().unwrap().is_empty());
 }

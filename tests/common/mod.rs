@@ -9,6 +9,7 @@ use assert_cmd::cargo::CommandCargoExt;
 
 pub mod anthropic;
 pub mod claude;
+pub mod gemini;
 pub mod http;
 pub mod image;
 pub mod moto;
