@@ -287,3 +287,67 @@ fn gemini_p_writes_a_file_and_runs_a_command_from_the_fake_generate_content_scri
     );
     assert!(api.unexpected.lock().unwrap().is_empty());
 }
+
+/// aider: `CHANT_AIDER` (set by .ci/run, which installs it in a venv), else `aider` on PATH.
+fn aider_program() -> String {
+    std::env::var("CHANT_AIDER").unwrap_or_else(|_| "aider".to_string())
+}
+
+#[test]
+fn aider_message_writes_a_file_from_the_fake_chat_completions_script_and_never_runs_its_shell_command(
+) {
+    let test =
+        "aider_message_writes_a_file_from_the_fake_chat_completions_script_and_never_runs_its_shell_command";
+    let aider = aider_program();
+    let Some(netns) = netns_for(test, &aider, "CHANT_REQUIRE_AIDER") else {
+        return;
+    };
+    let dirs = Dirs::new();
+    // aider has no tools: it edits from the text (here its "diff" format: a file name, then a
+    // fenced SEARCH/REPLACE block, an empty SEARCH making a new file) and offers to run the
+    // fenced shell commands it finds. Its "whole" format takes the bash block for a file.
+    let reply =
+        "hello.txt\n```\n<<<<<<< SEARCH\n=======\nHello from aider\n>>>>>>> REPLACE\n```\n\n\
+                 ```bash\necho ran-by-aider > ran.txt\n```\n";
+    let api = FakeOpenAi::start(&netns, vec![Turn::Text(reply.into())]);
+    let out = run(
+        test,
+        agent(&netns, &aider, &dirs)
+            .args(["--model", "openai/gpt-4.1", "--openai-api-base"])
+            .arg(api.base_url())
+            .args([
+                "--message",
+                "Say hello",
+                "--yes-always",
+                "--no-auto-commits",
+            ])
+            .args(["--no-git", "--edit-format", "diff", "--no-check-update"])
+            .args([
+                "--analytics-disable",
+                "--no-show-release-notes",
+                "--no-pretty",
+            ])
+            .env("OPENAI_API_KEY", API_KEY),
+    );
+    assert!(out.status.success());
+    assert_eq!(read(&dirs.work.join("hello.txt")), "Hello from aider\n");
+    // aider has no shell tool: it only offers to run the commands the model suggests, and
+    // that question needs an explicit yes (`--yes-always` does not answer it; with no
+    // terminal the answer is no). So nothing ran.
+    assert!(!dirs.work.join("ran.txt").exists());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("Applied edit to hello.txt"), "{stdout}");
+    assert!(!stdout.contains("Running echo"), "{stdout}");
+    // One request: the prompt went out once, and nothing (no edit error) was sent back.
+    let requests = api.model_requests();
+    assert_eq!(requests.len(), 1, "{requests:#?}");
+    let last_user = requests[0]["messages"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .rfind(|m| m["role"] == "user")
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(last_user["content"], "Say hello");
+    assert!(api.unexpected.lock().unwrap().is_empty());
+}

@@ -8,9 +8,10 @@
 //!
 //! Which turn a request is: every call id the fake hands out is `call_<turn>_<i>`, and the
 //! CLI sends the whole conversation each time, so the next turn is one past the highest
-//! turn among the call ids it echoes. A request that offers no tools (opencode's title
-//! generation, aider's commit messages) is a side request: it gets a short text and never
-//! advances the script. Past the script's end the fake ends with "Done.".
+//! turn among the call ids it echoes. A Responses request that offers no tools (opencode's
+//! title generation) is a side request: it gets a short text and never advances the script.
+//! aider has no tools at all (it edits through text): see `scripted_replies`. Past the
+//! script's end the fake ends with "Done.".
 //!
 //! Responses events sent: `response.created`, `response.in_progress`,
 //! `response.output_item.added`, `response.function_call_arguments.delta`/`.done` or
@@ -176,6 +177,27 @@ fn custom_tools(body: &Value) -> Vec<String> {
         .collect()
 }
 
+/// For a CLI that edits through text, not tools (aider): how many of the script's text
+/// turns the conversation already holds as assistant messages (its prompt carries example
+/// assistant messages of its own, so they cannot simply be counted).
+fn scripted_replies(body: &Value, script: &[Turn]) -> usize {
+    let texts: Vec<&str> = script
+        .iter()
+        .filter_map(|t| match t {
+            Turn::Text(text) => Some(text.trim()),
+            Turn::Tools(_) => None,
+        })
+        .collect();
+    conversation(body)
+        .iter()
+        .filter(|m| m["role"] == "assistant")
+        .filter(|m| {
+            let content = text_of(&m["content"]);
+            texts.iter().any(|t| content.trim() == *t)
+        })
+        .count()
+}
+
 fn offers_tools(body: &Value) -> bool {
     body["tools"].as_array().is_some_and(|t| !t.is_empty())
 }
@@ -221,11 +243,16 @@ fn answer(req: &Request, script: &[Turn], unexpected: &Mutex<Vec<String>>) -> Re
     };
     let side = Turn::Text("Scripted title".to_string());
     let default_end = Turn::Text("Done.".to_string());
-    let turn = turn_of(&body);
-    let this = if offers_tools(&body) {
-        script.get(turn).unwrap_or(&default_end)
-    } else {
-        &side
+    let (turn, this) = match kind {
+        Endpoint::Chat if !offers_tools(&body) => {
+            let turn = scripted_replies(&body, script);
+            (turn, script.get(turn).unwrap_or(&default_end))
+        }
+        _ if offers_tools(&body) => {
+            let turn = turn_of(&body);
+            (turn, script.get(turn).unwrap_or(&default_end))
+        }
+        _ => (0, &side),
     };
     let model = body["model"].as_str().unwrap_or(MODEL).to_string();
     match kind {
