@@ -351,3 +351,67 @@ fn aider_message_writes_a_file_from_the_fake_chat_completions_script_and_never_r
     assert_eq!(last_user["content"], "Say hello");
     assert!(api.unexpected.lock().unwrap().is_empty());
 }
+
+#[test]
+fn aider_sends_a_failed_edit_back_to_the_fake_and_applies_the_next_one() {
+    let test = "aider_sends_a_failed_edit_back_to_the_fake_and_applies_the_next_one";
+    let aider = aider_program();
+    let Some(netns) = netns_for(test, &aider, "CHANT_REQUIRE_AIDER") else {
+        return;
+    };
+    let dirs = Dirs::new();
+    std::fs::write(dirs.work.join("hello.txt"), "Hello\n").expect("hello.txt");
+    // aider's only "tool result": an edit that does not apply is reported back to the model
+    // as the next user message (its reflection), which the fake records.
+    let block = |search: &str, replace: &str| {
+        format!(
+            "hello.txt\n```\n<<<<<<< SEARCH\n{search}\n=======\n{replace}\n>>>>>>> REPLACE\n```\n"
+        )
+    };
+    let api = FakeOpenAi::start(
+        &netns,
+        vec![
+            Turn::Text(block("Goodbye", "Hello from aider")),
+            Turn::Text(block("Hello", "Hello from aider")),
+        ],
+    );
+    let out = run(
+        test,
+        agent(&netns, &aider, &dirs)
+            .args(["--model", "openai/gpt-4.1", "--openai-api-base"])
+            .arg(api.base_url())
+            .args([
+                "--message",
+                "Greet better",
+                "--yes-always",
+                "--no-auto-commits",
+            ])
+            .args(["--no-git", "--edit-format", "diff", "--no-check-update"])
+            .args([
+                "--analytics-disable",
+                "--no-show-release-notes",
+                "--no-pretty",
+            ])
+            .arg("hello.txt")
+            .env("OPENAI_API_KEY", API_KEY),
+    );
+    assert!(out.status.success());
+    assert_eq!(read(&dirs.work.join("hello.txt")), "Hello from aider\n");
+    let requests = api.model_requests();
+    assert_eq!(requests.len(), 2, "{requests:#?}");
+    let sent_back = requests[1]["messages"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .rfind(|m| m["role"] == "user")
+        .and_then(|m| m["content"].as_str())
+        .unwrap_or_default()
+        .to_string();
+    eprintln!("--- aider sent back:\n{sent_back}");
+    assert!(
+        sent_back.contains("SearchReplaceNoExactMatch"),
+        "{sent_back}"
+    );
+    assert!(sent_back.contains("Goodbye"), "{sent_back}");
+    assert!(api.unexpected.lock().unwrap().is_empty());
+}
