@@ -9,10 +9,12 @@ use assert_cmd::cargo::CommandCargoExt;
 
 pub mod anthropic;
 pub mod claude;
+pub mod gemini;
 pub mod http;
 pub mod image;
 pub mod moto;
 pub mod netns;
+pub mod openai;
 
 /// A fixed "now" for tests that need repeatable ids and timestamps.
 pub const FIXED_TS: &str = "2026-01-22T15:30:00Z";
