@@ -515,14 +515,10 @@ fn a_commit_whose_subject_author_or_headers_contradict_its_entry_is_named() {
 fn entries_with_escapes_are_checked_against_their_commit_too() {
     // Escaped characters in actor or spec send the entry off the fast path; the slow path
     // must still compare subject and author, and accept what chant itself writes.
+    // (An actor is parsed before anything is recorded: `"` is the only character a valid
+    // actor can hold that JSON escapes; `<`, `\\`, tabs and newlines are refused outright.)
     let repo = TestRepo::initialised();
-    for actor in [
-        "angle <x@y> brackets",
-        "bo\\b",
-        "tab\there",
-        "new\nline",
-        "al\"ice",
-    ] {
+    for actor in ["al\"ice", "\"quoted\" name", "say \"hi\" twice \"\""] {
         let out = repo
             .chant_cmd(&["audit", "record", "command_run"])
             .env("CHANT_ACTOR", actor)
@@ -530,9 +526,17 @@ fn entries_with_escapes_are_checked_against_their_commit_too() {
             .expect("run");
         common::Run(out).assert_ok();
     }
+    for refused in ["angle <x@y> brackets", "bo\\b", "tab\there", "new\nline"] {
+        let out = repo
+            .chant_cmd(&["audit", "record", "command_run"])
+            .env("CHANT_ACTOR", refused)
+            .output()
+            .expect("run");
+        common::Run(out).assert_code(2).stderr_has("CHANT_ACTOR");
+    }
     repo.chant(&["audit", "verify"])
         .assert_ok()
-        .stdout_has("verified 6 entries");
+        .stdout_has("verified 4 entries");
     let forged = forge_head(&repo, |r| {
         r.replacen("\ncommand_run - by", "\nspec_approved - by", 1)
     });
