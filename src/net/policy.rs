@@ -31,7 +31,16 @@ impl EgressPolicy {
     /// `allowed_hosts`, plus the hosts of `agent.secrets.inject` (allowed automatically),
     /// and `denied_hosts`.
     pub fn from_config(network: &NetworkConfig, secrets: &SecretsConfig) -> Self {
-        let allowed = network
+        Self::for_run(network, secrets, &[])
+    }
+
+    /// [`EgressPolicy::from_config`], also allowing `api_hosts`: the model API hosts of the
+    /// run's agent adapter (`api.anthropic.com`, or `ANTHROPIC_BASE_URL`'s host), which an
+    /// agent needs whenever it has a network at all. `denied_hosts` still win over them. An
+    /// API host that is not a valid pattern is left out, so the proxy refuses it (and the
+    /// refusal is recorded, naming it) rather than allowing more than was asked.
+    pub fn for_run(network: &NetworkConfig, secrets: &SecretsConfig, api_hosts: &[String]) -> Self {
+        let configured = network
             .allowed_hosts
             .0
             .patterns()
@@ -39,8 +48,14 @@ impl EgressPolicy {
             .chain(secrets.inject.values().flat_map(|h| h.0.patterns()))
             .map(|p| p.as_str().to_string())
             .collect::<Vec<_>>();
+        let api: Vec<String> = api_hosts
+            .iter()
+            .filter(|h| HostRules::new(std::slice::from_ref(*h)).is_ok())
+            .cloned()
+            .collect();
+        let all: Vec<String> = configured.iter().chain(&api).cloned().collect();
         // Every pattern was parsed once already; parsing the same text again cannot fail.
-        let allowed = HostRules::new(&allowed).unwrap_or_else(|_| network.allowed_hosts.0.clone());
+        let allowed = HostRules::new(&all).unwrap_or_else(|_| network.allowed_hosts.0.clone());
         EgressPolicy::new(allowed, network.denied_hosts.0.clone())
     }
 
@@ -133,6 +148,38 @@ mod tests {
 
     fn allowed(d: &Decision) -> bool {
         matches!(d, Decision::Allow { .. })
+    }
+
+    #[test]
+    fn the_agents_api_hosts_are_allowed_for_its_run_and_denied_hosts_still_win() {
+        let network = |allowed: &[&str], denied: &[&str]| NetworkConfig {
+            enabled: true,
+            allowed_hosts: crate::config::HostList(HostRules::new(allowed).expect("valid")),
+            denied_hosts: crate::config::HostList(HostRules::new(denied).expect("valid")),
+            upstream_ca: None,
+        };
+        let secrets = SecretsConfig {
+            expose: Default::default(),
+            hide: Default::default(),
+            inject: Default::default(),
+        };
+        let api = vec![
+            "api.anthropic.com".to_string(),
+            "127.0.0.1:8080".to_string(),
+            "bad host name".to_string(),
+        ];
+        let p = EgressPolicy::for_run(&network(&["registry.npmjs.org"], &[]), &secrets, &api);
+        assert!(allowed(&p.decide("api.anthropic.com", 443)));
+        assert!(allowed(&p.decide("127.0.0.1", 8080)));
+        assert!(!allowed(&p.decide("127.0.0.1", 8081)));
+        assert!(allowed(&p.decide("registry.npmjs.org", 443)));
+        assert!(!allowed(&p.decide("evil.example", 443)));
+        // Without the adapter's hosts, only what the config says.
+        let p = EgressPolicy::for_run(&network(&["registry.npmjs.org"], &[]), &secrets, &[]);
+        assert!(!allowed(&p.decide("api.anthropic.com", 443)));
+        // denied_hosts win over an API host too.
+        let p = EgressPolicy::for_run(&network(&[], &["api.anthropic.com"]), &secrets, &api);
+        assert!(!allowed(&p.decide("api.anthropic.com", 443)));
     }
 
     #[test]

@@ -91,6 +91,7 @@ impl RunProxy {
     pub(super) fn start(
         config: &Config,
         injection: Option<Arc<Injection>>,
+        api_hosts: &[String],
     ) -> Result<Option<RunProxy>, WorkError> {
         let network = &config.agent.network;
         if !network.enabled {
@@ -103,7 +104,7 @@ impl RunProxy {
         // Others may pass through (the relay's own user must reach the socket) but not list.
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o711))
             .map_err(|e| WorkError::io(dir.path(), e))?;
-        let policy = EgressPolicy::from_config(network, &config.agent.secrets);
+        let policy = EgressPolicy::for_run(network, &config.agent.secrets, api_hosts);
         let proxy = EgressProxy::start_injecting(policy, dir.path(), injection)
             .map_err(|e| WorkError::io(dir.path(), e))?;
         Ok(Some(RunProxy {

@@ -56,7 +56,7 @@ pub enum WorkError {
     Project(#[from] crate::project::ProjectError),
     #[error(transparent)]
     Agent(#[from] crate::agent::AgentError),
-    #[error("the {agent} agent talks to its model API at {hosts}, but level {level} has no network while agent.network.enabled is false; set agent.network.enabled: true and add {hosts} to agent.network.allowed_hosts, or use --sandbox permissions")]
+    #[error("the {agent} agent talks to its model API at {hosts}, but level {level} has no network while agent.network.enabled is false; set agent.network.enabled: true (the agent's API host is then allowed automatically), or use --sandbox permissions")]
     AgentNeedsNetwork {
         agent: String,
         level: SandboxLevel,

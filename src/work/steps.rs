@@ -243,7 +243,12 @@ impl Run<'_> {
         let mut proxy = if self.level == SandboxLevel::Kubernetes {
             None
         } else {
-            egress::RunProxy::start(self.config, injection.map(|(_, i)| i))?
+            // The adapter's model API hosts are allowed with the network (denied_hosts win).
+            egress::RunProxy::start(
+                self.config,
+                injection.map(|(_, i)| i),
+                &self.agent.api_hosts(self.secrets),
+            )?
         };
         let egress = proxy.as_ref().map(egress::RunProxy::egress);
         if let Some(e) = &egress {
