@@ -76,3 +76,23 @@ fn environment_values_the_agent_never_saw_stay_readable() {
         run.stdout()
     );
 }
+
+#[test]
+fn the_key_printed_base64_or_hex_encoded_is_masked_too() {
+    use base64::Engine;
+    let (_repo, run) = run_probe();
+    let out = run.stdout();
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let mut forms = vec![hex::encode(KEY)];
+    for prefix in ["", "x", "xy"] {
+        let encoded = b64.encode(format!("{prefix}{KEY}"));
+        // The characters that depend on the key alone (the edges mix in neighbours).
+        let start = (prefix.len() * 8).div_ceil(6);
+        let end = ((prefix.len() + KEY.len()) * 8) / 6;
+        forms.push(encoded[start..end].to_string());
+    }
+    for form in &forms {
+        assert!(!out.contains(form.as_str()), "{form} leaked:\n{out}");
+    }
+    assert!(out.contains("b64: ") && out.contains("***"), "{out}");
+}

@@ -80,6 +80,33 @@ fn base64_core(value: &[u8], offset: usize, engine: &impl Engine) -> Option<Stri
     (end > start).then(|| encoded[start..end].to_string())
 }
 
+/// The encoded forms of `value` that do not depend on what surrounds it: hex (lower and
+/// upper case) and the base64 cores (standard and URL-safe alphabets, at each of the three
+/// offsets into a 3-byte group). Empty for values shorter than [`MIN_FIND_LEN`], whose
+/// encodings are too short to tell from ordinary text. The redactor masks these too.
+pub(crate) fn encoded_forms(value: &[u8]) -> Vec<String> {
+    if value.len() < MIN_FIND_LEN {
+        return Vec::new();
+    }
+    let standard = base64::engine::general_purpose::STANDARD;
+    let url_safe = base64::engine::general_purpose::URL_SAFE;
+    let mut forms = vec![hex::encode(value), hex::encode_upper(value)];
+    for offset in 0..3 {
+        for core in [
+            base64_core(value, offset, &standard),
+            base64_core(value, offset, &url_safe),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            if !forms.contains(&core) {
+                forms.push(core);
+            }
+        }
+    }
+    forms
+}
+
 fn automaton(patterns: &[String]) -> Option<AhoCorasick> {
     if patterns.is_empty() {
         return None;

@@ -1,6 +1,7 @@
 //! Masking secret values in text, byte streams and JSON.
 //!
-//! Every occurrence of every known value is replaced by [`MASK`]. Occurrences that overlap
+//! Every occurrence of every known value — as is, hex- or base64-encoded (see
+//! `find::encoded_forms`) — is replaced by [`MASK`]. Occurrences that overlap
 //! or touch (two secrets sharing bytes) are masked as one run, so no byte of any secret
 //! survives, whatever the order of the values.
 
@@ -44,12 +45,24 @@ impl Redactor {
             .map(|v| v.as_ref().to_vec())
             .filter(|v| v.len() >= MIN_REDACT_LEN)
             .collect();
+        let count = {
+            let mut distinct = kept.clone();
+            distinct.sort();
+            distinct.dedup();
+            distinct.len()
+        };
+        // A value printed hex- or base64-encoded (`echo $KEY | base64`) is the value too.
+        let encoded: Vec<Vec<u8>> = kept
+            .iter()
+            .flat_map(|v| super::find::encoded_forms(v))
+            .map(String::into_bytes)
+            .collect();
+        kept.extend(encoded);
         // Longest first: not needed for correctness (overlaps are merged), but it keeps
         // the automaton's pattern order stable and meaningful.
         kept.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
         kept.dedup();
         let max_len = kept.first().map_or(0, Vec::len);
-        let count = kept.len();
         // Building fails only for pattern sets far beyond any secret store. Masking nothing
         // then would leak, so `spans` masks everything instead.
         let matcher = if kept.is_empty() {
@@ -74,7 +87,7 @@ impl Redactor {
         self.count == 0
     }
 
-    /// The longest masked value, in bytes.
+    /// The longest masked pattern (a value or one of its encodings), in bytes.
     pub fn max_len(&self) -> usize {
         self.max_len
     }
