@@ -84,13 +84,16 @@ fn base64_core(value: &[u8], offset: usize, engine: &impl Engine) -> Option<Stri
 /// upper case) and the base64 cores (standard and URL-safe alphabets, at each of the three
 /// offsets into a 3-byte group). Empty for values shorter than [`MIN_FIND_LEN`], whose
 /// encodings are too short to tell from ordinary text. The redactor masks these too.
-pub(crate) fn encoded_forms(value: &[u8]) -> Vec<String> {
+pub(crate) fn encoded_forms(value: &[u8]) -> Vec<(Form, String)> {
     if value.len() < MIN_FIND_LEN {
         return Vec::new();
     }
     let standard = base64::engine::general_purpose::STANDARD;
     let url_safe = base64::engine::general_purpose::URL_SAFE;
-    let mut forms = vec![hex::encode(value), hex::encode_upper(value)];
+    let mut forms = vec![
+        (Form::Hex, hex::encode(value)),
+        (Form::Hex, hex::encode_upper(value)),
+    ];
     for offset in 0..3 {
         for core in [
             base64_core(value, offset, &standard),
@@ -99,8 +102,8 @@ pub(crate) fn encoded_forms(value: &[u8]) -> Vec<String> {
         .into_iter()
         .flatten()
         {
-            if !forms.contains(&core) {
-                forms.push(core);
+            if !forms.iter().any(|(_, f)| *f == core) {
+                forms.push((Form::Base64, core));
             }
         }
     }
@@ -122,9 +125,6 @@ impl SecretFinder {
         let (mut raw, mut raw_names) = (Vec::new(), Vec::new());
         let (mut encoded, mut encoded_names, mut encoded_forms) =
             (Vec::new(), Vec::new(), Vec::new());
-        let standard = base64::engine::general_purpose::STANDARD;
-        let url_safe = base64::engine::general_purpose::URL_SAFE;
-        let mut seen = std::collections::HashSet::new();
         for (name, value) in secrets {
             let value = value.as_bytes();
             if value.len() < MIN_FIND_LEN {
@@ -139,25 +139,10 @@ impl SecretFinder {
                 raw.push(String::from_utf8_lossy(value).replace(' ', "+"));
                 raw_names.push(id);
             }
-            for form in [hex::encode(value), hex::encode_upper(value)] {
-                encoded.push(form);
+            for (form, text) in self::encoded_forms(value) {
+                encoded.push(text);
                 encoded_names.push(id);
-                encoded_forms.push(Form::Hex);
-            }
-            for offset in 0..3 {
-                for core in [
-                    base64_core(value, offset, &standard),
-                    base64_core(value, offset, &url_safe),
-                ]
-                .into_iter()
-                .flatten()
-                {
-                    if seen.insert((core.clone(), id)) {
-                        encoded.push(core);
-                        encoded_names.push(id);
-                        encoded_forms.push(Form::Base64);
-                    }
-                }
+                encoded_forms.push(form);
             }
         }
         SecretFinder {

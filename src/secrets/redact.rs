@@ -55,7 +55,7 @@ impl Redactor {
         let encoded: Vec<Vec<u8>> = kept
             .iter()
             .flat_map(|v| super::find::encoded_forms(v))
-            .map(String::into_bytes)
+            .map(|(_, text)| text.into_bytes())
             .collect();
         kept.extend(encoded);
         // Longest first: not needed for correctness (overlaps are merged), but it keeps
