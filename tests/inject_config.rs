@@ -162,3 +162,36 @@ fn doctor_says_which_secrets_are_injected_where_and_what_is_missing() {
         "{out}"
     );
 }
+
+#[test]
+fn injecting_without_the_network_is_refused_before_anything_is_created() {
+    let repo = common::TestRepo::initialised();
+    repo.use_agent(
+        "greet.sh",
+        "  sandbox: none\n  secrets:\n    inject:\n      API_KEY: [api.example.com]\n",
+        "",
+    );
+    let id = repo.add_spec("Call the API", &["hello.txt"]);
+    repo.git(&["add", "-A"]);
+    repo.git(&["commit", "--quiet", "-m", "spec"]);
+    for args in [
+        vec!["work", id.as_str()],
+        vec!["work", id.as_str(), "--dry-run"],
+    ] {
+        let out = common::Run(
+            repo.chant_cmd(&args)
+                .env("API_KEY", "sk-test-api03-abcdefghijklmnop")
+                .output()
+                .expect("run"),
+        )
+        .assert_code(2);
+        assert!(
+            out.stderr().contains("agent.secrets.inject")
+                && out.stderr().contains("agent.network.enabled"),
+            "{args:?}: {}",
+            out.stderr()
+        );
+    }
+    assert_eq!(repo.rev(&format!("chant/{id}")), None, "no branch created");
+    assert!(repo.events("spec_started").is_empty(), "nothing started");
+}

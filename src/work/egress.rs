@@ -32,10 +32,15 @@ pub(super) type AgentEnv = Vec<(String, String)>;
 /// The CA bundle's file name, beside the prompt (`/run/chant/` in a container).
 pub(super) const CA_BUNDLE_FILE: &str = "chant-ca.pem";
 
+/// Why `agent.secrets.inject` is refused at the kubernetes level (checked before a run starts,
+/// in `work::prepare`, and again here).
+pub(super) const INJECT_NOT_AT_KUBERNETES: &str = "is not available at the kubernetes level yet (the pod has no route through chant's proxy); run at docker or vm, or expose the secret instead";
+
 /// `agent.secrets.inject` for this run: a placeholder per secret (for the agent's
 /// environment, in config order) and the injection the proxy carries out; None when no
-/// secret is injected or the network is off (nothing could use the value then).
-/// `root` is the repository root, which a relative `upstream_ca` is relative to.
+/// secret is injected or the network is off (`work::prepare` refuses that combination
+/// before a run starts). `root` is the repository root, which a relative `upstream_ca` is
+/// relative to.
 pub(super) fn injection(
     config: &Config,
     secrets: &Secrets,
@@ -52,7 +57,7 @@ pub(super) fn injection(
         return Err(WorkError::Config(crate::config::ConfigError::Invalid {
             file: crate::config::CONFIG_PATH.to_string(),
             key: "agent.secrets.inject".into(),
-            message: "is not available at the kubernetes level yet (the pod has no route through chant's proxy); run at docker or vm, or expose the secret instead".into(),
+            message: INJECT_NOT_AT_KUBERNETES.into(),
         }));
     }
     let placeholders = secrets.placeholders(&config.agent.secrets)?;

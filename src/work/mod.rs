@@ -280,6 +280,24 @@ fn prepare(project: &Project, options: &Options) -> Result<Prepared, WorkError> 
             hosts: hosts.join(", "),
         });
     }
+    // Injected secrets exist only through the run's proxy: without the network the agent
+    // would get neither the value nor a placeholder, and fail somewhere obscure.
+    let inject_refused = if config.agent.secrets.inject.is_empty() {
+        None
+    } else if !config.agent.network.enabled {
+        Some("needs agent.network.enabled: true (the run's proxy is what puts the values in); enable the network, or expose the secret instead")
+    } else if level == SandboxLevel::Kubernetes {
+        Some(egress::INJECT_NOT_AT_KUBERNETES)
+    } else {
+        None
+    };
+    if let Some(message) = inject_refused {
+        return Err(WorkError::Config(crate::config::ConfigError::Invalid {
+            file: crate::config::CONFIG_PATH.to_string(),
+            key: "agent.secrets.inject".into(),
+            message: message.into(),
+        }));
+    }
     if sandbox.guest().is_some() {
         sandbox.preflight(&template)?;
     } else {
