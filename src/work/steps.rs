@@ -367,18 +367,8 @@ impl Run<'_> {
             let reason = format!("{} policy violation(s); nothing landed", violations.len());
             let mut report = self.fail(reason, clone, recorder, agent_ms)?;
             // Paths come from the agent and may carry a secret (a file named after it):
-            // masked here as in the ledger, before anything prints them.
-            let redactor = self
-                .secrets
-                .redactor_with(&self.config.agent.secrets, self.agent.credential_names());
-            report.violations = violations
-                .into_iter()
-                .map(|mut v| {
-                    v.path = redactor.redact(&v.path);
-                    v.detail = redactor.redact(&v.detail);
-                    v
-                })
-                .collect();
+            // `work::run` masks the whole report (`Report::masked`) before anyone prints it.
+            report.violations = violations;
             report.notices = notices;
             return Ok(report);
         }
