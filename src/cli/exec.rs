@@ -83,11 +83,15 @@ pub fn run(args: Args) -> Result<u8> {
         )
     };
 
+    let record = |e: NewEntry| crate::audit::record(&project, &config, &identity, e);
+    // Every decision is a command_run entry, whether the command then ran or not.
+    let command_run = |decision: &str| {
+        entry(Event::CommandRun)
+            .detail("command", shown.clone())
+            .detail("decision", decision)
+    };
     if let Decision::Denied { rule, segment } = &decision {
-        crate::audit::record(
-            &project,
-            &config,
-            &identity,
+        record(
             entry(Event::PolicyViolation)
                 .detail("rule", "agent.commands")
                 .detail("pattern", rule.clone())
@@ -96,13 +100,8 @@ pub fn run(args: Args) -> Result<u8> {
         )?;
         if args.claude_hook {
             // The agent asked to run it: a command_run that never ran.
-            crate::audit::record(
-                &project,
-                &config,
-                &identity,
-                entry(Event::CommandRun)
-                    .detail("command", shown.clone())
-                    .detail("decision", "refused")
+            record(
+                command_run("refused")
                     .detail("rule", rule.clone())
                     .detail("via", "claude-hook"),
             )?;
@@ -114,15 +113,7 @@ pub fn run(args: Args) -> Result<u8> {
         // Hook mode: allowed; the agent runs it itself. Recorded now (its exit code is the
         // agent's to see), and Claude Code is told the gate allowed it, so its own prompt
         // for commands no allow rule lists does not refuse it in a non-interactive run.
-        crate::audit::record(
-            &project,
-            &config,
-            &identity,
-            entry(Event::CommandRun)
-                .detail("command", shown.clone())
-                .detail("decision", "allowed")
-                .detail("via", "claude-hook"),
-        )?;
+        record(command_run("allowed").detail("via", "claude-hook"))?;
         outln!(
             "{}",
             serde_json::json!({"hookSpecificOutput": {
@@ -149,13 +140,8 @@ pub fn run(args: Args) -> Result<u8> {
         Ok(s) => s.code().unwrap_or(128),
         Err(_) => 127,
     };
-    crate::audit::record(
-        &project,
-        &config,
-        &identity,
-        entry(Event::CommandRun)
-            .detail("command", shown.clone())
-            .detail("decision", "allowed")
+    record(
+        command_run("allowed")
             .detail("exit_code", code)
             .detail("duration_ms", duration_ms),
     )?;
