@@ -375,6 +375,42 @@ fn status_comes_from_the_ledger() {
 }
 
 #[test]
+fn a_run_that_lands_nothing_is_unchanged_and_can_be_worked_again() {
+    let (repo, id) = setup("noop.sh", "  sandbox: none\n");
+    let dependent = repo.add_spec("After the first", &["next.txt"]);
+    let text = repo.read(&format!(".chant/specs/{dependent}.md"));
+    let text = text.replacen("---\n", &format!("---\ndepends_on: [{id}]\n"), 1);
+    repo.write(&format!(".chant/specs/{dependent}.md"), &text);
+    repo.git(&["add", "-A"]);
+    repo.git(&["commit", "--quiet", "-m", "dependent spec"]);
+
+    repo.chant(&["work", &id])
+        .assert_ok()
+        .stderr_has("completed with no changes (status `unchanged`");
+    assert_eq!(repo.rev(&format!("chant/{id}")), repo.rev("main"));
+    repo.chant(&["show", &id])
+        .assert_ok()
+        .stdout_has("status:   unchanged");
+    let listed = repo
+        .chant(&["list", "--status", "unchanged"])
+        .assert_ok()
+        .stdout();
+    assert!(listed.contains(&id), "{listed}");
+    // Nothing was done, so it can be worked again; it is never picked up again by itself.
+    repo.chant(&["work", &id]).assert_ok();
+    assert_eq!(repo.events("spec_started").len(), 2);
+    // The agent found nothing to change: a spec that depends on it is ready, and the
+    // unchanged one is not picked up again by --all-ready.
+    repo.chant(&["work", "--all-ready"]).assert_ok();
+    let started: Vec<String> = repo
+        .events("spec_started")
+        .iter()
+        .filter_map(|e| e["spec_id"].as_str().map(str::to_string))
+        .collect();
+    assert_eq!(started, [id.clone(), id.clone(), dependent.clone()]);
+}
+
+#[test]
 fn dry_run_creates_and_records_nothing() {
     let (repo, id) = setup(
         "greet.sh",

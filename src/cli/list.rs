@@ -14,7 +14,7 @@ Examples:
   git chant list --status pending
   git chant list --format json | jq -r '.[].id'")]
 pub struct Args {
-    /// Only specs with this status (pending, in_progress, completed, failed, cancelled, …)
+    /// Only specs with this status (pending, in_progress, completed, unchanged, failed, cancelled, unreadable)
     #[arg(long, value_name = "S")]
     status: Option<String>,
     /// Output format

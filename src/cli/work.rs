@@ -165,7 +165,11 @@ pub fn run(args: Args) -> Result<u8> {
             0
         }
         Verdict::Completed { commit: None, .. } => {
-            errln!("chant: spec {} completed with no changes", report.id);
+            errln!(
+                "chant: spec {} completed with no changes (status `unchanged`; `git chant work {}` runs it again)",
+                report.id,
+                report.id
+            );
             0
         }
         Verdict::Failed { reason } => {

@@ -1,8 +1,10 @@
 //! A spec's status has one source of truth: the audit ledger.
 //!
 //! The ledger records every run (`spec_started`, `spec_completed`, `spec_failed`,
-//! `spec_cancelled`); the newest of these decides the status. A spec with no run yet has
-//! the status its file declares (`pending` for new specs). The spec file is never rewritten
+//! `spec_cancelled`); the newest of these decides the status. A completed run that landed
+//! nothing (`files_changed` empty) is `unchanged`: reported as such, it can be worked again
+//! (nothing was done), yet it satisfies `depends_on` (the agent found nothing to change).
+//! A spec with no run yet has the status its file declares (`pending` for new specs). The spec file is never rewritten
 //! by a run — that would change the user's work tree and need a commit on the base branch.
 
 use std::collections::HashMap;
@@ -17,6 +19,7 @@ pub fn from_ledger<'a>(
     for e in entries {
         let status = match e["event"].as_str() {
             Some("spec_started") => "in_progress",
+            Some("spec_completed") if landed_nothing(e) => "unchanged",
             Some("spec_completed") => "completed",
             Some("spec_failed") => "failed",
             Some("spec_cancelled") => "cancelled",
@@ -27,6 +30,14 @@ pub fn from_ledger<'a>(
         }
     }
     out
+}
+
+/// True when a `spec_completed` entry says no file changed (an entry without the detail,
+/// written before it existed, counts as having landed something).
+fn landed_nothing(entry: &Value) -> bool {
+    entry["details"]["files_changed"]
+        .as_array()
+        .is_some_and(Vec::is_empty)
 }
 
 /// The status of `spec`: its newest run in `ledger` (from [`from_ledger`]), else what its
@@ -57,7 +68,8 @@ pub fn of_repository(repo: &git2::Repository) -> HashMap<String, &'static str> {
 }
 
 /// The specs ready to be worked, in id order: pending (never run, or declared so) with
-/// every `depends_on` spec completed. Failed specs are not ready: they are re-run by name.
+/// every `depends_on` spec completed (or unchanged). Failed and unchanged specs are not
+/// ready: they are re-run by name.
 pub fn ready<'a>(
     specs: &'a [super::Spec],
     ledger: &HashMap<String, &'static str>,
@@ -77,7 +89,7 @@ pub fn ready<'a>(
                     .filter(|(id, _)| *id == dep || id.ends_with(dep.as_str()))
                     .map(|(_, st)| st)
                     .collect();
-                matches.len() == 1 && *matches[0] == "completed"
+                matches.len() == 1 && matches!(*matches[0], "completed" | "unchanged")
             })
         })
         .collect()
@@ -113,6 +125,28 @@ mod tests {
     }
 
     #[test]
+    fn a_completed_run_that_landed_nothing_is_unchanged() {
+        let completed = |id: &str, files: serde_json::Value| json!({"event": "spec_completed", "spec_id": id, "details": {"files_changed": files}});
+        let entries = [
+            completed("a", json!([])),
+            completed("b", json!(["hello.txt"])),
+            json!({"event": "spec_completed", "spec_id": "c"}),
+            completed("d", json!([])),
+            json!({"event": "spec_started", "spec_id": "d"}),
+            completed("d", json!(["x"])),
+        ];
+        let map = from_ledger(entries.iter());
+        assert_eq!(map.get("a"), Some(&"unchanged"));
+        assert_eq!(map.get("b"), Some(&"completed"));
+        assert_eq!(
+            map.get("c"),
+            Some(&"completed"),
+            "older entries without the detail"
+        );
+        assert_eq!(map.get("d"), Some(&"completed"), "the newest run decides");
+    }
+
+    #[test]
     fn ready_means_pending_with_every_dependency_completed() {
         let spec = |id: &str, front: &str| {
             let id = crate::spec::SpecId::parse(id).expect("id");
@@ -124,11 +158,15 @@ mod tests {
             spec("2026-01-22-003-ccc", "status: pending\n"),
             spec("2026-01-22-004-ddd", "status: pending\ndepends_on: [ccc]\n"),
             spec("2026-01-22-005-eee", "status: pending\n"),
+            spec("2026-01-22-006-fff", "status: pending\n"),
+            spec("2026-01-22-007-ggg", "status: pending\ndepends_on: [fff]\n"),
         ];
         let ledger = from_ledger(
             [
                 json!({"event": "spec_completed", "spec_id": "2026-01-22-001-aaa"}),
                 json!({"event": "spec_failed", "spec_id": "2026-01-22-005-eee"}),
+                json!({"event": "spec_completed", "spec_id": "2026-01-22-006-fff",
+                       "details": {"files_changed": []}}),
             ]
             .iter(),
         );
@@ -136,6 +174,13 @@ mod tests {
             .iter()
             .map(|s| s.id.as_str())
             .collect();
-        assert_eq!(ids, ["2026-01-22-002-bbb", "2026-01-22-003-ccc"]);
+        assert_eq!(
+            ids,
+            [
+                "2026-01-22-002-bbb",
+                "2026-01-22-003-ccc",
+                "2026-01-22-007-ggg"
+            ]
+        );
     }
 }
