@@ -521,3 +521,68 @@ fn claude_at_a_level_without_network_is_refused_before_anything_is_created() {
         );
     }
 }
+
+/// A vm guest image (a directory) holding the native `claude` and bash, which its Bash
+/// tool runs, with the libraries they load; chant adds busybox and its own init.
+fn claude_guest_image(dir: &std::path::Path) {
+    let claude = std::fs::canonicalize(
+        std::process::Command::new("sh")
+            .args(["-c", "command -v claude"])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+            .expect("claude on PATH"),
+    )
+    .expect("claude resolves");
+    let mut files = common::image::with_libraries(&claude);
+    files.extend(common::image::with_libraries(std::path::Path::new(
+        "/bin/bash",
+    )));
+    for host in &files {
+        let inside = dir.join(host.strip_prefix("/").expect("absolute"));
+        std::fs::create_dir_all(inside.parent().expect("parent")).expect("image dir");
+        std::fs::copy(host, &inside).expect("copy into the image");
+    }
+    let bin = dir.join("usr/local/bin");
+    std::fs::create_dir_all(&bin).expect("image bin");
+    std::os::unix::fs::symlink(&claude, bin.join("claude")).expect("claude link");
+}
+
+#[test]
+fn claude_in_a_vm_lands_an_edit_and_a_command_through_the_allowlist() {
+    if std::env::var_os("CHANT_REQUIRE_VM").is_none()
+        && !std::path::Path::new("/usr/bin/qemu-system-x86_64").exists()
+    {
+        eprintln!("\n!!! SKIPPED claude_in_a_vm…: qemu is not installed (CHANT_REQUIRE_VM=1 makes this fail)\n");
+        return;
+    }
+    let image = tempfile::tempdir().expect("image dir");
+    claude_guest_image(image.path());
+    let (repo, id) = repo_with_claude(&format!(
+        "  sandbox: vm\n  timeout: 5m\n  vm:\n    image: {}\n    memory: 2G\n    accel: tcg\n    network: allowlist\n  network:\n    enabled: true\n",
+        image.path().display()
+    ));
+    let Some(live) = Live::start(
+        "claude_in_a_vm_lands_an_edit_and_a_command_through_the_allowlist",
+        vec![
+            Turn::write("{cwd}/hello.txt", "Hello from a vm\n"),
+            Turn::bash("echo ran > ran.txt; echo key=$ANTHROPIC_API_KEY"),
+            Turn::Text("Done.".into()),
+        ],
+    ) else {
+        return;
+    };
+    let run = live.chant(&repo, &["work", &id], &[]);
+    let said = everything_chant_said(&repo, &run);
+    let run = run.assert_ok();
+    let branch = format!("chant/{id}");
+    assert_eq!(
+        repo.git(&["show", &format!("{branch}:hello.txt")]),
+        "Hello from a vm\n"
+    );
+    assert_eq!(repo.git(&["show", &format!("{branch}:ran.txt")]), "ran\n");
+    let results = live.api.tool_results();
+    assert_eq!(results.len(), 2, "{results:?}");
+    assert!(results[1].content.contains(API_KEY), "{results:?}");
+    assert!(!said.contains(API_KEY), "the API key leaked:\n{said}");
+    assert!(run.stdout().contains("[turn 1] Write"), "{}", run.stdout());
+}

@@ -156,6 +156,11 @@ impl Vm {
             // `pc`, not `microvm`: under TCG on a loaded host the microvm guest's TSC
             // calibration fails and its clock never ticks; `pc` has the PIT and HPET.
             format!("pc,accel={accel}"),
+            // The newest CPU the accelerator offers: qemu's default model (`qemu64`) lacks
+            // SSE4/AVX, and agent CLIs built on Bun or recent Node die on their first
+            // instruction with SIGILL (checked: Claude Code 2.1 exits 132 under `qemu64`).
+            "-cpu".into(),
+            if accel == "kvm" { "host" } else { "max" }.into(),
             "-m".into(),
             format!("{}M", (self.config.memory.bytes() >> 20).max(64)),
             "-smp".into(),
