@@ -235,27 +235,6 @@ fn a_clone_that_started_its_own_ledger_is_re_chained_whole() {
     a.chant(&["audit", "verify"]).assert_ok();
 }
 
-/// Points `repo`'s ledger at a copy of its head whose raw text `edit` changed (the entry's
-/// JSON untouched, so the hashes still hold); returns the forged commit.
-fn forge_head(repo: &TestRepo, edit: impl FnOnce(&str) -> String) -> String {
-    let raw = repo.git(&["cat-file", "commit", "refs/chant/audit"]);
-    let path = repo.tmp.path().join("forged-commit");
-    std::fs::write(&path, edit(&raw)).expect("write");
-    let oid = repo
-        .git(&[
-            "hash-object",
-            "-t",
-            "commit",
-            "-w",
-            "--literally",
-            path.to_str().expect("utf8"),
-        ])
-        .trim()
-        .to_string();
-    repo.git(&["update-ref", "refs/chant/audit", &oid]);
-    oid
-}
-
 #[test]
 fn sync_takes_in_nothing_from_a_remote_whose_ledger_does_not_verify() {
     type Edit = fn(&str) -> String;
@@ -292,7 +271,7 @@ fn sync_takes_in_nothing_from_a_remote_whose_ledger_does_not_verify() {
             r#"{"command":"b"}"#,
         ])
         .assert_ok();
-        let forged = forge_head(&a, edit);
+        let forged = common::forge_ledger_head(&a, edit);
         a.git(&[
             "push",
             "--quiet",

@@ -364,29 +364,6 @@ fn a_ledger_ref_on_something_other_than_a_commit_is_named() {
 
 // ---- the plain-git view must not contradict the entry ----
 
-/// Replaces the head entry's commit by `edit` of its raw text (the JSON untouched, so every
-/// hash still holds) and points the ledger at it; returns the forged commit.
-fn forge_head(repo: &TestRepo, edit: impl FnOnce(&str) -> String) -> String {
-    let raw = repo.git(&["cat-file", "commit", "refs/chant/audit"]);
-    let forged = edit(&raw);
-    assert_ne!(forged, raw, "the edit changed nothing");
-    let path = repo.tmp.path().join("forged-commit");
-    std::fs::write(&path, forged).expect("write");
-    let oid = repo
-        .git(&[
-            "hash-object",
-            "-t",
-            "commit",
-            "-w",
-            "--literally",
-            path.to_str().expect("utf8"),
-        ])
-        .trim()
-        .to_string();
-    repo.git(&["update-ref", "refs/chant/audit", &oid]);
-    oid
-}
-
 #[test]
 fn a_commit_whose_subject_author_or_headers_contradict_its_entry_is_named() {
     let author_line = |raw: &str, which: &str| {
@@ -493,7 +470,7 @@ fn a_commit_whose_subject_author_or_headers_contradict_its_entry_is_named() {
     ];
     for (what, edit, reason) in cases {
         let repo = ledger_with(1);
-        let forged = forge_head(&repo, |r| edit(r));
+        let forged = common::forge_ledger_head(&repo, |r| edit(r));
         repo.chant(&["audit", "verify"])
             .assert_code(1)
             .stderr_has(&format!("broken at commit {forged}"))
@@ -537,7 +514,7 @@ fn entries_with_escapes_are_checked_against_their_commit_too() {
     repo.chant(&["audit", "verify"])
         .assert_ok()
         .stdout_has("verified 4 entries");
-    let forged = forge_head(&repo, |r| {
+    let forged = common::forge_ledger_head(&repo, |r| {
         r.replacen("\ncommand_run - by", "\nspec_approved - by", 1)
     });
     repo.chant(&["audit", "verify"])

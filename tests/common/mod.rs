@@ -308,6 +308,29 @@ impl TestRepo {
 
 // ---- audit ledger helpers ----
 
+/// Replaces the ledger head's commit by `edit` of its raw text (the entry's JSON untouched,
+/// so every hash still holds) and points `refs/chant/audit` at it; returns the forged commit.
+pub fn forge_ledger_head(repo: &TestRepo, edit: impl FnOnce(&str) -> String) -> String {
+    let raw = repo.git(&["cat-file", "commit", "refs/chant/audit"]);
+    let forged = edit(&raw);
+    assert_ne!(forged, raw, "the edit changed nothing");
+    let path = repo.tmp.path().join("forged-commit");
+    std::fs::write(&path, forged).expect("write");
+    let oid = repo
+        .git(&[
+            "hash-object",
+            "-t",
+            "commit",
+            "-w",
+            "--literally",
+            path.to_str().expect("utf8"),
+        ])
+        .trim()
+        .to_string();
+    repo.git(&["update-ref", "refs/chant/audit", &oid]);
+    oid
+}
+
 /// The ledger entries as `git log --format=%b refs/chant/audit` prints them, oldest first.
 pub fn ledger_lines(repo: &TestRepo) -> Vec<String> {
     let out = repo.git(&["log", "--reverse", "--format=%b", "refs/chant/audit"]);
