@@ -33,7 +33,7 @@ use futures_util::StreamExt;
 
 pub use mounts::volumes;
 
-use super::{GuestView, Job, Outcome, OutputSink, Sandbox, SandboxError, Stream};
+use super::{GuestView, Job, Outcome, OutputSink, Sandbox, SandboxError, Stream, Workspace};
 use crate::config::{Config, DockerConfig, SandboxLevel};
 
 /// Where the clone appears inside the container.
@@ -137,8 +137,8 @@ impl Sandbox for Docker {
     }
 
     /// The clone's git must work without the main repository, which is not mounted.
-    fn prepare(&self, workspace: &Path) -> Result<Vec<String>, SandboxError> {
-        objects::make_self_contained(workspace)?;
+    fn prepare(&self, workspace: &Workspace) -> Result<Vec<String>, SandboxError> {
+        objects::make_self_contained(&workspace.path)?;
         Ok(Vec::new())
     }
 

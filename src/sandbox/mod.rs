@@ -40,6 +40,16 @@ pub struct Job {
     pub network: Option<Egress>,
 }
 
+/// The sandboxed clone as `work` made it, handed to [`Sandbox::prepare`] before the run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Workspace {
+    /// The clone's work tree on the host.
+    pub path: PathBuf,
+    /// Paths of the start tree kept out of the clone (by `file_access`, and gitlinks):
+    /// a level that would hand the agent the whole branch must refuse when any are.
+    pub withheld: Vec<String>,
+}
+
 /// Where the run's egress proxy listens on the host.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Egress {
@@ -168,8 +178,10 @@ pub trait Sandbox {
         None
     }
 
-    /// Prepares the workspace (e.g. the agent's native permission config) before the run.
-    fn prepare(&self, _workspace: &std::path::Path) -> Result<Vec<String>, SandboxError> {
+    /// Readies the clone for this level before anything is recorded, or refuses the run
+    /// when the level cannot keep the clone's promises (e.g. withheld paths); returns the
+    /// paths it wrote into the clone (never landed).
+    fn prepare(&self, _workspace: &Workspace) -> Result<Vec<String>, SandboxError> {
         Ok(Vec::new())
     }
 

@@ -140,8 +140,11 @@ impl Run<'_> {
             &clone_path,
             &visibility,
         )?);
-        let mut generated: HashSet<String> =
-            self.sandbox.prepare(&clone.path)?.into_iter().collect();
+        let mut generated: HashSet<String> = self
+            .sandbox
+            .prepare(&clone.workspace())?
+            .into_iter()
+            .collect();
         // The agent's own settings for this run (never landed: `collect` skips them).
         let native = self.agent.workspace_files(&clone.path, self.level)?;
         for rel in agent_files::write_under(&clone.path, &native)? {
@@ -225,7 +228,7 @@ impl Run<'_> {
                 .detail("base", base.clone())
                 .detail("branch", branch.clone())
                 .detail("start_commit", start.to_string())
-                .detail("withheld_paths", clone.hidden as u64)
+                .detail("withheld_paths", clone.withheld.len() as u64)
                 .detail(
                     "generated_files",
                     generated.iter().cloned().collect::<Vec<_>>(),

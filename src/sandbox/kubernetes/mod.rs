@@ -20,11 +20,10 @@ pub mod manifests;
 mod network;
 pub mod script;
 
-use std::path::Path;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
-use super::{GuestView, Job, Outcome, OutputSink, Sandbox, SandboxError};
+use super::{GuestView, Job, Outcome, OutputSink, Sandbox, SandboxError, Workspace};
 use crate::config::{Config, KubernetesConfig, NetworkConfig, SandboxLevel};
 
 pub use manifests::{Manifests, RunSpec};
@@ -148,15 +147,8 @@ impl Sandbox for Kubernetes {
 
     /// The pod clones the whole branch: paths withheld by `file_access` would reach it, so
     /// such a run is refused rather than leaked.
-    fn prepare(&self, workspace: &Path) -> Result<Vec<String>, SandboxError> {
-        let repo = git2::Repository::open(workspace)
-            .map_err(|e| SandboxError::Workspace(e.to_string()))?;
-        let message = repo
-            .head()
-            .and_then(|h| h.peel_to_commit())
-            .map(|c| c.message().unwrap_or_default().to_string())
-            .map_err(|e| SandboxError::Workspace(e.to_string()))?;
-        if message.contains("withheld by file_access") {
+    fn prepare(&self, workspace: &Workspace) -> Result<Vec<String>, SandboxError> {
+        if !workspace.withheld.is_empty() {
             return Err(SandboxError::KubernetesConfig(
                 "agent.file_access withholds paths of this branch, but the kubernetes level \
                  cannot withhold them yet (the pod clones the whole branch); narrow \
@@ -240,6 +232,25 @@ mod tests {
             assert_eq!(e.exit_code(), 2);
             assert!(e.to_string().contains(key), "{e}");
         }
+    }
+
+    #[test]
+    fn a_clone_with_withheld_paths_is_refused_and_one_without_is_not() {
+        let ok = "agent:\n  kubernetes:\n    image: w\n    repo_url: https://h/r.git\n";
+        let k = level(ok).expect("valid");
+        let mut workspace = Workspace {
+            path: "/nonexistent/clone".into(),
+            withheld: Vec::new(),
+        };
+        // Decided by the typed list alone: the clone is not even opened.
+        assert_eq!(
+            k.prepare(&workspace).expect("accepted"),
+            Vec::<String>::new()
+        );
+        workspace.withheld.push("secrets/prod.key".into());
+        let e = k.prepare(&workspace).expect_err("refused");
+        assert_eq!(e.exit_code(), 2);
+        assert!(e.to_string().contains("cannot withhold them"), "{e}");
     }
 
     #[test]
