@@ -157,8 +157,10 @@ fn report_inject(config: &Config, root: &Path) -> Result<()> {
     if !config.agent.network.enabled {
         problems.push("agent.network.enabled is false, so nothing can use them".to_string());
     }
-    if config.agent.sandbox == SandboxLevel::Kubernetes {
-        problems.push("not available at the kubernetes level yet".to_string());
+    // The configured level, when it can be set up here (doctor's lines above say why not).
+    let route = crate::sandbox::for_level(config.agent.sandbox, config).map(|s| s.egress_route());
+    if let Ok(crate::sandbox::EgressRoute::Unreachable { short, .. }) = route {
+        problems.push(short.to_string());
     }
     if let Some(ca) = &config.agent.network.upstream_ca {
         if !root.join(ca).is_file() {

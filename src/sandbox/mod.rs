@@ -59,6 +59,24 @@ pub struct Egress {
     pub url: String,
 }
 
+/// How a level's program reaches the network when `agent.network.enabled` is true.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EgressRoute {
+    /// Through the run's egress proxy on this machine (the proxy variables on the host; a
+    /// relay, its only route out, in a container or a vm): the proxy allows, refuses and
+    /// counts connections, and puts injected secrets in.
+    Proxy,
+    /// The program runs where chant's proxy cannot be reached: `work` starts none, the
+    /// level's own rules (e.g. a NetworkPolicy) are all the allowlist there is, and
+    /// `agent.secrets.inject` is refused before anything is created.
+    Unreachable {
+        /// Why injection is refused and the fix, completing "agent.secrets.inject …".
+        inject: &'static str,
+        /// The same in a few words, for `git chant doctor`.
+        short: &'static str,
+    },
+}
+
 /// Where things are for a program that runs in its own machine or container, when the
 /// paths it sees differ from the host's.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -173,6 +191,11 @@ pub trait Sandbox {
         false
     }
 
+    /// How the program reaches the network through the run's egress proxy, if it can.
+    fn egress_route(&self) -> EgressRoute {
+        EgressRoute::Proxy
+    }
+
     /// How the program sees paths; None: as the host does (it runs on the host).
     fn guest(&self) -> Option<GuestView> {
         None
@@ -202,5 +225,36 @@ pub fn for_level(level: SandboxLevel, config: &Config) -> Result<Box<dyn Sandbox
         SandboxLevel::Docker => Ok(Box::new(docker::Docker::new(config)?)),
         SandboxLevel::Vm => Ok(Box::new(vm::Vm::new(&config.agent)?)),
         SandboxLevel::Kubernetes => Ok(Box::new(kubernetes::Kubernetes::new(config)?)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(yaml: &str) -> Config {
+        crate::config::parse(".chant/config.md", &format!("---\n{yaml}---\n"))
+            .expect("config parses")
+    }
+
+    #[test]
+    fn only_a_level_whose_program_runs_beyond_chants_proxy_says_it_is_unreachable() {
+        let config = config(
+            "agent:\n  network:\n    enabled: true\n  kubernetes:\n    image: w\n    repo_url: https://h/r.git\n",
+        );
+        for level in [
+            SandboxLevel::None,
+            SandboxLevel::Permissions,
+            SandboxLevel::Docker,
+        ] {
+            let sandbox = for_level(level, &config).expect("builds");
+            assert_eq!(sandbox.egress_route(), EgressRoute::Proxy, "{level}");
+        }
+        let k8s = for_level(SandboxLevel::Kubernetes, &config).expect("builds");
+        let EgressRoute::Unreachable { inject, short } = k8s.egress_route() else {
+            panic!("a pod reaches chant's proxy")
+        };
+        assert!(inject.contains("expose the secret instead"), "{inject}");
+        assert!(short.contains("kubernetes"), "{short}");
     }
 }

@@ -286,8 +286,8 @@ fn prepare(project: &Project, options: &Options) -> Result<Prepared, WorkError> 
         None
     } else if !config.agent.network.enabled {
         Some("needs agent.network.enabled: true (the run's proxy is what puts the values in); enable the network, or expose the secret instead")
-    } else if level == SandboxLevel::Kubernetes {
-        Some(egress::INJECT_NOT_AT_KUBERNETES)
+    } else if let sandbox::EgressRoute::Unreachable { inject, .. } = sandbox.egress_route() {
+        Some(inject)
     } else {
         None
     };

@@ -177,8 +177,12 @@ impl Run<'_> {
             }
         }
         // Injected secrets: the agent holds placeholders, the proxy the values.
-        let injection =
-            egress::injection(self.config, self.secrets, self.project.root(), self.level)?;
+        let injection = egress::injection(
+            self.config,
+            self.secrets,
+            self.project.root(),
+            self.sandbox.egress_route(),
+        )?;
         if let Some((placeholders, _)) = &injection {
             exposed.extend(placeholders.iter().cloned());
         }
@@ -240,18 +244,16 @@ impl Run<'_> {
                 )])
             .map_err(WorkError::Ledger)?;
 
-        // 6. Run the agent, with the egress proxy when the network is enabled.
-        // (A Kubernetes pod cannot reach a proxy on this machine: there the NetworkPolicy
-        // is all there is, see docs/kubernetes.md.)
-        let mut proxy = if self.level == SandboxLevel::Kubernetes {
-            None
-        } else {
+        // 6. Run the agent, with the egress proxy when the network is enabled and the level
+        // can route through it (else the level's own rules are all there is).
+        let mut proxy = match self.sandbox.egress_route() {
+            sandbox::EgressRoute::Unreachable { .. } => None,
             // The adapter's model API hosts are allowed with the network (denied_hosts win).
-            egress::RunProxy::start(
+            sandbox::EgressRoute::Proxy => egress::RunProxy::start(
                 self.config,
                 injection.map(|(_, i)| i),
                 &self.agent.api_hosts(self.secrets),
-            )?
+            )?,
         };
         let egress = proxy.as_ref().map(egress::RunProxy::egress);
         if let Some(e) = &egress {

@@ -23,7 +23,7 @@ pub mod script;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
-use super::{GuestView, Job, Outcome, OutputSink, Sandbox, SandboxError, Workspace};
+use super::{EgressRoute, GuestView, Job, Outcome, OutputSink, Sandbox, SandboxError, Workspace};
 use crate::config::{Config, KubernetesConfig, NetworkConfig, SandboxLevel};
 
 pub use manifests::{Manifests, RunSpec};
@@ -133,6 +133,16 @@ impl Sandbox for Kubernetes {
     /// `--dry-run` contacts nothing).
     fn preflight(&self, _argv: &[String]) -> Result<(), SandboxError> {
         Ok(())
+    }
+
+    /// A pod cannot reach a proxy on this machine: the NetworkPolicy is all there is, and
+    /// an injected value would have to go into the pod, which is exactly what injection
+    /// promises not to do.
+    fn egress_route(&self) -> EgressRoute {
+        EgressRoute::Unreachable {
+            inject: "is not available at the kubernetes level yet (the pod has no route through chant's proxy); run at docker or vm, or expose the secret instead",
+            short: "not available at the kubernetes level yet",
+        }
     }
 
     fn guest(&self) -> Option<GuestView> {
