@@ -208,6 +208,13 @@ pub trait Sandbox {
         Ok(Vec::new())
     }
 
+    /// What `work --dry-run` prints instead of the plan at this level: the objects `run`
+    /// would create for `job`, as documents a tool can apply (secret values withheld);
+    /// None when the plan's lines say it all. Contacts nothing and creates nothing.
+    fn describe(&self, _job: &Job) -> Result<Option<String>, SandboxError> {
+        Ok(None)
+    }
+
     /// Runs the job to completion, streaming output to `sink`; `stop` asks for an early end.
     fn run(
         &self,
@@ -256,5 +263,32 @@ mod tests {
         };
         assert!(inject.contains("expose the secret instead"), "{inject}");
         assert!(short.contains("kubernetes"), "{short}");
+    }
+
+    #[test]
+    fn dry_run_documents_come_from_levels_that_create_objects_and_hold_no_secret_value() {
+        let config = config("agent:\n  kubernetes:\n    image: w\n    repo_url: https://h/r.git\n");
+        let job = Job {
+            argv: vec!["agent".into()],
+            env: vec![
+                ("CHANT_SPEC_ID".into(), "2026-01-22-001-x7m".into()),
+                ("CHANT_SESSION".into(), "sess_1".into()),
+                ("AGENT_API_KEY".into(), "sk-dry-run-4242".into()),
+            ],
+            workspace: "/workspace/repo".into(),
+            timeout: Duration::from_secs(60),
+            files: Vec::new(),
+            hold_stdin: false,
+            network: None,
+        };
+        for level in [SandboxLevel::None, SandboxLevel::Permissions] {
+            let described = for_level(level, &config).and_then(|s| s.describe(&job));
+            assert!(matches!(described, Ok(None)), "{level}: {described:?}");
+        }
+        let k8s = for_level(SandboxLevel::Kubernetes, &config).expect("builds");
+        let yaml = k8s.describe(&job).expect("renders").expect("documents");
+        assert!(yaml.contains("kind: Job"), "{yaml}");
+        assert!(yaml.contains("AGENT_API_KEY"), "{yaml}");
+        assert!(!yaml.contains("sk-dry-run-4242"), "{yaml}");
     }
 }

@@ -14,8 +14,9 @@ use super::cancel::take_cancel_request;
 use super::output::{open_log, RedactingSink};
 use super::seen::Seen;
 use super::{
-    agent_files, clone, collect, egress, land, policy, prompt, resolve_program, run_entry,
-    write_exec_wrapper, Options, Recorder, Report, Reporter, Verdict, WorkError,
+    agent_files, clone, clone_path, collect, egress, land, policy, prompt, resolve_program,
+    run_dir, run_entry, write_exec_wrapper, Options, Recorder, Report, Reporter, Verdict,
+    WorkError,
 };
 use crate::agent::{Agent, Summary};
 use crate::audit::{Event, NewEntry};
@@ -98,13 +99,7 @@ impl Run<'_> {
         let base = self.config.base_branch().to_string();
 
         // 4. Branch and sandboxed clone.
-        // The clone goes outside any `.git` component (DESIGN step 4). The run dir (private
-        // HOME, prompt, gate wrapper) stays in .git/chant/runs: only chant writes there
-        // before the run, and it goes with the repository.
-        let clone_path = self
-            .project
-            .clones_dir()?
-            .join(format!("{}-{}", self.id, self.identity.session));
+        let clone_path = clone_path(self.project, &self.id, &self.identity.session)?;
         let existing = repo.refname_to_id(&branch_ref).ok();
         let start = match existing {
             Some(tip) => tip,
@@ -119,11 +114,7 @@ impl Run<'_> {
         {
             return Err(WorkError::BranchMoved { branch });
         }
-        let run_dir = self
-            .project
-            .state_dir()
-            .join("runs")
-            .join(&self.identity.session);
+        let run_dir = run_dir(self.project, &self.identity.session);
         reporter.info(&format!(
             "Preparing a sandboxed clone of {branch} at {}",
             clone_path.display()

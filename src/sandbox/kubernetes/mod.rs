@@ -169,6 +169,16 @@ impl Sandbox for Kubernetes {
         Ok(Vec::new())
     }
 
+    /// The run's manifests as YAML documents, for `kubectl apply -f -` (the Secret's
+    /// values withheld).
+    fn describe(&self, job: &Job) -> Result<Option<String>, SandboxError> {
+        manifests::to_yaml(&self.manifests(&Self::run_spec(job)))
+            .map(Some)
+            .map_err(|e| {
+                SandboxError::Kubernetes(format!("cannot write the manifests as YAML: {e}"))
+            })
+    }
+
     fn run(
         &self,
         job: &Job,
