@@ -14,6 +14,7 @@
 //! reaped at the start of the next run. It never mounts the Docker socket, never runs the
 //! agent as root, never chmods anything open.
 
+mod checkup;
 mod engine;
 mod mounts;
 mod objects;
@@ -134,6 +135,11 @@ impl Sandbox for Docker {
 
     fn cuts_network(&self) -> bool {
         true
+    }
+
+    fn checkup(&self, template: &[String], _root: &Path) -> super::Checkup {
+        let program = template.first().map(String::as_str).unwrap_or_default();
+        checkup::checkup(&self.config.image, program)
     }
 
     /// The clone's git must work without the main repository, which is not mounted.

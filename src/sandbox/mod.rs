@@ -11,7 +11,7 @@ pub mod process;
 pub mod reaper;
 pub mod vm;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
@@ -89,6 +89,56 @@ pub struct GuestView {
     pub files_dir: PathBuf,
     /// The command gate as seen inside (a stub saying it is unavailable, where it is).
     pub exec: PathBuf,
+}
+
+/// One line of `git chant doctor` about a level.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Check {
+    /// One word: `ok`, `missing`.
+    pub status: &'static str,
+    /// What was found, or what is missing and the fix.
+    pub text: String,
+}
+
+impl Check {
+    pub fn ok(text: impl Into<String>) -> Check {
+        Check {
+            status: "ok",
+            text: text.into(),
+        }
+    }
+
+    pub fn missing(text: impl Into<String>) -> Check {
+        Check {
+            status: "missing",
+            text: text.into(),
+        }
+    }
+}
+
+/// What `git chant doctor` found out about one level.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checkup {
+    /// Its lines, in order.
+    pub lines: Vec<Check>,
+    /// The level can run the agent here.
+    pub usable: bool,
+}
+
+impl Checkup {
+    pub fn usable(line: Check) -> Checkup {
+        Checkup {
+            lines: vec![line],
+            usable: true,
+        }
+    }
+
+    pub fn failed(line: Check) -> Checkup {
+        Checkup {
+            lines: vec![line],
+            usable: false,
+        }
+    }
 }
 
 /// How the program ended.
@@ -215,6 +265,12 @@ pub trait Sandbox {
         Ok(None)
     }
 
+    /// `git chant doctor`'s findings: whether the agent command `template` can run at this
+    /// level here (a program with a `/` is relative to the repository `root`), in lines
+    /// that name what is missing and the fix. May ask the level's engine or cluster;
+    /// creates nothing.
+    fn checkup(&self, template: &[String], root: &Path) -> Checkup;
+
     /// Runs the job to completion, streaming output to `sink`; `stop` asks for an early end.
     fn run(
         &self,
@@ -222,6 +278,11 @@ pub trait Sandbox {
         sink: &mut dyn OutputSink,
         stop: &Arc<AtomicBool>,
     ) -> Result<Outcome, SandboxError>;
+}
+
+/// Every level, in the order the docs list them.
+pub fn levels() -> impl Iterator<Item = SandboxLevel> {
+    SandboxLevel::OPTIONS.iter().map(|(_, level)| *level)
 }
 
 /// The sandbox for `level`.

@@ -20,10 +20,14 @@ pub mod manifests;
 mod network;
 pub mod script;
 
+use std::path::Path;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
-use super::{EgressRoute, GuestView, Job, Outcome, OutputSink, Sandbox, SandboxError, Workspace};
+use super::{
+    Check, Checkup, EgressRoute, GuestView, Job, Outcome, OutputSink, Sandbox, SandboxError,
+    Workspace,
+};
 use crate::config::{Config, KubernetesConfig, NetworkConfig, SandboxLevel};
 
 pub use manifests::{Manifests, RunSpec};
@@ -167,6 +171,19 @@ impl Sandbox for Kubernetes {
             ));
         }
         Ok(Vec::new())
+    }
+
+    /// The API server answers for the namespace (the kubeconfig, or in-cluster).
+    fn checkup(&self, _template: &[String], _root: &Path) -> Checkup {
+        match probe(&self.config.namespace) {
+            Ok((server, context)) => Checkup::usable(Check::ok(format!(
+                "API server {server} (context {}), namespace {} answers; image {}",
+                context.as_deref().unwrap_or("in-cluster"),
+                self.config.namespace,
+                self.config.image.as_deref().unwrap_or("?")
+            ))),
+            Err(e) => Checkup::failed(Check::missing(e.to_string())),
+        }
     }
 
     /// The run's manifests as YAML documents, for `kubectl apply -f -` (the Secret's

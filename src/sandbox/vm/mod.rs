@@ -21,7 +21,10 @@ mod transfer;
 use initramfs::{add_image, Cpio};
 use transfer::{pack_workspace, unpack_result};
 
-use super::{process, Egress, GuestView, Job, Outcome, OutputSink, Sandbox, SandboxError, Stream};
+use super::{
+    process, Check, Checkup, Egress, GuestView, Job, Outcome, OutputSink, Sandbox, SandboxError,
+    Stream,
+};
 use crate::config::{AgentConfig, SandboxLevel, VmAccel, VmConfig, VmNetwork, VmProvider};
 
 /// The agent's uid and gid inside the guest, whatever the image's `/etc/passwd` says.
@@ -311,6 +314,16 @@ impl Sandbox for Vm {
             Ok(())
         } else {
             Err(SandboxError::NotInImage { program })
+        }
+    }
+
+    fn checkup(&self, template: &[String], _root: &Path) -> Checkup {
+        let program = template.first().map(String::as_str).unwrap_or_default();
+        match self.preflight(template) {
+            Ok(()) => Checkup::usable(Check::ok(format!(
+                "qemu, a kernel, busybox and the agent program {program} (in agent.vm.image or busybox) found"
+            ))),
+            Err(e) => Checkup::failed(Check::missing(e.to_string())),
         }
     }
 
