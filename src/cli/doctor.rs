@@ -1,4 +1,7 @@
 //! `git chant doctor`: which sandbox levels can run here, and the fix for each that cannot.
+//!
+//! Each level answers for itself (`Sandbox::checkup`, `Sandbox::egress_route`); this file
+//! walks `sandbox::levels()` and prints, and never matches on a level.
 
 use std::path::Path;
 

@@ -3,6 +3,20 @@
 //! `work` hands a prepared [`Job`] to a [`Sandbox`] and gets an [`Outcome`] back; it never
 //! knows which level ran it. Every level is followed by the same untrusted-result check
 //! (`work::policy`), so a level only has to contain the agent, not judge its output.
+//!
+//! Every decision that depends on the level is a method of [`Sandbox`], answered by the
+//! level itself: whether its program can be started ([`Sandbox::preflight`]), whether
+//! without `agent.network` it has no network ([`Sandbox::cuts_network`]), whether chant's
+//! egress proxy can reach it and so carry secret injection ([`Sandbox::egress_route`]),
+//! the paths its program sees ([`Sandbox::guest`]), readying or refusing the clone
+//! ([`Sandbox::prepare`], given a typed [`Workspace`]), what `--dry-run` shows
+//! ([`Sandbox::describe`]) and what `doctor` says ([`Sandbox::checkup`]). `work` and `cli`
+//! never name a level, and must not start to: a question they need answered about a level
+//! becomes a method here.
+//!
+//! Adding a level: a variant of `SandboxLevel` (its spelling, in `config`), a module here
+//! implementing [`Sandbox`] (with a `new` that refuses, exit 2 naming the key, any config
+//! it cannot honour), and one arm in [`for_level`]. Nothing outside `src/sandbox/` changes.
 
 pub mod docker;
 pub mod kubernetes;
