@@ -14,9 +14,9 @@ use super::cancel::take_cancel_request;
 use super::output::{open_log, RedactingSink};
 use super::seen::Seen;
 use super::{
-    agent_files, clone, clone_path, collect, egress, land, policy, prompt, resolve_program,
-    run_dir, run_entry, write_exec_wrapper, Options, Recorder, Report, Reporter, Verdict,
-    WorkError,
+    agent_files, clone, clone_path, collect, egress, hook_errors, land, policy, prompt,
+    resolve_program, run_dir, run_entry, write_exec_wrapper, Options, Recorder, Report, Reporter,
+    Verdict, WorkError,
 };
 use crate::agent::{Agent, Summary};
 use crate::audit::{Event, NewEntry};
@@ -268,6 +268,17 @@ impl Run<'_> {
         let outcome = self.run_job(&job, reporter, &redactor, Some(observer.as_mut()))?;
         let agent_ms = agent_started.elapsed().as_millis() as u64;
         self.summary = observer.summary();
+        // Commands the agent ran whose results its hooks could not record: never silent.
+        let hook_errors = hook_errors::read(&home);
+        if let Some(last) = hook_errors.last() {
+            reporter.warn(&format!(
+                "Warning: the agent's hooks could not reach chant's gate {} time(s); not every command it ran is in the ledger (last: {last})",
+                hook_errors.len()
+            ));
+            self.summary
+                .details
+                .insert("hook_errors".into(), json!(hook_errors.len()));
+        }
         self.record_refusals(proxy.as_mut(), reporter, recorder)?;
         let failure = match &outcome {
             // What the agent said about its run is the better reason.
