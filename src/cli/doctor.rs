@@ -8,7 +8,7 @@ use std::path::Path;
 use crate::config::{Config, SandboxLevel};
 use crate::error::Result;
 use crate::project::Project;
-use crate::sandbox::{self, process, EgressRoute, Sandbox};
+use crate::sandbox::{self, EgressRoute, Sandbox};
 
 /// Check which sandbox levels are usable on this machine
 #[derive(Debug, clap::Args)]
@@ -69,29 +69,26 @@ pub fn run(_args: Args) -> Result<u8> {
 /// What `agent.network` gives the agent here.
 fn report_network(config: &Config) -> Result<()> {
     let network = &config.agent.network;
+    let notes = sandbox::network_notes(config);
     if !network.enabled {
+        let levels: Vec<&str> = notes.iter().map(|(level, _)| level.as_str()).collect();
         outln!(
-            "{:<12} off      levels docker and vm have no network (agent.network.enabled: false)",
-            "network"
+            "{:<12} off      levels {} have no network (agent.network.enabled: false)",
+            "network",
+            levels.join(" and ")
         );
         return Ok(());
     }
     let allowed = network.allowed_hosts.0.patterns().len();
-    let ldd = process::find_program("ldd", &std::env::var("PATH").unwrap_or_default());
+    let notes: Vec<String> = notes
+        .iter()
+        .map(|(level, note)| format!("; {level}: {note}"))
+        .collect();
     outln!(
-        "{:<12} on       {allowed} allowed_hosts entr{}, through chant's egress proxy; docker: {}; vm: {}",
+        "{:<12} on       {allowed} allowed_hosts entr{}, through chant's egress proxy{}",
         "network",
         if allowed == 1 { "y" } else { "ies" },
-        if ldd.is_some() {
-            "relay ready (ldd found)"
-        } else {
-            "no ldd on PATH, the relay cannot be set up (install libc-bin)"
-        },
-        match config.agent.vm.network {
-            crate::config::VmNetwork::Allowlist => "agent.vm.network: allowlist",
-            crate::config::VmNetwork::Isolated =>
-                "agent.vm.network is isolated: set it to allowlist to use the vm level",
-        }
+        notes.concat()
     );
     Ok(())
 }

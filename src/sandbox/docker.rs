@@ -32,6 +32,7 @@ use bollard::models::{ContainerCreateBody, HostConfig, HostConfigLogConfig};
 use bollard::query_parameters::WaitContainerOptionsBuilder;
 use futures_util::StreamExt;
 
+pub use checkup::network_note;
 pub use mounts::volumes;
 
 use super::{GuestView, Job, Outcome, OutputSink, Sandbox, SandboxError, Stream, Workspace};

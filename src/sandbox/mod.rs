@@ -299,6 +299,16 @@ pub fn levels() -> impl Iterator<Item = SandboxLevel> {
     SandboxLevel::OPTIONS.iter().map(|(_, level)| *level)
 }
 
+/// For `git chant doctor`'s network line: the levels whose program has no network but
+/// through chant's relay, each with what `agent.network` gives it here. Read from the config
+/// alone, so that a level that cannot be set up still says what to change.
+pub fn network_notes(config: &Config) -> Vec<(SandboxLevel, String)> {
+    vec![
+        (SandboxLevel::Docker, docker::network_note()),
+        (SandboxLevel::Vm, vm::network_note(&config.agent.vm)),
+    ]
+}
+
 /// The sandbox for `level`.
 pub fn for_level(level: SandboxLevel, config: &Config) -> Result<Box<dyn Sandbox>, SandboxError> {
     match level {

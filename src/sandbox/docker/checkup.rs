@@ -1,5 +1,6 @@
 //! What `git chant doctor` says about the docker level: whether the engine answers and the
-//! image is there. It asks the engine; it never creates a container.
+//! image is there, and whether the relay for `agent.network` can be set up. It asks the
+//! engine; it never creates a container.
 
 use super::super::{Check, Checkup};
 
@@ -17,5 +18,14 @@ pub(super) fn checkup(image: &str, program: &str) -> Checkup {
             probe.host,
             probe.version.as_deref().unwrap_or("?"),
         ))),
+    }
+}
+
+/// Whether the relay that carries `agent.network` into the container can be set up here.
+pub fn network_note() -> String {
+    let path = std::env::var("PATH").unwrap_or_default();
+    match crate::sandbox::process::find_program("ldd", &path) {
+        Some(_) => "relay ready (ldd found)".into(),
+        None => "no ldd on PATH, the relay cannot be set up (install libc-bin)".into(),
     }
 }

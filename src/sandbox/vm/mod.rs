@@ -489,6 +489,16 @@ fn job_script(job: &Job) -> String {
     s
 }
 
+/// What `agent.network` gives the guest under `config` (for `git chant doctor`).
+pub fn network_note(config: &VmConfig) -> String {
+    match config.network {
+        VmNetwork::Allowlist => "agent.vm.network: allowlist".into(),
+        VmNetwork::Isolated => {
+            "agent.vm.network is isolated: set it to allowlist to use the vm level".into()
+        }
+    }
+}
+
 fn missing(what: &str, fix: &str) -> SandboxError {
     SandboxError::Missing {
         what: what.to_string(),
