@@ -16,7 +16,9 @@
 //!
 //! Adding a level: a variant of `SandboxLevel` (its spelling, in `config`), a module here
 //! implementing [`Sandbox`] (with a `new` that refuses, exit 2 naming the key, any config
-//! it cannot honour), and one arm in [`for_level`]. Nothing outside `src/sandbox/` changes.
+//! it cannot honour), one arm in [`for_level`] and, when its program reaches the network
+//! only through chant's relay, a line in [`network_notes`]. Nothing outside `src/sandbox/`
+//! changes.
 
 pub mod docker;
 pub mod kubernetes;
