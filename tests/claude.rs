@@ -586,3 +586,83 @@ fn claude_in_a_vm_lands_an_edit_and_a_command_through_the_allowlist() {
     assert!(!said.contains(API_KEY), "the API key leaked:\n{said}");
     assert!(run.stdout().contains("[turn 1] Write"), "{}", run.stdout());
 }
+
+/// The `command_run` entries of `repo` with `details.phase == "completed"`.
+fn completions(repo: &TestRepo) -> Vec<serde_json::Value> {
+    repo.events("command_run")
+        .into_iter()
+        .filter(|e| e["details"]["phase"] == "completed")
+        .map(|e| e["details"].clone())
+        .collect()
+}
+
+#[test]
+fn each_command_claude_ran_is_recorded_with_its_exit_code_and_duration_linked_to_its_decision() {
+    let (repo, id) = repo_with_claude("  sandbox: permissions\n");
+    let Some(live) = Live::start(
+        "each_command_claude_ran_is_recorded_with_its_exit_code_and_duration_linked_to_its_decision",
+        vec![
+            Turn::bash("echo ran > ran.txt; sleep 0.3"),
+            Turn::bash("echo bad >&2; exit 3"),
+            Turn::Text("Done.".into()),
+        ],
+    ) else {
+        return;
+    };
+    let run = live.chant(&repo, &["work", &id], &[]).assert_ok();
+    let allowed: Vec<serde_json::Value> = repo
+        .events("command_run")
+        .into_iter()
+        .filter(|e| e["details"]["decision"] == "allowed")
+        .map(|e| e["details"].clone())
+        .collect();
+    let done = completions(&repo);
+    assert_eq!(allowed.len(), 2, "{allowed:?}");
+    assert_eq!(done.len(), 2, "{done:?}");
+    for (decision, result) in allowed.iter().zip(&done) {
+        assert!(decision["tool_use_id"].is_string(), "{decision}");
+        assert_eq!(decision["tool_use_id"], result["tool_use_id"]);
+        assert_eq!(decision["command"], result["command"]);
+    }
+    assert_eq!(done[0]["exit_code"], 0, "{done:?}");
+    assert!(
+        done[0]["duration_ms"].as_u64().is_some_and(|ms| ms >= 300),
+        "{done:?}"
+    );
+    assert_eq!(done[1]["exit_code"], 3, "{done:?}");
+    assert!(!run.stderr().contains("could not reach chant's gate"));
+    assert!(repo.events("spec_completed")[0]["details"]
+        .get("hook_errors")
+        .is_none());
+}
+
+#[test]
+fn a_hook_that_could_not_reach_the_gate_is_reported_after_the_run() {
+    // Claude Code shows nothing of a failing PostToolUse hook: the hook writes what went
+    // wrong into the run's HOME, and chant says so. Here Claude writes the line itself, at
+    // level none (at permissions Claude refuses to write under a `.git` path; the hook,
+    // which Claude runs outside its tools, is not refused).
+    let (repo, id) = repo_with_claude("  sandbox: none\n");
+    let Some(live) = Live::start(
+        "a_hook_that_could_not_reach_the_gate_is_reported_after_the_run",
+        vec![
+            Turn::bash("echo 'chant: simulated failure' >> \"$HOME/.chant-hook-errors\""),
+            Turn::write("{cwd}/hello.txt", "Hello\n"),
+            Turn::Text("Done.".into()),
+        ],
+    ) else {
+        return;
+    };
+    let run = live.chant(&repo, &["work", &id], &[]).assert_ok();
+    assert!(
+        run.stderr()
+            .contains("could not reach chant's gate 1 time(s)")
+            && run.stderr().contains("simulated failure"),
+        "{}",
+        run.stderr()
+    );
+    assert_eq!(
+        repo.events("spec_completed")[0]["details"]["hook_errors"],
+        1
+    );
+}

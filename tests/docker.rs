@@ -465,6 +465,16 @@ fn doctor_reports_the_docker_level() {
 // These need no engine: the refusals come before any is asked.
 
 #[test]
+fn doctor_names_a_docker_config_the_level_cannot_honour_and_the_level_is_not_usable() {
+    let repo = TestRepo::initialised();
+    repo.write_config("agent:\n  sandbox: docker\n  docker:\n    network: bridge\n");
+    repo.chant(&["doctor"])
+        .assert_code(1)
+        .stdout_has("docker       missing  agent.docker: network 'bridge' is not supported")
+        .stdout_has("agent.sandbox is docker: NOT usable");
+}
+
+#[test]
 fn an_unreachable_engine_is_an_input_error_naming_the_fix() {
     let (repo, id) = setup("chant-agent:latest", &["greet.sh"], "", "");
     let missing = repo.tmp.path().join("no-docker.sock");

@@ -195,3 +195,45 @@ fn injecting_without_the_network_is_refused_before_anything_is_created() {
     assert_eq!(repo.rev(&format!("chant/{id}")), None, "no branch created");
     assert!(repo.events("spec_started").is_empty(), "nothing started");
 }
+
+#[test]
+fn injecting_at_a_level_chants_proxy_cannot_reach_is_refused_before_anything_is_created() {
+    let repo = common::TestRepo::initialised();
+    repo.use_agent(
+        "greet.sh",
+        "  sandbox: kubernetes\n  network:\n    enabled: true\n  secrets:\n    inject:\n      API_KEY: [api.example.com]\n  kubernetes:\n    image: worker:1\n    repo_url: https://git.example.com/r.git\n",
+        "",
+    );
+    let id = repo.add_spec("Call the API", &["hello.txt"]);
+    repo.git(&["add", "-A"]);
+    repo.git(&["commit", "--quiet", "-m", "spec"]);
+    for args in [
+        vec!["work", id.as_str()],
+        vec!["work", id.as_str(), "--dry-run"],
+    ] {
+        let out = common::Run(
+            repo.chant_cmd(&args)
+                .env("API_KEY", "sk-test-api03-abcdefghijklmnop")
+                .env("KUBECONFIG", "/nonexistent/kubeconfig")
+                .output()
+                .expect("run"),
+        )
+        .assert_code(2);
+        assert!(
+            out.stderr().contains("agent.secrets.inject")
+                && out.stderr().contains("no route through chant's proxy"),
+            "{args:?}: {}",
+            out.stderr()
+        );
+        assert!(out.stdout().is_empty(), "{args:?}: {}", out.stdout());
+    }
+    assert_eq!(repo.rev(&format!("chant/{id}")), None, "no branch created");
+    assert!(repo.events("spec_started").is_empty(), "nothing started");
+    let doctor = repo.chant(&["doctor"]).stdout();
+    assert!(
+        doctor.lines().any(|l| l.starts_with("inject")
+            && l.contains("NOT ready")
+            && l.contains("not available at the kubernetes level yet")),
+        "{doctor}"
+    );
+}

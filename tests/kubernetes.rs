@@ -600,3 +600,50 @@ fn doctor_reports_the_cluster_and_what_is_missing() {
     let out = repo.chant(&["doctor"]).stdout();
     assert!(out.contains("agent.kubernetes.image is not set"), "{out}");
 }
+
+/// A repository set up for the kubernetes level with no cluster behind it: what is decided
+/// before a pod is asked for.
+fn no_cluster(extra: &str, message: &str) -> (TestRepo, String) {
+    let repo = TestRepo::initialised();
+    repo.write_config(&format!(
+        "agent:\n  sandbox: kubernetes\n  command: [agent]\n  kubernetes:\n    image: worker:1\n    repo_url: https://git.example.com/r.git\n{extra}"
+    ));
+    repo.write("notes/private.txt", "not for the agent\n");
+    let id = repo.add_spec("Do a thing", &["a.txt"]);
+    repo.git(&["add", "-A"]);
+    repo.git(&["commit", "--quiet", "-m", message]);
+    (repo, id)
+}
+
+#[test]
+fn a_branch_with_withheld_paths_is_refused_before_anything_is_recorded() {
+    let (repo, id) = no_cluster("  file_access:\n    denied_paths: [notes/]\n", "spec");
+    repo.chant_cmd(&["work", &id])
+        .env("KUBECONFIG", "/nonexistent/kubeconfig")
+        .output()
+        .map(common::Run)
+        .expect("run")
+        .assert_code(2)
+        .stderr_has("cannot withhold them yet");
+    assert!(repo.events("spec_started").is_empty());
+}
+
+#[test]
+fn a_commit_message_that_mentions_withheld_paths_does_not_refuse_the_run() {
+    // Whether paths were withheld is the clone's record, never a reading of a message the
+    // branch's author wrote.
+    let (repo, id) = no_cluster("", "chant: start of x, 3 path(s) withheld by file_access");
+    let run = repo
+        .chant_cmd(&["work", &id])
+        .env("KUBECONFIG", "/nonexistent/kubeconfig")
+        .output()
+        .map(common::Run)
+        .expect("run");
+    assert!(
+        !run.stderr().contains("cannot withhold"),
+        "{}",
+        run.stderr()
+    );
+    // It got as far as asking for the cluster, which is not there.
+    assert_eq!(repo.events("spec_started").len(), 1, "{}", run.stderr());
+}

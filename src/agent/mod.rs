@@ -25,6 +25,11 @@ use serde_json::{Map, Value};
 use crate::config::{AgentKind, Config, SandboxLevel};
 use crate::sandbox::Stream;
 
+/// A file in the run's private HOME where an adapter's hooks write what went wrong when
+/// they could not reach chant's gate without stopping the agent; `work` reports its lines
+/// after the run (a hook's stderr is not shown by every agent).
+pub const HOOK_ERRORS: &str = ".chant-hook-errors";
+
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
     #[error("{}: {reason}; fix or remove it (chant merges it into the agent's settings for the run)", .path)]

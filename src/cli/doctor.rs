@@ -1,11 +1,14 @@
 //! `git chant doctor`: which sandbox levels can run here, and the fix for each that cannot.
+//!
+//! Each level answers for itself (`Sandbox::checkup`, `Sandbox::egress_route`); this file
+//! walks `sandbox::levels()` and prints, and never matches on a level.
 
 use std::path::Path;
 
 use crate::config::{Config, SandboxLevel};
 use crate::error::Result;
 use crate::project::Project;
-use crate::sandbox::{docker, process};
+use crate::sandbox::{self, EgressRoute, Sandbox};
 
 /// Check which sandbox levels are usable on this machine
 #[derive(Debug, clap::Args)]
@@ -19,75 +22,28 @@ pub struct Args {}
 pub fn run(_args: Args) -> Result<u8> {
     let project = Project::discover()?;
     let config = project.config()?;
-    let argv = config.agent_command();
-    let program = argv.first().cloned().unwrap_or_default();
+    let template = config.agent_command();
     let mut usable = Vec::new();
-
-    let local = check_program(&program, project.root());
-    for level in [SandboxLevel::None, SandboxLevel::Permissions] {
-        match &local {
-            Ok(path) => {
-                outln!(
-                    "{:<12} ok       agent program {program} at {path}",
-                    level.as_str()
-                );
-                usable.push(level);
+    let mut configured = None;
+    for level in sandbox::levels() {
+        let sandbox = match sandbox::for_level(level, &config) {
+            Ok(sandbox) => sandbox,
+            Err(e) => {
+                outln!("{:<12} missing  {e}", level.as_str());
+                continue;
             }
-            Err(fix) => outln!("{:<12} missing  {fix}", level.as_str()),
+        };
+        let checkup = sandbox.checkup(&template, project.root());
+        for (i, check) in checkup.lines.iter().enumerate() {
+            let label = if i == 0 { level.as_str() } else { "" };
+            outln!("{label:<12} {:<8} {}", check.status, check.text);
         }
-    }
-
-    let probe = docker::probe(&config.agent.docker.image);
-    match (&probe.engine, &probe.image) {
-        (Err(e), _) => outln!("{:<12} missing  {e}", "docker"),
-        (Ok(()), Some(Err(e))) => outln!(
-            "{:<12} missing  engine {} answers, but {e}",
-            "docker",
-            probe.host
-        ),
-        (Ok(()), _) => {
-            outln!(
-                "{:<12} ok       engine {} (Docker {}), image {}; agent program {program} must be in the image",
-                "docker",
-                probe.host,
-                probe.version.as_deref().unwrap_or("?"),
-                config.agent.docker.image
-            );
-            usable.push(SandboxLevel::Docker);
+        if checkup.usable {
+            usable.push(level);
         }
-    }
-    if let Err(e) = docker::Docker::new(&config) {
-        outln!("{:<12} refused  {e}", "");
-        usable.retain(|l| *l != SandboxLevel::Docker);
-    }
-    let vm = crate::sandbox::for_level(SandboxLevel::Vm, &config)
-        .and_then(|vm| vm.preflight(&config.agent_command()).map(|()| vm));
-    match vm {
-        Ok(_) => {
-            outln!(
-                "{:<12} ok       qemu, a kernel, busybox and the agent program {program} (in agent.vm.image or busybox) found",
-                "vm"
-            );
-            usable.push(SandboxLevel::Vm);
+        if level == config.agent.sandbox {
+            configured = Some(sandbox);
         }
-        Err(e) => outln!("{:<12} missing  {e}", "vm"),
-    }
-    let k = &config.agent.kubernetes;
-    match crate::sandbox::kubernetes::Kubernetes::new(&config) {
-        Err(e) => outln!("{:<12} missing  {e}", "kubernetes"),
-        Ok(_) => match crate::sandbox::kubernetes::probe(&k.namespace) {
-            Ok((server, context)) => {
-                outln!(
-                    "{:<12} ok       API server {server} (context {}), namespace {} answers; image {}",
-                    "kubernetes",
-                    context.as_deref().unwrap_or("in-cluster"),
-                    k.namespace,
-                    k.image.as_deref().unwrap_or("?")
-                );
-                usable.push(SandboxLevel::Kubernetes);
-            }
-            Err(e) => outln!("{:<12} missing  {e}", "kubernetes"),
-        },
     }
     report_network(&config)?;
     match project.clones_dir() {
@@ -106,42 +62,40 @@ pub fn run(_args: Args) -> Result<u8> {
             legacy.display()
         );
     }
-    report_inject(&config, project.root())?;
+    report_inject(&config, configured.as_deref(), project.root())?;
     report_configured(&config, &usable)
 }
 
 /// What `agent.network` gives the agent here.
 fn report_network(config: &Config) -> Result<()> {
     let network = &config.agent.network;
+    let notes = sandbox::network_notes(config);
     if !network.enabled {
+        let levels: Vec<&str> = notes.iter().map(|(level, _)| level.as_str()).collect();
         outln!(
-            "{:<12} off      levels docker and vm have no network (agent.network.enabled: false)",
-            "network"
+            "{:<12} off      levels {} have no network (agent.network.enabled: false)",
+            "network",
+            levels.join(" and ")
         );
         return Ok(());
     }
     let allowed = network.allowed_hosts.0.patterns().len();
-    let ldd = process::find_program("ldd", &std::env::var("PATH").unwrap_or_default());
+    let notes: Vec<String> = notes
+        .iter()
+        .map(|(level, note)| format!("; {level}: {note}"))
+        .collect();
     outln!(
-        "{:<12} on       {allowed} allowed_hosts entr{}, through chant's egress proxy; docker: {}; vm: {}",
+        "{:<12} on       {allowed} allowed_hosts entr{}, through chant's egress proxy{}",
         "network",
         if allowed == 1 { "y" } else { "ies" },
-        if ldd.is_some() {
-            "relay ready (ldd found)"
-        } else {
-            "no ldd on PATH, the relay cannot be set up (install libc-bin)"
-        },
-        match config.agent.vm.network {
-            crate::config::VmNetwork::Allowlist => "agent.vm.network: allowlist",
-            crate::config::VmNetwork::Isolated =>
-                "agent.vm.network is isolated: set it to allowlist to use the vm level",
-        }
+        notes.concat()
     );
     Ok(())
 }
 
-/// What `agent.secrets.inject` gives: which names go to which hosts, and what is missing.
-fn report_inject(config: &Config, root: &Path) -> Result<()> {
+/// What `agent.secrets.inject` gives: which names go to which hosts, and what is missing;
+/// `configured` is the level of `agent.sandbox`, when it can be set up here.
+fn report_inject(config: &Config, configured: Option<&dyn Sandbox>, root: &Path) -> Result<()> {
     let inject = &config.agent.secrets.inject;
     if inject.is_empty() {
         return Ok(());
@@ -157,8 +111,8 @@ fn report_inject(config: &Config, root: &Path) -> Result<()> {
     if !config.agent.network.enabled {
         problems.push("agent.network.enabled is false, so nothing can use them".to_string());
     }
-    if config.agent.sandbox == SandboxLevel::Kubernetes {
-        problems.push("not available at the kubernetes level yet".to_string());
+    if let Some(EgressRoute::Unreachable { short, .. }) = configured.map(|s| s.egress_route()) {
+        problems.push(short.to_string());
     }
     if let Some(ca) = &config.agent.network.upstream_ca {
         if !root.join(ca).is_file() {
@@ -194,21 +148,5 @@ fn report_configured(config: &Config, usable: &[SandboxLevel]) -> Result<u8> {
     } else {
         outln!("\nagent.sandbox is {level}: NOT usable here (see above)");
         Ok(1)
-    }
-}
-
-/// The agent program on this machine's PATH, or the fix when it is missing.
-fn check_program(program: &str, root: &Path) -> std::result::Result<String, String> {
-    let resolved = if program.contains('/') && !program.starts_with('/') {
-        root.join(program).to_string_lossy().into_owned()
-    } else {
-        program.to_string()
-    };
-    let path = std::env::var("PATH").unwrap_or_default();
-    match process::find_program(&resolved, &path) {
-        Some(p) => Ok(p.display().to_string()),
-        None => Err(format!(
-            "agent program '{program}' not found on PATH; install it or set agent.command"
-        )),
     }
 }

@@ -33,6 +33,10 @@ pub struct Args {
     /// Read a Claude Code PreToolUse hook event on stdin and answer allow (0) or block (2)
     #[arg(long, conflicts_with = "command")]
     claude_hook: bool,
+    /// Read a Claude Code PostToolUse/PostToolUseFailure hook event on stdin and record the
+    /// command's exit code and duration (a command_run with details.phase: completed)
+    #[arg(long, conflicts_with_all = ["command", "claude_hook"])]
+    claude_hook_result: bool,
     /// The command and its arguments
     #[arg(last = true, value_name = "CMD")]
     command: Vec<String>,
@@ -57,13 +61,18 @@ pub fn run(args: Args) -> Result<u8> {
         e
     };
 
+    if args.claude_hook_result {
+        let event = read_hook_event("--claude-hook-result")?;
+        let completed = crate::agent::claude::hook::result_entry(entry(Event::CommandRun), &event)
+            .map_err(|e| Error::Usage(format!("--claude-hook-result: {e}")))?;
+        crate::audit::record(&project, &config, &identity, completed)?;
+        return Ok(0);
+    }
+    // Claude Code's id of the tool call, which links the decision to its result.
+    let mut tool_use_id = None;
     let (decision, shown, argv) = if args.claude_hook {
-        let mut input = String::new();
-        std::io::stdin()
-            .read_to_string(&mut input)
-            .map_err(|e| Error::io("(stdin)", e))?;
-        let event: serde_json::Value = serde_json::from_str(&input)
-            .map_err(|e| Error::Usage(format!("--claude-hook: stdin is not a hook event: {e}")))?;
+        let event = read_hook_event("--claude-hook")?;
+        tool_use_id = event["tool_use_id"].as_str().map(str::to_string);
         let line = event["tool_input"]["command"]
             .as_str()
             .unwrap_or_default()
@@ -86,9 +95,13 @@ pub fn run(args: Args) -> Result<u8> {
     let record = |e: NewEntry| crate::audit::record(&project, &config, &identity, e);
     // Every decision is a command_run entry, whether the command then ran or not.
     let command_run = |decision: &str| {
-        entry(Event::CommandRun)
+        let e = entry(Event::CommandRun)
             .detail("command", shown.clone())
-            .detail("decision", decision)
+            .detail("decision", decision);
+        match &tool_use_id {
+            Some(id) => e.detail("tool_use_id", id.clone()),
+            None => e,
+        }
     };
     if let Decision::Denied { rule, segment } = &decision {
         record(
@@ -149,4 +162,14 @@ pub fn run(args: Args) -> Result<u8> {
         errln!("chant: cannot run '{}': {e}", argv[0]);
     }
     Ok(u8::try_from(code.clamp(0, 255)).unwrap_or(1))
+}
+
+/// The hook event on stdin, as JSON (`flag` names the mode in the error).
+fn read_hook_event(flag: &str) -> Result<serde_json::Value> {
+    let mut input = String::new();
+    std::io::stdin()
+        .read_to_string(&mut input)
+        .map_err(|e| Error::io("(stdin)", e))?;
+    serde_json::from_str(&input)
+        .map_err(|e| Error::Usage(format!("{flag}: stdin is not a hook event: {e}")))
 }

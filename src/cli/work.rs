@@ -10,7 +10,7 @@ use crate::error::{Error, Result};
 use crate::identity::Identity;
 use crate::project::Project;
 use crate::sandbox::Stream;
-use crate::work::{self, Options, Verdict};
+use crate::work::{self, DryRun, Options, Verdict};
 
 /// Run an agent on a spec in a sandboxed clone on its own branch
 #[derive(Debug, clap::Args)]
@@ -101,16 +101,15 @@ pub fn run(args: Args) -> Result<u8> {
         dry_run: args.dry_run,
     };
     if options.dry_run {
-        if options.sandbox.unwrap_or(config.agent.sandbox) == SandboxLevel::Kubernetes {
-            // The documents alone on stdout, for `kubectl apply -f -`.
-            out!(
-                "{}",
-                work::kubernetes_manifests(&project, &identity, &options)?
-            );
-            errln!("chant: nothing was created, contacted or recorded (--dry-run)");
-            return Ok(0);
-        }
-        let plan = work::plan(&project, &options)?;
+        let plan = match work::dry_run(&project, &identity, &options)? {
+            DryRun::Documents(documents) => {
+                // The documents alone on stdout, for `kubectl apply -f -`.
+                out!("{documents}");
+                errln!("chant: nothing was created, contacted or recorded (--dry-run)");
+                return Ok(0);
+            }
+            DryRun::Plan(plan) => plan,
+        };
         outln!("spec:      {} ({})", plan.id, plan.title);
         outln!("sandbox:   {}", plan.level);
         outln!("branch:    {} ({})", plan.branch, plan.start);

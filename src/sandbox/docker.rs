@@ -14,6 +14,7 @@
 //! reaped at the start of the next run. It never mounts the Docker socket, never runs the
 //! agent as root, never chmods anything open.
 
+mod checkup;
 mod engine;
 mod mounts;
 mod objects;
@@ -31,9 +32,10 @@ use bollard::models::{ContainerCreateBody, HostConfig, HostConfigLogConfig};
 use bollard::query_parameters::WaitContainerOptionsBuilder;
 use futures_util::StreamExt;
 
+pub use checkup::network_note;
 pub use mounts::volumes;
 
-use super::{GuestView, Job, Outcome, OutputSink, Sandbox, SandboxError, Stream};
+use super::{GuestView, Job, Outcome, OutputSink, Sandbox, SandboxError, Stream, Workspace};
 use crate::config::{Config, DockerConfig, SandboxLevel};
 
 /// Where the clone appears inside the container.
@@ -136,9 +138,14 @@ impl Sandbox for Docker {
         true
     }
 
+    fn checkup(&self, template: &[String], _root: &Path) -> super::Checkup {
+        let program = template.first().map(String::as_str).unwrap_or_default();
+        checkup::checkup(&self.config.image, program)
+    }
+
     /// The clone's git must work without the main repository, which is not mounted.
-    fn prepare(&self, workspace: &Path) -> Result<Vec<String>, SandboxError> {
-        objects::make_self_contained(workspace)?;
+    fn prepare(&self, workspace: &Workspace) -> Result<Vec<String>, SandboxError> {
+        objects::make_self_contained(&workspace.path)?;
         Ok(Vec::new())
     }
 

@@ -6,7 +6,9 @@
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
-use super::{process, Job, Outcome, OutputSink, Sandbox, SandboxError};
+use std::path::Path;
+
+use super::{process, Check, Checkup, Job, Outcome, OutputSink, Sandbox, SandboxError};
 use crate::config::SandboxLevel;
 
 /// A sandbox that runs the agent on this machine as the current user.
@@ -42,6 +44,25 @@ impl Sandbox for Local {
         }
     }
 
+    fn checkup(&self, template: &[String], root: &Path) -> Checkup {
+        let program = template.first().map(String::as_str).unwrap_or_default();
+        let resolved = if program.contains('/') && !program.starts_with('/') {
+            root.join(program).to_string_lossy().into_owned()
+        } else {
+            program.to_string()
+        };
+        let path = std::env::var("PATH").unwrap_or_default();
+        match process::find_program(&resolved, &path) {
+            Some(p) => Checkup::usable(Check::ok(format!(
+                "agent program {program} at {}",
+                p.display()
+            ))),
+            None => Checkup::failed(Check::missing(format!(
+                "agent program '{program}' not found on PATH; install it or set agent.command"
+            ))),
+        }
+    }
+
     fn run(
         &self,
         job: &Job,
@@ -57,5 +78,36 @@ impl Sandbox for Local {
             }
             None => process::run(job, sink, stop),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn the_checkup_finds_a_relative_agent_under_the_repository_root_and_names_a_missing_one() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let agent = root.path().join("agents/run.sh");
+        std::fs::create_dir_all(agent.parent().expect("parent")).expect("mkdir");
+        std::fs::write(&agent, "#!/bin/sh\n").expect("write");
+        std::fs::set_permissions(&agent, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        let found = Local::permissions().checkup(&["agents/run.sh".into()], root.path());
+        assert!(found.usable);
+        assert_eq!(found.lines[0].status, "ok");
+        assert!(
+            found.lines[0].text.contains(&agent.display().to_string()),
+            "{found:?}"
+        );
+        let missing = Local::none().checkup(&["agents/absent.sh".into()], root.path());
+        assert!(!missing.usable);
+        assert_eq!(missing.lines[0].status, "missing");
+        assert!(
+            missing.lines[0]
+                .text
+                .contains("agent program 'agents/absent.sh' not found on PATH"),
+            "{missing:?}"
+        );
     }
 }

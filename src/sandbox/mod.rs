@@ -3,6 +3,22 @@
 //! `work` hands a prepared [`Job`] to a [`Sandbox`] and gets an [`Outcome`] back; it never
 //! knows which level ran it. Every level is followed by the same untrusted-result check
 //! (`work::policy`), so a level only has to contain the agent, not judge its output.
+//!
+//! Every decision that depends on the level is a method of [`Sandbox`], answered by the
+//! level itself: whether its program can be started ([`Sandbox::preflight`]), whether
+//! without `agent.network` it has no network ([`Sandbox::cuts_network`]), whether chant's
+//! egress proxy can reach it and so carry secret injection ([`Sandbox::egress_route`]),
+//! the paths its program sees ([`Sandbox::guest`]), readying or refusing the clone
+//! ([`Sandbox::prepare`], given a typed [`Workspace`]), what `--dry-run` shows
+//! ([`Sandbox::describe`]) and what `doctor` says ([`Sandbox::checkup`]). `work` and `cli`
+//! never name a level, and must not start to: a question they need answered about a level
+//! becomes a method here.
+//!
+//! Adding a level: a variant of `SandboxLevel` (its spelling, in `config`), a module here
+//! implementing [`Sandbox`] (with a `new` that refuses, exit 2 naming the key, any config
+//! it cannot honour), one arm in [`for_level`] and, when its program reaches the network
+//! only through chant's relay, a line in [`network_notes`]. Nothing outside `src/sandbox/`
+//! changes.
 
 pub mod docker;
 pub mod kubernetes;
@@ -11,7 +27,7 @@ pub mod process;
 pub mod reaper;
 pub mod vm;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
@@ -40,6 +56,16 @@ pub struct Job {
     pub network: Option<Egress>,
 }
 
+/// The sandboxed clone as `work` made it, handed to [`Sandbox::prepare`] before the run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Workspace {
+    /// The clone's work tree on the host.
+    pub path: PathBuf,
+    /// Paths of the start tree kept out of the clone (by `file_access`, and gitlinks):
+    /// a level that would hand the agent the whole branch must refuse when any are.
+    pub withheld: Vec<String>,
+}
+
 /// Where the run's egress proxy listens on the host.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Egress {
@@ -47,6 +73,24 @@ pub struct Egress {
     pub socket: PathBuf,
     /// `http://127.0.0.1:PORT`, for programs on the host (none, permissions).
     pub url: String,
+}
+
+/// How a level's program reaches the network when `agent.network.enabled` is true.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EgressRoute {
+    /// Through the run's egress proxy on this machine (the proxy variables on the host; a
+    /// relay, its only route out, in a container or a vm): the proxy allows, refuses and
+    /// counts connections, and puts injected secrets in.
+    Proxy,
+    /// The program runs where chant's proxy cannot be reached: `work` starts none, the
+    /// level's own rules (e.g. a NetworkPolicy) are all the allowlist there is, and
+    /// `agent.secrets.inject` is refused before anything is created.
+    Unreachable {
+        /// Why injection is refused and the fix, completing "agent.secrets.inject …".
+        inject: &'static str,
+        /// The same in a few words, for `git chant doctor`.
+        short: &'static str,
+    },
 }
 
 /// Where things are for a program that runs in its own machine or container, when the
@@ -61,6 +105,56 @@ pub struct GuestView {
     pub files_dir: PathBuf,
     /// The command gate as seen inside (a stub saying it is unavailable, where it is).
     pub exec: PathBuf,
+}
+
+/// One line of `git chant doctor` about a level.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Check {
+    /// One word: `ok`, `missing`.
+    pub status: &'static str,
+    /// What was found, or what is missing and the fix.
+    pub text: String,
+}
+
+impl Check {
+    pub fn ok(text: impl Into<String>) -> Check {
+        Check {
+            status: "ok",
+            text: text.into(),
+        }
+    }
+
+    pub fn missing(text: impl Into<String>) -> Check {
+        Check {
+            status: "missing",
+            text: text.into(),
+        }
+    }
+}
+
+/// What `git chant doctor` found out about one level.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checkup {
+    /// Its lines, in order.
+    pub lines: Vec<Check>,
+    /// The level can run the agent here.
+    pub usable: bool,
+}
+
+impl Checkup {
+    pub fn usable(line: Check) -> Checkup {
+        Checkup {
+            lines: vec![line],
+            usable: true,
+        }
+    }
+
+    pub fn failed(line: Check) -> Checkup {
+        Checkup {
+            lines: vec![line],
+            usable: false,
+        }
+    }
 }
 
 /// How the program ended.
@@ -163,15 +257,35 @@ pub trait Sandbox {
         false
     }
 
+    /// How the program reaches the network through the run's egress proxy, if it can.
+    fn egress_route(&self) -> EgressRoute {
+        EgressRoute::Proxy
+    }
+
     /// How the program sees paths; None: as the host does (it runs on the host).
     fn guest(&self) -> Option<GuestView> {
         None
     }
 
-    /// Prepares the workspace (e.g. the agent's native permission config) before the run.
-    fn prepare(&self, _workspace: &std::path::Path) -> Result<Vec<String>, SandboxError> {
+    /// Readies the clone for this level before anything is recorded, or refuses the run
+    /// when the level cannot keep the clone's promises (e.g. withheld paths); returns the
+    /// paths it wrote into the clone (never landed).
+    fn prepare(&self, _workspace: &Workspace) -> Result<Vec<String>, SandboxError> {
         Ok(Vec::new())
     }
+
+    /// What `work --dry-run` prints instead of the plan at this level: the objects `run`
+    /// would create for `job`, as documents a tool can apply (secret values withheld);
+    /// None when the plan's lines say it all. Contacts nothing and creates nothing.
+    fn describe(&self, _job: &Job) -> Result<Option<String>, SandboxError> {
+        Ok(None)
+    }
+
+    /// `git chant doctor`'s findings: whether the agent command `template` can run at this
+    /// level here (a program with a `/` is relative to the repository `root`), in lines
+    /// that name what is missing and the fix. May ask the level's engine or cluster;
+    /// creates nothing.
+    fn checkup(&self, template: &[String], root: &Path) -> Checkup;
 
     /// Runs the job to completion, streaming output to `sink`; `stop` asks for an early end.
     fn run(
@@ -182,6 +296,21 @@ pub trait Sandbox {
     ) -> Result<Outcome, SandboxError>;
 }
 
+/// Every level, in the order the docs list them.
+pub fn levels() -> impl Iterator<Item = SandboxLevel> {
+    SandboxLevel::OPTIONS.iter().map(|(_, level)| *level)
+}
+
+/// For `git chant doctor`'s network line: the levels whose program has no network but
+/// through chant's relay, each with what `agent.network` gives it here. Read from the config
+/// alone, so that a level that cannot be set up still says what to change.
+pub fn network_notes(config: &Config) -> Vec<(SandboxLevel, String)> {
+    vec![
+        (SandboxLevel::Docker, docker::network_note()),
+        (SandboxLevel::Vm, vm::network_note(&config.agent.vm)),
+    ]
+}
+
 /// The sandbox for `level`.
 pub fn for_level(level: SandboxLevel, config: &Config) -> Result<Box<dyn Sandbox>, SandboxError> {
     match level {
@@ -190,5 +319,63 @@ pub fn for_level(level: SandboxLevel, config: &Config) -> Result<Box<dyn Sandbox
         SandboxLevel::Docker => Ok(Box::new(docker::Docker::new(config)?)),
         SandboxLevel::Vm => Ok(Box::new(vm::Vm::new(&config.agent)?)),
         SandboxLevel::Kubernetes => Ok(Box::new(kubernetes::Kubernetes::new(config)?)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(yaml: &str) -> Config {
+        crate::config::parse(".chant/config.md", &format!("---\n{yaml}---\n"))
+            .expect("config parses")
+    }
+
+    #[test]
+    fn only_a_level_whose_program_runs_beyond_chants_proxy_says_it_is_unreachable() {
+        let config = config(
+            "agent:\n  network:\n    enabled: true\n  kubernetes:\n    image: w\n    repo_url: https://h/r.git\n",
+        );
+        for level in [
+            SandboxLevel::None,
+            SandboxLevel::Permissions,
+            SandboxLevel::Docker,
+        ] {
+            let sandbox = for_level(level, &config).expect("builds");
+            assert_eq!(sandbox.egress_route(), EgressRoute::Proxy, "{level}");
+        }
+        let k8s = for_level(SandboxLevel::Kubernetes, &config).expect("builds");
+        let EgressRoute::Unreachable { inject, short } = k8s.egress_route() else {
+            panic!("a pod reaches chant's proxy")
+        };
+        assert!(inject.contains("expose the secret instead"), "{inject}");
+        assert!(short.contains("kubernetes"), "{short}");
+    }
+
+    #[test]
+    fn dry_run_documents_come_from_levels_that_create_objects_and_hold_no_secret_value() {
+        let config = config("agent:\n  kubernetes:\n    image: w\n    repo_url: https://h/r.git\n");
+        let job = Job {
+            argv: vec!["agent".into()],
+            env: vec![
+                ("CHANT_SPEC_ID".into(), "2026-01-22-001-x7m".into()),
+                ("CHANT_SESSION".into(), "sess_1".into()),
+                ("AGENT_API_KEY".into(), "sk-dry-run-4242".into()),
+            ],
+            workspace: "/workspace/repo".into(),
+            timeout: Duration::from_secs(60),
+            files: Vec::new(),
+            hold_stdin: false,
+            network: None,
+        };
+        for level in [SandboxLevel::None, SandboxLevel::Permissions] {
+            let described = for_level(level, &config).and_then(|s| s.describe(&job));
+            assert!(matches!(described, Ok(None)), "{level}: {described:?}");
+        }
+        let k8s = for_level(SandboxLevel::Kubernetes, &config).expect("builds");
+        let yaml = k8s.describe(&job).expect("renders").expect("documents");
+        assert!(yaml.contains("kind: Job"), "{yaml}");
+        assert!(yaml.contains("AGENT_API_KEY"), "{yaml}");
+        assert!(!yaml.contains("sk-dry-run-4242"), "{yaml}");
     }
 }

@@ -49,13 +49,12 @@ pub struct Clone {
     pub path: PathBuf,
     /// Files of the start tree that were checked out, by path.
     pub files: HashMap<String, BaseFile>,
-    /// Paths of the start tree that were withheld (denied or not allowed).
-    pub hidden: usize,
-    /// The commit the clone starts from (in the main repository), its branch and the
-    /// withheld paths: what a fresh `.git` needs (see [`disarm`]).
+    /// Paths of the start tree that were withheld (denied, not allowed, gitlinks).
+    pub withheld: Vec<String>,
+    /// The commit the clone starts from (in the main repository) and its branch: with
+    /// the withheld paths, what a fresh `.git` needs (see [`disarm`]).
     start: Oid,
     branch: String,
-    withheld: Vec<String>,
 }
 
 /// Creates the clone of `start` at `path` (which must not exist).
@@ -112,10 +111,9 @@ pub fn create(
     Ok(Clone {
         path: path.to_path_buf(),
         files,
-        hidden: removed.len(),
+        withheld: removed,
         start,
         branch: branch.to_string(),
-        withheld: removed,
     })
 }
 
@@ -166,6 +164,16 @@ fn init_git(
     clone.reference(&refname, head, true, "chant: start")?;
     clone.set_head(&refname)?;
     Ok(clone)
+}
+
+impl Clone {
+    /// The clone as a sandbox level is handed it to prepare.
+    pub fn workspace(&self) -> crate::sandbox::Workspace {
+        crate::sandbox::Workspace {
+            path: self.path.clone(),
+            withheld: self.withheld.clone(),
+        }
+    }
 }
 
 /// Makes a clone the agent has used safe to keep: its `.git` (agent-writable, perhaps a

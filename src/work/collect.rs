@@ -205,7 +205,7 @@ fn link_tree(
     changes: &[Change],
 ) -> Result<LinkTree, WorkError> {
     let mut links = LinkTree::default();
-    if clone.hidden == 0 {
+    if clone.withheld.is_empty() {
         // Nothing withheld: the clone's record of the start tree is all of it, and the
         // walk (100,000 entries in a large repository) is not needed.
         for (path, file) in &clone.files {

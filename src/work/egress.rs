@@ -11,9 +11,9 @@ use tempfile::TempDir;
 
 use super::WorkError;
 use crate::audit::NewEntry;
-use crate::config::{Config, SandboxLevel};
+use crate::config::Config;
 use crate::net::{EgressPolicy, EgressProxy, InjectedSecret, Injection};
-use crate::sandbox::Egress;
+use crate::sandbox::{Egress, EgressRoute};
 use crate::secrets::Secrets;
 
 /// The variables through which the usual TLS stacks (OpenSSL, curl, git, Node, Python
@@ -32,32 +32,26 @@ pub(super) type AgentEnv = Vec<(String, String)>;
 /// The CA bundle's file name, beside the prompt (`/run/chant/` in a container).
 pub(super) const CA_BUNDLE_FILE: &str = "chant-ca.pem";
 
-/// Why `agent.secrets.inject` is refused at the kubernetes level (checked before a run starts,
-/// in `work::prepare`, and again here).
-pub(super) const INJECT_NOT_AT_KUBERNETES: &str = "is not available at the kubernetes level yet (the pod has no route through chant's proxy); run at docker or vm, or expose the secret instead";
-
 /// `agent.secrets.inject` for this run: a placeholder per secret (for the agent's
 /// environment, in config order) and the injection the proxy carries out; None when no
 /// secret is injected or the network is off (`work::prepare` refuses that combination
-/// before a run starts). `root` is the repository root, which a relative `upstream_ca` is
-/// relative to.
+/// before a run starts, as it does a level the proxy cannot reach — checked again here).
+/// `root` is the repository root, which a relative `upstream_ca` is relative to.
 pub(super) fn injection(
     config: &Config,
     secrets: &Secrets,
     root: &Path,
-    level: SandboxLevel,
+    route: EgressRoute,
 ) -> Result<Option<(AgentEnv, Arc<Injection>)>, WorkError> {
     let inject = &config.agent.secrets.inject;
     if inject.is_empty() || !config.agent.network.enabled {
         return Ok(None);
     }
-    if level == SandboxLevel::Kubernetes {
-        // A pod cannot reach a proxy on this machine: the value would have to go into the
-        // pod, which is exactly what injection promises not to do.
+    if let EgressRoute::Unreachable { inject: why, .. } = route {
         return Err(WorkError::Config(crate::config::ConfigError::Invalid {
             file: crate::config::CONFIG_PATH.to_string(),
             key: "agent.secrets.inject".into(),
-            message: INJECT_NOT_AT_KUBERNETES.into(),
+            message: why.into(),
         }));
     }
     let placeholders = secrets.placeholders(&config.agent.secrets)?;

@@ -11,6 +11,7 @@ mod clone;
 mod collect;
 mod dry_run;
 mod egress;
+mod hook_errors;
 mod land;
 mod links;
 pub mod lock;
@@ -31,7 +32,7 @@ use serde_json::{json, Value};
 
 pub use cancel::{cancel_path, CancelRequest};
 pub use collect::{Change, ChangeKind};
-pub use dry_run::kubernetes_manifests;
+pub use dry_run::{dry_run, DryRun};
 pub use policy::{Notice, Violation};
 
 use crate::audit::{Event, NewEntry};
@@ -196,8 +197,8 @@ pub struct Plan {
     pub validate: Vec<String>,
 }
 
-/// Checks everything `run` checks before it creates anything, and describes the run.
-pub fn plan(project: &Project, options: &Options) -> Result<Plan, WorkError> {
+/// The plan of a prepared run (`--dry-run`, see [`dry_run`]).
+fn plan(project: &Project, prepared: Prepared) -> Result<Plan, WorkError> {
     let Prepared {
         config,
         id,
@@ -206,7 +207,7 @@ pub fn plan(project: &Project, options: &Options) -> Result<Plan, WorkError> {
         template,
         secrets,
         ..
-    } = prepare(project, options)?;
+    } = prepared;
     let branch = format!("{}{id}", config.chant.branch_prefix);
     let start = match project.repo.refname_to_id(&format!("refs/heads/{branch}")) {
         Ok(tip) => format!("{branch} at {}", &tip.to_string()[..12]),
@@ -286,8 +287,8 @@ fn prepare(project: &Project, options: &Options) -> Result<Prepared, WorkError> 
         None
     } else if !config.agent.network.enabled {
         Some("needs agent.network.enabled: true (the run's proxy is what puts the values in); enable the network, or expose the secret instead")
-    } else if level == SandboxLevel::Kubernetes {
-        Some(egress::INJECT_NOT_AT_KUBERNETES)
+    } else if let sandbox::EgressRoute::Unreachable { inject, .. } = sandbox.egress_route() {
+        Some(inject)
     } else {
         None
     };
@@ -608,14 +609,28 @@ fn agent_name(template: &[String]) -> String {
         .unwrap_or_default()
 }
 
+/// Where a run keeps its sandboxed clone (outside any `.git` component, DESIGN step 4).
+fn clone_path(project: &Project, id: &SpecId, session: &str) -> Result<PathBuf, WorkError> {
+    Ok(project.clones_dir()?.join(format!("{id}-{session}")))
+}
+
+/// A run's own directory: private HOME, prompt, gate wrapper. In .git/chant/runs: only
+/// chant writes there before the run, and it goes with the repository.
+fn run_dir(project: &Project, session: &str) -> PathBuf {
+    project.state_dir().join("runs").join(session)
+}
+
+/// The file name of the `$CHANT_EXEC` wrapper in the run dir.
+const EXEC_WRAPPER: &str = "chant-exec";
+
 /// `$CHANT_EXEC`: a wrapper that runs the command gate against the main repository.
 fn write_exec_wrapper(run_dir: &Path, root: &Path) -> Result<PathBuf, WorkError> {
     let exe =
         std::env::current_exe().map_err(|e| WorkError::io(Path::new("(current executable)"), e))?;
-    let path = run_dir.join("chant-exec");
+    let path = run_dir.join(EXEC_WRAPPER);
     let script = format!(
         "#!/bin/sh\n# The command gate: checks agent.commands and records command_run.\n\
-         if [ \"$1\" = --claude-hook ]; then exec {exe} exec --repo {root} --claude-hook; fi\n\
+         case \"$1\" in --claude-hook|--claude-hook-result) exec {exe} exec --repo {root} \"$1\";; esac\n\
          exec {exe} exec --repo {root} -- \"$@\"\n",
         exe = crate::exec::shell::quote(&exe.to_string_lossy()),
         root = crate::exec::shell::quote(&root.to_string_lossy())

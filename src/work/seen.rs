@@ -4,7 +4,7 @@
 //! and for `--dry-run`.
 
 use std::ffi::OsString;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use super::{prompt, WorkError};
 use crate::sandbox::GuestView;
@@ -20,6 +20,18 @@ pub(super) struct Seen {
 }
 
 impl Seen {
+    /// On the host (levels whose program sees the host's paths): the clone, and the run
+    /// dir holding the private HOME, the gate wrapper and the prompt.
+    pub(super) fn host(clone: PathBuf, run_dir: &Path) -> Seen {
+        Seen {
+            clone,
+            home: run_dir.join("home"),
+            exec: run_dir.join(super::EXEC_WRAPPER),
+            prompt: run_dir.join("prompt.md"),
+            path: None,
+        }
+    }
+
     /// Inside a sandbox with paths of its own.
     pub(super) fn guest(g: &GuestView) -> Seen {
         Seen {

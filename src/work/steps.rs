@@ -14,8 +14,9 @@ use super::cancel::take_cancel_request;
 use super::output::{open_log, RedactingSink};
 use super::seen::Seen;
 use super::{
-    agent_files, clone, collect, egress, land, policy, prompt, resolve_program, run_entry,
-    write_exec_wrapper, Options, Recorder, Report, Reporter, Verdict, WorkError,
+    agent_files, clone, clone_path, collect, egress, hook_errors, land, policy, prompt,
+    resolve_program, run_dir, run_entry, write_exec_wrapper, Options, Recorder, Report, Reporter,
+    Verdict, WorkError,
 };
 use crate::agent::{Agent, Summary};
 use crate::audit::{Event, NewEntry};
@@ -98,13 +99,7 @@ impl Run<'_> {
         let base = self.config.base_branch().to_string();
 
         // 4. Branch and sandboxed clone.
-        // The clone goes outside any `.git` component (DESIGN step 4). The run dir (private
-        // HOME, prompt, gate wrapper) stays in .git/chant/runs: only chant writes there
-        // before the run, and it goes with the repository.
-        let clone_path = self
-            .project
-            .clones_dir()?
-            .join(format!("{}-{}", self.id, self.identity.session));
+        let clone_path = clone_path(self.project, &self.id, &self.identity.session)?;
         let existing = repo.refname_to_id(&branch_ref).ok();
         let start = match existing {
             Some(tip) => tip,
@@ -119,11 +114,7 @@ impl Run<'_> {
         {
             return Err(WorkError::BranchMoved { branch });
         }
-        let run_dir = self
-            .project
-            .state_dir()
-            .join("runs")
-            .join(&self.identity.session);
+        let run_dir = run_dir(self.project, &self.identity.session);
         reporter.info(&format!(
             "Preparing a sandboxed clone of {branch} at {}",
             clone_path.display()
@@ -140,8 +131,11 @@ impl Run<'_> {
             &clone_path,
             &visibility,
         )?);
-        let mut generated: HashSet<String> =
-            self.sandbox.prepare(&clone.path)?.into_iter().collect();
+        let mut generated: HashSet<String> = self
+            .sandbox
+            .prepare(&clone.workspace())?
+            .into_iter()
+            .collect();
         // The agent's own settings for this run (never landed: `collect` skips them).
         let native = self.agent.workspace_files(&clone.path, self.level)?;
         for rel in agent_files::write_under(&clone.path, &native)? {
@@ -174,8 +168,12 @@ impl Run<'_> {
             }
         }
         // Injected secrets: the agent holds placeholders, the proxy the values.
-        let injection =
-            egress::injection(self.config, self.secrets, self.project.root(), self.level)?;
+        let injection = egress::injection(
+            self.config,
+            self.secrets,
+            self.project.root(),
+            self.sandbox.egress_route(),
+        )?;
         if let Some((placeholders, _)) = &injection {
             exposed.extend(placeholders.iter().cloned());
         }
@@ -225,7 +223,7 @@ impl Run<'_> {
                 .detail("base", base.clone())
                 .detail("branch", branch.clone())
                 .detail("start_commit", start.to_string())
-                .detail("withheld_paths", clone.hidden as u64)
+                .detail("withheld_paths", clone.withheld.len() as u64)
                 .detail(
                     "generated_files",
                     generated.iter().cloned().collect::<Vec<_>>(),
@@ -237,18 +235,16 @@ impl Run<'_> {
                 )])
             .map_err(WorkError::Ledger)?;
 
-        // 6. Run the agent, with the egress proxy when the network is enabled.
-        // (A Kubernetes pod cannot reach a proxy on this machine: there the NetworkPolicy
-        // is all there is, see docs/kubernetes.md.)
-        let mut proxy = if self.level == SandboxLevel::Kubernetes {
-            None
-        } else {
+        // 6. Run the agent, with the egress proxy when the network is enabled and the level
+        // can route through it (else the level's own rules are all there is).
+        let mut proxy = match self.sandbox.egress_route() {
+            sandbox::EgressRoute::Unreachable { .. } => None,
             // The adapter's model API hosts are allowed with the network (denied_hosts win).
-            egress::RunProxy::start(
+            sandbox::EgressRoute::Proxy => egress::RunProxy::start(
                 self.config,
                 injection.map(|(_, i)| i),
                 &self.agent.api_hosts(self.secrets),
-            )?
+            )?,
         };
         let egress = proxy.as_ref().map(egress::RunProxy::egress);
         if let Some(e) = &egress {
@@ -272,6 +268,17 @@ impl Run<'_> {
         let outcome = self.run_job(&job, reporter, &redactor, Some(observer.as_mut()))?;
         let agent_ms = agent_started.elapsed().as_millis() as u64;
         self.summary = observer.summary();
+        // Commands the agent ran whose results its hooks could not record: never silent.
+        let hook_errors = hook_errors::read(&home);
+        if let Some(last) = hook_errors.last() {
+            reporter.warn(&format!(
+                "Warning: the agent's hooks could not reach chant's gate {} time(s); not every command it ran is in the ledger (last: {last})",
+                hook_errors.len()
+            ));
+            self.summary
+                .details
+                .insert("hook_errors".into(), json!(hook_errors.len()));
+        }
         self.record_refusals(proxy.as_mut(), reporter, recorder)?;
         let failure = match &outcome {
             // What the agent said about its run is the better reason.

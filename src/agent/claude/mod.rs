@@ -20,6 +20,7 @@
 //!   endpoint variables when the user has them set.
 //! - output: [`stream::StreamJson`] reads the stream-json events.
 
+pub mod hook;
 mod settings;
 mod stream;
 
@@ -106,6 +107,14 @@ fn runs_on_host(level: SandboxLevel) -> bool {
 /// becomes exit 2, the only code that makes Claude Code refuse the call.
 pub const GATE_HOOK: &str = "\"$CHANT_EXEC\" --claude-hook || exit 2";
 
+/// The result hook (PostToolUse, PostToolUseFailure): `$CHANT_EXEC --claude-hook-result`
+/// records the command's exit code and duration. It fails safe and never silently: the
+/// command has run, so a failure to record it must not stop the run (never exit 2, which
+/// Claude Code would hand the model), and Claude Code shows nothing of a hook's other
+/// failures, so what went wrong goes to [`crate::agent::HOOK_ERRORS`] in the run's HOME,
+/// which `work` reports after the run.
+pub const RESULT_HOOK: &str = "\"$CHANT_EXEC\" --claude-hook-result 2>>\"$HOME/.chant-hook-errors\" || { echo \"chant: recording a command's result failed (exit $?)\" >>\"$HOME/.chant-hook-errors\"; exit 1; }";
+
 impl Agent for Claude {
     fn kind(&self) -> AgentKind {
         AgentKind::Claude
@@ -153,12 +162,7 @@ impl Agent for Claude {
             }
         }
         let mut ours = self.rules.clone();
-        ours["hooks"] = json!({
-            "PreToolUse": [{
-                "matcher": "Bash",
-                "hooks": [{"type": "command", "command": GATE_HOOK}]
-            }]
-        });
+        ours["hooks"] = settings::hooks(GATE_HOOK, RESULT_HOOK);
         let merged = merge_settings(&ours, &committed)?;
         let mut files = vec![(
             SETTINGS.to_string(),
@@ -288,6 +292,29 @@ mod tests {
             api_host(Some("https://user:pw@gateway.example.com/anthropic")),
             "gateway.example.com"
         );
+    }
+
+    #[test]
+    fn the_result_hook_never_exits_2_and_writes_what_failed_where_work_reads_it() {
+        assert!(RESULT_HOOK.contains(&format!("$HOME/{}", crate::agent::HOOK_ERRORS)));
+        let home = tempfile::tempdir().expect("tempdir");
+        // A gate that fails as badly as it can: exit 2 with a message.
+        let gate = home.path().join("gate");
+        std::fs::write(&gate, "#!/bin/sh\necho gate broke >&2\nexit 2\n").expect("write");
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&gate, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        let status = std::process::Command::new("sh")
+            .args(["-c", RESULT_HOOK])
+            .env("CHANT_EXEC", &gate)
+            .env("HOME", home.path())
+            .stdin(std::process::Stdio::null())
+            .status()
+            .expect("sh");
+        assert_eq!(status.code(), Some(1));
+        let written =
+            std::fs::read_to_string(home.path().join(crate::agent::HOOK_ERRORS)).expect("read");
+        assert!(written.contains("gate broke"), "{written}");
+        assert!(written.contains("failed (exit 2)"), "{written}");
     }
 
     #[test]

@@ -83,6 +83,22 @@ pub fn merge_settings(ours: &Value, committed: &[(&str, String)]) -> Result<Valu
     Ok(Value::Object(merged))
 }
 
+/// chant's hooks, all on `Bash`: `gate` before each call (PreToolUse), `result` after it
+/// (PostToolUse when it exited 0, PostToolUseFailure otherwise).
+pub(super) fn hooks(gate: &str, result: &str) -> Value {
+    let on_bash = |command: &str| {
+        serde_json::json!([{
+            "matcher": "Bash",
+            "hooks": [{"type": "command", "command": command}]
+        }])
+    };
+    serde_json::json!({
+        "PreToolUse": on_bash(gate),
+        "PostToolUse": on_bash(result),
+        "PostToolUseFailure": on_bash(result),
+    })
+}
+
 /// Adds the rule lists of `from` to `into` (union, order kept); other keys of `from` win.
 fn merge_permissions(into: &mut Value, from: &Value) {
     let (Value::Object(into), Value::Object(from)) = (into, from) else {

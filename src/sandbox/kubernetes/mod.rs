@@ -24,7 +24,10 @@ use std::path::Path;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
-use super::{GuestView, Job, Outcome, OutputSink, Sandbox, SandboxError};
+use super::{
+    Check, Checkup, EgressRoute, GuestView, Job, Outcome, OutputSink, Sandbox, SandboxError,
+    Workspace,
+};
 use crate::config::{Config, KubernetesConfig, NetworkConfig, SandboxLevel};
 
 pub use manifests::{Manifests, RunSpec};
@@ -136,6 +139,16 @@ impl Sandbox for Kubernetes {
         Ok(())
     }
 
+    /// A pod cannot reach a proxy on this machine: the NetworkPolicy is all there is, and
+    /// an injected value would have to go into the pod, which is exactly what injection
+    /// promises not to do.
+    fn egress_route(&self) -> EgressRoute {
+        EgressRoute::Unreachable {
+            inject: "is not available at the kubernetes level yet (the pod has no route through chant's proxy); run at docker or vm, or expose the secret instead",
+            short: "not available at the kubernetes level yet",
+        }
+    }
+
     fn guest(&self) -> Option<GuestView> {
         Some(GuestView {
             workspace: script::WORK_DIR.into(),
@@ -148,15 +161,8 @@ impl Sandbox for Kubernetes {
 
     /// The pod clones the whole branch: paths withheld by `file_access` would reach it, so
     /// such a run is refused rather than leaked.
-    fn prepare(&self, workspace: &Path) -> Result<Vec<String>, SandboxError> {
-        let repo = git2::Repository::open(workspace)
-            .map_err(|e| SandboxError::Workspace(e.to_string()))?;
-        let message = repo
-            .head()
-            .and_then(|h| h.peel_to_commit())
-            .map(|c| c.message().unwrap_or_default().to_string())
-            .map_err(|e| SandboxError::Workspace(e.to_string()))?;
-        if message.contains("withheld by file_access") {
+    fn prepare(&self, workspace: &Workspace) -> Result<Vec<String>, SandboxError> {
+        if !workspace.withheld.is_empty() {
             return Err(SandboxError::KubernetesConfig(
                 "agent.file_access withholds paths of this branch, but the kubernetes level \
                  cannot withhold them yet (the pod clones the whole branch); narrow \
@@ -165,6 +171,29 @@ impl Sandbox for Kubernetes {
             ));
         }
         Ok(Vec::new())
+    }
+
+    /// The API server answers for the namespace (the kubeconfig, or in-cluster).
+    fn checkup(&self, _template: &[String], _root: &Path) -> Checkup {
+        match probe(&self.config.namespace) {
+            Ok((server, context)) => Checkup::usable(Check::ok(format!(
+                "API server {server} (context {}), namespace {} answers; image {}",
+                context.as_deref().unwrap_or("in-cluster"),
+                self.config.namespace,
+                self.config.image.as_deref().unwrap_or("?")
+            ))),
+            Err(e) => Checkup::failed(Check::missing(e.to_string())),
+        }
+    }
+
+    /// The run's manifests as YAML documents, for `kubectl apply -f -` (the Secret's
+    /// values withheld).
+    fn describe(&self, job: &Job) -> Result<Option<String>, SandboxError> {
+        manifests::to_yaml(&self.manifests(&Self::run_spec(job)))
+            .map(Some)
+            .map_err(|e| {
+                SandboxError::Kubernetes(format!("cannot write the manifests as YAML: {e}"))
+            })
     }
 
     fn run(
@@ -240,6 +269,25 @@ mod tests {
             assert_eq!(e.exit_code(), 2);
             assert!(e.to_string().contains(key), "{e}");
         }
+    }
+
+    #[test]
+    fn a_clone_with_withheld_paths_is_refused_and_one_without_is_not() {
+        let ok = "agent:\n  kubernetes:\n    image: w\n    repo_url: https://h/r.git\n";
+        let k = level(ok).expect("valid");
+        let mut workspace = Workspace {
+            path: "/nonexistent/clone".into(),
+            withheld: Vec::new(),
+        };
+        // Decided by the typed list alone: the clone is not even opened.
+        assert_eq!(
+            k.prepare(&workspace).expect("accepted"),
+            Vec::<String>::new()
+        );
+        workspace.withheld.push("secrets/prod.key".into());
+        let e = k.prepare(&workspace).expect_err("refused");
+        assert_eq!(e.exit_code(), 2);
+        assert!(e.to_string().contains("cannot withhold them"), "{e}");
     }
 
     #[test]

@@ -21,7 +21,10 @@ mod transfer;
 use initramfs::{add_image, Cpio};
 use transfer::{pack_workspace, unpack_result};
 
-use super::{process, Egress, GuestView, Job, Outcome, OutputSink, Sandbox, SandboxError, Stream};
+use super::{
+    process, Check, Checkup, Egress, GuestView, Job, Outcome, OutputSink, Sandbox, SandboxError,
+    Stream,
+};
 use crate::config::{AgentConfig, SandboxLevel, VmAccel, VmConfig, VmNetwork, VmProvider};
 
 /// The agent's uid and gid inside the guest, whatever the image's `/etc/passwd` says.
@@ -319,6 +322,16 @@ impl Sandbox for Vm {
         }
     }
 
+    fn checkup(&self, template: &[String], _root: &Path) -> Checkup {
+        let program = template.first().map(String::as_str).unwrap_or_default();
+        match self.preflight(template) {
+            Ok(()) => Checkup::usable(Check::ok(format!(
+                "qemu, a kernel, busybox and the agent program {program} (in agent.vm.image or busybox) found"
+            ))),
+            Err(e) => Checkup::failed(Check::missing(e.to_string())),
+        }
+    }
+
     fn run(
         &self,
         job: &Job,
@@ -479,6 +492,16 @@ fn job_script(job: &Job) -> String {
     s.push_str(&crate::exec::shell::quote(&command));
     s.push('\n');
     s
+}
+
+/// What `agent.network` gives the guest under `config` (for `git chant doctor`).
+pub fn network_note(config: &VmConfig) -> String {
+    match config.network {
+        VmNetwork::Allowlist => "agent.vm.network: allowlist".into(),
+        VmNetwork::Isolated => {
+            "agent.vm.network is isolated: set it to allowlist to use the vm level".into()
+        }
+    }
 }
 
 fn missing(what: &str, fix: &str) -> SandboxError {
