@@ -19,6 +19,7 @@ mod mounts;
 mod objects;
 mod ownership;
 mod relay;
+mod selfmount;
 
 use std::collections::HashMap;
 use std::path::Path;
