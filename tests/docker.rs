@@ -233,7 +233,10 @@ fn the_container_sees_only_the_workspace_and_has_no_way_out() {
     assert!(p["prompt"].starts_with("You are working on spec"), "{show}");
     assert_eq!(p["homedir"], "/home/agent", "{show}");
     assert_eq!(p["home"], "writable", "{show}");
-    assert_eq!(p["gate"], "126", "$CHANT_EXEC is the stub: {show}");
+    assert_eq!(
+        p["gate"], "0",
+        "$CHANT_EXEC reaches the gate on the host: {show}"
+    );
     let names = repo.git(&["show", &format!("chant/{id}:env-names.txt")]);
     let names: Vec<&str> = names.lines().collect();
     assert!(names.contains(&"AGENT_API_KEY"), "{names:?}");

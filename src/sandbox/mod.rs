@@ -38,6 +38,9 @@ pub struct Job {
     pub hold_stdin: bool,
     /// The run's egress proxy (`agent.network.enabled`); None: no network at all.
     pub network: Option<Egress>,
+    /// The socket on the host where chant serves the run's command gate (`crate::gate`), for
+    /// levels with a [`Sandbox::gate_channel`]; None: `$CHANT_EXEC` is a stub there.
+    pub gate: Option<PathBuf>,
 }
 
 /// Where the run's egress proxy listens on the host.
@@ -160,6 +163,12 @@ pub trait Sandbox {
     /// here (the kernel or the hypervisor sees to it), so an agent that needs its model API
     /// cannot work.
     fn cuts_network(&self) -> bool {
+        false
+    }
+
+    /// True when `$CHANT_EXEC` inside reaches chant on the host through [`Job::gate`] (the
+    /// levels that run on the host use the host's `git chant exec` directly).
+    fn gate_channel(&self) -> bool {
         false
     }
 

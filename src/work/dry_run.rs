@@ -40,6 +40,7 @@ pub fn kubernetes_manifests(
         files: vec![(seen.prompt, prompt_text.into_bytes())],
         hold_stdin: false,
         network: None,
+        gate: None,
     };
     let m = level.manifests(&Kubernetes::run_spec(&job));
     manifests::to_yaml(&m).map_err(|e| {
