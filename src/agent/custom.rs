@@ -65,8 +65,14 @@ impl Agent for Custom {
         Vec::new()
     }
 
-    fn commands_rule(&self, _level: SandboxLevel) -> &'static str {
-        "- Run shell commands through \"$CHANT_EXEC\" (e.g. \"$CHANT_EXEC\" cargo test) so they are checked and recorded.\n"
+    fn commands_rule(&self, level: SandboxLevel) -> &'static str {
+        match level {
+            // `$CHANT_EXEC` is a stub there (no gate channel yet).
+            SandboxLevel::Vm | SandboxLevel::Kubernetes => {
+                "- Run shell commands directly; the sandbox contains them (there is no command gate at this level).\n"
+            }
+            _ => "- Run shell commands through \"$CHANT_EXEC\" (e.g. \"$CHANT_EXEC\" cargo test) so they are checked and recorded.\n",
+        }
     }
 
     fn observer(&self) -> Box<dyn Observer> {
