@@ -37,21 +37,25 @@ pub fn run(_args: Args) -> Result<u8> {
         }
     }
 
-    let probe = docker::probe(&config.agent.docker.image);
-    match (&probe.engine, &probe.image) {
-        (Err(e), _) => outln!("{:<12} missing  {e}", "docker"),
-        (Ok(()), Some(Err(e))) => outln!(
+    let probe = docker::probe(&config.agent.docker.image, &program);
+    match (&probe.engine, &probe.image, &probe.program) {
+        (Err(e), _, _) => outln!("{:<12} missing  {e}", "docker"),
+        (Ok(()), Some(Err(e)), _) | (Ok(()), _, Some(Err(e))) => outln!(
             "{:<12} missing  engine {} answers, but {e}",
             "docker",
             probe.host
         ),
-        (Ok(()), _) => {
+        (Ok(()), _, found) => {
             outln!(
-                "{:<12} ok       engine {} (Docker {}), image {}; agent program {program} must be in the image",
+                "{:<12} ok       engine {} (Docker {}), image {} with the agent program at {}",
                 "docker",
                 probe.host,
                 probe.version.as_deref().unwrap_or("?"),
-                config.agent.docker.image
+                config.agent.docker.image,
+                found
+                    .as_ref()
+                    .and_then(|f| f.as_ref().ok())
+                    .map_or("?", String::as_str)
             );
             usable.push(SandboxLevel::Docker);
         }

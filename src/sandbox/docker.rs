@@ -21,6 +21,7 @@ mod engine;
 mod mounts;
 mod objects;
 mod ownership;
+mod program;
 mod relay;
 mod selfmount;
 
@@ -87,10 +88,12 @@ pub struct Probe {
     pub version: Option<String>,
     pub engine: Result<(), SandboxError>,
     pub image: Option<Result<(), SandboxError>>,
+    /// Where the agent program is in the image.
+    pub program: Option<Result<String, SandboxError>>,
 }
 
-/// Asks the engine whether it answers and whether `image` is present.
-pub fn probe(image: &str) -> Probe {
+/// Asks the engine whether it answers, whether `image` is present and has `program`.
+pub fn probe(image: &str, program: &str) -> Probe {
     let host = engine::host();
     let rt = match engine::runtime() {
         Ok(rt) => rt,
@@ -100,6 +103,7 @@ pub fn probe(image: &str) -> Probe {
                 version: None,
                 engine: Err(e),
                 image: None,
+                program: None,
             }
         }
     };
@@ -112,16 +116,22 @@ pub fn probe(image: &str) -> Probe {
                     version: None,
                     engine: Err(e),
                     image: None,
+                    program: None,
                 }
             }
         };
         let version = docker.version().await.ok().and_then(|v| v.version);
-        let image = engine::require_image(&docker, image).await;
+        let found = engine::require_image(&docker, image).await;
+        let program = match &found {
+            Ok(()) => Some(program::find(&docker, image, program).await),
+            Err(_) => None,
+        };
         Probe {
             host: host.clone(),
             version,
             engine: Ok(()),
-            image: Some(image),
+            image: Some(found),
+            program,
         }
     })
 }

@@ -106,6 +106,8 @@ pub enum SandboxError {
     },
     #[error("agent program '{program}' is not in the vm image; add it to agent.vm.image or use a busybox command")]
     NotInImage { program: String },
+    #[error("agent program '{program}' is not in the Docker image '{image}' (looked where PATH inside finds it)\n  add it to the image (docs/sandbox.md has a Dockerfile with Claude Code) or point agent.docker.image at one that has it")]
+    NotInDockerImage { program: String, image: String },
     #[error("{what} not found: {fix}")]
     Missing { what: String, fix: String },
     #[error("vm: {0}")]
@@ -139,6 +141,7 @@ impl SandboxError {
         match self {
             SandboxError::ProgramNotFound { .. }
             | SandboxError::NotInImage { .. }
+            | SandboxError::NotInDockerImage { .. }
             | SandboxError::Missing { .. }
             | SandboxError::EngineUnreachable { .. }
             | SandboxError::EnginePermission { .. }
