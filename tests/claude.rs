@@ -634,7 +634,9 @@ fn a_claude_run_at_docker_whose_every_step_is_refused_fails_and_stays_rerunnable
         run.stderr()
     );
     assert_eq!(command_runs(&repo, "refused"), ["touch probe"]);
-    let show = repo.chant(&["show", &id]).stdout();
-    assert!(!show.contains("completed"), "{show}");
+    assert_eq!(repo.rev(&format!("chant/{id}")), repo.rev("main"));
     assert_eq!(repo.events("spec_failed").len(), 1);
+    // Failed, not completed: it can be worked again.
+    live.chant(&repo, &["work", &id], &[]).assert_code(1);
+    assert_eq!(repo.events("spec_started").len(), 2);
 }

@@ -458,7 +458,9 @@ fn doctor_reports_the_docker_level() {
     repo.chant(&["doctor"])
         .assert_ok()
         .stdout_has("docker       ok")
-        .stdout_has(&format!("with the agent program at {AGENTS_IN_IMAGE}/greet.sh"))
+        .stdout_has(&format!(
+            "with the agent program at {AGENTS_IN_IMAGE}/greet.sh"
+        ))
         .stdout_has("agent.sandbox is docker: usable");
     // A program the image lacks, by path and by name (looked up on PATH inside).
     for command in [format!("{AGENTS_IN_IMAGE}/no-such-agent"), "claude".into()] {
