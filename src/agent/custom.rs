@@ -79,3 +79,34 @@ impl Agent for Custom {
         Box::new(Silent)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_prompt_points_at_the_gate_only_where_it_is_reachable() {
+        let config = Config::from_yaml(
+            "(test)",
+            &serde_yaml_ng::from_str("agent: {}").expect("test yaml"),
+        )
+        .expect("valid config");
+        let custom = Custom::new(&config);
+        for level in [
+            SandboxLevel::None,
+            SandboxLevel::Permissions,
+            SandboxLevel::Docker,
+        ] {
+            assert!(
+                custom.commands_rule(level).contains("$CHANT_EXEC"),
+                "{level}"
+            );
+        }
+        for level in [SandboxLevel::Vm, SandboxLevel::Kubernetes] {
+            assert!(
+                !custom.commands_rule(level).contains("$CHANT_EXEC"),
+                "{level}"
+            );
+        }
+    }
+}
