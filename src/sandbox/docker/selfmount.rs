@@ -5,6 +5,7 @@
 //! container.
 
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use crate::sandbox::SandboxError;
 
@@ -15,10 +16,21 @@ pub struct SelfMount {
     pub command: Vec<String>,
 }
 
-/// git-chant under `dir` in the container (`dir/git-chant`, `dir/lib/…`, `dir/ld.so`).
-pub fn at(dir: &str) -> Result<SelfMount, SandboxError> {
-    let exe = std::env::current_exe()?;
-    let exe = exe.canonicalize()?;
+/// What `ldd` says this program loads: asked once per process (every docker job with the
+/// network or the gate needs it).
+struct Listing {
+    exe: PathBuf,
+    /// (name the program asks for, host path)
+    libs: Vec<(String, PathBuf)>,
+    loader: Option<PathBuf>,
+}
+
+fn listing() -> Result<&'static Listing, SandboxError> {
+    static LISTING: OnceLock<Listing> = OnceLock::new();
+    if let Some(l) = LISTING.get() {
+        return Ok(l);
+    }
+    let exe = std::env::current_exe()?.canonicalize()?;
     let listed = std::process::Command::new("ldd")
         .arg(&exe)
         .env_clear()
@@ -30,22 +42,32 @@ pub fn at(dir: &str) -> Result<SelfMount, SandboxError> {
             ))
         })?;
     let text = String::from_utf8_lossy(&listed.stdout);
-    let mut binds = vec![bind(&exe, &format!("{dir}/git-chant"))?];
+    let mut libs = Vec::new();
     let mut loader = None;
     for line in text.lines().map(str::trim) {
         let path_of = |s: &str| s.split(" (").next().unwrap_or_default().trim().to_string();
         if let Some((name, rest)) = line.split_once(" => ") {
             let path = path_of(rest);
             if path.starts_with('/') {
-                binds.push(bind(Path::new(&path), &format!("{dir}/lib/{name}"))?);
+                libs.push((name.to_string(), PathBuf::from(path)));
             }
         } else if line.starts_with('/') {
             loader = Some(PathBuf::from(path_of(line)));
         }
     }
-    let command = match loader {
+    Ok(LISTING.get_or_init(|| Listing { exe, libs, loader }))
+}
+
+/// git-chant under `dir` in the container (`dir/git-chant`, `dir/lib/…`, `dir/ld.so`).
+pub fn at(dir: &str) -> Result<SelfMount, SandboxError> {
+    let listing = listing()?;
+    let mut binds = vec![bind(&listing.exe, &format!("{dir}/git-chant"))?];
+    for (name, path) in &listing.libs {
+        binds.push(bind(path, &format!("{dir}/lib/{name}"))?);
+    }
+    let command = match &listing.loader {
         Some(ld) => {
-            binds.push(bind(&ld, &format!("{dir}/ld.so"))?);
+            binds.push(bind(ld, &format!("{dir}/ld.so"))?);
             vec![
                 format!("{dir}/ld.so"),
                 "--library-path".into(),
