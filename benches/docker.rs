@@ -47,6 +47,7 @@ fn main() {
         files: Vec::new(),
         hold_stdin: false,
         network: None,
+        gate: None,
     };
     let stop = Arc::new(AtomicBool::new(false));
     let mut api = Vec::new();

@@ -15,6 +15,7 @@ pub mod config;
 pub mod confined;
 pub mod error;
 pub mod exec;
+pub mod gate;
 pub mod git;
 pub mod hooks;
 pub mod identity;

@@ -666,3 +666,135 @@ fn a_hook_that_could_not_reach_the_gate_is_reported_after_the_run() {
         1
     );
 }
+
+// ---- Claude Code at the docker level: the gate through its socket, the API through the proxy ----
+
+/// `agent:` lines for the docker level with `image`, the network on (the fake API's host is
+/// allowed by the adapter) and `extra`.
+fn at_docker(image: &str, extra: &str) -> String {
+    format!(
+        "  sandbox: docker\n  docker:\n    image: {image}\n    memory: 1G\n    cpu: 1000m\n  network:\n    enabled: true\n{extra}"
+    )
+}
+
+#[test]
+fn claude_at_docker_lands_allowed_work_and_the_host_gate_refuses_and_records_a_denied_command() {
+    let Some(image) = common::claude::image() else {
+        return;
+    };
+    let (repo, id) = repo_with_claude(&at_docker(
+        &image,
+        "  permissions:\n    deny_edit: [secret.txt]\n  commands:\n    denied: [\"touch *\"]\n",
+    ));
+    let Some(live) = Live::start(
+        "claude_at_docker_lands_allowed_work_and_the_host_gate_refuses_and_records_a_denied_command",
+        vec![
+            Turn::write("{cwd}/hello.txt", "Hello from a container\n"),
+            Turn::bash("echo ran > ran.txt; echo key=$ANTHROPIC_API_KEY"),
+            Turn::bash("touch denied-probe"),
+            Turn::write("{cwd}/secret.txt", "must never be written\n"),
+            Turn::Text("Done.".into()),
+        ],
+    ) else {
+        return;
+    };
+    let run = live.chant(&repo, &["work", &id, "--keep"], &[]);
+    let show = format!("{}\n{}", run.stdout(), run.stderr());
+    let results = live.api.tool_results();
+    assert_eq!(results.len(), 4, "{results:?}\n{show}");
+    assert!(!results[0].is_error, "{results:?}");
+    assert!(!results[1].is_error, "{results:?}");
+    assert!(
+        results[2].is_error,
+        "the gate refused the command: {results:?}"
+    );
+    assert!(results[2].content.contains("touch *"), "{results:?}");
+    assert!(
+        results[3].is_error,
+        "deny_edit holds in bypass mode: {results:?}"
+    );
+    // The key reached Claude in the container but nothing chant says holds it.
+    assert!(results[1].content.contains(API_KEY), "{results:?}");
+    let run = run.assert_ok();
+    let branch = format!("chant/{id}");
+    assert_eq!(
+        repo.git(&["show", &format!("{branch}:hello.txt")]),
+        "Hello from a container\n"
+    );
+    assert_eq!(repo.git(&["show", &format!("{branch}:ran.txt")]), "ran\n");
+    let landed = repo.git(&["ls-tree", "-r", "--name-only", &branch]);
+    for never in ["denied-probe", "secret.txt", ".claude/"] {
+        assert!(!landed.contains(never), "{never} landed: {landed}");
+    }
+    let kept: Vec<_> = std::fs::read_dir(repo.clones_dir())
+        .expect("the kept clone")
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .collect();
+    assert!(
+        !kept[0].join("denied-probe").exists(),
+        "the refused command ran"
+    );
+    assert_eq!(
+        command_runs(&repo, "allowed"),
+        ["echo ran > ran.txt; echo key=$ANTHROPIC_API_KEY"]
+    );
+    assert_eq!(command_runs(&repo, "refused"), ["touch denied-probe"]);
+    let refused = repo.events("command_run");
+    let refused = refused
+        .iter()
+        .find(|e| e["details"]["decision"] == "refused")
+        .expect("recorded");
+    assert_eq!(refused["details"]["via"], "claude-hook");
+    assert_eq!(refused["sandbox"], "docker");
+    // The result hook reached the host through the same gate: the allowed command's exit
+    // code, linked to its decision by Claude Code's call id.
+    let allowed = repo
+        .events("command_run")
+        .into_iter()
+        .find(|e| e["details"]["decision"] == "allowed")
+        .expect("the allowed entry");
+    let done = completions(&repo);
+    assert_eq!(done.len(), 1, "{done:?}");
+    assert_eq!(done[0]["exit_code"], 0, "{done:?}");
+    assert_eq!(done[0]["cwd"], "/workspace", "{done:?}");
+    assert!(done[0]["tool_use_id"].is_string(), "{done:?}");
+    assert_eq!(done[0]["tool_use_id"], allowed["details"]["tool_use_id"]);
+    let said = everything_chant_said(&repo, &run);
+    assert!(!said.contains(API_KEY), "the API key leaked:\n{said}");
+    assert!(live.api.unexpected.lock().expect("lock").is_empty());
+}
+
+#[test]
+fn a_claude_run_at_docker_whose_every_step_is_refused_fails_and_stays_rerunnable() {
+    let Some(image) = common::claude::image() else {
+        return;
+    };
+    let (repo, id) = repo_with_claude(&at_docker(
+        &image,
+        "  permissions:\n    deny_edit: [hello.txt]\n  commands:\n    denied: [\"touch *\"]\n",
+    ));
+    let Some(live) = Live::start(
+        "a_claude_run_at_docker_whose_every_step_is_refused_fails_and_stays_rerunnable",
+        vec![
+            Turn::write("{cwd}/hello.txt", "refused\n"),
+            Turn::bash("touch probe"),
+            Turn::Text("I could not do it.".into()),
+        ],
+    ) else {
+        return;
+    };
+    let run = live.chant(&repo, &["work", &id], &[]).assert_code(1);
+    assert!(
+        run.stderr()
+            .contains("refused 2 time(s) and changed nothing"),
+        "{}",
+        run.stderr()
+    );
+    assert_eq!(command_runs(&repo, "refused"), ["touch probe"]);
+    assert_eq!(repo.rev(&format!("chant/{id}")), repo.rev("main"));
+    assert_eq!(repo.events("spec_failed").len(), 1);
+    // Failed, not completed: it can be worked again.
+    live.chant(&repo, &["work", &id], &[]).assert_code(1);
+    assert_eq!(repo.events("spec_started").len(), 2);
+}

@@ -233,7 +233,10 @@ fn the_container_sees_only_the_workspace_and_has_no_way_out() {
     assert!(p["prompt"].starts_with("You are working on spec"), "{show}");
     assert_eq!(p["homedir"], "/home/agent", "{show}");
     assert_eq!(p["home"], "writable", "{show}");
-    assert_eq!(p["gate"], "126", "$CHANT_EXEC is the stub: {show}");
+    assert_eq!(
+        p["gate"], "0",
+        "$CHANT_EXEC reaches the gate on the host: {show}"
+    );
     let names = repo.git(&["show", &format!("chant/{id}:env-names.txt")]);
     let names: Vec<&str> = names.lines().collect();
     assert!(names.contains(&"AGENT_API_KEY"), "{names:?}");
@@ -455,7 +458,22 @@ fn doctor_reports_the_docker_level() {
     repo.chant(&["doctor"])
         .assert_ok()
         .stdout_has("docker       ok")
+        .stdout_has(&format!(
+            "with the agent program at {AGENTS_IN_IMAGE}/greet.sh"
+        ))
         .stdout_has("agent.sandbox is docker: usable");
+    // A program the image lacks, by path and by name (looked up on PATH inside).
+    for command in [format!("{AGENTS_IN_IMAGE}/no-such-agent"), "claude".into()] {
+        repo.write_config(&format!(
+            "agent:\n  sandbox: docker\n  command: [\"{command}\"]\n  docker:\n    image: {image}\n"
+        ));
+        repo.chant(&["doctor"])
+            .assert_code(1)
+            .stdout_has(&format!(
+                "agent program '{command}' is not in the Docker image '{image}'"
+            ))
+            .stdout_has("docs/sandbox.md");
+    }
     let (repo, _) = setup("chant-no-such-image:never", &["greet.sh"], "", "");
     repo.chant(&["doctor"])
         .assert_code(1)

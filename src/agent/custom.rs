@@ -65,11 +65,48 @@ impl Agent for Custom {
         Vec::new()
     }
 
-    fn commands_rule(&self, _level: SandboxLevel) -> &'static str {
-        "- Run shell commands through \"$CHANT_EXEC\" (e.g. \"$CHANT_EXEC\" cargo test) so they are checked and recorded.\n"
+    fn commands_rule(&self, level: SandboxLevel) -> &'static str {
+        match level {
+            // `$CHANT_EXEC` is a stub there (no gate channel yet).
+            SandboxLevel::Vm | SandboxLevel::Kubernetes => {
+                "- Run shell commands directly; the sandbox contains them (there is no command gate at this level).\n"
+            }
+            _ => "- Run shell commands through \"$CHANT_EXEC\" (e.g. \"$CHANT_EXEC\" cargo test) so they are checked and recorded.\n",
+        }
     }
 
     fn observer(&self) -> Box<dyn Observer> {
         Box::new(Silent)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_prompt_points_at_the_gate_only_where_it_is_reachable() {
+        let config = Config::from_yaml(
+            "(test)",
+            &serde_yaml_ng::from_str("agent: {}").expect("test yaml"),
+        )
+        .expect("valid config");
+        let custom = Custom::new(&config);
+        for level in [
+            SandboxLevel::None,
+            SandboxLevel::Permissions,
+            SandboxLevel::Docker,
+        ] {
+            assert!(
+                custom.commands_rule(level).contains("$CHANT_EXEC"),
+                "{level}"
+            );
+        }
+        for level in [SandboxLevel::Vm, SandboxLevel::Kubernetes] {
+            assert!(
+                !custom.commands_rule(level).contains("$CHANT_EXEC"),
+                "{level}"
+            );
+        }
     }
 }

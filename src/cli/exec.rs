@@ -2,6 +2,7 @@
 //! `permissions.deny_bash`) of the main repository, runs it when allowed, and records
 //! `command_run` or `policy_violation`.
 
+use std::ffi::OsString;
 use std::io::Read;
 use std::path::PathBuf;
 use std::process::Command;
@@ -10,6 +11,7 @@ use std::time::Instant;
 use crate::audit::{Event, NewEntry};
 use crate::error::{Error, Result};
 use crate::exec::{CommandPolicy, Decision};
+use crate::gate::client::{self, Ask, Done};
 use crate::identity::Identity;
 use crate::project::Project;
 
@@ -37,21 +39,63 @@ pub struct Args {
     /// command's exit code and duration (a command_run with details.phase: completed)
     #[arg(long, conflicts_with_all = ["command", "claude_hook"])]
     claude_hook_result: bool,
+    /// Inside a sandbox: ask chant on the host through this socket instead of deciding here
+    /// (set by $CHANT_EXEC at levels with a gate channel)
+    #[arg(long, value_name = "SOCKET", hide = true, conflicts_with = "repo")]
+    gate: Option<PathBuf>,
     /// The command and its arguments
-    #[arg(last = true, value_name = "CMD")]
-    command: Vec<String>,
+    #[arg(last = true, value_name = "CMD", value_parser = clap::value_parser!(OsString))]
+    command: Vec<OsString>,
+}
+
+/// Client mode (`--gate`): the host decides and records; an allowed command runs here.
+fn through_gate(socket: &std::path::Path, args: Args) -> Result<u8> {
+    let ask = if args.claude_hook {
+        Ask::ClaudeHook(client::read_event(&mut std::io::stdin()))
+    } else if args.claude_hook_result {
+        Ask::ClaudeHookResult(client::read_event(&mut std::io::stdin()))
+    } else if args.command.is_empty() {
+        return Err(Error::Usage(
+            "no command given; usage: \"$CHANT_EXEC\" <cmd> [args...]".into(),
+        ));
+    } else {
+        Ask::Run(args.command)
+    };
+    match client::ask(socket, ask) {
+        Done::Refused(reason) => {
+            errln!("{reason}");
+            Ok(if args.claude_hook { 2 } else { 1 })
+        }
+        Done::HookAllowed if args.claude_hook_result => Ok(0),
+        Done::HookAllowed => {
+            outln!("{}", hook_allowed());
+            Ok(0)
+        }
+        Done::Ran(code) => Ok(u8::try_from(code.clamp(0, 255)).unwrap_or(1)),
+    }
+}
+
+/// What tells Claude Code the gate allowed the call, so its own prompt for commands no
+/// allow rule lists does not refuse it in a non-interactive run.
+fn hook_allowed() -> serde_json::Value {
+    serde_json::json!({"hookSpecificOutput": {
+        "hookEventName": "PreToolUse",
+        "permissionDecision": "allow",
+        "permissionDecisionReason": "allowed by chant's command gate (agent.commands)"
+    }})
 }
 
 pub fn run(args: Args) -> Result<u8> {
+    if let Some(socket) = args.gate.clone() {
+        return through_gate(&socket, args);
+    }
     let project = match &args.repo {
         Some(dir) => Project::discover_from(dir)?,
         None => Project::discover()?,
     };
     let config = project.config()?;
     let identity = Identity::resolve(Some(&project.repo))?;
-    let mut denied = config.agent.commands.denied.clone();
-    denied.extend(config.agent.permissions.deny_bash.iter().cloned());
-    let policy = CommandPolicy::from_patterns(&config.agent.commands.allowed, &denied);
+    let policy = CommandPolicy::for_agent(&config.agent);
     let spec = std::env::var("CHANT_SPEC_ID")
         .ok()
         .filter(|s| crate::spec::SpecId::parse(s).is_some());
@@ -84,12 +128,20 @@ pub fn run(args: Args) -> Result<u8> {
                 "no command given; usage: git chant exec -- <cmd> [args...]".into(),
             ));
         }
-        let shown = args.command.join(" ");
-        (
-            policy.check(&args.command),
-            shown,
-            Some(args.command.clone()),
-        )
+        let command = args
+            .command
+            .iter()
+            .map(|a| {
+                a.to_str().map(str::to_string).ok_or_else(|| {
+                    Error::Usage(format!(
+                        "the argument {} is not UTF-8; the gate reads UTF-8 commands only",
+                        a.to_string_lossy()
+                    ))
+                })
+            })
+            .collect::<Result<Vec<String>>>()?;
+        let shown = command.join(" ");
+        (policy.check(&command), shown, Some(command))
     };
 
     let record = |e: NewEntry| crate::audit::record(&project, &config, &identity, e);
@@ -124,17 +176,9 @@ pub fn run(args: Args) -> Result<u8> {
     }
     let Some(argv) = argv else {
         // Hook mode: allowed; the agent runs it itself. Recorded now (its exit code is the
-        // agent's to see), and Claude Code is told the gate allowed it, so its own prompt
-        // for commands no allow rule lists does not refuse it in a non-interactive run.
+        // agent's to see), and Claude Code is told the gate allowed it.
         record(command_run("allowed").detail("via", "claude-hook"))?;
-        outln!(
-            "{}",
-            serde_json::json!({"hookSpecificOutput": {
-                "hookEventName": "PreToolUse",
-                "permissionDecision": "allow",
-                "permissionDecisionReason": "allowed by chant's command gate (agent.commands)"
-            }})
-        );
+        outln!("{}", hook_allowed());
         return Ok(0);
     };
     let started = Instant::now();

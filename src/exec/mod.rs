@@ -104,6 +104,14 @@ impl CommandPolicy {
         CommandPolicy::from_patterns(&config.allowed, &config.denied)
     }
 
+    /// What the gate applies during a run: `agent.commands`, with `permissions.deny_bash`
+    /// denied too.
+    pub fn for_agent(agent: &crate::config::AgentConfig) -> CommandPolicy {
+        let mut denied = agent.commands.denied.clone();
+        denied.extend(agent.permissions.deny_bash.iter().cloned());
+        CommandPolicy::from_patterns(&agent.commands.allowed, &denied)
+    }
+
     /// From pattern lists as written in the config.
     pub fn from_patterns<S: AsRef<str>>(allowed: &[S], denied: &[S]) -> CommandPolicy {
         let compile = |list: &[S]| -> Vec<Rule> {

@@ -6,8 +6,11 @@
 //! directory with the job's files (the prompt) at `/run/chant` (read-only); a read-only
 //! root with private tmpfs `/tmp` and `/home/agent`; no network (with `agent.network`
 //! enabled: the namespace of its relay sidecar, see `relay`); memory, cpu and pids limits; all capabilities dropped; no-new-privileges; a
-//! non-root user owning the clone; exactly the job's environment. Its output is streamed
-//! to the sink and never stored by the engine (log driver `none`).
+//! non-root user owning the clone; exactly the job's environment. With the run's command
+//! gate (`Job::gate`), git-chant itself read-only at `/chant-gate` (see `selfmount`) beside
+//! the gate's socket, handed to the container user for the run: `$CHANT_EXEC` asks chant on
+//! the host through it (`crate::gate`) and runs what is allowed inside the container.
+//! Its output is streamed to the sink and never stored by the engine (log driver `none`).
 //!
 //! It must never leave a container behind: every exit path removes it, and containers of
 //! chant sessions that died (labels `chant.session`, `chant.spec`, `chant.pid`) are
@@ -19,7 +22,9 @@ mod engine;
 mod mounts;
 mod objects;
 mod ownership;
+mod program;
 mod relay;
+mod selfmount;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -44,8 +49,11 @@ pub const WORKSPACE: &str = "/workspace";
 pub const HOME: &str = "/home/agent";
 /// Where the job's files (the prompt) and the command-gate stub are mounted (read-only).
 pub const FILES_DIR: &str = "/run/chant";
-/// `$CHANT_EXEC` inside: a stub that says the gate is not available at this level.
+/// `$CHANT_EXEC` inside: the gate's client, or a stub saying the gate is not available
+/// when the run has no gate channel.
 pub const EXEC_STUB: &str = "/run/chant/chant-exec";
+/// Where git-chant and the gate's socket are inside, when the run has a gate channel.
+pub const GATE_DIR: &str = "/chant-gate";
 /// `PATH` inside the container: the usual directories of a Linux image.
 pub const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 /// At most this many processes in the container (a fork bomb stops here).
@@ -82,10 +90,12 @@ pub struct Probe {
     pub version: Option<String>,
     pub engine: Result<(), SandboxError>,
     pub image: Option<Result<(), SandboxError>>,
+    /// Where the agent program is in the image.
+    pub program: Option<Result<String, SandboxError>>,
 }
 
-/// Asks the engine whether it answers and whether `image` is present.
-pub fn probe(image: &str) -> Probe {
+/// Asks the engine whether it answers, whether `image` is present and has `program`.
+pub fn probe(image: &str, program: &str) -> Probe {
     let host = engine::host();
     let rt = match engine::runtime() {
         Ok(rt) => rt,
@@ -95,6 +105,7 @@ pub fn probe(image: &str) -> Probe {
                 version: None,
                 engine: Err(e),
                 image: None,
+                program: None,
             }
         }
     };
@@ -107,16 +118,22 @@ pub fn probe(image: &str) -> Probe {
                     version: None,
                     engine: Err(e),
                     image: None,
+                    program: None,
                 }
             }
         };
         let version = docker.version().await.ok().and_then(|v| v.version);
-        let image = engine::require_image(&docker, image).await;
+        let found = engine::require_image(&docker, image).await;
+        let program = match &found {
+            Ok(()) => Some(program::find(&docker, image, program).await),
+            Err(_) => None,
+        };
         Probe {
             host: host.clone(),
             version,
             engine: Ok(()),
-            image: Some(image),
+            image: Some(found),
+            program,
         }
     })
 }
@@ -143,6 +160,10 @@ impl Sandbox for Docker {
         checkup::checkup(&self.config.image, program)
     }
 
+    fn gate_channel(&self) -> bool {
+        true
+    }
+
     /// The clone's git must work without the main repository, which is not mounted.
     fn prepare(&self, workspace: &Workspace) -> Result<Vec<String>, SandboxError> {
         objects::make_self_contained(&workspace.path)?;
@@ -155,8 +176,7 @@ impl Sandbox for Docker {
             home: HOME.into(),
             path: PATH.into(),
             files_dir: FILES_DIR.into(),
-            // The real gate is a host program that records into the main repository, which
-            // the container must not see.
+            // A script that asks chant on the host through the gate's socket (or the stub).
             exec: EXEC_STUB.into(),
         })
     }
@@ -168,8 +188,18 @@ impl Sandbox for Docker {
         stop: &Arc<AtomicBool>,
     ) -> Result<Outcome, SandboxError> {
         let owner = ownership::Owner::for_workspace(&job.workspace)?;
-        let staged = mounts::stage_files(&job.files)?;
-        let handed: Vec<&Path> = vec![job.workspace.as_path(), staged.path()];
+        let gate = match &job.gate {
+            Some(socket) => Some(gate_mounts(socket)?),
+            None => None,
+        };
+        let exec = gate
+            .as_ref()
+            .map_or(mounts::STUB, |(_, script)| script.as_str());
+        let staged = mounts::stage_files(&job.files, exec)?;
+        let mut handed: Vec<&Path> = vec![job.workspace.as_path(), staged.path()];
+        // The gate's socket is the container user's alone for the run (mode 0600).
+        handed.extend(job.gate.as_deref());
+        let gate_binds = gate.map(|(binds, _)| binds).unwrap_or_default();
         // Given back whatever happens, also when handing over stopped half-way.
         let result = owner
             .hand_over(&handed)
@@ -187,8 +217,13 @@ impl Sandbox for Docker {
                         ),
                         None => None,
                     };
-                    let result = match self.container(job, &owner, staged.path(), relay.as_deref())
-                    {
+                    let result = match self.container(
+                        job,
+                        &owner,
+                        staged.path(),
+                        relay.as_deref(),
+                        &gate_binds,
+                    ) {
                         Ok(body) => run_container(&docker, body, job, sink, stop).await,
                         Err(e) => Err(e),
                     };
@@ -213,6 +248,7 @@ impl Docker {
         owner: &ownership::Owner,
         staged: &Path,
         relay: Option<&str>,
+        gate_binds: &[String],
     ) -> Result<ContainerCreateBody, SandboxError> {
         let Some((program, args)) = job.argv.split_first() else {
             return Err(SandboxError::ProgramNotFound {
@@ -225,6 +261,7 @@ impl Docker {
         )];
         binds.extend(volumes(&self.config.volumes, &job.workspace)?);
         binds.push(format!("{}:{FILES_DIR}:ro", mounts::host_path(staged)?));
+        binds.extend(gate_binds.iter().cloned());
         let mut tmpfs = HashMap::new();
         tmpfs.insert("/tmp".to_string(), format!("rw,nosuid,nodev,{TMPFS_SIZE}"));
         tmpfs.insert(
@@ -289,6 +326,35 @@ impl Docker {
             ..Default::default()
         })
     }
+}
+
+/// The binds that put git-chant and the gate's `socket` under [`GATE_DIR`], and the
+/// `$CHANT_EXEC` script that runs git-chant there as the gate's client.
+fn gate_mounts(socket: &Path) -> Result<(Vec<String>, String), SandboxError> {
+    let mounted = selfmount::at(GATE_DIR)?;
+    let mut binds = mounted.binds;
+    binds.push(format!(
+        "{}:{GATE_DIR}/gate.sock:rw",
+        mounts::host_path(socket)?
+    ));
+    let quote = |s: &String| crate::exec::shell::quote(s);
+    let client = mounted
+        .command
+        .iter()
+        .map(quote)
+        .chain([
+            "exec".into(),
+            "--gate".into(),
+            format!("{GATE_DIR}/gate.sock"),
+        ])
+        .collect::<Vec<_>>()
+        .join(" ");
+    let script = format!(
+        "#!/bin/sh\n# The command gate: chant on the host decides and records; allowed commands run here.\n\
+         case \"$1\" in --claude-hook|--claude-hook-result) exec {client} \"$1\";; esac\n\
+         exec {client} -- \"$@\"\n"
+    );
+    Ok((binds, script))
 }
 
 /// The labels that say which run a container belongs to (the job's own CHANT_* variables),

@@ -54,6 +54,9 @@ pub struct Job {
     pub hold_stdin: bool,
     /// The run's egress proxy (`agent.network.enabled`); None: no network at all.
     pub network: Option<Egress>,
+    /// The socket on the host where chant serves the run's command gate (`crate::gate`), for
+    /// levels with a [`Sandbox::gate_channel`]; None: `$CHANT_EXEC` is a stub there.
+    pub gate: Option<PathBuf>,
 }
 
 /// The sandboxed clone as `work` made it, handed to [`Sandbox::prepare`] before the run.
@@ -197,6 +200,8 @@ pub enum SandboxError {
     },
     #[error("agent program '{program}' is not in the vm image; add it to agent.vm.image or use a busybox command")]
     NotInImage { program: String },
+    #[error("agent program '{program}' is not in the Docker image '{image}' (looked where PATH inside finds it)\n  add it to the image (docs/sandbox.md has a Dockerfile with Claude Code) or point agent.docker.image at one that has it")]
+    NotInDockerImage { program: String, image: String },
     #[error("{what} not found: {fix}")]
     Missing { what: String, fix: String },
     #[error("vm: {0}")]
@@ -230,6 +235,7 @@ impl SandboxError {
         match self {
             SandboxError::ProgramNotFound { .. }
             | SandboxError::NotInImage { .. }
+            | SandboxError::NotInDockerImage { .. }
             | SandboxError::Missing { .. }
             | SandboxError::EngineUnreachable { .. }
             | SandboxError::EnginePermission { .. }
@@ -260,6 +266,12 @@ pub trait Sandbox {
     /// How the program reaches the network through the run's egress proxy, if it can.
     fn egress_route(&self) -> EgressRoute {
         EgressRoute::Proxy
+    }
+
+    /// True when `$CHANT_EXEC` inside reaches chant on the host through [`Job::gate`] (the
+    /// levels that run on the host use the host's `git chant exec` directly).
+    fn gate_channel(&self) -> bool {
+        false
     }
 
     /// How the program sees paths; None: as the host does (it runs on the host).
@@ -367,6 +379,7 @@ mod tests {
             files: Vec::new(),
             hold_stdin: false,
             network: None,
+            gate: None,
         };
         for level in [SandboxLevel::None, SandboxLevel::Permissions] {
             let described = for_level(level, &config).and_then(|s| s.describe(&job));

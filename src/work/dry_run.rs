@@ -68,5 +68,6 @@ fn would_run(
         files: vec![(seen.prompt, prompt_text.into_bytes())],
         hold_stdin: false,
         network: None,
+        gate: None,
     })
 }

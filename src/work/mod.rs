@@ -11,6 +11,7 @@ mod clone;
 mod collect;
 mod dry_run;
 mod egress;
+mod gate;
 mod hook_errors;
 mod land;
 mod links;

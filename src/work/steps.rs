@@ -14,7 +14,7 @@ use super::cancel::take_cancel_request;
 use super::output::{open_log, RedactingSink};
 use super::seen::Seen;
 use super::{
-    agent_files, clone, clone_path, collect, egress, hook_errors, land, policy, prompt,
+    agent_files, clone, clone_path, collect, egress, gate, hook_errors, land, policy, prompt,
     resolve_program, run_dir, run_entry, write_exec_wrapper, Options, Recorder, Report, Reporter,
     Verdict, WorkError,
 };
@@ -253,6 +253,21 @@ impl Run<'_> {
                 e.url
             ));
         }
+        // The command gate's channel into the sandbox, served for the whole run.
+        let gate = if self.sandbox.gate_channel() {
+            let (id, level, template) = (self.id.clone(), self.level, self.template.to_vec());
+            Some(gate::RunGate::start(
+                &run_dir,
+                self.project.root(),
+                self.config,
+                self.identity,
+                redactor.clone(),
+                Box::new(move |event| run_entry(event, &id, level, &template)),
+            )?)
+        } else {
+            None
+        };
+        let gate_socket = gate.as_ref().map(|g| g.socket().to_path_buf());
         reporter.info(&format!("Running the agent ({} sandbox)", self.level));
         let job = Job {
             argv,
@@ -262,6 +277,7 @@ impl Run<'_> {
             files: files.clone(),
             hold_stdin: false,
             network: egress.clone(),
+            gate: gate_socket.clone(),
         };
         let agent_started = Instant::now();
         let mut observer = self.agent.observer();
@@ -306,6 +322,7 @@ impl Run<'_> {
                 files: files.clone(),
                 hold_stdin: false,
                 network: egress.clone(),
+                gate: gate_socket.clone(),
             };
             let started = Instant::now();
             let outcome = self.run_job(&job, reporter, &redactor, None)?;

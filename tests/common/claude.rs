@@ -101,3 +101,44 @@ pub fn repo_with_claude(extra: &str) -> (TestRepo, String) {
     repo.git(&["commit", "--quiet", "-m", "spec"]);
     (repo, id)
 }
+
+/// The real `claude` binary (the npm package's native executable), resolved.
+fn claude_binary() -> Result<std::path::PathBuf, String> {
+    let out = Command::new("sh")
+        .args(["-c", "command -v claude"])
+        .output()
+        .map_err(|e| e.to_string())?;
+    let found = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    if found.is_empty() {
+        return Err("the `claude` CLI is not on PATH".into());
+    }
+    std::fs::canonicalize(&found).map_err(|e| format!("{found}: {e}"))
+}
+
+/// An image holding the real `claude` (at its host path, linked from /usr/local/bin) with the
+/// libraries it loads, git, bash for its Bash tool and busybox for the rest; built by
+/// `docker import` once per test binary run (and kept by the engine while nothing changes).
+pub fn image() -> Option<String> {
+    static IMAGE: std::sync::OnceLock<Result<String, String>> = std::sync::OnceLock::new();
+    super::image::once(&IMAGE, || {
+        let claude = claude_binary()?;
+        let target = claude.to_string_lossy().into_owned();
+        let mut files = super::image::with_libraries(&claude);
+        // Its Bash tool wants bash itself ("No suitable shell found" with busybox's sh).
+        for tool in ["/usr/bin/git", "/bin/bash"] {
+            let tool = std::path::Path::new(tool);
+            if tool.exists() {
+                files.extend(super::image::with_libraries(tool));
+            }
+        }
+        let links: &'static [(&'static str, &'static str)] = Box::leak(
+            vec![("usr/local/bin/claude", &*Box::leak(target.into_boxed_str()))].into_boxed_slice(),
+        );
+        super::image::build(&super::image::Layout {
+            name: "chant-test-claude",
+            files,
+            dirs: &[],
+            links,
+        })
+    })
+}

@@ -191,3 +191,40 @@ fn rootfs(
     }
     tar.into_inner()
 }
+
+/// The image `build` makes, built at most once per test binary (`cell` holds it); None,
+/// after a loud message, when no engine answers — a panic instead under
+/// `CHANT_REQUIRE_DOCKER=1`.
+pub fn once(
+    cell: &'static std::sync::OnceLock<Result<String, String>>,
+    build: fn() -> Result<String, String>,
+) -> Option<String> {
+    match cell.get_or_init(build) {
+        Ok(tag) => Some(tag.clone()),
+        Err(why) => {
+            if std::env::var_os("CHANT_REQUIRE_DOCKER").is_some_and(|v| v == "1") {
+                panic!("CHANT_REQUIRE_DOCKER=1 but the docker test cannot run: {why}");
+            }
+            eprintln!(
+                "\n*** SKIPPING docker test: {why}\n*** (set CHANT_REQUIRE_DOCKER=1 to make this a failure)\n"
+            );
+            None
+        }
+    }
+}
+
+/// Busybox, the host's git (with its libraries) and the fixture agents, as
+/// `chant-test-busybox:<content hash>` (the image tests/docker.rs uses too).
+pub fn busybox_with_git() -> Result<String, String> {
+    let git = Path::new("/usr/bin/git");
+    build(&Layout {
+        name: "chant-test-busybox",
+        files: if git.exists() {
+            with_libraries(git)
+        } else {
+            Vec::new()
+        },
+        dirs: &[],
+        links: &[],
+    })
+}

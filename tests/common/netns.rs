@@ -14,7 +14,8 @@ use std::process::{Child, Command, Stdio};
 
 /// A network namespace with only a loopback interface. Dropped: its owner is killed.
 pub struct Netns {
-    owner: Child,
+    /// None: the namespace is someone else's (see [`Netns::of_process`]).
+    owner: Option<Child>,
     path: PathBuf,
 }
 
@@ -63,9 +64,21 @@ impl Netns {
                 _ => std::thread::sleep(std::time::Duration::from_millis(10)),
             }
         }
-        let ns = Netns { owner, path };
+        let ns = Netns {
+            owner: Some(owner),
+            path,
+        };
         ns.bind()?; // brings lo up, and proves setns works here
         Ok(ns)
+    }
+
+    /// The namespace process `pid` is in (e.g. a container's), which whoever made it keeps
+    /// and removes.
+    pub fn of_process(pid: u32) -> Netns {
+        Netns {
+            owner: None,
+            path: PathBuf::from(format!("/proc/{pid}/ns/net")),
+        }
     }
 
     /// `/proc/PID/ns/net` of the namespace.
@@ -123,8 +136,10 @@ impl Netns {
 
 impl Drop for Netns {
     fn drop(&mut self) {
-        let _ = self.owner.kill();
-        let _ = self.owner.wait();
+        if let Some(owner) = &mut self.owner {
+            let _ = owner.kill();
+            let _ = owner.wait();
+        }
     }
 }
 

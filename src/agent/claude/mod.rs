@@ -3,9 +3,15 @@
 //! What chant does for it (facts checked against the real CLI: ../shared/agent-clis.md and
 //! docs/agents.md):
 //! - argv: the template plus `--output-format stream-json --verbose` and a permission mode:
-//!   `bypassPermissions` at `none` (honour system: it may edit the clone), `acceptEdits` at
-//!   `permissions` when `permissions.allow_edit` is empty, else `default` (only the allow
-//!   rules pass; a call no rule covers is refused at once in `-p` mode).
+//!   `bypassPermissions` at `none` (honour system: it may edit the clone) and inside
+//!   docker/vm/kubernetes (the kernel or hypervisor contains it; its own prompts would only
+//!   refuse), `acceptEdits` at `permissions` when `permissions.allow_edit` is empty, else
+//!   `default` (only the allow rules pass; a call no rule covers is refused at once in `-p`
+//!   mode). In bypass mode the settings' deny rules and the PreToolUse hook still apply.
+//! - where the gate is reachable (none, permissions, docker: there through the run's gate
+//!   socket, see `crate::gate`) the settings and the hook below are written; at vm and
+//!   kubernetes `$CHANT_EXEC` is a stub and nothing is written (a fail-closed hook would
+//!   refuse every command).
 //! - `.claude/settings.json` in the clone (never landed): chant's rules compiled by
 //!   [`crate::exec::native`], merged with a committed `.claude/settings.json` and
 //!   `.claude/settings.local.json` (their allow and deny rules are kept; chant's denies are
@@ -97,10 +103,14 @@ fn api_host(base_url: Option<&str>) -> String {
     authority.to_string()
 }
 
-/// Levels where Claude Code runs on this machine, as the user, and the settings, trust
-/// state and gate hook are written for it.
-fn runs_on_host(level: SandboxLevel) -> bool {
-    matches!(level, SandboxLevel::None | SandboxLevel::Permissions)
+/// Levels where the gate hook reaches chant (on this machine, or through the run's gate
+/// socket in a container), so the settings, trust state and hook are written for it. At
+/// vm and kubernetes `$CHANT_EXEC` is a stub: a fail-closed hook would refuse every command.
+fn gate_reachable(level: SandboxLevel) -> bool {
+    matches!(
+        level,
+        SandboxLevel::None | SandboxLevel::Permissions | SandboxLevel::Docker
+    )
 }
 
 /// The gate hook: `$CHANT_EXEC --claude-hook` decides; anything but its own allow (exit 0)
@@ -150,9 +160,7 @@ impl Agent for Claude {
         clone: &Path,
         level: SandboxLevel,
     ) -> Result<Vec<(String, String)>, AgentError> {
-        // Inside docker/vm/kubernetes the gate is not reachable yet (`$CHANT_EXEC` is a stub
-        // there): a fail-closed hook would refuse every command.
-        if !runs_on_host(level) {
+        if !gate_reachable(level) {
             return Ok(Vec::new());
         }
         let mut committed = Vec::new();
@@ -175,7 +183,10 @@ impl Agent for Claude {
     }
 
     fn home_files(&self, workspace: &Path, level: SandboxLevel) -> Vec<(String, String)> {
-        if !runs_on_host(level) {
+        // Only where the private HOME is the agent's (none, permissions). In a container the
+        // clone stays untrusted, which only drops allow rules: in bypassPermissions mode they
+        // are moot, and the deny rules and the gate hook still hold (tests/claude.rs).
+        if !matches!(level, SandboxLevel::None | SandboxLevel::Permissions) {
             return Vec::new();
         }
         let state = json!({
@@ -212,8 +223,12 @@ impl Agent for Claude {
         env
     }
 
-    fn commands_rule(&self, _level: SandboxLevel) -> &'static str {
-        "- Run shell commands with your Bash tool as usual: chant's command gate checks and records each one before it runs.\n"
+    fn commands_rule(&self, level: SandboxLevel) -> &'static str {
+        if gate_reachable(level) {
+            "- Run shell commands with your Bash tool as usual: chant's command gate checks and records each one before it runs.\n"
+        } else {
+            "- Run shell commands with your Bash tool as usual; the sandbox contains them.\n"
+        }
     }
 
     fn observer(&self) -> Box<dyn Observer> {
@@ -315,6 +330,32 @@ mod tests {
             std::fs::read_to_string(home.path().join(crate::agent::HOOK_ERRORS)).expect("read");
         assert!(written.contains("gate broke"), "{written}");
         assert!(written.contains("failed (exit 2)"), "{written}");
+    }
+
+    #[test]
+    fn the_gate_hook_is_written_only_where_the_gate_is_reachable() {
+        let c = claude("agent: {}");
+        let dir = tempfile::tempdir().expect("temp dir");
+        for level in [
+            SandboxLevel::None,
+            SandboxLevel::Permissions,
+            SandboxLevel::Docker,
+        ] {
+            let files = c.workspace_files(dir.path(), level).expect("files");
+            let settings: serde_json::Value = serde_json::from_str(&files[0].1).expect("json");
+            assert_eq!(
+                settings["hooks"]["PreToolUse"][0]["hooks"][0]["command"], GATE_HOOK,
+                "{level}"
+            );
+            assert!(c.commands_rule(level).contains("command gate"), "{level}");
+        }
+        for level in [SandboxLevel::Vm, SandboxLevel::Kubernetes] {
+            assert!(c
+                .workspace_files(dir.path(), level)
+                .expect("files")
+                .is_empty());
+            assert!(!c.commands_rule(level).contains("gate"), "{level}");
+        }
     }
 
     #[test]

@@ -7,15 +7,17 @@ use std::path::Path;
 use super::{EXEC_STUB, FILES_DIR, WORKSPACE};
 use crate::sandbox::SandboxError;
 
-/// What `$CHANT_EXEC` runs inside the container.
-const STUB: &str = "#!/bin/sh\n\
+/// What `$CHANT_EXEC` runs inside the container when the run has no gate channel.
+pub const STUB: &str = "#!/bin/sh\n\
 echo \"chant: the command gate (\\$CHANT_EXEC) is not available at sandbox level docker; run the command directly\" >&2\n\
 exit 126\n";
 
-/// Writes the job's files (guest paths under `/run/chant`) and the gate stub into a fresh
-/// private directory, to be mounted read-only at `/run/chant`. Removed when dropped.
+/// Writes the job's files (guest paths under `/run/chant`) and `$CHANT_EXEC` (the script
+/// `exec`) into a fresh private directory, to be mounted read-only at `/run/chant`.
+/// Removed when dropped.
 pub fn stage_files(
     files: &[(std::path::PathBuf, Vec<u8>)],
+    exec: &str,
 ) -> Result<tempfile::TempDir, SandboxError> {
     use std::os::unix::fs::PermissionsExt;
     let dir = tempfile::Builder::new().prefix("chant-docker-").tempdir()?;
@@ -50,7 +52,7 @@ pub fn stage_files(
     let stub = Path::new(EXEC_STUB)
         .strip_prefix(FILES_DIR)
         .unwrap_or(Path::new("chant-exec"));
-    write(stub, STUB.as_bytes(), 0o755)?;
+    write(stub, exec.as_bytes(), 0o755)?;
     Ok(dir)
 }
 

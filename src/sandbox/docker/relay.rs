@@ -1,13 +1,12 @@
 //! The relay sidecar of a docker run with `agent.network.enabled`: a container of its own
 //! whose network namespace holds only `lo`, running `git chant relay` (this very program,
-//! bind-mounted read-only with the libraries it links, started through their dynamic
-//! loader so any image will do). The agent's container joins that namespace, so its only
+//! see `selfmount`). The agent's container joins that namespace, so its only
 //! peer is the relay on 127.0.0.1:3128, which hands each connection to chant's proxy on the
 //! host through a bind-mounted Unix socket. No route, no gateway, no DNS: a direct
 //! connection to any address fails in the kernel.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use bollard::container::LogOutput;
@@ -38,65 +37,23 @@ struct Files {
 }
 
 fn files(socket: &Path) -> Result<Files, SandboxError> {
-    let exe = std::env::current_exe()?;
-    let exe = exe.canonicalize()?;
-    let listed = std::process::Command::new("ldd")
-        .arg(&exe)
-        .env_clear()
-        .output()
-        .map_err(|e| {
-            SandboxError::Workspace(format!(
-                "cannot list the libraries of {} with ldd ({e}); agent.network needs them for its relay",
-                exe.display()
-            ))
-        })?;
-    let text = String::from_utf8_lossy(&listed.stdout);
-    let mut binds = vec![
-        bind(&exe, &format!("{DIR}/git-chant"))?,
-        format!("{}:{DIR}/proxy.sock:rw", super::mounts::host_path(socket)?),
-    ];
-    let mut loader = None;
-    for line in text.lines().map(str::trim) {
-        let path_of = |s: &str| s.split(" (").next().unwrap_or_default().trim().to_string();
-        if let Some((name, rest)) = line.split_once(" => ") {
-            let path = path_of(rest);
-            if path.starts_with('/') {
-                binds.push(bind(Path::new(&path), &format!("{DIR}/lib/{name}"))?);
-            }
-        } else if line.starts_with('/') {
-            loader = Some(PathBuf::from(path_of(line)));
-        }
-    }
-    let args = [
+    let mut mounted = super::selfmount::at(DIR)?;
+    mounted.binds.push(format!(
+        "{}:{DIR}/proxy.sock:rw",
+        super::mounts::host_path(socket)?
+    ));
+    let mut entrypoint = mounted.command;
+    entrypoint.extend([
         "relay".to_string(),
         "--socket".into(),
         format!("{DIR}/proxy.sock"),
         "--listen".into(),
         format!("127.0.0.1:{RELAY_PORT}"),
-    ];
-    let entrypoint = match loader {
-        Some(ld) => {
-            binds.push(bind(&ld, &format!("{DIR}/ld.so"))?);
-            let mut e = vec![
-                format!("{DIR}/ld.so"),
-                "--library-path".into(),
-                format!("{DIR}/lib"),
-                format!("{DIR}/git-chant"),
-            ];
-            e.extend(args);
-            e
-        }
-        // Statically linked: it starts by itself.
-        None => std::iter::once(format!("{DIR}/git-chant"))
-            .chain(args)
-            .collect(),
-    };
-    Ok(Files { binds, entrypoint })
-}
-
-fn bind(host: &Path, inside: &str) -> Result<String, SandboxError> {
-    let host = host.canonicalize()?;
-    Ok(format!("{}:{inside}:ro", super::mounts::host_path(&host)?))
+    ]);
+    Ok(Files {
+        binds: mounted.binds,
+        entrypoint,
+    })
 }
 
 /// Creates and starts the relay for `egress`; returns its container id once it listens.

@@ -306,6 +306,7 @@ mod tests {
             files: vec![("/tmp/chant/prompt.md".into(), b"p".to_vec())],
             hold_stdin: false,
             network: None,
+            gate: None,
         };
         let run = Kubernetes::run_spec(&job);
         assert_eq!(

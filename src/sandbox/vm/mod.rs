@@ -359,6 +359,7 @@ impl Sandbox for Vm {
             files: Vec::new(),
             hold_stdin: true,
             network: None,
+            gate: None,
         };
         let mut console = Console {
             inner: sink,
@@ -646,6 +647,7 @@ fn probe_boot(vm: &Vm, accel: &str, timeout: Duration) -> Result<bool, SandboxEr
         files: Vec::new(),
         hold_stdin: true,
         network: None,
+        gate: None,
     };
     let mut seen = Collect(Vec::new());
     let outcome = process::run(&job, &mut seen, &Arc::new(AtomicBool::new(false)))?;
