@@ -16,7 +16,9 @@
 //! the adapter returns.
 
 pub mod claude;
+pub mod committed;
 pub mod custom;
+pub mod endpoint;
 
 use std::path::Path;
 
