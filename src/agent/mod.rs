@@ -9,8 +9,9 @@
 //! refusals, errors) for the ledger.
 //!
 //! The adapter is `agent.kind`, or recognised from the program name of `agent.command`:
-//! `claude` → [`claude::Claude`]; anything else → [`custom::Custom`], which runs the argv as
-//! given (today's behaviour). Adding an agent touches its own file and [`for_config`].
+//! `claude` → [`claude::Claude`], `gemini` → [`gemini::Gemini`]; anything else →
+//! [`custom::Custom`], which runs the argv as given (today's behaviour). Adding an agent
+//! touches its own file and [`for_config`].
 //!
 //! This module never runs a program, never prints and never records: `work` does, with what
 //! the adapter returns.
@@ -19,6 +20,7 @@ pub mod claude;
 pub mod committed;
 pub mod custom;
 pub mod endpoint;
+pub mod gemini;
 
 use std::path::Path;
 
@@ -106,6 +108,7 @@ pub fn for_config(config: &Config) -> Box<dyn Agent> {
     match kind {
         AgentKind::Claude => Box::new(claude::Claude::new(config)),
         AgentKind::Custom => Box::new(custom::Custom::new(config)),
+        AgentKind::Gemini => Box::new(gemini::Gemini::new(config)),
     }
 }
 
@@ -114,6 +117,7 @@ pub fn recognise(template: &[String]) -> AgentKind {
     let program = template.first().map(String::as_str).unwrap_or_default();
     match program.rsplit('/').next().unwrap_or(program) {
         "claude" => AgentKind::Claude,
+        "gemini" => AgentKind::Gemini,
         _ => AgentKind::Custom,
     }
 }
@@ -143,5 +147,14 @@ mod tests {
         assert_eq!(recognise(&argv("claude-wrapper")), AgentKind::Custom);
         assert_eq!(recognise(&argv("./agent.sh")), AgentKind::Custom);
         assert_eq!(recognise(&[]), AgentKind::Custom);
+    }
+
+    #[test]
+    fn gemini_is_recognised_by_its_program_name() {
+        let argv = |s: &str| vec![s.to_string()];
+        assert_eq!(recognise(&argv("gemini")), AgentKind::Gemini);
+        assert_eq!(recognise(&argv("/usr/bin/gemini")), AgentKind::Gemini);
+        assert_eq!(recognise(&argv("gemini-cli")), AgentKind::Custom);
+        assert_eq!(recognise(&argv("aider.sh")), AgentKind::Custom);
     }
 }

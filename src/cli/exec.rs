@@ -57,6 +57,7 @@ pub fn run(args: Args) -> Result<u8> {
         e
     };
 
+    let mut via = "claude-hook";
     let (decision, shown, argv) = if args.claude_hook {
         let mut input = String::new();
         std::io::stdin()
@@ -68,6 +69,10 @@ pub fn run(args: Args) -> Result<u8> {
             .as_str()
             .unwrap_or_default()
             .to_string();
+        // Gemini CLI's BeforeTool hooks send the same shape as Claude Code's PreToolUse.
+        if event["hook_event_name"] == "BeforeTool" {
+            via = "gemini-hook";
+        }
         (policy.check_line(&line), line, None)
     } else {
         if args.command.is_empty() {
@@ -103,7 +108,7 @@ pub fn run(args: Args) -> Result<u8> {
             record(
                 command_run("refused")
                     .detail("rule", rule.clone())
-                    .detail("via", "claude-hook"),
+                    .detail("via", via),
             )?;
         }
         errln!("chant: command refused: '{segment}' ({rule})");
@@ -113,7 +118,7 @@ pub fn run(args: Args) -> Result<u8> {
         // Hook mode: allowed; the agent runs it itself. Recorded now (its exit code is the
         // agent's to see), and Claude Code is told the gate allowed it, so its own prompt
         // for commands no allow rule lists does not refuse it in a non-interactive run.
-        record(command_run("allowed").detail("via", "claude-hook"))?;
+        record(command_run("allowed").detail("via", via))?;
         outln!(
             "{}",
             serde_json::json!({"hookSpecificOutput": {
