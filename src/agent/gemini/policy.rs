@@ -15,16 +15,20 @@
 //! | `permissions.deny_edit` | deny `write_file`, `replace` whose `file_path` matches |
 //! | `file_access.denied_paths`, `agent.denied_paths` | deny `write_file`, `replace`, `read_file` whose `file_path` matches |
 //! | `permissions.allow_edit` (at `permissions`) | allow `write_file`, `replace` only there; else any path |
-//! | `commands.denied`, `permissions.deny_bash` | deny `run_shell_command` by `commandPrefix` (literal patterns, or `word *`) |
-//! | — (at `permissions`) | allow `run_shell_command` (with redirections): chant's gate hook decides each one |
+//! | `commands.allowed`/`denied`, `permissions.allow_bash`/`deny_bash` | none: allow `run_shell_command` (with redirections) at `permissions`, and chant's gate hook decides each command |
 //! | `allow_network: false` and `network.enabled: false` | deny `web_fetch`, `google_web_search` |
 //!
 //! Limits: a path rule matches the text of `file_path` the model sent. Deny rules match its
 //! last components whatever comes before (so `./x`, `a/../x` and the absolute path are all
 //! caught, and a deny is wider rather than narrower), letters in either case, as chant's own
-//! deny lists do; allow rules accept the clone's absolute path or a relative one. Command
-//! patterns with wildcards inside are left to the gate. chant's post-run policy check stays
-//! the authority for every path rule.
+//! deny lists do; allow rules accept the clone's absolute path or a relative one. chant's
+//! post-run policy check stays the authority for every path rule.
+//!
+//! Commands are left to the gate on purpose: Gemini CLI applies its policy before its
+//! hooks, so a command refused by a `commandPrefix` rule would never reach the gate and
+//! leave no `command_run` entry; and the gate sees through what a prefix does not
+//! (`/usr/bin/touch`, `env touch`, `sh -c '…'`). The hook fails closed, so a gate that
+//! cannot run refuses every command.
 
 use crate::config::{AgentConfig, PathList};
 
@@ -44,7 +48,6 @@ struct Rule {
     decision: &'static str,
     priority: u32,
     args_pattern: Option<String>,
-    command_prefix: Option<String>,
     allow_redirection: bool,
     deny_message: Option<String>,
 }
@@ -56,7 +59,6 @@ impl Rule {
             decision,
             priority,
             args_pattern: None,
-            command_prefix: None,
             allow_redirection: false,
             deny_message: None,
         }
@@ -73,9 +75,6 @@ impl Rule {
         if let Some(p) = &self.args_pattern {
             out.push_str(&format!("argsPattern = {}\n", toml_string(p)));
         }
-        if let Some(p) = &self.command_prefix {
-            out.push_str(&format!("commandPrefix = {}\n", toml_string(p)));
-        }
         if self.allow_redirection {
             out.push_str("allowRedirection = true\n");
         }
@@ -90,8 +89,6 @@ impl Rule {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Policy {
     rules: Vec<Rule>,
-    /// Command patterns left to the gate (no `commandPrefix` equivalent).
-    pub unmapped: Vec<String>,
 }
 
 impl Policy {
@@ -100,7 +97,6 @@ impl Policy {
     /// deny rules apply).
     pub fn compile(agent: &AgentConfig, workspace: &str, permissions: bool) -> Policy {
         let mut rules = Vec::new();
-        let mut unmapped = Vec::new();
         for (list, tools, why) in [
             (
                 &agent.permissions.deny_edit,
@@ -125,22 +121,6 @@ impl Policy {
                 rules.push(rule);
             }
         }
-        for p in agent
-            .permissions
-            .deny_bash
-            .iter()
-            .chain(&agent.commands.denied)
-        {
-            match command_prefix(p) {
-                Some(prefix) => {
-                    let mut rule = Rule::new(&[SHELL_TOOL], "deny", DENY);
-                    rule.deny_message = Some(format!("chant: refused by agent.commands ({p})"));
-                    rule.command_prefix = Some(prefix);
-                    rules.push(rule);
-                }
-                None => unmapped.push(p.clone()),
-            }
-        }
         if !agent.permissions.allow_network && !agent.network.enabled {
             let mut rule = Rule::new(WEB_TOOLS, "deny", DENY);
             rule.deny_message = Some("chant: the agent has no network (agent.network)".into());
@@ -160,7 +140,7 @@ impl Policy {
             shell.allow_redirection = true;
             rules.push(shell);
         }
-        Policy { rules, unmapped }
+        Policy { rules }
     }
 
     /// The TOML text.
@@ -175,14 +155,6 @@ impl Policy {
         }
         out
     }
-}
-
-/// A command pattern as a `commandPrefix`: literal words, or literal words then ` *`.
-fn command_prefix(pattern: &str) -> Option<String> {
-    let norm = pattern.split_whitespace().collect::<Vec<_>>().join(" ");
-    let prefix = norm.strip_suffix(" *").unwrap_or(&norm);
-    let literal = !prefix.is_empty() && !prefix.contains(['*', '?', '[', ']']);
-    literal.then(|| prefix.to_string())
 }
 
 /// `argsPattern`s matching a `file_path` argument covered by `list`. `anchor`: the clone as
@@ -368,19 +340,20 @@ mod tests {
     }
 
     #[test]
-    fn commands_become_prefixes_where_they_can_and_the_rest_is_left_to_the_gate() {
-        assert_eq!(command_prefix("curl").as_deref(), Some("curl"));
-        assert_eq!(command_prefix("touch *").as_deref(), Some("touch"));
-        assert_eq!(command_prefix("rm  -rf").as_deref(), Some("rm -rf"));
-        assert_eq!(command_prefix("* > /dev/*"), None);
+    fn commands_are_left_to_the_gate_and_web_tools_denied_without_network() {
         let p = policy(
-            "agent: {commands: {denied: [\"touch *\", \"* > /dev/*\"]}}",
+            "agent: {commands: {denied: [\"touch *\", curl]}, permissions: {deny_bash: [rm]}}",
             true,
         );
-        assert_eq!(p.unmapped, ["* > /dev/*"]);
+        let shell: Vec<&Rule> = p.rules.iter().filter(|r| r.tools == [SHELL_TOOL]).collect();
+        assert_eq!(shell.len(), 1);
+        assert_eq!(shell[0].decision, "allow");
+        assert!(shell[0].allow_redirection);
         let toml = p.to_toml();
-        assert!(toml.contains("commandPrefix = \"touch\""), "{toml}");
+        assert!(!toml.contains("commandPrefix"), "{toml}");
         assert!(toml.contains("toolName = [\"web_fetch\", \"google_web_search\"]"));
+        let open = policy("agent: {network: {enabled: true}}", true);
+        assert!(!open.to_toml().contains("web_fetch"));
     }
 
     #[test]
