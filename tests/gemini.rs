@@ -121,13 +121,17 @@ fn gemini_at_permissions_lands_an_allowed_edit_and_command_and_records_them() {
 }
 
 #[test]
-fn gemini_at_none_lands_an_edit_and_a_command() {
+fn gemini_at_none_lands_an_edit_and_a_command_and_reads_no_project_env_file() {
     let (repo, id) = repo("  sandbox: none\n");
+    // Gemini CLI would load this into its (and its commands') environment.
+    repo.write(".gemini/.env", "CHANT_TEST_LEAK=from-dotenv\n");
+    repo.git(&["add", "-A"]);
+    repo.git(&["commit", "--quiet", "-m", "project env file"]);
     let Some(live) = live(
-        "gemini_at_none_lands_an_edit_and_a_command",
+        "gemini_at_none_lands_an_edit_and_a_command_and_reads_no_project_env_file",
         vec![
             write("hello.txt", "Hello at none\n"),
-            shell("echo ran > ran.txt"),
+            shell("echo ran=$CHANT_TEST_LEAK > ran.txt"),
         ],
     ) else {
         return;
@@ -138,8 +142,11 @@ fn gemini_at_none_lands_an_edit_and_a_command() {
         repo.git(&["show", &format!("{branch}:hello.txt")]),
         "Hello at none\n"
     );
-    assert_eq!(repo.git(&["show", &format!("{branch}:ran.txt")]), "ran\n");
-    assert_eq!(command_runs(&repo, "allowed"), ["echo ran > ran.txt"]);
+    assert_eq!(repo.git(&["show", &format!("{branch}:ran.txt")]), "ran=\n");
+    assert_eq!(
+        command_runs(&repo, "allowed"),
+        ["echo ran=$CHANT_TEST_LEAK > ran.txt"]
+    );
 }
 
 /// Denied edits however the path is spelled, and denied commands however the program is

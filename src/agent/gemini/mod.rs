@@ -16,7 +16,9 @@
 //! - `.gemini/settings.json` in the clone (never landed; Gemini CLI's workspace settings,
 //!   which override the user's): the committed one merged ([`settings`]: what could start
 //!   programs or switch the gate off dropped, chant's keys set over it), or chant's keys
-//!   alone; never hooks.
+//!   alone; never hooks. Beside it an empty `.gemini/.env`, so Gemini CLI (which reads the
+//!   first `.env` it finds from its working directory up, the clone's `.gemini/.env`
+//!   first) reads no variables from the project.
 //! - `$HOME/.gemini/policies/chant.toml`: chant's rules as policy ([`policy`]), in Gemini
 //!   CLI's user tier, above any committed workspace policy.
 //! - its credential and endpoint variables when the user has them set.
@@ -50,6 +52,12 @@ pub const CREDENTIALS: &[&str] = &[
 
 /// The workspace settings file Gemini CLI reads in the project (the clone).
 pub const SETTINGS: &str = ".gemini/settings.json";
+/// The first `.env` Gemini CLI looks for from its working directory up: an empty one in the
+/// clone ends its search, so no committed `.env` or `.gemini/.env` (which would set
+/// variables such as its endpoint) is read; chant reads the project's `.env` itself.
+pub const ENV_FILE: &str = ".gemini/.env";
+const ENV_FILE_TEXT: &str =
+    "# Written by git chant for this run: Gemini CLI reads no .env of the project.\n";
 /// chant's policy file, in the run's private HOME.
 pub const POLICY: &str = ".gemini/policies/chant.toml";
 
@@ -152,7 +160,10 @@ impl Agent for Gemini {
             &Self::ours(false),
             committed.as_deref().map(|text| (SETTINGS, text)),
         )?;
-        Ok(vec![(SETTINGS.to_string(), pretty(&merged))])
+        Ok(vec![
+            (SETTINGS.to_string(), pretty(&merged)),
+            (ENV_FILE.to_string(), ENV_FILE_TEXT.to_string()),
+        ])
     }
 
     fn home_files(&self, workspace: &Path, level: SandboxLevel) -> Vec<(String, String)> {
