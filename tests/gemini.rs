@@ -410,3 +410,39 @@ fn gemini_at_a_level_without_network_is_refused_before_anything_is_created() {
         assert_eq!(repo.ledger().len(), ledger_before, "{level}");
     }
 }
+
+#[test]
+fn gemini_with_allow_edit_writes_only_there_however_the_path_is_spelled() {
+    let (repo, id) = repo("  sandbox: permissions\n  permissions:\n    allow_edit: [src/]\n");
+    let Some(live) = live(
+        "gemini_with_allow_edit_writes_only_there_however_the_path_is_spelled",
+        vec![
+            write("src/a.txt", "allowed\n"),
+            write("hello.txt", "not in allow_edit\n"),
+            write("src/../hello.txt", "escapes src/\n"),
+            write("./src/../../outside.txt", "escapes the clone\n"),
+        ],
+    ) else {
+        return;
+    };
+    let run = live.chant(&repo, &["work", &id], &[]).assert_ok();
+    assert!(
+        run.stdout()
+            .contains("refused write_file: Path not in workspace"),
+        "{}",
+        run.stdout()
+    );
+    assert_eq!(
+        errors(&live.api),
+        [false, true, true, true],
+        "{:#?}",
+        live.api.function_responses()
+    );
+    let files = landed(&repo, &format!("chant/{id}"));
+    assert!(files.contains(&"src/a.txt".to_string()), "{files:?}");
+    assert!(!files.contains(&"hello.txt".to_string()), "{files:?}");
+    assert_eq!(
+        repo.events("spec_completed")[0]["details"]["agent_refusals"],
+        3
+    );
+}

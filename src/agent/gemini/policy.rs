@@ -14,7 +14,7 @@
 //! |---|---|
 //! | `permissions.deny_edit` | deny `write_file`, `replace` whose `file_path` matches |
 //! | `file_access.denied_paths`, `agent.denied_paths` | deny `write_file`, `replace`, `read_file` whose `file_path` matches |
-//! | `permissions.allow_edit` (at `permissions`) | allow `write_file`, `replace` only there; else any path |
+//! | `permissions.allow_edit` (at `permissions`) | allow `write_file`, `replace` only there, and deny them for a `file_path` with a `..` component; else allow any path |
 //! | `commands.allowed`/`denied`, `permissions.allow_bash`/`deny_bash` | none: allow `run_shell_command` (with redirections) at `permissions`, and chant's gate hook decides each command |
 //! | `allow_network: false` and `network.enabled: false` | deny `web_fetch`, `google_web_search` |
 //!
@@ -37,6 +37,9 @@ const EDIT_TOOLS: &[&str] = &["write_file", "replace"];
 const READ_TOOLS: &[&str] = &["read_file"];
 const SHELL_TOOL: &str = "run_shell_command";
 const WEB_TOOLS: &[&str] = &["web_fetch", "google_web_search"];
+
+/// A `file_path` with a `..` component.
+const PARENT: &str = "\\x00\"file_path\":\"(?:[^\"]*/|)\\.\\.(?:/[^\"]*|)\"\\x00";
 
 const DENY: u32 = 900;
 const ALLOW: u32 = 100;
@@ -130,6 +133,13 @@ impl Policy {
             if agent.permissions.allow_edit.0.is_empty() {
                 rules.push(Rule::new(EDIT_TOOLS, "allow", ALLOW));
             } else {
+                // An allowed prefix followed by `..` would lead anywhere (`src/../x`).
+                let mut parent = Rule::new(EDIT_TOOLS, "deny", DENY);
+                parent.args_pattern = Some(PARENT.to_string());
+                parent.deny_message = Some(
+                    "chant: agent.permissions.allow_edit is set: name the file without `..`".into(),
+                );
+                rules.push(parent);
                 for pattern in path_patterns(&agent.permissions.allow_edit, Some(workspace)) {
                     let mut rule = Rule::new(EDIT_TOOLS, "allow", ALLOW);
                     rule.args_pattern = Some(pattern);
@@ -330,12 +340,28 @@ mod tests {
     fn an_allow_list_holds_only_the_clone_or_relative_paths() {
         let p = policy("agent: {permissions: {allow_edit: [src/]}}", true);
         let allow: Vec<&Rule> = p.rules.iter().filter(|r| r.decision == "allow").collect();
+        assert_eq!(allow.len(), 2);
         let pattern = allow[0].args_pattern.clone().expect("pattern");
         assert!(matches(&pattern, "/c/x/src/a.rs"));
         assert!(matches(&pattern, "src/a.rs"));
         assert!(matches(&pattern, "./src/a.rs"));
         assert!(!matches(&pattern, "/elsewhere/src/a.rs"));
         assert!(!matches(&pattern, "vendor/src/a.rs"));
+        let parent = p
+            .rules
+            .iter()
+            .find(|r| r.decision == "deny" && r.args_pattern.as_deref() == Some(PARENT));
+        let parent = parent
+            .expect("a rule against ..")
+            .args_pattern
+            .clone()
+            .expect("pattern");
+        for path in ["src/../x", "/c/x/src/../../etc/passwd", "..", "../x"] {
+            assert!(matches(&parent, path), "{path}");
+        }
+        for path in ["src/a..b", "src/.hidden", "src/..x/y"] {
+            assert!(!matches(&parent, path), "{path}");
+        }
         assert_eq!(allow[1].tools, [SHELL_TOOL]);
     }
 

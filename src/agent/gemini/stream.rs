@@ -1,7 +1,9 @@
 //! Gemini CLI's `--output-format stream-json` output: one JSON event per line (`init` with
 //! the session id and model, `message` deltas, `tool_use`, `tool_result` with `status` and
 //! an `error.type` such as `policy_violation`, `error` warnings, and a last `result` with
-//! `status` and `stats`: tokens and tool calls; Gemini CLI reports no cost). Read for a
+//! `status` and `stats`: tokens and tool calls; Gemini CLI reports no cost). Refusals are
+//! calls its policy refused (chant's rules), calls refused as outside the workspace, and
+//! commands chant's gate refused. Read for a
 //! compact view on the terminal and for the run's summary.
 //!
 //! Turns are counted here (Gemini CLI does not report them): a turn is one model answer,
@@ -101,7 +103,7 @@ impl StreamJson {
                             "gemini: the command gate refused: {}",
                             gate_reason(message)
                         ));
-                    } else if event["error"]["type"] == "policy_violation" {
+                    } else if refused_by_gemini(&event["error"]) {
                         self.refused.insert(id);
                         shown.push(format!("gemini: refused {tool}: {}", first_line(message)));
                     } else {
@@ -243,6 +245,16 @@ impl Observer for StreamJson {
     }
 }
 
+/// Gemini CLI's own refusals: its policy (chant's rules), or a path outside the workspace.
+fn refused_by_gemini(error: &Value) -> bool {
+    matches!(
+        error["type"].as_str(),
+        Some("policy_violation" | "path_not_in_workspace")
+    ) || error["message"]
+        .as_str()
+        .is_some_and(|m| m.starts_with("Path not in workspace"))
+}
+
 /// The gate's own words out of Gemini CLI's "Tool execution blocked: …" text.
 fn gate_reason(text: &str) -> String {
     text.lines()
@@ -303,6 +315,8 @@ mod tests {
             r#"{"type":"tool_result","tool_id":"t1","status":"error","error":{"type":"policy_violation","message":"chant: refused by agent.permissions.deny_edit"}}"#,
             r#"{"type":"tool_use","tool_name":"run_shell_command","tool_id":"t2","parameters":{"command":"touch x"}}"#,
             r#"{"type":"tool_result","tool_id":"t2","status":"error","error":{"type":"execution_failed","message":"Tool execution blocked: chant: command refused: 'touch x' (touch *)"}}"#,
+            r#"{"type":"tool_use","tool_name":"write_file","tool_id":"t4","parameters":{"file_path":"../x"}}"#,
+            r#"{"type":"tool_result","tool_id":"t4","status":"error","error":{"type":"invalid_tool_params","message":"Path not in workspace: Attempted path /x resolves outside"}}"#,
             r#"{"type":"tool_use","tool_name":"write_file","tool_id":"t3","parameters":{"file_path":"hello.txt"}}"#,
             r#"{"type":"tool_result","tool_id":"t3","status":"success","output":"ok"}"#,
             r#"{"type":"result","status":"success","stats":{"total_tokens":360,"input_tokens":300,"output_tokens":60,"cached":0,"duration_ms":900,"tool_calls":3}}"#,
@@ -329,9 +343,13 @@ mod tests {
             "{shown}"
         );
         assert_eq!(summary.error, None);
-        assert_eq!(summary.refusals, 2);
+        assert!(
+            shown.contains("gemini: refused write_file: Path not in workspace"),
+            "{shown}"
+        );
+        assert_eq!(summary.refusals, 3);
         assert_eq!(summary.details["agent_session_id"], "s-1");
-        assert_eq!(summary.details["agent_turns"], 3);
+        assert_eq!(summary.details["agent_turns"], 4);
         assert_eq!(summary.details["agent_input_tokens"], 300);
         assert_eq!(summary.details["agent_tool_calls"], 3);
         assert_eq!(summary.details["agent_is_error"], false);
