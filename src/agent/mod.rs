@@ -9,14 +9,19 @@
 //! refusals, errors) for the ledger.
 //!
 //! The adapter is `agent.kind`, or recognised from the program name of `agent.command`:
-//! `claude` → [`claude::Claude`]; anything else → [`custom::Custom`], which runs the argv as
-//! given (today's behaviour). Adding an agent touches its own file and [`for_config`].
+//! `claude` → [`claude::Claude`], `gemini` → [`gemini::Gemini`], `aider` → [`aider::Aider`];
+//! anything else → [`custom::Custom`], which runs the argv as given (today's behaviour).
+//! Adding an agent touches its own file and [`for_config`].
 //!
 //! This module never runs a program, never prints and never records: `work` does, with what
 //! the adapter returns.
 
+pub mod aider;
 pub mod claude;
+pub mod committed;
 pub mod custom;
+pub mod endpoint;
+pub mod gemini;
 
 use std::path::Path;
 
@@ -109,6 +114,8 @@ pub fn for_config(config: &Config) -> Box<dyn Agent> {
     match kind {
         AgentKind::Claude => Box::new(claude::Claude::new(config)),
         AgentKind::Custom => Box::new(custom::Custom::new(config)),
+        AgentKind::Gemini => Box::new(gemini::Gemini::new(config)),
+        AgentKind::Aider => Box::new(aider::Aider::new(config)),
     }
 }
 
@@ -117,6 +124,8 @@ pub fn recognise(template: &[String]) -> AgentKind {
     let program = template.first().map(String::as_str).unwrap_or_default();
     match program.rsplit('/').next().unwrap_or(program) {
         "claude" => AgentKind::Claude,
+        "gemini" => AgentKind::Gemini,
+        "aider" => AgentKind::Aider,
         _ => AgentKind::Custom,
     }
 }
@@ -146,5 +155,16 @@ mod tests {
         assert_eq!(recognise(&argv("claude-wrapper")), AgentKind::Custom);
         assert_eq!(recognise(&argv("./agent.sh")), AgentKind::Custom);
         assert_eq!(recognise(&[]), AgentKind::Custom);
+    }
+
+    #[test]
+    fn gemini_and_aider_are_recognised_by_their_program_names() {
+        let argv = |s: &str| vec![s.to_string()];
+        assert_eq!(recognise(&argv("gemini")), AgentKind::Gemini);
+        assert_eq!(recognise(&argv("/usr/bin/gemini")), AgentKind::Gemini);
+        assert_eq!(recognise(&argv("aider")), AgentKind::Aider);
+        assert_eq!(recognise(&argv("/tmp/venv/bin/aider")), AgentKind::Aider);
+        assert_eq!(recognise(&argv("gemini-cli")), AgentKind::Custom);
+        assert_eq!(recognise(&argv("aider.sh")), AgentKind::Custom);
     }
 }

@@ -114,6 +114,7 @@ pub fn run(args: Args) -> Result<u8> {
     }
     // Claude Code's id of the tool call, which links the decision to its result.
     let mut tool_use_id = None;
+    let mut via = "claude-hook";
     let (decision, shown, argv) = if args.claude_hook {
         let event = read_hook_event("--claude-hook")?;
         tool_use_id = event["tool_use_id"].as_str().map(str::to_string);
@@ -121,6 +122,10 @@ pub fn run(args: Args) -> Result<u8> {
             .as_str()
             .unwrap_or_default()
             .to_string();
+        // Gemini CLI's BeforeTool hooks send the same shape as Claude Code's PreToolUse.
+        if event["hook_event_name"] == "BeforeTool" {
+            via = "gemini-hook";
+        }
         (policy.check_line(&line), line, None)
     } else {
         if args.command.is_empty() {
@@ -168,7 +173,7 @@ pub fn run(args: Args) -> Result<u8> {
             record(
                 command_run("refused")
                     .detail("rule", rule.clone())
-                    .detail("via", "claude-hook"),
+                    .detail("via", via),
             )?;
         }
         errln!("chant: command refused: '{segment}' ({rule})");
@@ -177,7 +182,7 @@ pub fn run(args: Args) -> Result<u8> {
     let Some(argv) = argv else {
         // Hook mode: allowed; the agent runs it itself. Recorded now (its exit code is the
         // agent's to see), and Claude Code is told the gate allowed it.
-        record(command_run("allowed").detail("via", "claude-hook"))?;
+        record(command_run("allowed").detail("via", via))?;
         outln!("{}", hook_allowed());
         return Ok(0);
     };

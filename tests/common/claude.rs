@@ -85,21 +85,7 @@ impl Live {
 /// A repository whose agent is the real `claude` (`agent.command: [claude, -p, "{prompt}"]`)
 /// with `extra` YAML lines under `agent:`, and one spec; returns it and the spec id.
 pub fn repo_with_claude(extra: &str) -> (TestRepo, String) {
-    let repo = TestRepo::initialised();
-    let timeout = if extra.contains("timeout:") {
-        ""
-    } else {
-        "  timeout: 2m\n"
-    };
-    repo.write_config(&format!(
-        "agent:\n  command: [claude, -p, \"{{prompt}}\"]\n{timeout}{extra}"
-    ));
-    repo.git(&["add", "-A"]);
-    repo.git(&["commit", "--quiet", "-m", "chant config"]);
-    let id = repo.add_spec("Greet the user", &["hello.txt"]);
-    repo.git(&["add", "-A"]);
-    repo.git(&["commit", "--quiet", "-m", "spec"]);
-    (repo, id)
+    super::live::repo_with_agent("[claude, -p, \"{prompt}\"]", extra)
 }
 
 /// The real `claude` binary (the npm package's native executable), resolved.

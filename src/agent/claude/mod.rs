@@ -94,13 +94,7 @@ impl Claude {
 /// The host (with its port, when the URL gives one) of `ANTHROPIC_BASE_URL`, else
 /// Anthropic's API host.
 fn api_host(base_url: Option<&str>) -> String {
-    let Some(url) = base_url.filter(|u| !u.trim().is_empty()) else {
-        return "api.anthropic.com".into();
-    };
-    let rest = url.split_once("://").map_or(url, |(_, r)| r);
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or(rest);
-    let authority = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-    authority.to_string()
+    super::endpoint::host_of(base_url, "api.anthropic.com")
 }
 
 /// Levels where the gate hook reaches chant (on this machine, or through the run's gate

@@ -1,7 +1,6 @@
 //! The run's `.claude/settings.json`: chant's rules merged with what the project committed.
 //!
-//! Read from the fresh clone before the agent starts (chant's own checkout of the base
-//! tree): only regular files are read, never followed through a symlink, at most 1 MiB.
+//! Read from the fresh clone before the agent starts ([`crate::agent::committed`]).
 
 use std::path::Path;
 
@@ -14,28 +13,9 @@ const DROPPED: &[&str] = &["hooks", "disableAllHooks"];
 /// Keys under `permissions` that chant decides for the run; dropped.
 const DROPPED_PERMISSIONS: &[&str] = &["defaultMode", "additionalDirectories"];
 
-const MAX_SIZE: u64 = 1 << 20;
-
-/// The text of `rel` in `clone` when it is a regular file; None when absent or not a
-/// regular file (chant writes its own in its place).
+/// The text of `rel` in `clone` when it is a regular file (see [`crate::agent::committed`]).
 pub(super) fn read_committed(clone: &Path, rel: &str) -> Result<Option<String>, AgentError> {
-    let path = clone.join(rel);
-    let Ok(meta) = std::fs::symlink_metadata(&path) else {
-        return Ok(None);
-    };
-    if !meta.file_type().is_file() {
-        return Ok(None);
-    }
-    let bad = |reason: String| AgentError::ProjectSettings {
-        path: rel.to_string(),
-        reason,
-    };
-    if meta.len() > MAX_SIZE {
-        return Err(bad(format!("is larger than {MAX_SIZE} bytes")));
-    }
-    std::fs::read_to_string(&path)
-        .map(Some)
-        .map_err(|e| bad(format!("cannot be read: {e}")))
+    crate::agent::committed::read(clone, rel)
 }
 
 /// `ours` (chant's rules and hook) merged into the committed files, in order: their allow,

@@ -1,0 +1,156 @@
+//! Driving `git chant work` with a real agent CLI: a network namespace holding only `lo`, a
+//! scripted fake of the agent's model API inside it, and the variables pointing the CLI at
+//! the fake — shared by the tests of each adapter (tests/gemini.rs, tests/aider.rs).
+//!
+//! Where the CLI or the namespace is missing the test is skipped with a loud message,
+//! unless the CLI's `CHANT_REQUIRE_<NAME>` variable is set (`.ci/run` installs the pinned
+//! CLIs and sets them): then it fails.
+
+use std::process::Command;
+
+use super::netns::Netns;
+use super::{Run, TestRepo};
+
+/// A namespace with a fake API serving one script, and the variables for the CLI.
+pub struct Live<A> {
+    pub api: A,
+    env: Vec<(String, String)>,
+    // Dropped last: the server's socket lives in it.
+    pub netns: Netns,
+}
+
+/// `program --version` works, and a namespace can be made; else the reason.
+fn check(program: &str) -> Result<Netns, String> {
+    match Command::new(program).arg("--version").output() {
+        Ok(o) if o.status.success() => {}
+        Ok(o) => {
+            return Err(format!(
+                "`{program} --version` failed: {}",
+                String::from_utf8_lossy(&o.stderr).trim()
+            ))
+        }
+        Err(e) => return Err(format!("`{program}` is not on PATH ({e})")),
+    }
+    Netns::new().map_err(|e| format!("no network namespace: {e}"))
+}
+
+impl<A> Live<A> {
+    /// Sets up `test` for `program` (required when `require` is set): `api` starts the fake
+    /// in the namespace, `env` gives the variables pointing the CLI at it. None: skipped.
+    pub fn start(
+        test: &str,
+        program: &str,
+        require: &str,
+        api: impl FnOnce(&Netns) -> A,
+        env: impl FnOnce(&A) -> Vec<(&'static str, String)>,
+    ) -> Option<Live<A>> {
+        let netns = match check(program) {
+            Ok(n) => n,
+            Err(why) => {
+                if std::env::var_os(require).is_some() {
+                    panic!("{test}: {why} ({require} is set)");
+                }
+                eprintln!(
+                    "\n!!! SKIPPED {test}: {why}.\n!!! Install it as .ci/run does, and run as root.\n"
+                );
+                return None;
+            }
+        };
+        let api = api(&netns);
+        let env = env(&api)
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect();
+        Some(Live { api, env, netns })
+    }
+
+    /// `git chant <args>` in `repo`, run inside the namespace with the test's clean
+    /// environment, the fake's variables and `extra`.
+    pub fn chant(&self, repo: &TestRepo, args: &[&str], extra: &[(&str, &str)]) -> Run {
+        let started = std::time::Instant::now();
+        let out = self
+            .chant_cmd(repo, args, extra)
+            .output()
+            .expect("run git-chant in the namespace");
+        eprintln!(
+            "--- git chant {}: {} in {} ms",
+            args.join(" "),
+            out.status,
+            started.elapsed().as_millis()
+        );
+        Run(out)
+    }
+
+    /// The command [`Live::chant`] runs (nsenter execs git-chant: same pid).
+    pub fn chant_cmd(&self, repo: &TestRepo, args: &[&str], extra: &[(&str, &str)]) -> Command {
+        let mut cmd = self.netns.command(env!("CARGO_BIN_EXE_git-chant"));
+        repo.env(&mut cmd);
+        cmd.envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .envs(extra.iter().copied())
+            .args(args)
+            .current_dir(&repo.root);
+        cmd
+    }
+
+    /// `program` run directly in the namespace with an environment as empty as chant gives
+    /// an agent (PATH, HOME, LANG, TERM) plus the fake's variables.
+    pub fn direct(&self, program: &str, home: &std::path::Path, dir: &std::path::Path) -> Command {
+        let mut cmd = self.netns.command(program);
+        cmd.env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("HOME", home)
+            .env("LANG", "C.UTF-8")
+            .env("TERM", "dumb")
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .current_dir(dir)
+            .stdin(std::process::Stdio::null());
+        cmd
+    }
+}
+
+/// A repository whose `agent.command` is `command` (a YAML flow list) with `extra` YAML
+/// lines under `agent:`, and one spec targeting `hello.txt`; returns it and the spec id.
+pub fn repo_with_agent(command: &str, extra: &str) -> (TestRepo, String) {
+    let repo = TestRepo::initialised();
+    let timeout = if extra.contains("timeout:") {
+        ""
+    } else {
+        "  timeout: 2m\n"
+    };
+    repo.write_config(&format!("agent:\n  command: {command}\n{timeout}{extra}"));
+    repo.git(&["add", "-A"]);
+    repo.git(&["commit", "--quiet", "-m", "chant config"]);
+    let id = repo.add_spec("Greet the user", &["hello.txt"]);
+    repo.git(&["add", "-A"]);
+    repo.git(&["commit", "--quiet", "-m", "spec"]);
+    (repo, id)
+}
+
+/// Everything chant printed or wrote about a run: stdout, stderr, run logs, the ledger.
+pub fn everything_chant_said(repo: &TestRepo, run: &Run) -> String {
+    let mut all = run.stdout() + &run.stderr();
+    if let Ok(logs) = std::fs::read_dir(repo.path(".git/chant/logs")) {
+        for log in logs.filter_map(Result::ok) {
+            all.push_str(&std::fs::read_to_string(log.path()).unwrap_or_default());
+        }
+    }
+    all.push_str(&repo.git(&["log", "--format=%B", "refs/chant/audit"]));
+    all
+}
+
+/// The commands of the `command_run` entries with `details.decision` = `decision`.
+pub fn command_runs(repo: &TestRepo, decision: &str) -> Vec<String> {
+    repo.events("command_run")
+        .iter()
+        .filter(|e| e["details"]["decision"] == decision)
+        .filter_map(|e| e["details"]["command"].as_str().map(str::to_string))
+        .collect()
+}
+
+/// The files on `branch`.
+pub fn landed(repo: &TestRepo, branch: &str) -> Vec<String> {
+    repo.git(&["ls-tree", "-r", "--name-only", branch])
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
