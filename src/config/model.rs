@@ -60,7 +60,7 @@ choice!(
 );
 choice!(
     /// Which adapter runs the agent program (`agent.kind`; see `src/agent/`).
-    AgentKind { Custom = "custom", Claude = "claude" }
+    AgentKind { Custom = "custom", Claude = "claude", Codex = "codex", Opencode = "opencode" }
 );
 choice!(VmProvider { Qemu = "qemu", Firecracker = "firecracker", Virtualbox = "virtualbox" });
 choice!(VmNetwork { Isolated = "isolated", Allowlist = "allowlist" });
