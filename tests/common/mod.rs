@@ -12,6 +12,7 @@ pub mod claude;
 pub mod gemini;
 pub mod http;
 pub mod image;
+pub mod live;
 pub mod moto;
 pub mod netns;
 pub mod openai;
