@@ -54,6 +54,11 @@ export const ChantGate = async () => ({
 });
 "#;
 
+/// A lock file listing the package opencode installs into its config dir at start
+/// (`@opencode-ai/plugin`), so that it does not try to.
+pub const PLUGIN_LOCK: &str =
+    "{\"packages\": {\"\": {\"dependencies\": {\"@opencode-ai/plugin\": \"*\"}}}}\n";
+
 /// Chant's rules, as opencode permission rules (ordered: default, allow, deny).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Rules {
@@ -207,14 +212,22 @@ pub fn read_committed(clone: &Path) -> Result<Option<Map<String, Value>>, AgentE
 }
 
 /// The config text for one run at `level`: `committed` (cleaned, see the module docs) with
-/// chant's permission rules after its own.
+/// chant's permission rules after its own, and the gate plugin at `gate_plugin` as its only
+/// plugin.
 pub fn config_content(
     rules: &Rules,
     committed: Option<&Map<String, Value>>,
     level: SandboxLevel,
+    gate_plugin: Option<&Path>,
 ) -> Result<String, AgentError> {
     let mut rest = committed.cloned().unwrap_or_default();
     rest.remove("plugin");
+    if let Some(path) = gate_plugin {
+        rest.insert(
+            "plugin".into(),
+            Value::Array(vec![format!("file://{}", path.display()).into()]),
+        );
+    }
     rest.remove("$schema");
     for key in ["agent", "mode"] {
         if let Some(Value::Object(agents)) = rest.get_mut(key) {
@@ -280,7 +293,12 @@ pub fn config_content(
                 entries.push((json(pattern), json(action)));
             }
         }
-        permission.push((json(name), object(&entries)));
+        // Some permissions (`webfetch`, `websearch`) take only an action, not patterns.
+        let value = match entries.as_slice() {
+            [(pattern, action)] if pattern == "\"*\"" => action.clone(),
+            _ => object(&entries),
+        };
+        permission.push((json(name), value));
     }
     let permission = object(&permission);
     let rest = Value::Object(rest).to_string();
@@ -317,13 +335,13 @@ mod tests {
         let r = rules(
             "agent: {permissions: {deny_edit: [secret.txt, build/]}, commands: {denied: [\"touch *\"]}}",
         );
-        let text = config_content(&r, None, SandboxLevel::Permissions).expect("config");
+        let text = config_content(&r, None, SandboxLevel::Permissions, None).expect("config");
         assert_eq!(
             text,
-            r#"{"permission":{"edit":{"secret.txt":"deny","*/secret.txt":"deny","build/*":"deny","build":"deny","*/build/*":"deny","*/build":"deny"},"bash":{"touch *":"deny"},"external_directory":{"*":"deny"},"webfetch":{"*":"deny"},"websearch":{"*":"deny"}}}"#
+            r#"{"permission":{"edit":{"secret.txt":"deny","*/secret.txt":"deny","build/*":"deny","build":"deny","*/build/*":"deny","*/build":"deny"},"bash":{"touch *":"deny"},"external_directory":"deny","webfetch":"deny","websearch":"deny"}}"#
         );
         let allow = rules("agent: {permissions: {allow_edit: [src/]}, commands: {allowed: [\"cargo test\"]}, network: {enabled: true}}");
-        let text = config_content(&allow, None, SandboxLevel::None).expect("config");
+        let text = config_content(&allow, None, SandboxLevel::None, None).expect("config");
         assert_eq!(
             text,
             r#"{"permission":{"edit":{"*":"deny","src/*":"allow","src":"allow"},"bash":{"*":"deny","cargo test":"allow"}}}"#
@@ -341,7 +359,8 @@ mod tests {
                 "agent": {"build": {"permission": {"bash": "allow"}, "model": "y"}}}"#,
         )
         .expect("json");
-        let text = config_content(&r, Some(&committed), SandboxLevel::Permissions).expect("config");
+        let text =
+            config_content(&r, Some(&committed), SandboxLevel::Permissions, None).expect("config");
         let v: Value = serde_json::from_str(&text).expect("valid JSON");
         assert_eq!(v["model"], "openai/x");
         assert!(v.get("plugin").is_none(), "{text}");
@@ -356,7 +375,7 @@ mod tests {
             text.contains(r#""edit":{"*":"allow","secret.txt":"deny","*/secret.txt":"deny"}"#),
             "{text}"
         );
-        assert!(text.contains(r#""webfetch":{"*":"deny"}"#), "{text}");
+        assert!(text.contains(r#""webfetch":"deny""#), "{text}");
     }
 
     #[test]

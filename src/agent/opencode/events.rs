@@ -18,6 +18,10 @@ pub const NOT_LOGGED_IN_FIX: &str = "opencode has no usable API key: set OPENAI_
 --secrets-from source; chant passes them to opencode when set, masked, unless \
 agent.secrets.hide names them";
 
+/// The fix, when opencode fails in a way that may be a missing key.
+const NOT_LOGGED_IN_HINT: &str = "set OPENAI_API_KEY (OPENAI_BASE_URL for another endpoint), \
+which chant passes to opencode when set, masked, unless agent.secrets.hide names them";
+
 /// What opencode says when the key is missing or refused.
 const AUTH_ERRORS: &[&str] = &[
     "API key",
@@ -45,6 +49,8 @@ pub struct RunJson {
     tool_calls: u64,
     refused: BTreeSet<String>,
     error: Option<String>,
+    /// The first `Error: …` line on stderr (a config or start-up failure).
+    startup_error: Option<String>,
     auth_error: bool,
     finished: bool,
 }
@@ -143,6 +149,12 @@ impl Observer for RunJson {
             if text.contains("ProviderAuthError") || text.contains("API key") {
                 self.auth_error = true;
             }
+            // opencode reports a config or start-up failure on stderr only.
+            if self.error.is_none() {
+                if let Some((_, rest)) = strip_ansi(&text).split_once("Error: ") {
+                    self.startup_error = Some(first_line(rest));
+                }
+            }
             return None;
         }
         self.pending.extend_from_slice(bytes);
@@ -188,7 +200,15 @@ impl Observer for RunJson {
         details.insert("agent_is_error".into(), is_error.into());
         let error = if self.auth_error && is_error {
             Some(NOT_LOGGED_IN_FIX.to_string())
+        } else if let (0, Some(e)) = (self.steps, &self.error) {
+            // Without a key opencode fails before its first step with a generic error.
+            Some(format!(
+                "opencode reported an error before its first step: {e}; if it has no credentials: {}",
+                NOT_LOGGED_IN_HINT
+            ))
         } else if let Some(e) = &self.error {
+            Some(format!("opencode reported an error: {e}"))
+        } else if let (false, Some(e)) = (self.finished, &self.startup_error) {
             Some(format!("opencode reported an error: {e}"))
         } else if !self.finished {
             Some("opencode ended without finishing a step (see the run log)".to_string())
@@ -220,6 +240,24 @@ fn gate_reason(text: &str) -> String {
                 .map(|(_, r)| r.trim().to_string())
         })
         .unwrap_or_else(|| first_line(text))
+}
+
+/// `text` without terminal colour sequences (`ESC [ … m`).
+fn strip_ansi(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 fn first_line(text: &str) -> String {
@@ -276,9 +314,29 @@ mod tests {
         let (_, s) = feed(&[
             r#"{"type":"error","sessionID":"s","error":{"name":"APIError","data":{"message":"boom"}}}"#,
         ]);
+        assert!(
+            s.error.as_deref().is_some_and(|e| e.starts_with(
+                "opencode reported an error before its first step: APIError: boom; if it has no credentials: set OPENAI_API_KEY"
+            )),
+            "{:?}",
+            s.error
+        );
+        let (_, s) = feed(&[
+            r#"{"type":"step_start","sessionID":"s","part":{}}"#,
+            r#"{"type":"error","sessionID":"s","error":{"name":"APIError","data":{"message":"boom"}}}"#,
+        ]);
         assert_eq!(
             s.error.as_deref(),
             Some("opencode reported an error: APIError: boom")
+        );
+        let mut s = RunJson::default();
+        s.observe(
+            Stream::Stderr,
+            "\u{1b}[91m\u{1b}[1mError: \u{1b}[0mConfiguration is invalid at X\n".as_bytes(),
+        );
+        assert_eq!(
+            s.summary().error.as_deref(),
+            Some("opencode reported an error: Configuration is invalid at X")
         );
         let (_, s) = feed(&["not json"]);
         assert!(s.error.is_some_and(|e| e.contains("without finishing")));

@@ -9,7 +9,9 @@
 //!   merged with a committed `opencode.json`; `OPENCODE_DISABLE_PROJECT_CONFIG=1` so that
 //!   opencode itself reads nothing else from the project (`.opencode/` agents, commands and
 //!   plugins could otherwise loosen the rules or run code at start).
-//! - the gate: a plugin in the run's private HOME (`~/.config/opencode/plugin/`) whose
+//! - what opencode loads from the project whatever it is told (plugins, `.opencode/`
+//!   agents): replaced in the clone for the run, see [`project`].
+//! - the gate: a plugin in the run's private HOME, named in that config, whose
 //!   `tool.execute.before` sends every `bash` call through chant's command gate and throws
 //!   (refusing the call) unless the gate allows it, also when the gate cannot run.
 //! - environment: `OPENCODE_DISABLE_MODELS_FETCH`, `OPENCODE_DISABLE_AUTOUPDATE`,
@@ -19,6 +21,7 @@
 
 pub mod config;
 mod events;
+mod project;
 
 use std::path::Path;
 
@@ -33,8 +36,10 @@ pub const CREDENTIALS: &[&str] = &["OPENAI_API_KEY", "OPENAI_BASE_URL"];
 /// OpenAI's API host, when `OPENAI_BASE_URL` is not set.
 pub const DEFAULT_HOST: &str = "api.openai.com";
 
-/// Where the gate plugin goes in the run's private HOME (opencode's global plugin dir).
-pub const GATE_PLUGIN: &str = ".config/opencode/plugin/chant-gate.js";
+/// Where the gate plugin goes in the run's private HOME; the config names it as a `file://`
+/// plugin (a file in opencode's own plugin dir makes it install packages into that dir
+/// first, which waits on the network).
+pub const GATE_PLUGIN: &str = ".chant/opencode-gate.js";
 
 pub struct Opencode {
     rules: config::Rules,
@@ -76,18 +81,15 @@ impl Agent for Opencode {
 
     fn workspace_files(
         &self,
-        _clone: &Path,
+        clone: &Path,
         _level: SandboxLevel,
     ) -> Result<Vec<(String, String)>, AgentError> {
-        Ok(Vec::new())
+        Ok(project::neutralised(clone))
     }
 
-    fn home_files(&self, _workspace: &Path, level: SandboxLevel) -> Vec<(String, String)> {
-        if runs_on_host(level) {
-            vec![(GATE_PLUGIN.to_string(), config::GATE_PLUGIN_JS.to_string())]
-        } else {
-            Vec::new()
-        }
+    fn home_files(&self, _workspace: &Path, _level: SandboxLevel) -> Vec<(String, String)> {
+        // Written by `run_setup`, which knows where HOME is.
+        Vec::new()
     }
 
     fn credential_names(&self) -> &'static [&'static str] {
@@ -129,13 +131,25 @@ impl Agent for Opencode {
     fn run_setup(&self, run: &RunInputs<'_>) -> Result<RunSetup, AgentError> {
         let committed = config::read_committed(run.clone)?;
         let mut setup = RunSetup::default();
-        if committed.is_some() {
-            setup.notices.push(format!(
-                "{}: the committed file is merged with chant's rules for this run (chant's deny rules win; its plugins and agent-level permissions are dropped)",
-                config::PROJECT_CONFIG
-            ));
+        // At start opencode npm-installs its plugin package into its config dir unless that
+        // dir's lock file lists it: offline that is a minute of retries, online a download.
+        // The gate plugin imports nothing, so the lock file says it is there.
+        setup.home_files.push((
+            ".config/opencode/package-lock.json".to_string(),
+            config::PLUGIN_LOCK.to_string(),
+        ));
+        setup.home_files.push((
+            ".config/opencode/node_modules/.chant".to_string(),
+            "written by git-chant: see package-lock.json\n".to_string(),
+        ));
+        let gate = runs_on_host(run.level).then(|| run.home.join(GATE_PLUGIN));
+        if gate.is_some() {
+            setup
+                .home_files
+                .push((GATE_PLUGIN.to_string(), config::GATE_PLUGIN_JS.to_string()));
         }
-        let text = config::config_content(&self.rules, committed.as_ref(), run.level)?;
+        let text =
+            config::config_content(&self.rules, committed.as_ref(), run.level, gate.as_deref())?;
         setup
             .env
             .push(("OPENCODE_CONFIG_CONTENT".to_string(), text));
@@ -173,11 +187,26 @@ mod tests {
     #[test]
     fn the_gate_plugin_is_written_only_where_the_gate_is_reachable() {
         let o = opencode("agent: {}");
-        let home = o.home_files(Path::new("/c"), SandboxLevel::Permissions);
-        assert_eq!(home[0].0, GATE_PLUGIN);
-        assert!(home[0].1.contains("--claude-hook"));
-        assert!(o
-            .home_files(Path::new("/c"), SandboxLevel::Docker)
-            .is_empty());
+        let setup = |level| {
+            let clone = tempfile::tempdir().expect("tmp");
+            o.run_setup(&RunInputs {
+                clone: clone.path(),
+                home: Path::new("/r/home"),
+                exposed: &[],
+                level,
+            })
+            .expect("setup")
+        };
+        let host = setup(SandboxLevel::Permissions);
+        let plugin = host.home_files.iter().find(|(p, _)| p == GATE_PLUGIN);
+        assert!(plugin.is_some_and(|(_, js)| js.contains("--claude-hook")));
+        let content = &host.env[0].1;
+        assert!(
+            content.contains(r#""plugin":["file:///r/home/.chant/opencode-gate.js"]"#),
+            "{content}"
+        );
+        let docker = setup(SandboxLevel::Docker);
+        assert!(docker.home_files.iter().all(|(p, _)| p != GATE_PLUGIN));
+        assert!(!docker.env[0].1.contains("plugin"), "{:?}", docker.env);
     }
 }
