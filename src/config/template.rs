@@ -69,10 +69,13 @@ const EXAMPLES: &str = "\
 # --- Examples: uncomment and merge into the sections above. Every key is optional. ---
 # agent:
 #   command: [claude, -p, \"{prompt}\"]   # argv; {prompt} {prompt_file} {spec_id} {workspace}
-#   kind: claude                     # claude | custom (default: recognised from command)
+#   kind: claude                     # claude | codex | opencode | custom (default: from command)
 #   # Claude Code gets ANTHROPIC_API_KEY / ANTHROPIC_AUTH_TOKEN / ANTHROPIC_BASE_URL (and the
 #   # Bedrock/Vertex variables) from your environment, .env or --secrets-from when set,
-#   # masked; no expose entry needed, secrets.hide still wins.
+#   # masked; no expose entry needed, secrets.hide still wins. Codex CLI
+#   # ([codex, exec, "{prompt}"]) gets OPENAI_API_KEY / OPENAI_BASE_URL / CODEX_API_KEY /
+#   # OPENAI_ORGANIZATION / OPENAI_PROJECT, opencode ([opencode, run, -m, openai/MODEL,
+#   # "{prompt}"]) OPENAI_API_KEY / OPENAI_BASE_URL, the same way.
 #   permissions:
 #     allow_edit: [src/**, tests/**]
 #     deny_edit: [.env, \"*.key\", credentials/**]
