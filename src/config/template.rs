@@ -73,9 +73,9 @@ const EXAMPLES: &str = "\
 #   # Claude Code gets ANTHROPIC_API_KEY / ANTHROPIC_AUTH_TOKEN / ANTHROPIC_BASE_URL (and the
 #   # Bedrock/Vertex variables) from your environment, .env or --secrets-from when set,
 #   # masked; no expose entry needed, secrets.hide still wins. Codex CLI
-#   # ([codex, exec, "{prompt}"]) gets OPENAI_API_KEY / OPENAI_BASE_URL / CODEX_API_KEY /
+#   # ([codex, exec, \"{prompt}\"]) gets OPENAI_API_KEY / OPENAI_BASE_URL / CODEX_API_KEY /
 #   # OPENAI_ORGANIZATION / OPENAI_PROJECT, opencode ([opencode, run, -m, openai/MODEL,
-#   # "{prompt}"]) OPENAI_API_KEY / OPENAI_BASE_URL, the same way.
+#   # \"{prompt}\"]) OPENAI_API_KEY / OPENAI_BASE_URL, the same way.
 #   permissions:
 #     allow_edit: [src/**, tests/**]
 #     deny_edit: [.env, \"*.key\", credentials/**]
