@@ -252,3 +252,28 @@ fn a_committed_codex_project_config_and_hooks_are_not_read() {
         Some("still gated\n")
     );
 }
+
+#[test]
+fn codex_and_opencode_at_a_level_without_network_are_refused_before_anything_is_created() {
+    for command in [COMMAND, "[opencode, run, \"{prompt}\"]"] {
+        for level in ["docker", "vm"] {
+            let (repo, id) = repo_with_agent(command, &format!("  sandbox: {level}\n"));
+            let ledger_before = repo.ledger().len();
+            let run = repo
+                .chant_cmd(&["work", &id])
+                .env("OPENAI_BASE_URL", "http://gateway.internal:8443/v1")
+                .output()
+                .expect("run");
+            let run = common::Run(run).assert_code(2);
+            for needle in ["agent.network.enabled", "gateway.internal:8443", level] {
+                assert!(
+                    run.stderr().contains(needle),
+                    "{command} at {level}: {needle}: {}",
+                    run.stderr()
+                );
+            }
+            assert_eq!(repo.rev(&format!("chant/{id}")), None, "no branch");
+            assert_eq!(repo.ledger().len(), ledger_before, "nothing recorded");
+        }
+    }
+}
