@@ -84,27 +84,7 @@ fn claude_p_in_the_namespace_writes_a_file_and_runs_a_command_from_the_fake_scri
 // ---- `git chant work` with the real CLI ----
 
 use common::claude::{repo_with_claude, API_KEY};
-use common::TestRepo;
-
-/// Everything chant printed or wrote about the run: stdout, stderr, run logs, the ledger.
-fn everything_chant_said(repo: &TestRepo, run: &common::Run) -> String {
-    let mut all = run.stdout() + &run.stderr();
-    if let Ok(logs) = std::fs::read_dir(repo.path(".git/chant/logs")) {
-        for log in logs.filter_map(Result::ok) {
-            all.push_str(&std::fs::read_to_string(log.path()).unwrap_or_default());
-        }
-    }
-    all.push_str(&repo.git(&["log", "--format=%B", "refs/chant/audit"]));
-    all
-}
-
-fn command_runs(repo: &TestRepo, decision: &str) -> Vec<String> {
-    repo.events("command_run")
-        .iter()
-        .filter(|e| e["details"]["decision"] == decision)
-        .filter_map(|e| e["details"]["command"].as_str().map(str::to_string))
-        .collect()
-}
+use common::live::{command_runs, everything_chant_said};
 
 #[test]
 fn claude_at_permissions_lands_an_allowed_edit_and_command_and_records_them() {
