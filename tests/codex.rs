@@ -69,35 +69,61 @@ fn codex_at_permissions_lands_an_allowed_edit_and_command_and_records_them() {
 }
 
 #[test]
-fn codex_at_permissions_refuses_a_denied_command_before_it_runs_and_chant_refuses_a_denied_edit() {
+fn codex_at_permissions_refuses_denied_edits_and_commands_before_they_happen() {
     let probe_dir = tempfile::tempdir().expect("probe dir");
     let probe = probe_dir.path().join("command-ran");
+    let outside = probe_dir.path().join("outside.txt");
     let (repo, id) = repo_with_agent(
         COMMAND,
-        "  sandbox: permissions\n  permissions:\n    deny_edit: [secret.txt]\n  commands:\n    denied: [\"touch *\"]\n",
+        "  sandbox: permissions\n  permissions:\n    deny_edit: [secret.txt, \"config/\"]\n  commands:\n    denied: [\"touch *\"]\n",
     );
     let Some(live) = live(
-        "codex_at_permissions_refuses_a_denied_command_before_it_runs_and_chant_refuses_a_denied_edit",
+        "codex_at_permissions_refuses_denied_edits_and_commands_before_they_happen",
         vec![
             shell(&format!("touch {}", probe.display())),
             // The same command hidden behind a wrapper and a path: still refused.
             shell(&format!("env /usr/bin/touch {}", probe.display())),
-            add_file("secret.txt", "must never land"),
+            add_file("secret.txt", "must never be written"),
+            add_file("deep/../config/app.toml", "nor this"),
+            add_file(&outside.to_string_lossy(), "nor outside the clone"),
             add_file("hello.txt", "allowed"),
         ],
     ) else {
         return;
     };
-    let run = live.chant(&repo, &["work", &id], &[]).assert_code(1);
+    let run = live.chant(&repo, &["work", &id, "--keep"], &[]).assert_ok();
     let outputs = live.api.tool_outputs();
-    assert_eq!(outputs.len(), 4, "{outputs:?}");
+    assert_eq!(outputs.len(), 6, "{outputs:?}");
     for refused in &outputs[..2] {
         assert!(
             refused.output.contains("chant: command refused"),
             "the gate's reason reached the model: {outputs:?}"
         );
     }
+    for refused in &outputs[2..5] {
+        assert!(
+            refused.output.contains("chant: edit refused"),
+            "the edit hook's reason reached the model: {outputs:?}"
+        );
+    }
     assert!(!probe.exists(), "the refused commands never ran");
+    assert!(!outside.exists(), "nothing was written outside the clone");
+    let kept: Vec<_> = std::fs::read_dir(repo.clones_dir())
+        .expect("the kept clone")
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .collect();
+    assert_eq!(kept.len(), 1, "{kept:?} ({})", run.stderr());
+    for rel in ["secret.txt", "config/app.toml"] {
+        assert!(
+            !kept[0].join(rel).exists(),
+            "{rel}: the refused edit never happened"
+        );
+    }
+    assert_eq!(
+        landed(&repo, &id, "hello.txt").as_deref(),
+        Some("allowed\n")
+    );
     assert_eq!(
         command_runs(&repo, "refused"),
         [
@@ -105,26 +131,22 @@ fn codex_at_permissions_refuses_a_denied_command_before_it_runs_and_chant_refuse
             format!("env /usr/bin/touch {}", probe.display())
         ]
     );
-    // Codex has no rule for edit paths: chant's check after the run refuses the change.
-    let violations = repo.events("policy_violation");
-    assert!(
-        violations
-            .iter()
-            .any(|v| v["details"]["path"] == "secret.txt"),
-        "{violations:?}"
-    );
-    assert!(
-        run.stderr().contains("policy violation"),
-        "{}",
-        run.stderr()
-    );
+    let refused_edits: Vec<String> = repo
+        .events("policy_violation")
+        .iter()
+        .filter(|v| v["details"]["via"] == "edit-hook")
+        .filter_map(|v| v["details"]["path"].as_str().map(str::to_string))
+        .collect();
     assert_eq!(
-        repo.rev(&format!("chant/{id}")),
-        repo.rev("main"),
-        "nothing landed"
+        refused_edits,
+        [
+            "secret.txt".to_string(),
+            "deep/../config/app.toml".to_string(),
+            outside.display().to_string()
+        ]
     );
-    let failed = &repo.events("spec_failed")[0]["details"];
-    assert_eq!(failed["agent_refusals"], 2, "{failed}");
+    let done = &repo.events("spec_completed")[0]["details"];
+    assert_eq!(done["agent_refusals"], 5, "{done}");
 }
 
 #[test]

@@ -33,6 +33,10 @@ pub struct Args {
     /// Read a Claude Code PreToolUse hook event on stdin and answer allow (0) or block (2)
     #[arg(long, conflicts_with = "command")]
     claude_hook: bool,
+    /// Read a PreToolUse hook event for a Codex apply_patch on stdin and answer allow (0) or
+    /// block (2) by chant's edit path rules
+    #[arg(long, conflicts_with_all = ["command", "claude_hook"])]
+    edit_hook: bool,
     /// The command and its arguments
     #[arg(last = true, value_name = "CMD")]
     command: Vec<String>,
@@ -56,6 +60,10 @@ pub fn run(args: Args) -> Result<u8> {
         e.spec_id = spec.clone();
         e
     };
+
+    if args.edit_hook {
+        return edit_hook(&project, &config, &identity, spec);
+    }
 
     let (decision, shown, argv) = if args.claude_hook {
         let mut input = String::new();
@@ -149,4 +157,40 @@ pub fn run(args: Args) -> Result<u8> {
         errln!("chant: cannot run '{}': {e}", argv[0]);
     }
     Ok(u8::try_from(code.clamp(0, 255)).unwrap_or(1))
+}
+
+/// `--edit-hook`: the paths of the patch on stdin against chant's edit rules; a refused one
+/// is a `policy_violation` and exit 2 (the hook's refusal), with the reason on stderr for
+/// the agent's model.
+fn edit_hook(
+    project: &Project,
+    config: &crate::config::Config,
+    identity: &Identity,
+    spec: Option<String>,
+) -> Result<u8> {
+    let mut input = String::new();
+    std::io::stdin()
+        .read_to_string(&mut input)
+        .map_err(|e| Error::io("(stdin)", e))?;
+    let event: serde_json::Value = serde_json::from_str(&input)
+        .map_err(|e| Error::Usage(format!("--edit-hook: stdin is not a hook event: {e}")))?;
+    let patch = event["tool_input"]["command"].as_str().unwrap_or_default();
+    let Some(clone) = std::env::var_os("CHANT_CLONE").map(PathBuf::from) else {
+        errln!("chant: edit refused: CHANT_CLONE is unset, so the edit cannot be checked");
+        return Ok(2);
+    };
+    for path in crate::agent::codex::patch::paths(patch) {
+        if let Some((rule, detail)) = crate::exec::edit::refusal(&config.agent, &clone, &path) {
+            let mut e = NewEntry::new(Event::PolicyViolation)
+                .detail("rule", rule.clone())
+                .detail("path", path.clone())
+                .detail("detail", detail.clone())
+                .detail("via", "edit-hook");
+            e.spec_id = spec;
+            crate::audit::record(project, config, identity, e)?;
+            errln!("chant: edit refused: {detail} ({rule})");
+            return Ok(2);
+        }
+    }
+    Ok(0)
 }

@@ -616,6 +616,7 @@ fn write_exec_wrapper(run_dir: &Path, root: &Path) -> Result<PathBuf, WorkError>
     let script = format!(
         "#!/bin/sh\n# The command gate: checks agent.commands and records command_run.\n\
          if [ \"$1\" = --claude-hook ]; then exec {exe} exec --repo {root} --claude-hook; fi\n\
+         if [ \"$1\" = --edit-hook ]; then exec {exe} exec --repo {root} --edit-hook; fi\n\
          exec {exe} exec --repo {root} -- \"$@\"\n",
         exe = crate::exec::shell::quote(&exe.to_string_lossy()),
         root = crate::exec::shell::quote(&root.to_string_lossy())

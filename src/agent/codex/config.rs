@@ -7,13 +7,13 @@
 //! |---|---|
 //! | `agent.commands.denied`, `permissions.deny_bash` | `prefix_rule(pattern=[…], decision="forbidden")` where the pattern is a plain word prefix (`touch *`, `git push`); the gate hook covers every pattern |
 //! | every shell command | `[[hooks.PreToolUse]]` on `Bash` → `"$CHANT_EXEC" --claude-hook \|\| exit 2` (`none`/`permissions`) |
+//! | `permissions.allow_edit`/`deny_edit`, `file_access` and `agent` path lists | `[[hooks.PreToolUse]]` on `apply_patch` → `"$CHANT_EXEC" --edit-hook \|\| exit 2`: each path the patch names, judged as chant's check after the run judges it |
 //! | `agent.network.enabled` / `permissions.allow_network` | `sandbox_workspace_write.network_access` |
 //! | `OPENAI_BASE_URL` (+ `OPENAI_API_KEY`) | a `model_providers.chant` entry with that `base_url` and `env_key`, chosen as `model_provider` |
 //!
-//! Not expressible in Codex: path rules for edits (`permissions.allow_edit`/`deny_edit`,
-//! `file_access.denied_paths`: its `apply_patch` edits are not covered by `.rules`), allow
-//! lists (the gate enforces `agent.commands.allowed`); chant's post-run check enforces the
-//! path rules.
+//! Not expressible in Codex's own config: path rules for edits (its `.rules` cover commands,
+//! not `apply_patch`: the edit hook does), allow lists (the gate enforces
+//! `agent.commands.allowed`).
 
 use crate::config::{AgentConfig, SandboxLevel};
 
@@ -22,6 +22,10 @@ use super::super::endpoint;
 /// The gate hook: anything but the gate's own allow (exit 0) becomes exit 2, the code that
 /// makes Codex refuse the call (a hook that cannot run must not let the command through).
 pub const GATE_HOOK: &str = "\"$CHANT_EXEC\" --claude-hook || exit 2";
+
+/// The edit hook: the paths of each `apply_patch` against chant's edit rules, failing closed
+/// the same way.
+pub const EDIT_HOOK: &str = "\"$CHANT_EXEC\" --edit-hook || exit 2";
 
 /// The name of the provider chant defines for `OPENAI_BASE_URL`.
 pub const PROVIDER: &str = "chant";
@@ -152,10 +156,13 @@ pub fn config_toml(rules: &Rules, endpoint: &Endpoint, level: SandboxLevel, gate
         tables.push(provider);
     }
     if gate {
-        tables.push(format!(
-            "[[hooks.PreToolUse]]\nmatcher = \"^Bash$\"\n\n[[hooks.PreToolUse.hooks]]\ntype = \"command\"\ncommand = {}",
-            quote(GATE_HOOK)
-        ));
+        for (matcher, hook) in [("^Bash$", GATE_HOOK), ("^apply_patch$", EDIT_HOOK)] {
+            tables.push(format!(
+                "[[hooks.PreToolUse]]\nmatcher = {}\n\n[[hooks.PreToolUse.hooks]]\ntype = \"command\"\ncommand = {}",
+                quote(matcher),
+                quote(hook)
+            ));
+        }
     }
     let mut out = top.join("\n");
     out.push_str("\n\n");

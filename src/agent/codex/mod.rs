@@ -23,6 +23,7 @@
 
 pub mod config;
 mod events;
+pub mod patch;
 
 use std::path::Path;
 
