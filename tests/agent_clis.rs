@@ -15,6 +15,7 @@ use serde_json::json;
 
 use common::anthropic::Turn;
 use common::gemini::FakeGemini;
+use common::live::netns_for;
 use common::netns::Netns;
 use common::openai::FakeOpenAi;
 
@@ -40,34 +41,6 @@ impl Dirs {
             work,
             home,
         }
-    }
-}
-
-/// The namespace, or None (after a loud message) when `program` or the namespace is
-/// missing and `require` is not set.
-fn netns_for(test: &str, program: &str, require: &str) -> Option<Netns> {
-    let skip = |why: String| -> Option<Netns> {
-        if std::env::var_os(require).is_some() {
-            panic!("{test}: {why} ({require} is set)");
-        }
-        eprintln!(
-            "\n!!! SKIPPED {test}: {why}.\n!!! Install it as .ci/run does, and run as root.\n"
-        );
-        None
-    };
-    match Command::new(program).arg("--version").output() {
-        Ok(o) if o.status.success() => {}
-        Ok(o) => {
-            return skip(format!(
-                "`{program} --version` failed: {}",
-                String::from_utf8_lossy(&o.stderr).trim()
-            ))
-        }
-        Err(e) => return skip(format!("`{program}` is not on PATH ({e})")),
-    }
-    match Netns::new() {
-        Ok(n) => Some(n),
-        Err(e) => skip(format!("no network namespace: {e}")),
     }
 }
 

@@ -9,19 +9,22 @@
 //! refusals, errors) for the ledger.
 //!
 //! The adapter is `agent.kind`, or recognised from the program name of `agent.command`:
-//! `claude` → [`claude::Claude`], `gemini` → [`gemini::Gemini`], `aider` → [`aider::Aider`];
-//! anything else → [`custom::Custom`], which runs the argv as given (today's behaviour).
-//! Adding an agent touches its own file and [`for_config`].
+//! `claude` → [`claude::Claude`], `codex` → [`codex::Codex`], `gemini` → [`gemini::Gemini`],
+//! `aider` → [`aider::Aider`], `opencode` → [`opencode::Opencode`]; anything else →
+//! [`custom::Custom`], which runs the argv as given (today's behaviour). Adding an agent
+//! touches its own file and [`for_config`].
 //!
 //! This module never runs a program, never prints and never records: `work` does, with what
 //! the adapter returns.
 
 pub mod aider;
 pub mod claude;
+pub mod codex;
 pub mod committed;
 pub mod custom;
 pub mod endpoint;
 pub mod gemini;
+pub mod opencode;
 
 use std::path::Path;
 
@@ -81,6 +84,35 @@ pub trait Agent: Send + Sync {
 
     /// A fresh reader of one run's output.
     fn observer(&self) -> Box<dyn Observer>;
+
+    /// What the adapter adds once the run's paths and the variables the agent gets are
+    /// known (config that depends on them: an endpoint, a committed project config).
+    fn run_setup(&self, _run: &RunInputs<'_>) -> Result<RunSetup, AgentError> {
+        Ok(RunSetup::default())
+    }
+}
+
+/// What [`Agent::run_setup`] reads.
+pub struct RunInputs<'a> {
+    /// The clone on this machine (read for a committed project config; chant's own
+    /// checkout of the base tree, before the agent starts).
+    pub clone: &'a Path,
+    /// The agent's HOME as the agent sees it.
+    pub home: &'a Path,
+    /// The variables the agent gets (exposed and credential variables, `hide` applied).
+    pub exposed: &'a [(String, String)],
+    pub level: SandboxLevel,
+}
+
+/// What [`Agent::run_setup`] adds to the run.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct RunSetup {
+    /// Variables for the agent.
+    pub env: Vec<(String, String)>,
+    /// Files written into the run's private HOME, as (path in HOME, text).
+    pub home_files: Vec<(String, String)>,
+    /// Lines for the terminal (e.g. that a committed config was merged).
+    pub notices: Vec<String>,
 }
 
 /// Reads an agent's (already masked) output as it arrives.
@@ -116,6 +148,8 @@ pub fn for_config(config: &Config) -> Box<dyn Agent> {
         AgentKind::Custom => Box::new(custom::Custom::new(config)),
         AgentKind::Gemini => Box::new(gemini::Gemini::new(config)),
         AgentKind::Aider => Box::new(aider::Aider::new(config)),
+        AgentKind::Codex => Box::new(codex::Codex::new(config)),
+        AgentKind::Opencode => Box::new(opencode::Opencode::new(config)),
     }
 }
 
@@ -126,6 +160,8 @@ pub fn recognise(template: &[String]) -> AgentKind {
         "claude" => AgentKind::Claude,
         "gemini" => AgentKind::Gemini,
         "aider" => AgentKind::Aider,
+        "codex" => AgentKind::Codex,
+        "opencode" => AgentKind::Opencode,
         _ => AgentKind::Custom,
     }
 }

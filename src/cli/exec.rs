@@ -39,6 +39,10 @@ pub struct Args {
     /// command's exit code and duration (a command_run with details.phase: completed)
     #[arg(long, conflicts_with_all = ["command", "claude_hook"])]
     claude_hook_result: bool,
+    /// Read a PreToolUse hook event for a Codex apply_patch on stdin and answer allow (0) or
+    /// block (2) by chant's edit path rules
+    #[arg(long, conflicts_with_all = ["command", "claude_hook", "claude_hook_result"])]
+    edit_hook: bool,
     /// Inside a sandbox: ask chant on the host through this socket instead of deciding here
     /// (set by $CHANT_EXEC at levels with a gate channel)
     #[arg(long, value_name = "SOCKET", hide = true, conflicts_with = "repo")]
@@ -104,6 +108,10 @@ pub fn run(args: Args) -> Result<u8> {
         e.spec_id = spec.clone();
         e
     };
+
+    if args.edit_hook {
+        return edit_hook(&project, &config, &identity, spec.clone());
+    }
 
     if args.claude_hook_result {
         let event = read_hook_event("--claude-hook-result")?;
@@ -221,4 +229,35 @@ fn read_hook_event(flag: &str) -> Result<serde_json::Value> {
         .map_err(|e| Error::io("(stdin)", e))?;
     serde_json::from_str(&input)
         .map_err(|e| Error::Usage(format!("{flag}: stdin is not a hook event: {e}")))
+}
+
+/// `--edit-hook`: the paths of the patch on stdin against chant's edit rules; a refused one
+/// is a `policy_violation` and exit 2 (the hook's refusal), with the reason on stderr for
+/// the agent's model.
+fn edit_hook(
+    project: &Project,
+    config: &crate::config::Config,
+    identity: &Identity,
+    spec: Option<String>,
+) -> Result<u8> {
+    let event = read_hook_event("--edit-hook")?;
+    let patch = event["tool_input"]["command"].as_str().unwrap_or_default();
+    let Some(clone) = std::env::var_os("CHANT_CLONE").map(PathBuf::from) else {
+        errln!("chant: edit refused: CHANT_CLONE is unset, so the edit cannot be checked");
+        return Ok(2);
+    };
+    for path in crate::agent::codex::patch::paths(patch) {
+        if let Some((rule, detail)) = crate::exec::edit::refusal(&config.agent, &clone, &path) {
+            let mut e = NewEntry::new(Event::PolicyViolation)
+                .detail("rule", rule.clone())
+                .detail("path", path.clone())
+                .detail("detail", detail.clone())
+                .detail("via", "edit-hook");
+            e.spec_id = spec;
+            crate::audit::record(project, config, identity, e)?;
+            errln!("chant: edit refused: {detail} ({rule})");
+            return Ok(2);
+        }
+    }
+    Ok(0)
 }

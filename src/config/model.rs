@@ -60,7 +60,14 @@ choice!(
 );
 choice!(
     /// Which adapter runs the agent program (`agent.kind`; see `src/agent/`).
-    AgentKind { Custom = "custom", Claude = "claude", Gemini = "gemini", Aider = "aider" }
+    AgentKind {
+        Custom = "custom",
+        Claude = "claude",
+        Codex = "codex",
+        Gemini = "gemini",
+        Aider = "aider",
+        Opencode = "opencode",
+    }
 );
 choice!(VmProvider { Qemu = "qemu", Firecracker = "firecracker", Virtualbox = "virtualbox" });
 choice!(VmNetwork { Isolated = "isolated", Allowlist = "allowlist" });

@@ -69,12 +69,15 @@ const EXAMPLES: &str = "\
 # --- Examples: uncomment and merge into the sections above. Every key is optional. ---
 # agent:
 #   command: [claude, -p, \"{prompt}\"]   # argv; {prompt} {prompt_file} {spec_id} {workspace}
-#   kind: claude                     # claude | gemini | aider | custom (default: from command)
+#   kind: claude                     # claude | codex | gemini | aider | opencode | custom (default: from command)
 #   # Each agent gets its own variables from your environment, .env or --secrets-from when
 #   # set, masked; no expose entry needed, secrets.hide still wins (docs/agents.md):
-#   #   claude: ANTHROPIC_API_KEY / ANTHROPIC_AUTH_TOKEN / ANTHROPIC_BASE_URL (+ Bedrock/Vertex)
-#   #   gemini: GEMINI_API_KEY / GOOGLE_API_KEY / GOOGLE_GEMINI_BASE_URL
-#   #   aider:  OPENAI_API_KEY / OPENAI_BASE_URL, ANTHROPIC_API_KEY, GEMINI_API_KEY, …
+#   #   claude:   ANTHROPIC_API_KEY / ANTHROPIC_AUTH_TOKEN / ANTHROPIC_BASE_URL (+ Bedrock/Vertex)
+#   #   codex:    OPENAI_API_KEY / OPENAI_BASE_URL / CODEX_API_KEY / OPENAI_ORGANIZATION / OPENAI_PROJECT
+#   #             ([codex, exec, \"{prompt}\"])
+#   #   opencode: OPENAI_API_KEY / OPENAI_BASE_URL ([opencode, run, -m, openai/MODEL, \"{prompt}\"])
+#   #   gemini:   GEMINI_API_KEY / GOOGLE_API_KEY / GOOGLE_GEMINI_BASE_URL
+#   #   aider:    OPENAI_API_KEY / OPENAI_BASE_URL, ANTHROPIC_API_KEY, GEMINI_API_KEY, …
 #   permissions:
 #     allow_edit: [src/**, tests/**]
 #     deny_edit: [.env, \"*.key\", credentials/**]

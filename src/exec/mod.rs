@@ -44,6 +44,7 @@
 //! is not followed. With an allow list, even harmless builtins (`cd`, `echo`) must be listed.
 //! Enforcement against a hostile agent is the kernel's job: levels `docker` and `vm`.
 
+pub mod edit;
 pub mod native;
 pub mod rule;
 pub mod shell;

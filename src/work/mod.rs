@@ -631,7 +631,7 @@ fn write_exec_wrapper(run_dir: &Path, root: &Path) -> Result<PathBuf, WorkError>
     let path = run_dir.join(EXEC_WRAPPER);
     let script = format!(
         "#!/bin/sh\n# The command gate: checks agent.commands and records command_run.\n\
-         case \"$1\" in --claude-hook|--claude-hook-result) exec {exe} exec --repo {root} \"$1\";; esac\n\
+         case \"$1\" in --claude-hook|--claude-hook-result|--edit-hook) exec {exe} exec --repo {root} \"$1\";; esac\n\
          exec {exe} exec --repo {root} -- \"$@\"\n",
         exe = crate::exec::shell::quote(&exe.to_string_lossy()),
         root = crate::exec::shell::quote(&root.to_string_lossy())

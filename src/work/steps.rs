@@ -190,8 +190,19 @@ impl Run<'_> {
             },
         };
         agent_files::write_under(&home, &self.agent.home_files(&seen.clone, self.level))?;
+        let setup = self.agent.run_setup(&crate::agent::RunInputs {
+            clone: &clone.path,
+            home: &seen.home,
+            exposed: &exposed,
+            level: self.level,
+        })?;
+        agent_files::write_under(&home, &setup.home_files)?;
+        for notice in &setup.notices {
+            reporter.info(notice);
+        }
         let mut env = seen.env(self.id.as_str(), &self.identity.session, &exposed)?;
         env.extend(self.agent.fixed_env(self.level));
+        env.extend(setup.env);
         let template = self.agent.command(self.template, self.level);
         let program = match guest {
             Some(_) => template,

@@ -1,6 +1,7 @@
 //! Driving `git chant work` with a real agent CLI: a network namespace holding only `lo`, a
 //! scripted fake of the agent's model API inside it, and the variables pointing the CLI at
-//! the fake — shared by the tests of each adapter (tests/gemini.rs, tests/aider.rs).
+//! the fake — shared by the tests of each adapter (tests/gemini.rs, tests/aider.rs,
+//! tests/codex.rs, tests/opencode.rs) and by tests/agent_clis.rs.
 //!
 //! Where the CLI or the namespace is missing the test is skipped with a loud message,
 //! unless the CLI's `CHANT_REQUIRE_<NAME>` variable is set (`.ci/run` installs the pinned
@@ -8,8 +9,13 @@
 
 use std::process::Command;
 
+use super::anthropic::Turn;
 use super::netns::Netns;
+use super::openai::FakeOpenAi;
 use super::{Run, TestRepo};
+
+/// The API key the OpenAI-speaking CLIs get (and that must be masked wherever chant prints).
+pub const OPENAI_KEY: &str = "sk-test-openai-3c9e71d2b4a85f06";
 
 /// A namespace with a fake API serving one script, and the variables for the CLI.
 pub struct Live<A> {
@@ -19,19 +25,54 @@ pub struct Live<A> {
     pub netns: Netns,
 }
 
-/// `program --version` works, and a namespace can be made; else the reason.
-fn check(program: &str) -> Result<Netns, String> {
+/// The namespace, or None (after a loud message) when `program` or the namespace is
+/// missing and `require` is not set.
+pub fn netns_for(test: &str, program: &str, require: &str) -> Option<Netns> {
+    let skip = |why: String| -> Option<Netns> {
+        if std::env::var_os(require).is_some() {
+            panic!("{test}: {why} ({require} is set)");
+        }
+        eprintln!(
+            "\n!!! SKIPPED {test}: {why}.\n!!! Install it as .ci/run does, and run as root.\n"
+        );
+        None
+    };
     match Command::new(program).arg("--version").output() {
         Ok(o) if o.status.success() => {}
         Ok(o) => {
-            return Err(format!(
+            return skip(format!(
                 "`{program} --version` failed: {}",
                 String::from_utf8_lossy(&o.stderr).trim()
             ))
         }
-        Err(e) => return Err(format!("`{program}` is not on PATH ({e})")),
+        Err(e) => return skip(format!("`{program}` is not on PATH ({e})")),
     }
-    Netns::new().map_err(|e| format!("no network namespace: {e}"))
+    match Netns::new() {
+        Ok(n) => Some(n),
+        Err(e) => skip(format!("no network namespace: {e}")),
+    }
+}
+
+/// A namespace with the fake OpenAI API, for Codex CLI and opencode.
+pub type LiveOpenAi = Live<FakeOpenAi>;
+
+impl Live<FakeOpenAi> {
+    /// [`Live::start`] with the fake OpenAI API serving `script` and the conventional
+    /// variables (`OPENAI_API_KEY`, `OPENAI_BASE_URL`) pointing at it.
+    pub fn openai(test: &str, program: &str, require: &str, script: Vec<Turn>) -> Option<Self> {
+        Live::start(
+            test,
+            program,
+            require,
+            |netns| FakeOpenAi::start(netns, script),
+            |api| {
+                vec![
+                    ("OPENAI_API_KEY", OPENAI_KEY.to_string()),
+                    ("OPENAI_BASE_URL", api.base_url()),
+                ]
+            },
+        )
+    }
 }
 
 impl<A> Live<A> {
@@ -44,24 +85,18 @@ impl<A> Live<A> {
         api: impl FnOnce(&Netns) -> A,
         env: impl FnOnce(&A) -> Vec<(&'static str, String)>,
     ) -> Option<Live<A>> {
-        let netns = match check(program) {
-            Ok(n) => n,
-            Err(why) => {
-                if std::env::var_os(require).is_some() {
-                    panic!("{test}: {why} ({require} is set)");
-                }
-                eprintln!(
-                    "\n!!! SKIPPED {test}: {why}.\n!!! Install it as .ci/run does, and run as root.\n"
-                );
-                return None;
-            }
-        };
+        let netns = netns_for(test, program, require)?;
         let api = api(&netns);
         let env = env(&api)
             .into_iter()
             .map(|(k, v)| (k.to_string(), v))
             .collect();
         Some(Live { api, env, netns })
+    }
+
+    /// The variables that point the CLI at the fake.
+    pub fn env(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.env.iter().map(|(k, v)| (k.as_str(), v.as_str()))
     }
 
     /// `git chant <args>` in `repo`, run inside the namespace with the test's clean
@@ -145,6 +180,16 @@ pub fn command_runs(repo: &TestRepo, decision: &str) -> Vec<String> {
         .filter(|e| e["details"]["decision"] == decision)
         .filter_map(|e| e["details"]["command"].as_str().map(str::to_string))
         .collect()
+}
+
+/// The file `rel` on branch `chant/<id>`, or None.
+pub fn landed_file(repo: &TestRepo, id: &str, rel: &str) -> Option<String> {
+    let out = repo
+        .git_in(&repo.root, &[], &["show", &format!("chant/{id}:{rel}")])
+        .0;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 /// The files on `branch`.

@@ -1,0 +1,301 @@
+//! The real Codex CLI under `git chant work`, against the scripted fake of the OpenAI
+//! Responses API, inside a network namespace holding only `lo` (tests/common/live.rs).
+
+mod common;
+
+use serde_json::json;
+
+use common::anthropic::Turn;
+use common::live::{
+    command_runs, everything_chant_said, landed_file, repo_with_agent, LiveOpenAi, OPENAI_KEY,
+};
+
+/// A model Codex offers `apply_patch` to (its default model runs in "code mode").
+const COMMAND: &str = "[codex, exec, -m, gpt-5.5, \"{prompt}\"]";
+
+fn live(test: &str, script: Vec<Turn>) -> Option<LiveOpenAi> {
+    LiveOpenAi::openai(test, "codex", "CHANT_REQUIRE_CODEX", script)
+}
+
+/// An `apply_patch` turn adding `rel` with `text` (one line).
+fn add_file(rel: &str, text: &str) -> Turn {
+    Turn::tool(
+        "apply_patch",
+        json!(format!(
+            "*** Begin Patch\n*** Add File: {rel}\n+{text}\n*** End Patch\n"
+        )),
+    )
+}
+
+fn shell(cmd: &str) -> Turn {
+    Turn::tool("exec_command", json!({ "cmd": cmd }))
+}
+
+#[test]
+#[allow(clippy::print_stdout)]
+fn codex_at_permissions_lands_an_allowed_edit_and_command_and_records_them() {
+    let (repo, id) = repo_with_agent(COMMAND, "  sandbox: permissions\n");
+    let Some(live) = live(
+        "codex_at_permissions_lands_an_allowed_edit_and_command_and_records_them",
+        vec![
+            add_file("hello.txt", "Hello from Codex"),
+            shell("echo ran > ran.txt; echo key=$OPENAI_API_KEY"),
+            Turn::Text("Done.".into()),
+        ],
+    ) else {
+        return;
+    };
+    let run = live.chant(&repo, &["work", &id], &[]);
+    println!("{}\n{}", run.stdout(), run.stderr());
+    let run = run.assert_ok();
+    assert_eq!(
+        landed_file(&repo, &id, "hello.txt").as_deref(),
+        Some("Hello from Codex\n")
+    );
+    assert_eq!(landed_file(&repo, &id, "ran.txt").as_deref(), Some("ran\n"));
+    let outputs = live.api.tool_outputs();
+    println!("{outputs:?}");
+    assert_eq!(outputs.len(), 2, "{outputs:?}");
+    assert!(
+        outputs[1].output.contains(OPENAI_KEY),
+        "the key reached Codex: {outputs:?}"
+    );
+    let said = everything_chant_said(&repo, &run);
+    assert!(!said.contains(OPENAI_KEY), "the API key leaked:\n{said}");
+    println!("{:?}", command_runs(&repo, "allowed"));
+    let done = &repo.events("spec_completed")[0]["details"];
+    println!("{done}");
+    assert!(live.api.unexpected.lock().expect("lock").is_empty());
+}
+
+#[test]
+fn codex_at_permissions_refuses_denied_edits_and_commands_before_they_happen() {
+    let probe_dir = tempfile::tempdir().expect("probe dir");
+    let probe = probe_dir.path().join("command-ran");
+    let outside = probe_dir.path().join("outside.txt");
+    let (repo, id) = repo_with_agent(
+        COMMAND,
+        "  sandbox: permissions\n  permissions:\n    deny_edit: [secret.txt, \"config/\"]\n  commands:\n    denied: [\"touch *\"]\n",
+    );
+    let Some(live) = live(
+        "codex_at_permissions_refuses_denied_edits_and_commands_before_they_happen",
+        vec![
+            shell(&format!("touch {}", probe.display())),
+            // The same command hidden behind a wrapper and a path: still refused.
+            shell(&format!("env /usr/bin/touch {}", probe.display())),
+            add_file("secret.txt", "must never be written"),
+            add_file("deep/../config/app.toml", "nor this"),
+            add_file(&outside.to_string_lossy(), "nor outside the clone"),
+            add_file("hello.txt", "allowed"),
+        ],
+    ) else {
+        return;
+    };
+    let run = live.chant(&repo, &["work", &id, "--keep"], &[]).assert_ok();
+    let outputs = live.api.tool_outputs();
+    assert_eq!(outputs.len(), 6, "{outputs:?}");
+    for refused in &outputs[..2] {
+        assert!(
+            refused.output.contains("chant: command refused"),
+            "the gate's reason reached the model: {outputs:?}"
+        );
+    }
+    for refused in &outputs[2..5] {
+        assert!(
+            refused.output.contains("chant: edit refused"),
+            "the edit hook's reason reached the model: {outputs:?}"
+        );
+    }
+    assert!(!probe.exists(), "the refused commands never ran");
+    assert!(!outside.exists(), "nothing was written outside the clone");
+    let kept: Vec<_> = std::fs::read_dir(repo.clones_dir())
+        .expect("the kept clone")
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .collect();
+    assert_eq!(kept.len(), 1, "{kept:?} ({})", run.stderr());
+    for rel in ["secret.txt", "config/app.toml"] {
+        assert!(
+            !kept[0].join(rel).exists(),
+            "{rel}: the refused edit never happened"
+        );
+    }
+    assert_eq!(
+        landed_file(&repo, &id, "hello.txt").as_deref(),
+        Some("allowed\n")
+    );
+    assert_eq!(
+        command_runs(&repo, "refused"),
+        [
+            format!("touch {}", probe.display()),
+            format!("env /usr/bin/touch {}", probe.display())
+        ]
+    );
+    let refused_edits: Vec<String> = repo
+        .events("policy_violation")
+        .iter()
+        .filter(|v| v["details"]["via"] == "edit-hook")
+        .filter_map(|v| v["details"]["path"].as_str().map(str::to_string))
+        .collect();
+    assert_eq!(
+        refused_edits,
+        [
+            "secret.txt".to_string(),
+            "deep/../config/app.toml".to_string(),
+            outside.display().to_string()
+        ]
+    );
+    let done = &repo.events("spec_completed")[0]["details"];
+    assert_eq!(done["agent_refusals"], 5, "{done}");
+}
+
+#[test]
+fn codex_at_none_lands_an_edit_and_still_sends_commands_through_the_gate() {
+    let probe_dir = tempfile::tempdir().expect("probe dir");
+    let probe = probe_dir.path().join("command-ran");
+    let (repo, id) = repo_with_agent(
+        COMMAND,
+        "  sandbox: none\n  commands:\n    denied: [\"touch *\"]\n",
+    );
+    let Some(live) = live(
+        "codex_at_none_lands_an_edit_and_still_sends_commands_through_the_gate",
+        vec![
+            add_file("hello.txt", "Hello at none"),
+            shell(&format!("sh -c 'touch {}'", probe.display())),
+            shell("echo ran > ran.txt"),
+        ],
+    ) else {
+        return;
+    };
+    live.chant(&repo, &["work", &id], &[]).assert_ok();
+    assert_eq!(
+        landed_file(&repo, &id, "hello.txt").as_deref(),
+        Some("Hello at none\n")
+    );
+    assert_eq!(landed_file(&repo, &id, "ran.txt").as_deref(), Some("ran\n"));
+    assert!(!probe.exists(), "the refused command never ran");
+    assert_eq!(command_runs(&repo, "allowed"), ["echo ran > ran.txt"]);
+    assert_eq!(command_runs(&repo, "refused").len(), 1);
+}
+
+#[test]
+fn a_codex_run_whose_every_step_is_refused_fails_and_stays_rerunnable() {
+    let (repo, id) = repo_with_agent(
+        COMMAND,
+        "  sandbox: permissions\n  commands:\n    denied: [\"echo *\"]\n",
+    );
+    let Some(live) = live(
+        "a_codex_run_whose_every_step_is_refused_fails_and_stays_rerunnable",
+        vec![shell("echo no > hello.txt"), Turn::Text("Gave up.".into())],
+    ) else {
+        return;
+    };
+    let run = live.chant(&repo, &["work", &id], &[]).assert_code(1);
+    assert!(
+        run.stderr()
+            .contains("refused 1 time(s) and changed nothing"),
+        "{}",
+        run.stderr()
+    );
+    assert_eq!(repo.rev(&format!("chant/{id}")), repo.rev("main"));
+    let failed = &repo.events("spec_failed")[0]["details"];
+    assert!(
+        failed["agent_session_id"]
+            .as_str()
+            .is_some_and(|s| !s.is_empty()),
+        "{failed}"
+    );
+    assert!(
+        failed["agent_input_tokens"].as_u64().is_some_and(|n| n > 0),
+        "{failed}"
+    );
+    // Failed, not completed: it can be worked again.
+    live.chant(&repo, &["work", &id], &[]).assert_code(1);
+    assert_eq!(repo.events("spec_started").len(), 2);
+}
+
+#[test]
+fn codex_without_a_key_fails_naming_what_to_set() {
+    let (repo, id) = repo_with_agent(
+        COMMAND,
+        "  sandbox: permissions\n  secrets:\n    hide: [OPENAI_API_KEY]\n",
+    );
+    let Some(live) = live(
+        "codex_without_a_key_fails_naming_what_to_set",
+        vec![add_file("hello.txt", "x")],
+    ) else {
+        return;
+    };
+    let run = live.chant(&repo, &["work", &id], &[]).assert_code(1);
+    assert!(
+        run.stderr().contains("OPENAI_API_KEY") && run.stderr().contains("no usable API key"),
+        "{}",
+        run.stderr()
+    );
+    assert_eq!(repo.rev(&format!("chant/{id}")), repo.rev("main"));
+}
+
+#[test]
+fn a_committed_codex_project_config_and_hooks_are_not_read() {
+    let probe_dir = tempfile::tempdir().expect("probe dir");
+    let hook_ran = probe_dir.path().join("committed-hook-ran");
+    let probe = probe_dir.path().join("command-ran");
+    let (repo, id) = repo_with_agent(
+        COMMAND,
+        "  sandbox: permissions\n  commands:\n    denied: [\"touch *\"]\n",
+    );
+    // A project that tries to switch the sandbox and the hooks off, and to run its own.
+    repo.write(
+        ".codex/config.toml",
+        "sandbox_mode = \"danger-full-access\"\n[features]\nhooks = false\n",
+    );
+    repo.write(
+        ".codex/hooks.json",
+        &json!({"hooks": {"SessionStart": [{"hooks": [{"type": "command",
+            "command": format!("touch {}", hook_ran.display())}]}]}})
+        .to_string(),
+    );
+    repo.git(&["add", "-A"]);
+    repo.git(&["commit", "--quiet", "-m", "project codex config"]);
+    let Some(live) = live(
+        "a_committed_codex_project_config_and_hooks_are_not_read",
+        vec![
+            shell(&format!("touch {}", probe.display())),
+            add_file("hello.txt", "still gated"),
+        ],
+    ) else {
+        return;
+    };
+    live.chant(&repo, &["work", &id], &[]).assert_ok();
+    assert!(!hook_ran.exists(), "the committed hook never ran");
+    assert!(!probe.exists(), "the gate still refused the command");
+    assert_eq!(
+        landed_file(&repo, &id, "hello.txt").as_deref(),
+        Some("still gated\n")
+    );
+}
+
+#[test]
+fn codex_and_opencode_at_a_level_without_network_are_refused_before_anything_is_created() {
+    for command in [COMMAND, "[opencode, run, \"{prompt}\"]"] {
+        for level in ["docker", "vm"] {
+            let (repo, id) = repo_with_agent(command, &format!("  sandbox: {level}\n"));
+            let ledger_before = repo.ledger().len();
+            let run = repo
+                .chant_cmd(&["work", &id])
+                .env("OPENAI_BASE_URL", "http://gateway.internal:8443/v1")
+                .output()
+                .expect("run");
+            let run = common::Run(run).assert_code(2);
+            for needle in ["agent.network.enabled", "gateway.internal:8443", level] {
+                assert!(
+                    run.stderr().contains(needle),
+                    "{command} at {level}: {needle}: {}",
+                    run.stderr()
+                );
+            }
+            assert_eq!(repo.rev(&format!("chant/{id}")), None, "no branch");
+            assert_eq!(repo.ledger().len(), ledger_before, "nothing recorded");
+        }
+    }
+}
