@@ -2,16 +2,27 @@
 //! whose network namespace holds only `lo`, running `git chant relay` (this very program,
 //! bind-mounted read-only with the libraries it links, started through their dynamic
 //! loader so any image will do). The agent's container joins that namespace, so its only
-//! peer is the relay on 127.0.0.1:3128, which hands each connection to chant's proxy on the
+//! peer is the relay on 127.0.0.1:3128, which carries each connection to chant's proxy on the
 //! host through a bind-mounted Unix socket. No route, no gateway, no DNS: a direct
 //! connection to any address fails in the kernel.
+//!
+//! Order, and why it is fail-closed: both containers are created at once (the agent's names
+//! the relay's namespace by the relay's name, which is chosen here, so neither waits for
+//! the other's id), the relay is started and the agent is attached to meanwhile, and the
+//! agent's container is started only once the relay said it listens. The engine itself
+//! refuses to start a container whose namespace owner is not running, and a relay that stops
+//! during the run takes the agent's only peer with it: its connections are refused, and the
+//! docker level stops the agent and fails the run. The libraries of this program are listed
+//! (`ldd`) once per process, not once per run.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use bollard::container::LogOutput;
 use bollard::models::{ContainerCreateBody, HostConfig, HostConfigLogConfig};
+use bollard::query_parameters::{CreateContainerOptionsBuilder, WaitContainerOptionsBuilder};
 use futures_util::StreamExt;
 
 use super::{engine, PIDS_LIMIT};
@@ -37,7 +48,23 @@ struct Files {
     entrypoint: Vec<String>,
 }
 
-fn files(socket: &Path) -> Result<Files, SandboxError> {
+/// This program, its libraries and its loader, as read-only bind mounts, and the argv
+/// prefix that starts it through that loader. They do not change while chant runs, so
+/// `ldd` runs once per process; a failure is kept too (and said again each run).
+struct Program {
+    binds: Vec<String>,
+    start: Vec<String>,
+}
+
+fn program() -> Result<&'static Program, SandboxError> {
+    static PROGRAM: OnceLock<Result<Program, String>> = OnceLock::new();
+    PROGRAM
+        .get_or_init(|| list_program().map_err(|e| e.to_string()))
+        .as_ref()
+        .map_err(|e| SandboxError::Workspace(e.clone()))
+}
+
+fn list_program() -> Result<Program, SandboxError> {
     let exe = std::env::current_exe()?;
     let exe = exe.canonicalize()?;
     let listed = std::process::Command::new("ldd")
@@ -51,10 +78,7 @@ fn files(socket: &Path) -> Result<Files, SandboxError> {
             ))
         })?;
     let text = String::from_utf8_lossy(&listed.stdout);
-    let mut binds = vec![
-        bind(&exe, &format!("{DIR}/git-chant"))?,
-        format!("{}:{DIR}/proxy.sock:rw", super::mounts::host_path(socket)?),
-    ];
+    let mut binds = vec![bind(&exe, &format!("{DIR}/git-chant"))?];
     let mut loader = None;
     for line in text.lines().map(str::trim) {
         let path_of = |s: &str| s.split(" (").next().unwrap_or_default().trim().to_string();
@@ -67,30 +91,37 @@ fn files(socket: &Path) -> Result<Files, SandboxError> {
             loader = Some(PathBuf::from(path_of(line)));
         }
     }
-    let args = [
+    let start = match loader {
+        Some(ld) => {
+            binds.push(bind(&ld, &format!("{DIR}/ld.so"))?);
+            vec![
+                format!("{DIR}/ld.so"),
+                "--library-path".into(),
+                format!("{DIR}/lib"),
+                format!("{DIR}/git-chant"),
+            ]
+        }
+        // Statically linked: it starts by itself.
+        None => vec![format!("{DIR}/git-chant")],
+    };
+    Ok(Program { binds, start })
+}
+
+fn files(socket: &Path) -> Result<Files, SandboxError> {
+    let program = program()?;
+    let mut binds = program.binds.clone();
+    binds.push(format!(
+        "{}:{DIR}/proxy.sock:rw",
+        super::mounts::host_path(socket)?
+    ));
+    let mut entrypoint = program.start.clone();
+    entrypoint.extend([
         "relay".to_string(),
         "--socket".into(),
         format!("{DIR}/proxy.sock"),
         "--listen".into(),
         format!("127.0.0.1:{RELAY_PORT}"),
-    ];
-    let entrypoint = match loader {
-        Some(ld) => {
-            binds.push(bind(&ld, &format!("{DIR}/ld.so"))?);
-            let mut e = vec![
-                format!("{DIR}/ld.so"),
-                "--library-path".into(),
-                format!("{DIR}/lib"),
-                format!("{DIR}/git-chant"),
-            ];
-            e.extend(args);
-            e
-        }
-        // Statically linked: it starts by itself.
-        None => std::iter::once(format!("{DIR}/git-chant"))
-            .chain(args)
-            .collect(),
-    };
+    ]);
     Ok(Files { binds, entrypoint })
 }
 
@@ -99,10 +130,16 @@ fn bind(host: &Path, inside: &str) -> Result<String, SandboxError> {
     Ok(format!("{}:{inside}:ro", super::mounts::host_path(&host)?))
 }
 
-/// Creates and starts the relay for `egress`; returns its container id once it listens.
-/// On error nothing is left behind.
-pub async fn start(
+/// A fresh name for a relay container: the agent's container is created naming the relay's
+/// namespace by it (`container:NAME`) before the relay exists.
+pub fn name() -> String {
+    format!("chant-relay-{}", crate::clock::random_base36(16))
+}
+
+/// Creates (does not start) the relay for `egress`, named `name`; returns its id.
+pub async fn create(
     docker: &bollard::Docker,
+    name: &str,
     image: &str,
     egress: &Egress,
     labels: HashMap<String, String>,
@@ -138,25 +175,19 @@ pub async fn start(
         }),
         ..Default::default()
     };
-    let id = docker
-        .create_container(
-            None::<bollard::query_parameters::CreateContainerOptions>,
-            body,
-        )
+    let options = CreateContainerOptionsBuilder::default().name(name).build();
+    Ok(docker
+        .create_container(Some(options), body)
         .await
         .map_err(|e| engine::classify(&host, e))?
-        .id;
-    match wait_ready(docker, &id).await {
-        Ok(()) => Ok(id),
-        Err(e) => {
-            let _ = engine::remove(docker, &id).await;
-            Err(e)
-        }
-    }
+        .id)
 }
 
-async fn wait_ready(docker: &bollard::Docker, id: &str) -> Result<(), SandboxError> {
-    let mut output = engine::attach_and_start(docker, id).await?;
+/// Starts the created relay `id` and returns once it listens (the agent may start then).
+pub async fn start(docker: &bollard::Docker, id: &str) -> Result<(), SandboxError> {
+    let mut output = engine::attach_and_start(docker, id)
+        .await
+        .map_err(|e| SandboxError::Engine(format!("the network relay did not start: {e}")))?;
     let mut said = Vec::new();
     let ready = tokio::time::timeout(READY_TIMEOUT, async {
         while let Some(Ok(chunk)) = output.next().await {
@@ -177,4 +208,13 @@ async fn wait_ready(docker: &bollard::Docker, id: &str) -> Result<(), SandboxErr
             String::from_utf8_lossy(&said).trim()
         ))),
     }
+}
+
+/// Resolves when the relay `id` is no longer running (it died, or was killed).
+pub async fn stopped(docker: &bollard::Docker, id: &str) {
+    let options = WaitContainerOptionsBuilder::default()
+        .condition("not-running")
+        .build();
+    let mut wait = docker.wait_container(id, Some(options));
+    let _ = wait.next().await;
 }
