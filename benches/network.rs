@@ -30,7 +30,7 @@ fn main() {
         let probe = TcpListener::bind("127.0.0.1:0").expect("port");
         let addr = probe.local_addr().expect("addr");
         drop(probe);
-        let socket = proxy.socket().to_path_buf();
+        let socket = proxy.handoff().to_path_buf();
         std::thread::spawn(move || relay::serve_tcp(addr, &socket));
         addr
     };

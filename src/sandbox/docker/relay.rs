@@ -2,8 +2,8 @@
 //! whose network namespace holds only `lo`, running `git chant relay` (this very program,
 //! bind-mounted read-only with the libraries it links, started through their dynamic
 //! loader so any image will do). The agent's container joins that namespace, so its only
-//! peer is the relay on 127.0.0.1:3128, which carries each connection to chant's proxy on the
-//! host through a bind-mounted Unix socket. No route, no gateway, no DNS: a direct
+//! peer is the relay on 127.0.0.1:3128, which hands each connection (its descriptor) to
+//! chant's proxy on the host through a bind-mounted Unix socket. No route, no gateway, no DNS: a direct
 //! connection to any address fails in the kernel.
 //!
 //! Order, and why it is fail-closed: both containers are created at once (the agent's names
@@ -107,18 +107,18 @@ fn list_program() -> Result<Program, SandboxError> {
     Ok(Program { binds, start })
 }
 
-fn files(socket: &Path) -> Result<Files, SandboxError> {
+fn files(handoff: &Path) -> Result<Files, SandboxError> {
     let program = program()?;
     let mut binds = program.binds.clone();
     binds.push(format!(
-        "{}:{DIR}/proxy.sock:rw",
-        super::mounts::host_path(socket)?
+        "{}:{DIR}/handoff.sock:rw",
+        super::mounts::host_path(handoff)?
     ));
     let mut entrypoint = program.start.clone();
     entrypoint.extend([
         "relay".to_string(),
         "--socket".into(),
-        format!("{DIR}/proxy.sock"),
+        format!("{DIR}/handoff.sock"),
         "--listen".into(),
         format!("127.0.0.1:{RELAY_PORT}"),
     ]);
@@ -145,7 +145,7 @@ pub async fn create(
     labels: HashMap<String, String>,
 ) -> Result<String, SandboxError> {
     let host = engine::host();
-    let files = files(&egress.socket)?;
+    let files = files(&egress.handoff)?;
     let body = ContainerCreateBody {
         image: Some(image.to_string()),
         entrypoint: Some(files.entrypoint),
