@@ -72,7 +72,9 @@ const EXAMPLES: &str = "\
 #   kind: claude                     # claude | custom (default: recognised from command)
 #   # Claude Code gets ANTHROPIC_API_KEY / ANTHROPIC_AUTH_TOKEN / ANTHROPIC_BASE_URL (and the
 #   # Bedrock/Vertex variables) from your environment, .env or --secrets-from when set,
-#   # masked; no expose entry needed, secrets.hide still wins.
+#   # masked; no expose entry needed, secrets.hide still wins. At docker and vm with the
+#   # network on, its API key is injected: it holds a placeholder, chant's proxy puts the
+#   # key in toward its API host only (secrets.inject_agent_keys: false turns that off).
 #   permissions:
 #     allow_edit: [src/**, tests/**]
 #     deny_edit: [.env, \"*.key\", credentials/**]
@@ -104,6 +106,10 @@ const EXAMPLES: &str = "\
 #   commands:
 #     allowed: [npm test, cargo test, \"git *\"]
 #     denied: [rm -rf, \"sudo *\", \"curl *\"]
+#   secrets:
+#     inject:                        # the agent holds a placeholder, the proxy the value
+#       NPM_TOKEN: [registry.npmjs.org]
+#     inject_agent_keys: true        # the agent's own API key too (docker, vm; the default)
 # audit:
 #   file: .chant/audit/audit.log
 #   format: jsonl                    # jsonl | json | text
