@@ -360,6 +360,61 @@ fn an_injected_secret_reaches_the_origin_from_the_guest_which_holds_only_the_pla
 }
 
 #[test]
+fn the_agents_own_key_is_injected_by_default_in_the_guest() {
+    if !vm_available() {
+        return;
+    }
+    use sha2::Digest;
+    const VALUE: &str = "sk-ant-api03-RealValueRealValue0123456789xyz";
+    let api = common::http::FakeServer::start_tls(
+        &crate_path("fixtures/tls/server.pem"),
+        &crate_path("fixtures/tls/server.key"),
+        |_| common::http::Response {
+            status: 200,
+            content_type: "text/plain",
+            body: b"ok\n".to_vec(),
+            headers: Vec::new(),
+        },
+    );
+    let (repo, id, image) = setup("key-probe.sh", "");
+    install_with_libraries(&image, Path::new("/usr/bin/curl"));
+    // Run as Claude Code: its key is injected with no inject entry at all.
+    repo.write_config(&format!(
+        "agent:\n  kind: claude\n  sandbox: vm\n  command: [sh, /agent/key-probe.sh, -p]\n  timeout: 120s\n  vm:\n    image: {}\n    memory: 256M\n    accel: tcg\n    network: allowlist\n  network:\n    enabled: true\n    upstream_ca: {}\n",
+        image.display(),
+        crate_path("fixtures/tls/ca.pem").display()
+    ));
+    repo.git(&["commit", "--quiet", "-am", "run as claude"]);
+    let run = common::Run(
+        repo.chant_cmd(&["work", &id])
+            .env("ANTHROPIC_API_KEY", VALUE)
+            .env(
+                "ANTHROPIC_BASE_URL",
+                format!("https://127.0.0.1:{}", api.port),
+            )
+            .output()
+            .expect("run git-chant"),
+    );
+    let printed = format!("{}{}", run.stdout(), run.stderr());
+    run.assert_ok();
+    let requests = api.requests();
+    assert_eq!(requests.len(), 1, "{requests:?}");
+    assert_eq!(requests[0].header("x-api-key"), Some(VALUE));
+    let probe = repo.git(&["show", &format!("chant/{id}:key.txt")]);
+    assert!(!probe.contains(VALUE), "{probe}");
+    let sha = hex::encode(sha2::Sha256::digest(VALUE.as_bytes()));
+    assert!(!probe.contains(&sha), "the guest held the key:\n{probe}");
+    for want in [
+        "has-key=yes".to_string(),
+        format!("key-len={}", VALUE.len()),
+        "key-prefix=sk-ant-api03-".to_string(),
+    ] {
+        assert!(probe.contains(&want), "{want} not in:\n{probe}");
+    }
+    assert!(!printed.contains(VALUE), "{printed}");
+}
+
+#[test]
 fn network_enabled_with_an_isolated_vm_is_an_input_error() {
     if !vm_available() {
         return;
