@@ -12,7 +12,7 @@ mod collect;
 mod dry_run;
 mod egress;
 mod land;
-mod links;
+pub mod links;
 pub mod lock;
 mod output;
 mod policy;
