@@ -151,7 +151,7 @@ mod splice {
                     to,
                     std::ptr::null_mut(),
                     len,
-                    libc::SPLICE_F_MOVE | libc::SPLICE_F_MORE,
+                    libc::SPLICE_F_MOVE,
                 )
             };
             if n >= 0 {
