@@ -224,7 +224,9 @@ fn tls_download(
     let server = rustls::pki_types::ServerName::try_from(name.to_string()).expect("name");
     let conn = rustls::ClientConnection::new(Arc::new(config), server).expect("tls");
     let mut tls = rustls::StreamOwned::new(conn, tcp);
-    write!(tls, "GET / HTTP/1.1\r\nHost: {name}\r\n{headers}\r\n").expect("request");
+    // The host the CONNECT named, port included (a terminated connection refuses any other).
+    let host = connect.map_or_else(|| format!("{name}:{}", addr.port()), str::to_string);
+    write!(tls, "GET / HTTP/1.1\r\nHost: {host}\r\n{headers}\r\n").expect("request");
     tls.flush().expect("flush");
     let head = read_head(&mut tls);
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
