@@ -690,3 +690,106 @@ fn git_in_a_clone_kept_after_a_container_run_runs_nothing_the_agent_wrote_into_i
         .stdout();
     assert!(status.contains(" M README.md"), "{status}");
 }
+
+/// Running containers labelled `chant.spec=id` whose name starts with `prefix` (`""`: all).
+fn running(id: &str, prefix: &str) -> Vec<String> {
+    rt().block_on(async {
+        let docker = connect().await.expect("engine");
+        let mut filters = HashMap::new();
+        filters.insert("label".to_string(), vec![format!("chant.spec={id}")]);
+        filters.insert("status".to_string(), vec!["running".to_string()]);
+        let options = ListContainersOptionsBuilder::default()
+            .filters(&filters)
+            .build();
+        docker
+            .list_containers(Some(options))
+            .await
+            .expect("list containers")
+            .into_iter()
+            .filter(|c| {
+                c.names
+                    .iter()
+                    .flatten()
+                    .any(|n| n.trim_start_matches('/').starts_with(prefix))
+            })
+            .filter_map(|c| c.id)
+            .collect()
+    })
+}
+
+const SOME_NETWORK: &str = "  network:\n    enabled: true\n    allowed_hosts: [example.com]\n";
+
+#[test]
+fn a_relay_that_cannot_start_fails_the_run_before_the_agent_runs_and_leaves_nothing() {
+    let Some(_) = image() else { return };
+    // A hostile image: a file where the relay's program is mounted, so the engine cannot
+    // start the relay. The agent (the well-behaved greet.sh) must never run without it.
+    let hostile = common::image::build(&common::image::Layout {
+        name: "chant-test-relay-blocked",
+        files: Vec::new(),
+        dirs: &[],
+        links: &[("chant-relay", "/bin/busybox")],
+    })
+    .expect("image");
+    let (repo, id) = setup(&hostile, &["greet.sh"], SOME_NETWORK, "");
+    let run = repo.chant(&["work", &id]);
+    assert_eq!(run.code(), 1, "{}{}", run.stdout(), run.stderr());
+    assert!(run.stderr().contains("network relay"), "{}", run.stderr());
+    assert!(!run.stdout().contains("greet: done"), "{}", run.stdout());
+    let failed = repo.events("spec_failed");
+    assert!(
+        failed[0]["details"]["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("network relay")),
+        "{failed:?}"
+    );
+    assert!(
+        containers("chant.spec", &id).is_empty(),
+        "a container was left"
+    );
+}
+
+#[test]
+fn a_relay_killed_mid_run_stops_the_agent_and_fails_the_run() {
+    let Some(image) = image() else { return };
+    let (repo, id) = setup(&image, &["docker-hang.sh"], SOME_NETWORK, "");
+    let child = repo
+        .chant_cmd(&["work", &id])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    common::wait_for("the agent and its relay running", || {
+        running(&id, "").len() == 2
+    });
+    let relay = running(&id, "chant-relay-");
+    assert_eq!(relay.len(), 1, "{relay:?}");
+    rt().block_on(async {
+        let docker = connect().await.expect("engine");
+        docker
+            .kill_container(
+                &relay[0],
+                None::<bollard::query_parameters::KillContainerOptions>,
+            )
+            .await
+            .expect("kill the relay");
+    });
+    let started = Instant::now();
+    let run = common::Run(child.wait_with_output().expect("wait"));
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "the run went on"
+    );
+    assert_eq!(run.code(), 1, "{}{}", run.stdout(), run.stderr());
+    assert!(
+        run.stderr()
+            .contains("network relay stopped during the run"),
+        "{}",
+        run.stderr()
+    );
+    assert_eq!(repo.events("spec_failed").len(), 1);
+    assert!(
+        containers("chant.spec", &id).is_empty(),
+        "a container was left"
+    );
+}

@@ -6,37 +6,14 @@
 
 mod common;
 
-use std::path::Path;
-
 use common::http::{FakeServer, Response};
 use common::image::AGENTS;
 use common::TestRepo;
 
 const VALUE: &str = "sk-test-api03-RealValueRealValue0123456789xyz";
 
-/// Busybox, the fixture agents and the host's curl with its libraries.
 fn image() -> Option<String> {
-    let curl = Path::new("/usr/bin/curl");
-    let built = if curl.exists() {
-        common::image::build(&common::image::Layout {
-            name: "chant-test-curl",
-            files: common::image::with_libraries(curl),
-            dirs: &[],
-            links: &[],
-        })
-    } else {
-        Err("no /usr/bin/curl on the host".to_string())
-    };
-    match built {
-        Ok(tag) => Some(tag),
-        Err(why) => {
-            if std::env::var_os("CHANT_REQUIRE_DOCKER").is_some_and(|v| v == "1") {
-                panic!("CHANT_REQUIRE_DOCKER=1 but the docker test cannot run: {why}");
-            }
-            eprintln!("\n*** SKIPPING docker injection test: {why}\n");
-            None
-        }
-    }
+    common::image::curl_image("docker injection test")
 }
 
 #[test]

@@ -19,6 +19,7 @@ fn config(expose: &[&str], hide: &[&str]) -> SecretsConfig {
         expose: NameList(NameRules::new(expose).expect("valid")),
         hide: NameList(NameRules::new(hide).expect("valid")),
         inject: Default::default(),
+        inject_agent_keys: true,
     }
 }
 

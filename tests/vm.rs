@@ -265,6 +265,155 @@ fn with_network_enabled_the_guest_reaches_only_listed_hosts_through_the_proxy() 
     assert!(refusals.iter().all(|r| r["details"]["rule"] == "network"));
 }
 
+/// Copies `program` and the libraries it loads into `image` at their own paths.
+fn install_with_libraries(image: &Path, program: &Path) {
+    let ldd = std::process::Command::new("ldd")
+        .arg(program)
+        .output()
+        .expect("ldd");
+    let libs = String::from_utf8_lossy(&ldd.stdout)
+        .split_whitespace()
+        .filter(|t| t.starts_with('/'))
+        .map(PathBuf::from)
+        .collect::<Vec<_>>();
+    for file in std::iter::once(program.to_path_buf()).chain(libs) {
+        let inside = image.join(file.strip_prefix("/").expect("absolute"));
+        std::fs::create_dir_all(inside.parent().expect("parent")).expect("dir");
+        std::fs::copy(&file, &inside).expect("copy");
+    }
+}
+
+#[test]
+fn an_injected_secret_reaches_the_origin_from_the_guest_which_holds_only_the_placeholder() {
+    if !vm_available() {
+        return;
+    }
+    const VALUE: &str = "sk-test-api03-RealValueRealValue0123456789xyz";
+    let origin = common::http::FakeServer::start_tls(
+        &crate_path("fixtures/tls/server.pem"),
+        &crate_path("fixtures/tls/server.key"),
+        |r| {
+            let auth = r.header("authorization").unwrap_or("-").to_string();
+            common::http::Response {
+                status: 200,
+                content_type: "text/plain",
+                body: format!("seen {auth}\n").into_bytes(),
+                headers: vec![("X-Seen", auth)],
+            }
+        },
+    );
+    let (repo, id, image) = setup("inject-probe.sh", "");
+    install_with_libraries(&image, Path::new("/usr/bin/curl"));
+    let host = format!("127.0.0.1:{}", origin.port);
+    repo.write_config(&format!(
+        "agent:\n  sandbox: vm\n  command: [sh, /agent/inject-probe.sh, \"{{prompt_file}}\", \"https://{host}/v1/messages\"]\n  timeout: 120s\n  vm:\n    image: {}\n    memory: 256M\n    accel: tcg\n    network: allowlist\n  network:\n    enabled: true\n    upstream_ca: {}\n  secrets:\n    inject:\n      API_KEY: [\"{host}\"]\n",
+        image.display(),
+        crate_path("fixtures/tls/ca.pem").display()
+    ));
+    repo.git(&["commit", "--quiet", "-am", "inject a secret"]);
+    let run = common::Run(
+        repo.chant_cmd(&["work", &id])
+            .env("API_KEY", VALUE)
+            .output()
+            .expect("run git-chant"),
+    );
+    let printed = format!("{}{}", run.stdout(), run.stderr());
+    run.assert_ok();
+    // The origin got the value, once.
+    let requests = origin.requests();
+    assert_eq!(requests.len(), 1, "{requests:?}");
+    assert_eq!(
+        requests[0].header("authorization"),
+        Some(format!("Bearer {VALUE}").as_str())
+    );
+    // The guest held a placeholder of the same shape and saw only it come back.
+    let probe = repo.git(&["show", &format!("chant/{id}:inject.txt")]);
+    assert!(!probe.contains(VALUE), "{probe}");
+    let env_line = probe
+        .lines()
+        .find(|l| l.starts_with("env="))
+        .expect("env line");
+    let placeholder = env_line.trim_start_matches("env=API_KEY=");
+    assert!(
+        placeholder.starts_with("sk-test-api03-") && placeholder.len() == VALUE.len(),
+        "{probe}"
+    );
+    assert!(
+        probe.contains(&format!("X-Seen: Bearer {placeholder}")),
+        "{probe}"
+    );
+    assert!(
+        probe
+            .contains("ca=/run/chant/chant-ca.pem /run/chant/chant-ca.pem /run/chant/chant-ca.pem"),
+        "{probe}"
+    );
+    assert!(probe.contains("keys-in-files=0"), "{probe}");
+    assert!(!printed.contains(VALUE), "{printed}");
+    assert!(!serde_json::to_string(&repo.ledger())
+        .expect("json")
+        .contains(VALUE));
+    let completed = &repo.events("spec_completed")[0];
+    assert_eq!(
+        completed["details"]["injected"][&host]["API_KEY"], 1,
+        "{completed}"
+    );
+}
+
+#[test]
+fn the_agents_own_key_is_injected_by_default_in_the_guest() {
+    if !vm_available() {
+        return;
+    }
+    use sha2::Digest;
+    const VALUE: &str = "sk-ant-api03-RealValueRealValue0123456789xyz";
+    let api = common::http::FakeServer::start_tls(
+        &crate_path("fixtures/tls/server.pem"),
+        &crate_path("fixtures/tls/server.key"),
+        |_| common::http::Response {
+            status: 200,
+            content_type: "text/plain",
+            body: b"ok\n".to_vec(),
+            headers: Vec::new(),
+        },
+    );
+    let (repo, id, image) = setup("key-probe.sh", "");
+    install_with_libraries(&image, Path::new("/usr/bin/curl"));
+    // Run as Claude Code: its key is injected with no inject entry at all.
+    repo.write_config(&format!(
+        "agent:\n  kind: claude\n  sandbox: vm\n  command: [sh, /agent/key-probe.sh, -p]\n  timeout: 120s\n  vm:\n    image: {}\n    memory: 256M\n    accel: tcg\n    network: allowlist\n  network:\n    enabled: true\n    upstream_ca: {}\n",
+        image.display(),
+        crate_path("fixtures/tls/ca.pem").display()
+    ));
+    repo.git(&["commit", "--quiet", "-am", "run as claude"]);
+    let run = common::Run(
+        repo.chant_cmd(&["work", &id])
+            .env("ANTHROPIC_API_KEY", VALUE)
+            .env(
+                "ANTHROPIC_BASE_URL",
+                format!("https://127.0.0.1:{}", api.port),
+            )
+            .output()
+            .expect("run git-chant"),
+    );
+    let printed = format!("{}{}", run.stdout(), run.stderr());
+    run.assert_ok();
+    let requests = api.requests();
+    assert_eq!(requests.len(), 1, "{requests:?}");
+    assert_eq!(requests[0].header("x-api-key"), Some(VALUE));
+    let probe = repo.git(&["show", &format!("chant/{id}:key.txt")]);
+    assert!(!probe.contains(VALUE), "{probe}");
+    let sha = hex::encode(sha2::Sha256::digest(VALUE.as_bytes()));
+    assert!(!probe.contains(&sha), "the guest held the key:\n{probe}");
+    for want in [
+        "has-key=yes".to_string(),
+        format!("key-len={}", VALUE.len()),
+        "key-prefix=sk-ant-api03-".to_string(),
+    ] {
+        assert!(probe.contains(&want), "{want} not in:\n{probe}");
+    }
+    assert!(!printed.contains(VALUE), "{printed}");
+}
+
 #[test]
 fn network_enabled_with_an_isolated_vm_is_an_input_error() {
     if !vm_available() {

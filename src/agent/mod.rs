@@ -6,7 +6,8 @@
 //! state in the run's private HOME, the user's variables it needs (credentials, endpoints,
 //! passed when set, masked, `agent.secrets.hide` still wins), what the prompt says about
 //! running commands, and an [`Observer`] that reads its output (session, turns, tokens, cost,
-//! refusals, errors) for the ledger.
+//! refusals, errors) for the ledger. Which of its variables are API keys ([`Agent::api_keys`])
+//! decides what chant injects by default instead of handing over ([`keys`]).
 //!
 //! The adapter is `agent.kind`, or recognised from the program name of `agent.command`:
 //! `claude` → [`claude::Claude`], `codex` → [`codex::Codex`], `gemini` → [`gemini::Gemini`],
@@ -24,6 +25,7 @@ pub mod committed;
 pub mod custom;
 pub mod endpoint;
 pub mod gemini;
+pub mod keys;
 pub mod opencode;
 
 use std::path::Path;
@@ -75,6 +77,21 @@ pub trait Agent: Send + Sync {
     /// The hosts (`host` or `host:port`) of the model API the agent talks to, given the
     /// user's variables in `secrets`; empty for an agent chant knows nothing about.
     fn api_hosts(&self, secrets: &crate::secrets::Secrets) -> Vec<String>;
+
+    /// The variables among [`Agent::credential_names`] that are API keys: sent by the agent
+    /// to its [`Agent::api_hosts`] in a request header, over HTTPS, and needed for nothing
+    /// else, given the user's variables in `secrets`. Chant injects these by default where
+    /// its proxy is the only way out ([`keys::default_injection`]): the agent holds a
+    /// placeholder, the proxy puts the key in toward the API hosts only.
+    ///
+    /// By default: the names ending in `_API_KEY` or `_AUTH_TOKEN`, and none when one of the
+    /// `*_BASE_URL` variables the user set is plain `http://` (the proxy puts values in
+    /// only on TLS connections, so a placeholder sent over plain HTTP would not work). An
+    /// adapter overrides this when its keys are named otherwise, or are not plain header
+    /// values (a key that signs requests, such as AWS's, cannot be injected).
+    fn api_keys(&self, secrets: &crate::secrets::Secrets) -> Vec<&'static str> {
+        keys::by_convention(self.credential_names(), secrets)
+    }
 
     /// Variables chant sets for the agent at `level`.
     fn fixed_env(&self, level: SandboxLevel) -> Vec<(String, String)>;

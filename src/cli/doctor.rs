@@ -3,6 +3,7 @@
 //! Each level answers for itself (`Sandbox::checkup`, `Sandbox::egress_route`); this file
 //! walks `sandbox::levels()` and prints, and never matches on a level.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use crate::config::{Config, SandboxLevel};
@@ -93,10 +94,62 @@ fn report_network(config: &Config) -> Result<()> {
     Ok(())
 }
 
-/// What `agent.secrets.inject` gives: which names go to which hosts, and what is missing;
-/// `configured` is the level of `agent.sandbox`, when it can be set up here.
+/// What the agent adapter's API keys get at the configured level: injected by default
+/// (returned, name → hosts), or handed over, and why.
+fn agent_keys(config: &Config, root: &Path) -> Result<BTreeMap<String, crate::config::HostList>> {
+    let agent = crate::agent::for_config(config);
+    let Ok(secrets) = crate::secrets::collect(&[], root) else {
+        return Ok(BTreeMap::new());
+    };
+    let keys = agent.api_keys(&secrets);
+    let set: Vec<&str> = keys
+        .iter()
+        .copied()
+        .filter(|k| secrets.get(k).is_some())
+        .collect();
+    if set.is_empty() {
+        return Ok(BTreeMap::new());
+    }
+    let level = config.agent.sandbox;
+    let only_way_out = config.agent.network.enabled
+        && crate::sandbox::for_level(level, config).is_ok_and(|s| s.cuts_network());
+    let defaults = crate::agent::keys::default_injection(
+        &config.agent.secrets,
+        agent.as_ref(),
+        &secrets,
+        only_way_out,
+    );
+    let passed: Vec<&str> = set
+        .iter()
+        .copied()
+        .filter(|k| !defaults.contains_key(*k) && !config.agent.secrets.inject.contains_key(*k))
+        .filter(|k| !config.agent.secrets.hide.0.is_match(k))
+        .collect();
+    if !passed.is_empty() {
+        let why = if !config.agent.secrets.inject_agent_keys {
+            "agent.secrets.inject_agent_keys is false".to_string()
+        } else if !only_way_out {
+            format!("injected by default only at docker and vm with agent.network.enabled; agent.sandbox is {level}")
+        } else {
+            "agent.secrets.expose names it".to_string()
+        };
+        outln!(
+            "{:<12} passed   the {} adapter's key {} reaches the agent as its value ({why})",
+            "agent keys",
+            agent.kind(),
+            passed.join(", ")
+        );
+    }
+    Ok(defaults)
+}
+
+/// What `agent.secrets.inject` gives (with the adapter's keys injected by default): which
+/// names go to which hosts, and what is missing; `configured` is the level of
+/// `agent.sandbox`, when it can be set up here.
 fn report_inject(config: &Config, configured: Option<&dyn Sandbox>, root: &Path) -> Result<()> {
-    let inject = &config.agent.secrets.inject;
+    let defaults = agent_keys(config, root)?;
+    let mut inject = config.agent.secrets.inject.clone();
+    inject.extend(defaults.clone());
     if inject.is_empty() {
         return Ok(());
     }
@@ -104,7 +157,12 @@ fn report_inject(config: &Config, configured: Option<&dyn Sandbox>, root: &Path)
         .iter()
         .map(|(name, hosts)| {
             let hosts: Vec<&str> = hosts.0.patterns().iter().map(|p| p.as_str()).collect();
-            format!("{name} → {}", hosts.join(", "))
+            let by_default = if defaults.contains_key(name) {
+                " (the agent's key, by default)"
+            } else {
+                ""
+            };
+            format!("{name} → {}{by_default}", hosts.join(", "))
         })
         .collect();
     let mut problems = Vec::new();

@@ -13,13 +13,14 @@ use crate::net::relay;
 #[command(after_help = "\
 Examples:
   (started by the docker and vm levels when agent.network.enabled; not run by hand)
-  git chant relay --socket /tmp/chant-net-x/proxy.sock --listen 127.0.0.1:3128
+  git chant relay --socket /tmp/chant-net-x/handoff.sock --listen 127.0.0.1:3128
   git chant relay --socket /tmp/chant-net-x/proxy.sock      one connection on stdin/stdout")]
 pub struct Args {
-    /// The proxy's Unix socket.
+    /// The proxy's Unix socket: its handoff socket with --listen, else its byte socket.
     #[arg(long, value_name = "PATH")]
     socket: PathBuf,
-    /// Listen here and relay every connection (without it: relay standard input/output).
+    /// Listen here and hand every connection to the proxy (without it: relay standard
+    /// input/output as bytes).
     #[arg(long, value_name = "ADDR:PORT")]
     listen: Option<SocketAddr>,
 }

@@ -205,6 +205,10 @@ pub struct SecretsConfig {
     /// `inject`: secret name → the hosts its real value may be sent to. The agent holds a
     /// placeholder; the egress proxy puts the value in, toward these hosts only.
     pub inject: BTreeMap<String, HostList>,
+    /// `inject_agent_keys` (default true): at docker and vm with the network enabled, the
+    /// agent adapter's API keys are injected for its API hosts unless `hide`, an `inject`
+    /// entry or an `expose` entry naming the variable says otherwise.
+    pub inject_agent_keys: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -765,6 +769,7 @@ fn read_agent(s: &Section<'_>) -> Result<AgentConfig, ConfigError> {
             expose: names("expose")?,
             hide: names("hide")?,
             inject: read_inject(&e)?,
+            inject_agent_keys: e.bool("inject_agent_keys")?.unwrap_or(true),
         };
         e.finish()?;
         out

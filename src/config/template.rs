@@ -78,6 +78,9 @@ const EXAMPLES: &str = "\
 #   #   opencode: OPENAI_API_KEY / OPENAI_BASE_URL ([opencode, run, -m, openai/MODEL, \"{prompt}\"])
 #   #   gemini:   GEMINI_API_KEY / GOOGLE_API_KEY / GOOGLE_GEMINI_BASE_URL
 #   #   aider:    OPENAI_API_KEY / OPENAI_BASE_URL, ANTHROPIC_API_KEY, GEMINI_API_KEY, …
+#   # At docker and vm with the network on, the adapter's API key is injected: the agent
+#   # holds a placeholder, chant's proxy puts the key in toward its API host only
+#   # (secrets.inject_agent_keys: false turns that off).
 #   permissions:
 #     allow_edit: [src/**, tests/**]
 #     deny_edit: [.env, \"*.key\", credentials/**]
@@ -109,6 +112,10 @@ const EXAMPLES: &str = "\
 #   commands:
 #     allowed: [npm test, cargo test, \"git *\"]
 #     denied: [rm -rf, \"sudo *\", \"curl *\"]
+#   secrets:
+#     inject:                        # the agent holds a placeholder, the proxy the value
+#       NPM_TOKEN: [registry.npmjs.org]
+#     inject_agent_keys: true        # the agent's own API key too (docker, vm; the default)
 # audit:
 #   file: .chant/audit/audit.log
 #   format: jsonl                    # jsonl | json | text

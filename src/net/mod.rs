@@ -1,7 +1,8 @@
 //! The network: chant's own HTTP client for the services it talks to ([`http`]: Vault,
 //! Elasticsearch, Splunk, object stores), and the agent's egress (`agent.network`): an
 //! allowlisting HTTP/CONNECT proxy chant runs on the host for one run ([`EgressProxy`]),
-//! the relay that carries a sandbox's connections to it over a Unix socket ([`relay`]), and
+//! the relay that hands a sandbox's connections to it over a Unix socket ([`relay`],
+//! [`handoff`]), and
 //! the rules both follow ([`EgressPolicy`]).
 //!
 //! The sandbox never gets a route of its own: a docker agent shares a network namespace
@@ -9,6 +10,7 @@
 //! Whatever the agent sends leaves the machine only as the proxy's own connection, made
 //! after the policy allowed the name and the addresses it resolved to.
 
+pub mod handoff;
 pub mod http;
 pub mod inject;
 mod intercept;
@@ -149,7 +151,7 @@ mod splice {
                     to,
                     std::ptr::null_mut(),
                     len,
-                    libc::SPLICE_F_MOVE | libc::SPLICE_F_MORE,
+                    libc::SPLICE_F_MOVE,
                 )
             };
             if n >= 0 {

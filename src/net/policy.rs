@@ -162,6 +162,7 @@ mod tests {
             expose: Default::default(),
             hide: Default::default(),
             inject: Default::default(),
+            inject_agent_keys: true,
         };
         let api = vec![
             "api.anthropic.com".to_string(),

@@ -1,8 +1,10 @@
 //! The egress proxy: HTTP forwarding (`GET http://host/…`) and `CONNECT host:port`
 //! tunnels, to hosts the [`EgressPolicy`] allows, for one run.
 //!
-//! It listens on a Unix socket (what the relays of the docker and vm levels connect to)
-//! and on a loopback TCP port (levels none and permissions, which run on the host). Names
+//! It listens on a Unix socket that carries connections as bytes (what the vm level's
+//! relay connects to), on a Unix socket that takes connections handed over as descriptors
+//! (the docker relay's, see [`super::handoff`]: the proxy then serves the agent's socket
+//! itself) and on a loopback TCP port (levels none and permissions, which run on the host). Names
 //! are resolved with the host's resolver, so `/etc/hosts` entries work. Every refusal is
 //! answered with a `403` saying why, and kept for the ledger; allowed connections are
 //! counted per host.
@@ -30,6 +32,8 @@ use super::{join, Decision, Duplex, EgressPolicy};
 const MAX_HEAD: usize = 32 * 1024;
 /// How long a client may take to send its request head.
 const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long the relay may take to hand a connection over once it connected.
+const HANDOFF_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long connecting to an allowed host may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 /// How long a terminated connection may sit idle between requests.
@@ -131,12 +135,13 @@ impl Recorder for Shared {
 pub struct EgressProxy {
     shared: Arc<Shared>,
     socket: PathBuf,
+    handoff: PathBuf,
     tcp: SocketAddr,
 }
 
 impl EgressProxy {
-    /// Starts the proxy with its Unix socket at `dir/proxy.sock` (`dir` must exist and be
-    /// private to this run) and a TCP port on 127.0.0.1.
+    /// Starts the proxy with its Unix sockets at `dir/proxy.sock` and `dir/handoff.sock`
+    /// (`dir` must exist and be private to this run) and a TCP port on 127.0.0.1.
     pub fn start(policy: EgressPolicy, dir: &Path) -> io::Result<EgressProxy> {
         EgressProxy::start_injecting(policy, dir, None)
     }
@@ -153,6 +158,9 @@ impl EgressProxy {
         // The relay runs as an unprivileged user of its own; the directory keeps the rest
         // of the machine from listing it.
         std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o666))?;
+        let handoff = dir.join("handoff.sock");
+        let handoff_listener = UnixListener::bind(&handoff)?;
+        std::fs::set_permissions(&handoff, std::fs::Permissions::from_mode(0o666))?;
         let tcp_listener = TcpListener::bind(("127.0.0.1", 0))?;
         let tcp = tcp_listener.local_addr()?;
         let shared = Arc::new(Shared {
@@ -167,16 +175,32 @@ impl EgressProxy {
         spawn_accept(Arc::clone(&shared), move || {
             tcp_listener.accept().map(|(s, _)| s)
         });
+        spawn_accept(Arc::clone(&shared), move || {
+            let (relay, _) = handoff_listener.accept()?;
+            // The relay sends at once; nobody else can reach this socket, but a stuck
+            // sender must not hold up the next connection.
+            relay.set_read_timeout(Some(HANDOFF_TIMEOUT))?;
+            let client = super::handoff::receive(&relay)?;
+            let _ = client.set_nodelay(true);
+            Ok(client)
+        });
         Ok(EgressProxy {
             shared,
             socket,
+            handoff,
             tcp,
         })
     }
 
-    /// The Unix socket relays connect to.
+    /// The Unix socket that carries connections as bytes (the vm level's relay).
     pub fn socket(&self) -> &Path {
         &self.socket
+    }
+
+    /// The Unix socket that takes connections handed over as descriptors (the docker
+    /// level's relay, `git chant relay --listen`).
+    pub fn handoff(&self) -> &Path {
+        &self.handoff
     }
 
     /// `http://127.0.0.1:PORT`, for programs on the host.
@@ -196,8 +220,10 @@ impl Drop for EgressProxy {
         // Wake both accept loops so they see the flag and end (not joined: a wake-up that
         // cannot connect must not hang the run; tunnels still open end with their peers).
         let _ = UnixStream::connect(&self.socket);
+        let _ = UnixStream::connect(&self.handoff);
         let _ = TcpStream::connect(self.tcp);
         let _ = std::fs::remove_file(&self.socket);
+        let _ = std::fs::remove_file(&self.handoff);
     }
 }
 

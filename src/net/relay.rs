@@ -1,6 +1,9 @@
 //! The relay: the sandbox's only way out. It runs inside the sandbox's network namespace
-//! (a docker sidecar sharing it) or as qemu's forward for a guest, and carries each
-//! connection, as bytes, to the proxy's Unix socket on the host. It decides nothing.
+//! (a docker sidecar sharing it), where it accepts each connection and hands its
+//! descriptor to the proxy's handoff socket on the host ([`super::handoff`]: the proxy
+//! serves the socket itself, no byte passes through the relay); or as qemu's forward for a
+//! guest, where it carries one connection, as bytes, to the proxy's byte socket. It
+//! decides nothing.
 
 use std::fs::File;
 use std::io::{self, Write};
@@ -9,12 +12,14 @@ use std::os::fd::AsFd;
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 
-use super::join;
+use super::handoff;
 
 /// What the relay prints once it accepts connections (the docker level waits for it).
 pub const READY: &str = "chant-relay: listening";
 
-/// Listens on `listen` and relays every connection to `socket`; runs until killed.
+/// Listens on `listen` and hands every connection to the proxy's handoff socket `socket`;
+/// runs until killed. A connection that cannot be handed over is closed (fail-closed: the
+/// client sees its connection end, nothing else).
 pub fn serve_tcp(listen: SocketAddr, socket: &Path) -> io::Result<()> {
     let listener = TcpListener::bind(listen)?;
     let mut out = io::stdout();
@@ -22,13 +27,10 @@ pub fn serve_tcp(listen: SocketAddr, socket: &Path) -> io::Result<()> {
     out.flush()?;
     for client in listener.incoming() {
         let Ok(client) = client else { continue };
-        let socket = socket.to_path_buf();
-        std::thread::spawn(move || {
-            if let Ok(proxy) = UnixStream::connect(&socket) {
-                let _ = client.set_nodelay(true);
-                let _ = join(client, proxy);
-            }
-        });
+        // Connecting and sending one message take microseconds; no thread needed.
+        if let Ok(proxy) = UnixStream::connect(socket) {
+            let _ = handoff::send(&proxy, client.as_fd());
+        }
     }
     Ok(())
 }

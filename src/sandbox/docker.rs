@@ -211,26 +211,17 @@ impl Sandbox for Docker {
                     // Leftovers of killed sessions go first; failing to list them is no reason
                     // not to run.
                     let _ = engine::reap_dead(&docker).await;
-                    let relay = match &job.network {
-                        Some(egress) => Some(
-                            relay::start(&docker, &self.config.image, egress, labels(job)).await?,
-                        ),
-                        None => None,
-                    };
-                    let result = match self.container(
-                        job,
-                        &owner,
-                        staged.path(),
-                        relay.as_deref(),
-                        &gate_binds,
-                    ) {
-                        Ok(body) => run_container(&docker, body, job, sink, stop).await,
+                    // The relay's name is chosen now, so both containers are created at once.
+                    let sidecar = job.network.as_ref().map(|egress| Sidecar {
+                        name: relay::name(),
+                        image: &self.config.image,
+                        egress,
+                    });
+                    let name = sidecar.as_ref().map(|s| s.name.as_str());
+                    match self.container(job, &owner, staged.path(), name, &gate_binds) {
+                        Ok(body) => run_container(&docker, body, sidecar, job, sink, stop).await,
                         Err(e) => Err(e),
-                    };
-                    if let Some(id) = relay {
-                        let _ = engine::remove(&docker, &id).await;
                     }
-                    result
                 })
             });
         let given_back = owner.give_back(&handed);
@@ -378,48 +369,102 @@ fn labels(job: &Job) -> HashMap<String, String> {
     labels
 }
 
-/// Creates, starts and follows one container; whatever happens it is removed after.
+/// The relay to run beside the agent's container (`agent.network` enabled).
+struct Sidecar<'a> {
+    name: String,
+    image: &'a str,
+    egress: &'a crate::sandbox::Egress,
+}
+
+/// Creates, starts and follows one container (and its relay); whatever happens both are
+/// removed after.
 async fn run_container(
     docker: &bollard::Docker,
     body: ContainerCreateBody,
+    sidecar: Option<Sidecar<'_>>,
     job: &Job,
     sink: &mut dyn OutputSink,
     stop: &Arc<AtomicBool>,
 ) -> Result<Outcome, SandboxError> {
     let host = engine::host();
     let image = body.image.clone().unwrap_or_default();
-    let created = docker
-        .create_container(
-            None::<bollard::query_parameters::CreateContainerOptions>,
-            body,
-        )
-        .await
-        .map_err(|e| match e {
-            bollard::errors::Error::DockerResponseServerError {
-                status_code: 404, ..
-            } => SandboxError::ImageNotFound { image },
-            e => engine::classify(&host, e),
-        })?;
-    let id = created.id;
-    let result = follow(docker, &id, job, sink, stop).await;
-    let removed = engine::remove(docker, &id).await;
+    let agent = async {
+        docker
+            .create_container(
+                None::<bollard::query_parameters::CreateContainerOptions>,
+                body,
+            )
+            .await
+            .map(|c| c.id)
+            .map_err(|e| match e {
+                bollard::errors::Error::DockerResponseServerError {
+                    status_code: 404, ..
+                } => SandboxError::ImageNotFound {
+                    image: image.clone(),
+                },
+                e => engine::classify(&host, e),
+            })
+    };
+    let relay = async {
+        match &sidecar {
+            Some(s) => relay::create(docker, &s.name, s.image, s.egress, labels(job))
+                .await
+                .map(Some),
+            None => Ok(None),
+        }
+    };
+    let (agent, relay) = tokio::join!(agent, relay);
+    let created = (
+        agent.as_ref().ok().cloned(),
+        relay.as_ref().ok().cloned().flatten(),
+    );
+    let result = match (agent, relay) {
+        (Ok(id), Ok(relay)) => follow(docker, &id, relay.as_deref(), job, sink, stop).await,
+        (Err(e), _) | (_, Err(e)) => Err(e),
+    };
+    let remove = |id: Option<String>| async move {
+        match id {
+            Some(id) => engine::remove(docker, &id).await,
+            None => Ok(()),
+        }
+    };
+    let (removed, _) = tokio::join!(remove(created.0), remove(created.1));
     let outcome = result?;
     removed.map_err(|e| engine::classify(&host, e))?;
     Ok(outcome)
 }
 
+/// Starts the agent's container `id` (once its relay listens) and follows it to its end.
 async fn follow(
     docker: &bollard::Docker,
     id: &str,
+    relay: Option<&str>,
     job: &Job,
     sink: &mut dyn OutputSink,
     stop: &Arc<AtomicBool>,
 ) -> Result<Outcome, SandboxError> {
-    let mut output = engine::attach_and_start(docker, id).await?;
+    let mut output = match relay {
+        Some(relay_id) => {
+            let (ready, output) =
+                tokio::join!(relay::start(docker, relay_id), engine::attach(docker, id));
+            ready?;
+            let output = output?;
+            engine::start(docker, id).await?;
+            output
+        }
+        None => engine::attach_and_start(docker, id).await?,
+    };
     let wait_options = WaitContainerOptionsBuilder::default()
         .condition("not-running")
         .build();
     let mut wait = Box::pin(docker.wait_container(id, Some(wait_options)));
+    // The agent's only way out: when it stops, the run stops too.
+    let mut relay_gone = Box::pin(async move {
+        match relay {
+            Some(relay_id) => relay::stopped(docker, relay_id).await,
+            None => std::future::pending().await,
+        }
+    });
     let deadline = Instant::now() + job.timeout;
     let mut tick = tokio::time::interval(Duration::from_millis(50));
     let mut output_open = true;
@@ -430,6 +475,9 @@ async fn follow(
                 Some(Err(_)) | None => output_open = false,
             },
             done = wait.next() => break exit_code(done)?,
+            () = &mut relay_gone => return Err(SandboxError::Engine(
+                "the network relay stopped during the run, taking the agent's only way out with it; the agent was stopped (run it again; if it recurs, look at the engine's events for the chant-relay container)".into(),
+            )),
             _ = tick.tick() => {
                 if stop.load(Ordering::SeqCst) {
                     return Ok(Outcome::Interrupted);

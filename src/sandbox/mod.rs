@@ -72,8 +72,11 @@ pub struct Workspace {
 /// Where the run's egress proxy listens on the host.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Egress {
-    /// Its Unix socket, for relays (docker, vm).
+    /// Its Unix socket that carries connections as bytes (the vm level's relay).
     pub socket: PathBuf,
+    /// Its Unix socket that takes connections handed over as descriptors (the docker
+    /// level's relay).
+    pub handoff: PathBuf,
     /// `http://127.0.0.1:PORT`, for programs on the host (none, permissions).
     pub url: String,
 }

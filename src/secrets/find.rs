@@ -506,31 +506,6 @@ mod tests {
         assert_eq!(f.mask_path(&format!("a/{VALUE}/b")), "***");
     }
 
-    /// The cost of searching 10 MiB (the default max_file_size, every line with a `%`) for
-    /// one secret, in 1 MiB pieces. Run by hand with `-- --ignored --nocapture`.
-    #[allow(clippy::print_stdout)] // the measurement is what this ignored test prints
-    #[test]
-    #[ignore]
-    fn cost_of_searching_ten_mebibytes() {
-        let f = finder();
-        let mut text = Vec::with_capacity(10 << 20);
-        while text.len() < 10 << 20 {
-            text.extend_from_slice(b"fn main() { let x = 42; println!(\"{x}\"); } // 50%\n");
-        }
-        let started = std::time::Instant::now();
-        let mut stream = f.stream();
-        for piece in text.chunks(1 << 20) {
-            stream.push(piece); // as collect reads a file
-        }
-        let hits = stream.finish();
-        println!(
-            "searched {} bytes in {} ms ({} hits)",
-            text.len(),
-            started.elapsed().as_millis(),
-            hits.len()
-        );
-    }
-
     #[test]
     fn a_stream_in_chunks_of_any_size_finds_what_the_whole_finds() {
         use base64::Engine;

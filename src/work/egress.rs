@@ -117,6 +117,7 @@ impl RunProxy {
     pub(super) fn egress(&self) -> Egress {
         Egress {
             socket: self.proxy.socket().to_path_buf(),
+            handoff: self.proxy.handoff().to_path_buf(),
             url: self.proxy.url(),
         }
     }

@@ -235,27 +235,4 @@ mod tests {
             Err(LinkProblem::Loops)
         );
     }
-
-    /// The cost of resolving every link of a 100,000-file change in which every file is a
-    /// link, a third of them through a chain of two more links. Run by hand:
-    /// `cargo test --lib links::tests::cost -- --ignored --nocapture`.
-    #[allow(clippy::print_stdout)] // the measurement is what this ignored test prints
-    #[test]
-    #[ignore]
-    fn cost_of_resolving_a_100_000_link_change() {
-        let mut links = HashMap::new();
-        for i in 0..100_000 {
-            let dir = format!("d{}/e{}", i % 100, i % 7);
-            let target = match i % 3 {
-                0 => "../../README.md".to_string(),
-                1 => format!("../../d{}/e{}/l{}", (i + 1) % 100, (i + 1) % 7, i + 1),
-                _ => "./sibling/../x".to_string(),
-            };
-            links.insert(format!("{dir}/l{i}"), target);
-        }
-        let started = std::time::Instant::now();
-        let bad = links.keys().filter(|p| resolve(p, &links).is_err()).count();
-        let ms = started.elapsed().as_millis();
-        println!("resolved {} links in {ms} ms ({bad} refused)", links.len());
-    }
 }

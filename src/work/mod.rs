@@ -14,7 +14,7 @@ mod egress;
 mod gate;
 mod hook_errors;
 mod land;
-mod links;
+pub mod links;
 pub mod lock;
 mod output;
 mod policy;
@@ -254,7 +254,7 @@ struct Prepared {
 }
 
 fn prepare(project: &Project, options: &Options) -> Result<Prepared, WorkError> {
-    let config = project.config()?;
+    let mut config = project.config()?;
     let store = SpecStore::new(project.specs_dir());
     let id = store.resolve(&options.spec)?;
     let spec = store.load(&id)?;
@@ -273,6 +273,17 @@ fn prepare(project: &Project, options: &Options) -> Result<Prepared, WorkError> 
         .map(|uri| SecretSource::parse(uri))
         .collect::<Result<Vec<_>, _>>()?;
     let secrets = crate::secrets::collect(&sources, project.root())?;
+    // Where chant's proxy is the only way out, the adapter's own API keys are injected
+    // rather than handed over (`agent.secrets.inject_agent_keys`); from here on they are
+    // `inject` entries like the user's.
+    let only_way_out = config.agent.network.enabled && sandbox.cuts_network();
+    let defaults = crate::agent::keys::default_injection(
+        &config.agent.secrets,
+        agent.as_ref(),
+        &secrets,
+        only_way_out,
+    );
+    config.agent.secrets.inject.extend(defaults);
     // A hosted-model agent cannot work where the level cuts the network off.
     let hosts = agent.api_hosts(&secrets);
     if sandbox.cuts_network() && !config.agent.network.enabled && !hosts.is_empty() {

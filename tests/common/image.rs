@@ -213,6 +213,34 @@ pub fn once(
     }
 }
 
+/// Busybox, the fixture agents and the host's curl with its libraries (for the tests of
+/// the network and of injection); None (after saying why, loudly) when it cannot be built,
+/// a failure under `CHANT_REQUIRE_DOCKER=1`.
+#[allow(dead_code)]
+pub fn curl_image(what: &str) -> Option<String> {
+    let curl = Path::new("/usr/bin/curl");
+    let built = if curl.exists() {
+        build(&Layout {
+            name: "chant-test-curl",
+            files: with_libraries(curl),
+            dirs: &[],
+            links: &[],
+        })
+    } else {
+        Err("no /usr/bin/curl on the host".to_string())
+    };
+    match built {
+        Ok(tag) => Some(tag),
+        Err(why) => {
+            if std::env::var_os("CHANT_REQUIRE_DOCKER").is_some_and(|v| v == "1") {
+                panic!("CHANT_REQUIRE_DOCKER=1 but the {what} cannot run: {why}");
+            }
+            eprintln!("\n*** SKIPPING {what}: {why}\n");
+            None
+        }
+    }
+}
+
 /// Busybox, the host's git (with its libraries) and the fixture agents, as
 /// `chant-test-busybox:<content hash>` (the image tests/docker.rs uses too).
 pub fn busybox_with_git() -> Result<String, String> {

@@ -174,20 +174,29 @@ pub type Output = Pin<Box<dyn Stream<Item = Result<LogOutput, bollard::errors::E
 /// Attaches to the created container's stdout and stderr, then starts it: nothing it says
 /// is missed.
 pub async fn attach_and_start(docker: &bollard::Docker, id: &str) -> Result<Output, SandboxError> {
-    let host = host();
+    let output = attach(docker, id).await?;
+    start(docker, id).await?;
+    Ok(output)
+}
+
+/// The created container's stdout and stderr, from its start on (attach before starting).
+pub async fn attach(docker: &bollard::Docker, id: &str) -> Result<Output, SandboxError> {
     let attach = AttachContainerOptionsBuilder::default()
         .stdout(true)
         .stderr(true)
         .stream(true)
         .build();
-    let output = docker
+    Ok(docker
         .attach_container(id, Some(attach))
         .await
-        .map_err(|e| classify(&host, e))?
-        .output;
+        .map_err(|e| classify(&host(), e))?
+        .output)
+}
+
+/// Starts the created container `id`.
+pub async fn start(docker: &bollard::Docker, id: &str) -> Result<(), SandboxError> {
     docker
         .start_container(id, None::<bollard::query_parameters::StartContainerOptions>)
         .await
-        .map_err(|e| classify(&host, e))?;
-    Ok(output)
+        .map_err(|e| classify(&host(), e))
 }

@@ -1,9 +1,18 @@
 //! The relay sidecar of a docker run with `agent.network.enabled`: a container of its own
 //! whose network namespace holds only `lo`, running `git chant relay` (this very program,
 //! see `selfmount`). The agent's container joins that namespace, so its only
-//! peer is the relay on 127.0.0.1:3128, which hands each connection to chant's proxy on the
-//! host through a bind-mounted Unix socket. No route, no gateway, no DNS: a direct
+//! peer is the relay on 127.0.0.1:3128, which hands each connection (its descriptor) to
+//! chant's proxy on the host through a bind-mounted Unix socket. No route, no gateway, no DNS: a direct
 //! connection to any address fails in the kernel.
+//!
+//! Order, and why it is fail-closed: both containers are created at once (the agent's names
+//! the relay's namespace by the relay's name, which is chosen here, so neither waits for
+//! the other's id), the relay is started and the agent is attached to meanwhile, and the
+//! agent's container is started only once the relay said it listens. The engine itself
+//! refuses to start a container whose namespace owner is not running, and a relay that stops
+//! during the run takes the agent's only peer with it: its connections are refused, and the
+//! docker level stops the agent and fails the run. The libraries of this program are listed
+//! (`ldd`) once per process, not once per run.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -11,6 +20,7 @@ use std::time::Duration;
 
 use bollard::container::LogOutput;
 use bollard::models::{ContainerCreateBody, HostConfig, HostConfigLogConfig};
+use bollard::query_parameters::{CreateContainerOptionsBuilder, WaitContainerOptionsBuilder};
 use futures_util::StreamExt;
 
 use super::{engine, PIDS_LIMIT};
@@ -36,17 +46,17 @@ struct Files {
     entrypoint: Vec<String>,
 }
 
-fn files(socket: &Path) -> Result<Files, SandboxError> {
+fn files(handoff: &Path) -> Result<Files, SandboxError> {
     let mut mounted = super::selfmount::at(DIR)?;
     mounted.binds.push(format!(
-        "{}:{DIR}/proxy.sock:rw",
-        super::mounts::host_path(socket)?
+        "{}:{DIR}/handoff.sock:rw",
+        super::mounts::host_path(handoff)?
     ));
     let mut entrypoint = mounted.command;
     entrypoint.extend([
         "relay".to_string(),
         "--socket".into(),
-        format!("{DIR}/proxy.sock"),
+        format!("{DIR}/handoff.sock"),
         "--listen".into(),
         format!("127.0.0.1:{RELAY_PORT}"),
     ]);
@@ -56,16 +66,22 @@ fn files(socket: &Path) -> Result<Files, SandboxError> {
     })
 }
 
-/// Creates and starts the relay for `egress`; returns its container id once it listens.
-/// On error nothing is left behind.
-pub async fn start(
+/// A fresh name for a relay container: the agent's container is created naming the relay's
+/// namespace by it (`container:NAME`) before the relay exists.
+pub fn name() -> String {
+    format!("chant-relay-{}", crate::clock::random_base36(16))
+}
+
+/// Creates (does not start) the relay for `egress`, named `name`; returns its id.
+pub async fn create(
     docker: &bollard::Docker,
+    name: &str,
     image: &str,
     egress: &Egress,
     labels: HashMap<String, String>,
 ) -> Result<String, SandboxError> {
     let host = engine::host();
-    let files = files(&egress.socket)?;
+    let files = files(&egress.handoff)?;
     let body = ContainerCreateBody {
         image: Some(image.to_string()),
         entrypoint: Some(files.entrypoint),
@@ -95,25 +111,19 @@ pub async fn start(
         }),
         ..Default::default()
     };
-    let id = docker
-        .create_container(
-            None::<bollard::query_parameters::CreateContainerOptions>,
-            body,
-        )
+    let options = CreateContainerOptionsBuilder::default().name(name).build();
+    Ok(docker
+        .create_container(Some(options), body)
         .await
         .map_err(|e| engine::classify(&host, e))?
-        .id;
-    match wait_ready(docker, &id).await {
-        Ok(()) => Ok(id),
-        Err(e) => {
-            let _ = engine::remove(docker, &id).await;
-            Err(e)
-        }
-    }
+        .id)
 }
 
-async fn wait_ready(docker: &bollard::Docker, id: &str) -> Result<(), SandboxError> {
-    let mut output = engine::attach_and_start(docker, id).await?;
+/// Starts the created relay `id` and returns once it listens (the agent may start then).
+pub async fn start(docker: &bollard::Docker, id: &str) -> Result<(), SandboxError> {
+    let mut output = engine::attach_and_start(docker, id)
+        .await
+        .map_err(|e| SandboxError::Engine(format!("the network relay did not start: {e}")))?;
     let mut said = Vec::new();
     let ready = tokio::time::timeout(READY_TIMEOUT, async {
         while let Some(Ok(chunk)) = output.next().await {
@@ -134,4 +144,13 @@ async fn wait_ready(docker: &bollard::Docker, id: &str) -> Result<(), SandboxErr
             String::from_utf8_lossy(&said).trim()
         ))),
     }
+}
+
+/// Resolves when the relay `id` is no longer running (it died, or was killed).
+pub async fn stopped(docker: &bollard::Docker, id: &str) {
+    let options = WaitContainerOptionsBuilder::default()
+        .condition("not-running")
+        .build();
+    let mut wait = docker.wait_container(id, Some(options));
+    let _ = wait.next().await;
 }
