@@ -36,6 +36,7 @@ use std::path::Path;
 use serde_json::Map;
 
 use super::{Agent, AgentError, Observer, Summary};
+use crate::agent::lines::{first_line, Lines};
 use crate::config::{AgentKind, Config, SandboxLevel};
 use crate::sandbox::Stream;
 
@@ -267,7 +268,7 @@ chant passes them to aider when set, masked, unless agent.secrets.hide names the
 /// aider's plain-text output, read line by line (stdout and stderr alike).
 #[derive(Debug, Default)]
 pub struct AiderOutput {
-    pending: Vec<u8>,
+    out: Lines,
     model: Option<String>,
     requests: u64,
     sent: u64,
@@ -345,28 +346,16 @@ fn count(text: &str) -> Option<u64> {
     }
 }
 
-fn first_line(text: &str) -> String {
-    let line = text.trim().lines().next().unwrap_or("");
-    let mut out: String = line.chars().take(200).collect();
-    if line.chars().count() > 200 {
-        out.push('…');
-    }
-    out
-}
-
 impl Observer for AiderOutput {
     fn observe(&mut self, _stream: Stream, bytes: &[u8]) -> Option<Vec<u8>> {
-        self.pending.extend_from_slice(bytes);
-        while let Some(end) = self.pending.iter().position(|b| *b == b'\n') {
-            let line: Vec<u8> = self.pending.drain(..=end).collect();
-            self.line(&String::from_utf8_lossy(&line));
+        for line in self.out.feed(bytes) {
+            self.line(&line);
         }
         None
     }
 
     fn summary(&mut self) -> Summary {
-        if !self.pending.is_empty() {
-            let rest = String::from_utf8_lossy(&std::mem::take(&mut self.pending)).into_owned();
+        if let Some(rest) = self.out.rest() {
             self.line(&rest);
         }
         let mut details = Map::new();

@@ -26,6 +26,7 @@ pub mod custom;
 pub mod endpoint;
 pub mod gemini;
 pub mod keys;
+pub mod lines;
 pub mod opencode;
 
 use std::path::Path;

@@ -8,6 +8,7 @@
 
 use serde_json::{Map, Value};
 
+use crate::agent::lines::{first_line, Lines};
 use crate::agent::{Observer, Summary};
 use crate::sandbox::Stream;
 
@@ -23,7 +24,7 @@ agent.secrets.hide names them";
 /// The stream-json reader of one run.
 #[derive(Debug, Default)]
 pub struct StreamJson {
-    pending: Vec<u8>,
+    out: Lines,
     session: Option<String>,
     result: Option<Value>,
     /// Tool calls refused (by Claude Code's rules or chant's gate hook), by tool_use id:
@@ -142,12 +143,9 @@ impl Observer for StreamJson {
             }
             return None;
         }
-        self.pending.extend_from_slice(bytes);
         let mut shown = String::new();
-        while let Some(end) = self.pending.iter().position(|b| *b == b'\n') {
-            let line: Vec<u8> = self.pending.drain(..=end).collect();
-            let text = String::from_utf8_lossy(&line);
-            if let Some(s) = self.line(text.trim_end()) {
+        for line in self.out.feed(bytes) {
+            if let Some(s) = self.line(&line) {
                 shown.push_str(&s);
                 shown.push('\n');
             }
@@ -156,9 +154,8 @@ impl Observer for StreamJson {
     }
 
     fn summary(&mut self) -> Summary {
-        if !self.pending.is_empty() {
-            let rest = String::from_utf8_lossy(&std::mem::take(&mut self.pending)).into_owned();
-            self.line(rest.trim_end());
+        if let Some(rest) = self.out.rest() {
+            self.line(&rest);
         }
         let mut details = Map::new();
         let refusals = self.refused.len() as u64;
@@ -249,15 +246,6 @@ fn tool_target(input: &Value) -> String {
         }
     }
     String::new()
-}
-
-fn first_line(text: &str) -> String {
-    let line = text.trim().lines().next().unwrap_or("");
-    let mut out: String = line.chars().take(160).collect();
-    if line.chars().count() > 160 {
-        out.push('…');
-    }
-    out
 }
 
 #[cfg(test)]

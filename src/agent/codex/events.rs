@@ -10,6 +10,7 @@ use std::collections::BTreeSet;
 
 use serde_json::{Map, Value};
 
+use crate::agent::lines::{first_line, Lines};
 use crate::agent::{Observer, Summary};
 use crate::sandbox::Stream;
 
@@ -48,8 +49,8 @@ const HOOK_TRUST_WARNING: &str = "--dangerously-bypass-hook-trust";
 /// The `--json` reader of one run.
 #[derive(Debug, Default)]
 pub struct ExecJson {
-    pending: Vec<u8>,
-    pending_err: Vec<u8>,
+    out: Lines,
+    err: Lines,
     /// Calls the gate hook blocked (Codex logs each on stderr).
     hook_refusals: u64,
     thread: Option<String>,
@@ -202,19 +203,14 @@ impl Observer for ExecJson {
     fn observe(&mut self, stream: Stream, bytes: &[u8]) -> Option<Vec<u8>> {
         if stream == Stream::Stderr {
             // A call the hook blocked leaves no JSON event: Codex logs it here.
-            self.pending_err.extend_from_slice(bytes);
-            while let Some(end) = self.pending_err.iter().position(|b| *b == b'\n') {
-                let line: Vec<u8> = self.pending_err.drain(..=end).collect();
-                self.stderr_line(&String::from_utf8_lossy(&line));
+            for line in self.err.feed(bytes) {
+                self.stderr_line(&line);
             }
             return None;
         }
-        self.pending.extend_from_slice(bytes);
         let mut shown = String::new();
-        while let Some(end) = self.pending.iter().position(|b| *b == b'\n') {
-            let line: Vec<u8> = self.pending.drain(..=end).collect();
-            let text = String::from_utf8_lossy(&line);
-            if let Some(s) = self.line(text.trim_end()) {
+        for line in self.out.feed(bytes) {
+            if let Some(s) = self.line(&line) {
                 shown.push_str(&s);
                 shown.push('\n');
             }
@@ -223,12 +219,10 @@ impl Observer for ExecJson {
     }
 
     fn summary(&mut self) -> Summary {
-        if !self.pending.is_empty() {
-            let rest = String::from_utf8_lossy(&std::mem::take(&mut self.pending)).into_owned();
-            self.line(rest.trim_end());
+        if let Some(rest) = self.out.rest() {
+            self.line(&rest);
         }
-        if !self.pending_err.is_empty() {
-            let rest = String::from_utf8_lossy(&std::mem::take(&mut self.pending_err)).into_owned();
+        if let Some(rest) = self.err.rest() {
             self.stderr_line(&rest);
         }
         let refusals = self.refused.len() as u64;
@@ -274,15 +268,6 @@ fn reason(output: &str) -> String {
                 .map(|(_, r)| r.trim().to_string())
         })
         .unwrap_or_else(|| first_line(output))
-}
-
-fn first_line(text: &str) -> String {
-    let line = text.trim().lines().next().unwrap_or("");
-    let mut out: String = line.chars().take(160).collect();
-    if line.chars().count() > 160 {
-        out.push('…');
-    }
-    out
 }
 
 #[cfg(test)]

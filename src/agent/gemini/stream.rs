@@ -16,6 +16,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{Map, Value};
 
+use crate::agent::lines::{first_line, Lines};
 use crate::agent::{Observer, Summary};
 use crate::sandbox::Stream;
 
@@ -32,7 +33,7 @@ chant passes them to Gemini CLI when set, masked, unless agent.secrets.hide name
 /// The stream-json reader of one run.
 #[derive(Debug, Default)]
 pub struct StreamJson {
-    pending: Vec<u8>,
+    out: Lines,
     session: Option<String>,
     model: Option<String>,
     result: Option<Value>,
@@ -171,12 +172,9 @@ impl Observer for StreamJson {
             self.spot_auth(&String::from_utf8_lossy(bytes));
             return None;
         }
-        self.pending.extend_from_slice(bytes);
         let mut shown = String::new();
-        while let Some(end) = self.pending.iter().position(|b| *b == b'\n') {
-            let line: Vec<u8> = self.pending.drain(..=end).collect();
-            let text = String::from_utf8_lossy(&line);
-            if let Some(s) = self.line(text.trim_end()) {
+        for line in self.out.feed(bytes) {
+            if let Some(s) = self.line(&line) {
                 shown.push_str(&s);
                 shown.push('\n');
             }
@@ -185,9 +183,8 @@ impl Observer for StreamJson {
     }
 
     fn summary(&mut self) -> Summary {
-        if !self.pending.is_empty() {
-            let rest = String::from_utf8_lossy(&std::mem::take(&mut self.pending)).into_owned();
-            self.line(rest.trim_end());
+        if let Some(rest) = self.out.rest() {
+            self.line(&rest);
         }
         let mut details = Map::new();
         let refusals = self.refused.len() as u64;
@@ -277,15 +274,6 @@ fn tool_target(params: &Value) -> String {
         }
     }
     String::new()
-}
-
-fn first_line(text: &str) -> String {
-    let line = text.trim().lines().next().unwrap_or("");
-    let mut out: String = line.chars().take(160).collect();
-    if line.chars().count() > 160 {
-        out.push('…');
-    }
-    out
 }
 
 #[cfg(test)]

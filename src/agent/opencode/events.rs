@@ -9,6 +9,7 @@ use std::collections::BTreeSet;
 
 use serde_json::{Map, Value};
 
+use crate::agent::lines::{first_line, Lines};
 use crate::agent::{Observer, Summary};
 use crate::sandbox::Stream;
 
@@ -39,7 +40,7 @@ const REFUSED: &[&str] = &["chant: command refused", "permission", "rejected", "
 /// The `--format json` reader of one run.
 #[derive(Debug, Default)]
 pub struct RunJson {
-    pending: Vec<u8>,
+    out: Lines,
     session: Option<String>,
     steps: u64,
     input_tokens: u64,
@@ -157,12 +158,9 @@ impl Observer for RunJson {
             }
             return None;
         }
-        self.pending.extend_from_slice(bytes);
         let mut shown = String::new();
-        while let Some(end) = self.pending.iter().position(|b| *b == b'\n') {
-            let line: Vec<u8> = self.pending.drain(..=end).collect();
-            let text = String::from_utf8_lossy(&line);
-            if let Some(s) = self.line(text.trim_end()) {
+        for line in self.out.feed(bytes) {
+            if let Some(s) = self.line(&line) {
                 shown.push_str(&s);
                 shown.push('\n');
             }
@@ -171,9 +169,8 @@ impl Observer for RunJson {
     }
 
     fn summary(&mut self) -> Summary {
-        if !self.pending.is_empty() {
-            let rest = String::from_utf8_lossy(&std::mem::take(&mut self.pending)).into_owned();
-            self.line(rest.trim_end());
+        if let Some(rest) = self.out.rest() {
+            self.line(&rest);
         }
         let refusals = self.refused.len() as u64;
         let mut details = Map::new();
@@ -256,15 +253,6 @@ fn strip_ansi(text: &str) -> String {
         } else {
             out.push(c);
         }
-    }
-    out
-}
-
-fn first_line(text: &str) -> String {
-    let line = text.trim().lines().next().unwrap_or("");
-    let mut out: String = line.chars().take(160).collect();
-    if line.chars().count() > 160 {
-        out.push('…');
     }
     out
 }
