@@ -566,6 +566,14 @@ fn claude_in_a_vm_lands_an_edit_and_a_command_through_the_allowlist() {
     assert!(results[1].content.contains(API_KEY), "{results:?}");
     assert!(!said.contains(API_KEY), "the API key leaked:\n{said}");
     assert!(run.stdout().contains("[turn 1] Write"), "{}", run.stdout());
+    // Claude's first event (its session) shares the console line the firmware cleared.
+    assert!(
+        run.stdout().contains("claude: session "),
+        "{}",
+        run.stdout()
+    );
+    let done = &repo.events("spec_completed")[0]["details"];
+    assert!(done["agent_session_id"].is_string(), "{done}");
 }
 
 /// The `command_run` entries of `repo` with `details.phase == "completed"`.

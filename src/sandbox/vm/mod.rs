@@ -696,7 +696,11 @@ impl OutputSink for Collect {
     }
 }
 
-/// Passes the guest console on, line by line, without the kernel's own messages.
+/// Passes the guest console on, line by line, without the kernel's own messages and without
+/// terminal control sequences: the firmware resets and clears the console (`ESC c`,
+/// `ESC [?7l`, `ESC [2J`) on the line the agent's first output lands on, which broke the
+/// first JSON event of an agent's stream, and what the guest writes must not drive the
+/// user's terminal anyway.
 struct Console<'s> {
     inner: &'s mut dyn OutputSink,
     line: Vec<u8>,
@@ -704,7 +708,7 @@ struct Console<'s> {
 
 impl Console<'_> {
     fn emit(&mut self) {
-        let line = std::mem::take(&mut self.line);
+        let line = strip_controls(&std::mem::take(&mut self.line));
         let text = String::from_utf8_lossy(&line);
         let kernel = text.trim_start_matches('\r').starts_with('[')
             && text
@@ -726,6 +730,46 @@ impl Console<'_> {
     }
 }
 
+/// `line` without escape sequences: `ESC` followed by a CSI sequence (`[`, parameters, one
+/// final byte), an OSC string (`]` … BEL or `ESC \\`), or one more byte (`ESC c`, …).
+fn strip_controls(line: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(line.len());
+    let mut i = 0;
+    while i < line.len() {
+        if line[i] != 0x1b {
+            out.push(line[i]);
+            i += 1;
+            continue;
+        }
+        i += 1;
+        match line.get(i) {
+            Some(b'[') => {
+                i += 1;
+                while i < line.len() && !(0x40..=0x7e).contains(&line[i]) {
+                    i += 1;
+                }
+                i += 1;
+            }
+            Some(b']') => {
+                while i < line.len() && line[i] != 0x07 && line[i] != b'\n' {
+                    if line[i] == 0x1b && line.get(i + 1) == Some(&b'\\') {
+                        i += 1;
+                        break;
+                    }
+                    i += 1;
+                }
+                i += 1;
+            }
+            Some(_) => i += 1,
+            None => {}
+        }
+    }
+    if line.ends_with(b"\n") && !out.ends_with(b"\n") {
+        out.push(b'\n');
+    }
+    out
+}
+
 impl OutputSink for Console<'_> {
     fn output(&mut self, _stream: Stream, bytes: &[u8]) {
         for &b in bytes {
@@ -737,5 +781,48 @@ impl OutputSink for Console<'_> {
                 self.emit();
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod console_tests {
+    use super::*;
+
+    #[derive(Default)]
+    struct Seen(Vec<u8>);
+
+    impl OutputSink for Seen {
+        fn output(&mut self, _stream: Stream, bytes: &[u8]) {
+            self.0.extend_from_slice(bytes);
+        }
+    }
+
+    fn through_console(bytes: &[u8]) -> String {
+        let mut seen = Seen::default();
+        let mut console = Console {
+            inner: &mut seen,
+            line: Vec::new(),
+        };
+        console.output(Stream::Stdout, bytes);
+        console.flush();
+        String::from_utf8_lossy(&seen.0).into_owned()
+    }
+
+    #[test]
+    fn the_firmwares_console_reset_never_reaches_the_agents_first_line() {
+        assert_eq!(
+            through_console(b"\x1bc\x1b[?7l\x1b[2J{\"type\":\"system\"}\r\n"),
+            "{\"type\":\"system\"}\n"
+        );
+    }
+
+    #[test]
+    fn escape_sequences_from_the_guest_are_dropped_and_text_kept() {
+        assert_eq!(
+            through_console(b"\x1b[0;31mred\x1b[0m \x1b]0;title\x07done\n"),
+            "red done\n"
+        );
+        assert_eq!(through_console(b"a\x1b]2;t\x1b\\b\n\x1b[2K\x1b"), "ab\n");
+        assert_eq!(through_console(b"[    1.234] kernel\nplain\n"), "plain\n");
     }
 }
