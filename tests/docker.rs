@@ -750,7 +750,7 @@ fn a_relay_that_cannot_start_fails_the_run_before_the_agent_runs_and_leaves_noth
 }
 
 #[test]
-fn a_relay_killed_mid_run_stops_the_agent_and_fails_the_run() {
+fn a_relay_killed_mid_run_takes_the_agent_with_it_and_fails_the_run() {
     let Some(image) = image() else { return };
     let (repo, id) = setup(&image, &["docker-hang.sh"], SOME_NETWORK, "");
     let child = repo
@@ -759,21 +759,35 @@ fn a_relay_killed_mid_run_stops_the_agent_and_fails_the_run() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("spawn");
-    common::wait_for("the agent and its relay running", || {
-        running(&id, "").len() == 2
+    common::wait_for("the agent's container running", || {
+        running(&id, "").len() == 1
     });
-    let relay = running(&id, "chant-relay-");
-    assert_eq!(relay.len(), 1, "{relay:?}");
-    rt().block_on(async {
+    let container = running(&id, "");
+    // The relay is the container's first process: its host pid is the container's.
+    let relay = rt().block_on(async {
         let docker = connect().await.expect("engine");
         docker
-            .kill_container(
-                &relay[0],
-                None::<bollard::query_parameters::KillContainerOptions>,
+            .inspect_container(
+                &container[0],
+                None::<bollard::query_parameters::InspectContainerOptions>,
             )
             .await
-            .expect("kill the relay");
+            .expect("inspect")
+            .state
+            .and_then(|s| s.pid)
+            .expect("a pid")
     });
+    let cmdline = std::fs::read(format!("/proc/{relay}/cmdline")).expect("relay's cmdline");
+    assert!(
+        String::from_utf8_lossy(&cmdline).contains("relay\0--socket"),
+        "{:?}",
+        String::from_utf8_lossy(&cmdline)
+    );
+    let killed = std::process::Command::new("kill")
+        .args(["-KILL", &relay.to_string()])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
     let started = Instant::now();
     let run = common::Run(child.wait_with_output().expect("wait"));
     assert!(
@@ -781,13 +795,82 @@ fn a_relay_killed_mid_run_stops_the_agent_and_fails_the_run() {
         "the run went on"
     );
     assert_eq!(run.code(), 1, "{}{}", run.stdout(), run.stderr());
+    let failed = repo.events("spec_failed");
+    assert_eq!(failed.len(), 1);
     assert!(
-        run.stderr()
-            .contains("network relay stopped during the run"),
-        "{}",
-        run.stderr()
+        failed[0]["details"]["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("code 137")),
+        "{failed:?}"
     );
-    assert_eq!(repo.events("spec_failed").len(), 1);
+    assert!(
+        containers("chant.spec", &id).is_empty(),
+        "a container was left"
+    );
+}
+
+#[test]
+fn the_agent_cannot_signal_read_or_displace_its_relay_and_holds_no_privilege() {
+    let Some(image) = image() else { return };
+    let ok = Server::start("allowed-ok");
+    let network = format!(
+        "  network:\n    enabled: true\n    allowed_hosts: [\"127.0.0.1:{}\"]\n",
+        ok.port
+    );
+    let (repo, id) = setup(
+        &image,
+        &["relay-probe.sh", "{prompt_file}", &ok.url()],
+        &network,
+        "",
+    );
+    repo.chant(&["work", &id]).assert_ok();
+    let found: HashMap<String, String> = repo
+        .git(&["show", &format!("chant/{id}:relay.txt")])
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.trim().to_string()))
+        .collect();
+    use std::os::unix::fs::MetadataExt;
+    let owner = std::fs::metadata(&repo.root).expect("repo").uid();
+    let agent = if owner == 0 { 65532 } else { owner };
+    assert_eq!(found["uid"], agent.to_string(), "{found:?}");
+    assert_eq!(
+        found["groups"], found["gid"],
+        "no supplementary group: {found:?}"
+    );
+    assert_eq!(found["ppid"], "1", "the relay started the agent: {found:?}");
+    for set in ["CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"] {
+        assert_eq!(found[set], "0000000000000000", "{set}: {found:?}");
+    }
+    assert_eq!(found["NoNewPrivs"], "1", "{found:?}");
+    assert_eq!(found["relay-uid"], "65534", "{found:?}");
+    for sig in ["KILL", "TERM", "STOP", "INT", "HUP"] {
+        assert_eq!(found[&format!("kill-{sig}")], "refused", "{sig}: {found:?}");
+    }
+    for what in [
+        "read-environ",
+        "read-mem",
+        "read-maps",
+        "list-fd",
+        "list-root",
+        "list-cwd",
+        "exe",
+        "port",
+        "replace",
+    ] {
+        assert_eq!(found[what], "refused", "{what}: {found:?}");
+    }
+    // What any process may read of another (its command line) is not a secret.
+    assert_eq!(found["read-cmdline"], "read", "{found:?}");
+    // The same moves work against the agent's own processes and a free port.
+    assert_eq!(found["control-read"], "read", "{found:?}");
+    assert_eq!(found["control-kill"], "sent", "{found:?}");
+    assert_eq!(found["control-port"], "taken", "{found:?}");
+    assert_eq!(
+        found["after"], "allowed-ok",
+        "the relay did not survive: {found:?}"
+    );
+    assert_eq!(ok.hits(), 1);
     assert!(
         containers("chant.spec", &id).is_empty(),
         "a container was left"

@@ -12,6 +12,7 @@
 
 pub mod handoff;
 pub mod http;
+pub mod init;
 pub mod inject;
 mod intercept;
 pub mod policy;

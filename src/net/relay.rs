@@ -25,14 +25,27 @@ pub fn serve_tcp(listen: SocketAddr, socket: &Path) -> io::Result<()> {
     let mut out = io::stdout();
     writeln!(out, "{READY} on {listen}")?;
     out.flush()?;
-    for client in listener.incoming() {
-        let Ok(client) = client else { continue };
+    serve(listener, socket);
+    Ok(())
+}
+
+/// Hands every connection `listener` accepts to the proxy's handoff socket `socket`,
+/// forever. A connection that cannot be handed over is closed.
+pub fn serve(listener: TcpListener, socket: &Path) {
+    loop {
+        let client = match listener.accept() {
+            Ok((client, _)) => client,
+            // Out of descriptors or memory for a moment: not a reason to spin.
+            Err(_) => {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+                continue;
+            }
+        };
         // Connecting and sending one message take microseconds; no thread needed.
         if let Ok(proxy) = UnixStream::connect(socket) {
             let _ = handoff::send(&proxy, client.as_fd());
         }
     }
-    Ok(())
 }
 
 /// Relays standard input and output (one connection, as qemu's `guestfwd` hands it over)

@@ -5,8 +5,10 @@
 //! the host but what `agent.docker.volumes` names (read-only unless `:rw`) and a private
 //! directory with the job's files (the prompt) at `/run/chant` (read-only); a read-only
 //! root with private tmpfs `/tmp` and `/home/agent`; no network (with `agent.network`
-//! enabled: the namespace of its relay sidecar, see `relay`); memory, cpu and pids limits; all capabilities dropped; no-new-privileges; a
-//! non-root user owning the clone; exactly the job's environment. With the run's command
+//! enabled: the relay as the container's first process, see `relay`); memory, cpu and
+//! pids limits; all capabilities dropped; no-new-privileges; a non-root user owning the
+//! clone (with the network, the relay starts as root with three capabilities and drops
+//! them all before the agent runs); exactly the job's environment. With the run's command
 //! gate (`Job::gate`), git-chant itself read-only at `/chant-gate` (see `selfmount`) beside
 //! the gate's socket, handed to the container user for the run: `$CHANT_EXEC` asks chant on
 //! the host through it (`crate::gate`) and runs what is allowed inside the container.
@@ -211,17 +213,8 @@ impl Sandbox for Docker {
                     // Leftovers of killed sessions go first; failing to list them is no reason
                     // not to run.
                     let _ = engine::reap_dead(&docker).await;
-                    // The relay's name is chosen now, so both containers are created at once.
-                    let sidecar = job.network.as_ref().map(|egress| Sidecar {
-                        name: relay::name(),
-                        image: &self.config.image,
-                        egress,
-                    });
-                    let name = sidecar.as_ref().map(|s| s.name.as_str());
-                    match self.container(job, &owner, staged.path(), name, &gate_binds) {
-                        Ok(body) => run_container(&docker, body, sidecar, job, sink, stop).await,
-                        Err(e) => Err(e),
-                    }
+                    let body = self.container(job, &owner, staged.path(), &gate_binds)?;
+                    run_container(&docker, body, job, sink, stop).await
                 })
             });
         let given_back = owner.give_back(&handed);
@@ -238,7 +231,6 @@ impl Docker {
         job: &Job,
         owner: &ownership::Owner,
         staged: &Path,
-        relay: Option<&str>,
         gate_binds: &[String],
     ) -> Result<ContainerCreateBody, SandboxError> {
         let Some((program, args)) = job.argv.split_first() else {
@@ -265,21 +257,8 @@ impl Docker {
         let memory = i64::try_from(self.config.memory.bytes()).unwrap_or(i64::MAX);
         let nano_cpus =
             i64::try_from(self.config.cpu.millis().saturating_mul(1_000_000)).unwrap_or(i64::MAX);
-        let mut env: Vec<String> = job.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
-        // With the network enabled, the relay's namespace (only `lo`, the relay listening
-        // on it) instead of one with nothing at all.
-        let network_mode = match relay {
-            Some(id) => {
-                env.extend(
-                    crate::net::proxy_env(&relay::proxy_url())
-                        .into_iter()
-                        .map(|(k, v)| format!("{k}={v}")),
-                );
-                format!("container:{id}")
-            }
-            None => "none".into(),
-        };
-        Ok(ContainerCreateBody {
+        let env: Vec<String> = job.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let mut body = ContainerCreateBody {
             image: Some(self.config.image.clone()),
             entrypoint: Some(vec![program.clone()]),
             cmd: Some(args.to_vec()),
@@ -292,12 +271,12 @@ impl Docker {
             attach_stdin: Some(false),
             open_stdin: Some(false),
             tty: Some(false),
-            network_disabled: Some(relay.is_none()),
+            network_disabled: Some(true),
             host_config: Some(HostConfig {
                 binds: Some(binds),
                 tmpfs: Some(tmpfs),
                 readonly_rootfs: Some(self.config.read_only),
-                network_mode: Some(network_mode),
+                network_mode: Some("none".into()),
                 memory: (memory > 0).then_some(memory),
                 // The same as memory: no swap on top of the limit.
                 memory_swap: (memory > 0).then_some(memory),
@@ -315,7 +294,12 @@ impl Docker {
                 ..Default::default()
             }),
             ..Default::default()
-        })
+        };
+        // With the network enabled, the relay starts first and the agent from it.
+        if let Some(egress) = &job.network {
+            relay::wrap(&mut body, egress, owner.uid, owner.gid)?;
+        }
+        Ok(body)
     }
 }
 
@@ -369,102 +353,58 @@ fn labels(job: &Job) -> HashMap<String, String> {
     labels
 }
 
-/// The relay to run beside the agent's container (`agent.network` enabled).
-struct Sidecar<'a> {
-    name: String,
-    image: &'a str,
-    egress: &'a crate::sandbox::Egress,
-}
-
-/// Creates, starts and follows one container (and its relay); whatever happens both are
-/// removed after.
+/// Creates, starts and follows one container; whatever happens it is removed after.
 async fn run_container(
     docker: &bollard::Docker,
     body: ContainerCreateBody,
-    sidecar: Option<Sidecar<'_>>,
     job: &Job,
     sink: &mut dyn OutputSink,
     stop: &Arc<AtomicBool>,
 ) -> Result<Outcome, SandboxError> {
     let host = engine::host();
     let image = body.image.clone().unwrap_or_default();
-    let agent = async {
-        docker
-            .create_container(
-                None::<bollard::query_parameters::CreateContainerOptions>,
-                body,
-            )
-            .await
-            .map(|c| c.id)
-            .map_err(|e| match e {
-                bollard::errors::Error::DockerResponseServerError {
-                    status_code: 404, ..
-                } => SandboxError::ImageNotFound {
-                    image: image.clone(),
-                },
-                e => engine::classify(&host, e),
-            })
-    };
-    let relay = async {
-        match &sidecar {
-            Some(s) => relay::create(docker, &s.name, s.image, s.egress, labels(job))
-                .await
-                .map(Some),
-            None => Ok(None),
-        }
-    };
-    let (agent, relay) = tokio::join!(agent, relay);
-    let created = (
-        agent.as_ref().ok().cloned(),
-        relay.as_ref().ok().cloned().flatten(),
-    );
-    let result = match (agent, relay) {
-        (Ok(id), Ok(relay)) => follow(docker, &id, relay.as_deref(), job, sink, stop).await,
-        (Err(e), _) | (_, Err(e)) => Err(e),
-    };
-    let remove = |id: Option<String>| async move {
-        match id {
-            Some(id) => engine::remove(docker, &id).await,
-            None => Ok(()),
-        }
-    };
-    let (removed, _) = tokio::join!(remove(created.0), remove(created.1));
+    let id = docker
+        .create_container(
+            None::<bollard::query_parameters::CreateContainerOptions>,
+            body,
+        )
+        .await
+        .map(|c| c.id)
+        .map_err(|e| match e {
+            bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            } => SandboxError::ImageNotFound { image },
+            e => engine::classify(&host, e),
+        })?;
+    let result = follow(docker, &id, job, sink, stop).await;
+    let removed = engine::remove(docker, &id).await;
     let outcome = result?;
     removed.map_err(|e| engine::classify(&host, e))?;
     Ok(outcome)
 }
 
-/// Starts the agent's container `id` (once its relay listens) and follows it to its end.
+/// Starts the container `id` and follows it to its end.
 async fn follow(
     docker: &bollard::Docker,
     id: &str,
-    relay: Option<&str>,
     job: &Job,
     sink: &mut dyn OutputSink,
     stop: &Arc<AtomicBool>,
 ) -> Result<Outcome, SandboxError> {
-    let mut output = match relay {
-        Some(relay_id) => {
-            let (ready, output) =
-                tokio::join!(relay::start(docker, relay_id), engine::attach(docker, id));
-            ready?;
-            let output = output?;
-            engine::start(docker, id).await?;
-            output
+    let mut output = match engine::attach_and_start(docker, id).await {
+        Ok(output) => output,
+        // Its first process is the relay: the agent never ran.
+        Err(e) if job.network.is_some() => {
+            return Err(SandboxError::Engine(format!(
+                "the container did not start with its network relay, so the agent did not run: {e}"
+            )))
         }
-        None => engine::attach_and_start(docker, id).await?,
+        Err(e) => return Err(e),
     };
     let wait_options = WaitContainerOptionsBuilder::default()
         .condition("not-running")
         .build();
     let mut wait = Box::pin(docker.wait_container(id, Some(wait_options)));
-    // The agent's only way out: when it stops, the run stops too.
-    let mut relay_gone = Box::pin(async move {
-        match relay {
-            Some(relay_id) => relay::stopped(docker, relay_id).await,
-            None => std::future::pending().await,
-        }
-    });
     let deadline = Instant::now() + job.timeout;
     let mut tick = tokio::time::interval(Duration::from_millis(50));
     let mut output_open = true;
@@ -475,9 +415,6 @@ async fn follow(
                 Some(Err(_)) | None => output_open = false,
             },
             done = wait.next() => break exit_code(done)?,
-            () = &mut relay_gone => return Err(SandboxError::Engine(
-                "the network relay stopped during the run, taking the agent's only way out with it; the agent was stopped (run it again; if it recurs, look at the engine's events for the chant-relay container)".into(),
-            )),
             _ = tick.tick() => {
                 if stop.load(Ordering::SeqCst) {
                     return Ok(Outcome::Interrupted);
