@@ -750,6 +750,30 @@ fn a_relay_that_cannot_start_fails_the_run_before_the_agent_runs_and_leaves_noth
 }
 
 #[test]
+fn with_the_network_a_program_missing_from_the_image_fails_the_run_saying_so() {
+    let Some(image) = image() else { return };
+    let (repo, id) = setup(&image, &["no-such-agent.sh"], SOME_NETWORK, "");
+    let run = repo.chant(&["work", &id]);
+    assert_eq!(run.code(), 1, "{}{}", run.stdout(), run.stderr());
+    let said = format!("{}{}", run.stdout(), run.stderr());
+    assert!(
+        said.contains("cannot run /opt/chant/agents/no-such-agent.sh in the container"),
+        "{said}"
+    );
+    let failed = repo.events("spec_failed");
+    assert!(
+        failed[0]["details"]["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("code 127")),
+        "{failed:?}"
+    );
+    assert!(
+        containers("chant.spec", &id).is_empty(),
+        "a container was left"
+    );
+}
+
+#[test]
 fn a_relay_killed_mid_run_takes_the_agent_with_it_and_fails_the_run() {
     let Some(image) = image() else { return };
     let (repo, id) = setup(&image, &["docker-hang.sh"], SOME_NETWORK, "");

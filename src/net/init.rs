@@ -12,9 +12,10 @@
 //! 3. drops its own privileges the same way to a user of its own (`nobody`, or the id
 //!    below when the agent is `nobody`), never the agent's, and makes itself non-dumpable:
 //!    the agent can neither signal, ptrace nor read the memory or `/proc` files of the relay;
-//! 4. hands every accepted connection to the proxy ([`super::relay::serve`]), reaps every
-//!    process orphaned in the container (it is their init), and exits with the agent's
-//!    status (128 + signal when it was killed) once the agent ends.
+//! 4. hands every accepted connection to the proxy ([`super::relay::hand_over`]), reaps
+//!    every process orphaned in the container (it is their init), and exits with the
+//!    agent's status (128 + signal when it was killed) once the agent ends — in one thread
+//!    polling the listener and a signalfd for SIGCHLD.
 //!
 //! Being the container's first process makes it fail closed: if it dies the kernel kills
 //! every other process of the container, the agent first of all, and the run ends with
@@ -25,6 +26,7 @@ use std::ffi::{CString, OsString};
 use std::io;
 use std::mem::size_of;
 use std::net::{SocketAddr, TcpListener};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
@@ -120,6 +122,18 @@ pub fn run(listen: SocketAddr, socket: &Path, agent: &Agent) -> Result<i32, Fail
     // successful exec). `go`: closed by the relay once it dropped its own privileges.
     let (failed_r, failed_w) = pipe()?;
     let (go_r, go_w) = pipe()?;
+    // SIGCHLD is taken through a descriptor (polled beside the listener, one thread in
+    // all): blocked from before the fork, so an agent that ends at once is not missed.
+    // The agent gets the mask it would have had.
+    // SAFETY: sigset_t is plain data, initialised by sigemptyset.
+    let mut chld: libc::sigset_t = unsafe { std::mem::zeroed() };
+    let mut before: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: valid sigset pointers.
+    unsafe {
+        libc::sigemptyset(&mut chld);
+        libc::sigaddset(&mut chld, libc::SIGCHLD);
+        libc::sigprocmask(libc::SIG_BLOCK, &chld, &mut before);
+    }
     // SAFETY: this process has a single thread here (nothing before spawned one), so the
     // child may call anything; it calls only raw system calls and `_exit`.
     let pid = unsafe { libc::fork() };
@@ -132,6 +146,7 @@ pub fn run(listen: SocketAddr, socket: &Path, agent: &Agent) -> Result<i32, Fail
         unsafe {
             libc::close(failed_r);
             libc::close(go_w);
+            libc::sigprocmask(libc::SIG_SETMASK, &before, std::ptr::null_mut());
             let (step, errno) = become_agent(agent.uid, agent.gid, go_r, pointers.as_ptr());
             let mut message = [0u8; 5];
             message[0] = step as u8;
@@ -193,9 +208,91 @@ pub fn run(listen: SocketAddr, socket: &Path, agent: &Agent) -> Result<i32, Fail
             },
         });
     }
-    let socket = socket.to_path_buf();
-    std::thread::spawn(move || super::relay::serve(listener, &socket));
-    Ok(wait_for(pid)?)
+    Ok(serve_until_exit(&listener, socket, &chld, pid)?)
+}
+
+/// Hands every connection `listener` accepts to `socket` and reaps every child (the relay
+/// is the container's init: orphans come to it) until `pid` ends; its exit status, or
+/// 128 + the signal that killed it. One thread: nothing to spawn once the agent runs (an
+/// agent that used up the process limit cannot keep the relay from serving).
+fn serve_until_exit(
+    listener: &TcpListener,
+    socket: &Path,
+    chld: &libc::sigset_t,
+    pid: libc::pid_t,
+) -> io::Result<i32> {
+    // SAFETY: `chld` is a valid set; the descriptor is owned below.
+    let signals = unsafe { libc::signalfd(-1, chld, libc::SFD_CLOEXEC | libc::SFD_NONBLOCK) };
+    if signals < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: just opened, owned here only.
+    let signals = unsafe { OwnedFd::from_raw_fd(signals) };
+    listener.set_nonblocking(true)?;
+    loop {
+        if let Some(status) = reap(pid)? {
+            return Ok(status);
+        }
+        let mut fds = [
+            libc::pollfd {
+                fd: listener.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+            libc::pollfd {
+                fd: signals.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+        ];
+        // SAFETY: two valid pollfd entries.
+        if unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) } < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        if fds[1].revents != 0 {
+            // Drained; which children ended is asked of waitpid.
+            let mut info = [0u8; 128];
+            // SAFETY: reads at most 128 bytes into `info`.
+            while unsafe { libc::read(signals.as_raw_fd(), info.as_mut_ptr().cast(), 128) } > 0 {}
+        }
+        if fds[0].revents != 0 {
+            while let Ok((client, _)) = listener.accept() {
+                // Accepted sockets do not inherit O_NONBLOCK on Linux; the proxy sets its own.
+                super::relay::hand_over(&client, socket);
+            }
+        }
+    }
+}
+
+/// Reaps the children that ended; `pid`'s status once it is among them.
+fn reap(pid: libc::pid_t) -> io::Result<Option<i32>> {
+    loop {
+        let mut status = 0;
+        // SAFETY: waitpid writes the status into `status`.
+        let reaped = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
+        if reaped < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        if reaped == 0 {
+            return Ok(None);
+        }
+        if reaped == pid {
+            if libc::WIFEXITED(status) {
+                return Ok(Some(libc::WEXITSTATUS(status)));
+            }
+            if libc::WIFSIGNALED(status) {
+                return Ok(Some(128 + libc::WTERMSIG(status)));
+            }
+        }
+    }
 }
 
 /// Reaps every child (the relay is the container's init: orphans come to it) until `pid`

@@ -7,7 +7,7 @@
 
 use std::fs::File;
 use std::io::{self, Write};
-use std::net::{SocketAddr, TcpListener};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsFd;
 use std::os::unix::net::UnixStream;
 use std::path::Path;
@@ -30,21 +30,23 @@ pub fn serve_tcp(listen: SocketAddr, socket: &Path) -> io::Result<()> {
 }
 
 /// Hands every connection `listener` accepts to the proxy's handoff socket `socket`,
-/// forever. A connection that cannot be handed over is closed.
+/// forever.
 pub fn serve(listener: TcpListener, socket: &Path) {
     loop {
-        let client = match listener.accept() {
-            Ok((client, _)) => client,
+        match listener.accept() {
+            Ok((client, _)) => hand_over(&client, socket),
             // Out of descriptors or memory for a moment: not a reason to spin.
-            Err(_) => {
-                std::thread::sleep(std::time::Duration::from_millis(10));
-                continue;
-            }
-        };
-        // Connecting and sending one message take microseconds; no thread needed.
-        if let Ok(proxy) = UnixStream::connect(socket) {
-            let _ = handoff::send(&proxy, client.as_fd());
+            Err(_) => std::thread::sleep(std::time::Duration::from_millis(10)),
         }
+    }
+}
+
+/// Hands `client` to the proxy's handoff socket `socket`; a connection that cannot be
+/// handed over is closed when the caller drops it. Connecting and sending one message
+/// take microseconds.
+pub fn hand_over(client: &TcpStream, socket: &Path) {
+    if let Ok(proxy) = UnixStream::connect(socket) {
+        let _ = handoff::send(&proxy, client.as_fd());
     }
 }
 
