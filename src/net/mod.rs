@@ -5,8 +5,9 @@
 //! [`handoff`]), and
 //! the rules both follow ([`EgressPolicy`]).
 //!
-//! The sandbox never gets a route of its own: a docker agent shares a network namespace
-//! holding only `lo` with the relay, a vm guest's only peer is qemu's forward to the relay.
+//! The sandbox never gets a route of its own: a docker agent's container holds only `lo`,
+//! with the relay as its first process ([`init`]), a vm guest's only peer is qemu's
+//! forward to the relay.
 //! Whatever the agent sends leaves the machine only as the proxy's own connection, made
 //! after the policy allowed the name and the addresses it resolved to.
 

@@ -1,5 +1,6 @@
 //! The relay: the sandbox's only way out. It runs inside the sandbox's network namespace
-//! (a docker sidecar sharing it), where it accepts each connection and hands its
+//! (at docker as the container's first process, see [`super::init`]), where it accepts
+//! each connection and hands its
 //! descriptor to the proxy's handoff socket on the host ([`super::handoff`]: the proxy
 //! serves the socket itself, no byte passes through the relay); or as qemu's forward for a
 //! guest, where it carries one connection, as bytes, to the proxy's byte socket. It
