@@ -15,7 +15,7 @@ use crate::net::{init, relay};
 #[command(after_help = "\
 Examples:
   (started by the docker and vm levels when agent.network.enabled; not run by hand)
-  git chant relay --socket /run/handoff.sock --listen 127.0.0.1:3128 --run-as 1000:1000 -- agent args
+  git chant relay --socket /h.sock --listen 127.0.0.1:3128 --run-as 1000:1000 -- agent args
   git chant relay --socket /tmp/chant-net-x/handoff.sock --listen 127.0.0.1:3128
   git chant relay --socket /tmp/chant-net-x/proxy.sock      one connection on stdin/stdout")]
 pub struct Args {
