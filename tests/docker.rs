@@ -894,7 +894,8 @@ fn the_agent_cannot_signal_read_or_displace_its_relay_and_holds_no_privilege() {
         found["after"], "allowed-ok",
         "the relay did not survive: {found:?}"
     );
-    assert_eq!(ok.hits(), 1);
+    assert_eq!(found["localhost"], "allowed-ok", "{found:?}");
+    assert_eq!(ok.hits(), 2);
     assert!(
         containers("chant.spec", &id).is_empty(),
         "a container was left"
