@@ -16,6 +16,7 @@
 //! in a row). The libraries of this program are listed (`ldd`) once per process.
 
 use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use bollard::models::ContainerCreateBody;
@@ -50,7 +51,11 @@ fn hosts_file(handoff: &Path) -> Result<PathBuf, SandboxError> {
         .create_new(true)
         .open(&path)
     {
-        Ok(mut file) => file.write_all(HOSTS.as_bytes())?,
+        Ok(mut file) => {
+            file.write_all(HOSTS.as_bytes())?;
+            // Readable by the container's user whatever chant's umask.
+            file.set_permissions(std::fs::Permissions::from_mode(0o644))?;
+        }
         // A job of this run before wrote it (same content).
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
         Err(e) => return Err(e.into()),
