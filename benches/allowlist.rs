@@ -6,7 +6,9 @@
 //!   loopback, through the relay and the proxy's plain CONNECT tunnel (`--proxytunnel`),
 //!   against the same curl in a container on the host's network (target >= 0.8x); and over
 //!   HTTPS through the injected path (the proxy terminates TLS, puts a secret in, and
-//!   re-encrypts toward the origin) against the same curl over HTTPS directly.
+//!   re-encrypts toward the origin) against the same curl over HTTPS directly; and the
+//!   same tunnel from a container on the host's network to the proxy's TCP port (no relay),
+//!   which tells the relay's share from the proxy's.
 //!
 //! Transfer times are curl's own (`%{time_total}`), so container start-up is not in them;
 //! best and median of the runs are printed.
@@ -173,13 +175,14 @@ fn main() {
         ],
         Some(egress.clone()),
     );
-    let mut times: [Vec<f64>; 4] = Default::default();
+    let mut times: [Vec<f64>; 5] = Default::default();
     for _ in 0..runs {
         let round = [
-            curl_direct(&plain_url, None),
+            curl_direct(&plain_url, None, &[]),
             curl_time(&run(&tunnel).1),
-            curl_direct(&tls_url, Some(&ca)),
+            curl_direct(&tls_url, Some(&ca), &[]),
             curl_time(&run(&injected).1),
+            curl_direct(&plain_url, None, &["--proxytunnel", "-x", &proxy.url()]),
         ];
         for (all, t) in times.iter_mut().zip(round) {
             all.push(t);
@@ -203,6 +206,7 @@ fn main() {
         ("relay + proxy, CONNECT tunnel", 1, 0, " (target >= 0.8x)"),
         ("direct, https (host network)", 2, 2, ""),
         ("relay + proxy, injected https", 3, 2, ""),
+        ("host network + proxy, tunnel", 4, 0, " (no relay)"),
     ] {
         println!(
             "  {name:<32} {:>8.1} ms  {:>7.0} MB/s  {:.2}x direct  [{:.1} ms, {:.2}x]{target}",
@@ -275,7 +279,7 @@ fn curl_time(out: &str) -> f64 {
 }
 
 /// The same curl in the same image and limits, on the host's network, straight to `url`.
-fn curl_direct(url: &str, ca: Option<&Path>) -> f64 {
+fn curl_direct(url: &str, ca: Option<&Path>, extra: &[&str]) -> f64 {
     let mut cmd = Command::new("docker");
     cmd.args(["run", "--rm", "--network", "host", "--read-only"])
         .args(["--user", "65532:65532", "--cap-drop", "ALL"])
@@ -287,7 +291,9 @@ fn curl_direct(url: &str, ca: Option<&Path>) -> f64 {
         cmd.args(["-e", "CURL_CA_BUNDLE=/ca.pem"]);
     }
     let out = cmd
-        .args([IMAGE, "curl", "-sS", "-o", "/dev/null", "-w"])
+        .args([IMAGE, "curl", "-sS", "-o", "/dev/null"])
+        .args(extra)
+        .arg("-w")
         .arg("%{time_total} %{size_download}\n")
         .arg(url)
         .stderr(Stdio::inherit())
