@@ -134,6 +134,15 @@ impl Agent for Claude {
         if !has("-p") && !has("--print") {
             argv.insert(1.min(argv.len()), "-p".into());
         }
+        if !super::passes_prompt(template) {
+            // `claude -p` with neither a prompt argument nor standard input stops at once
+            // ("Input must be provided"): the prompt goes right after the flag.
+            let at = argv
+                .iter()
+                .position(|a| a == "-p" || a == "--print")
+                .map_or(argv.len(), |i| i + 1);
+            argv.insert(at, "{prompt}".into());
+        }
         if !has("--output-format") {
             argv.extend(["--output-format".into(), "stream-json".into()]);
         }
@@ -265,6 +274,27 @@ mod tests {
         assert!(limited
             .command(&t, SandboxLevel::Permissions)
             .ends_with(&["--permission-mode".into(), "default".into()]));
+    }
+
+    #[test]
+    fn the_program_name_alone_is_enough() {
+        let c = claude("agent: {}");
+        let argv = |t: &[&str]| {
+            let t: Vec<String> = t.iter().map(|a| a.to_string()).collect();
+            c.command(&t, SandboxLevel::Permissions)
+        };
+        assert_eq!(argv(&["claude"])[..3], ["claude", "-p", "{prompt}"]);
+        assert_eq!(
+            argv(&["/usr/bin/claude", "--print"])[..3],
+            ["/usr/bin/claude", "--print", "{prompt}"]
+        );
+        assert_eq!(
+            argv(&["claude", "--model", "x", "-p"])[..5],
+            ["claude", "--model", "x", "-p", "{prompt}"]
+        );
+        // A prompt the user placed stays where it is, and is not added twice.
+        let placed = argv(&["claude", "Read {prompt_file}"]);
+        assert_eq!(placed.iter().filter(|a| a.contains("{prompt")).count(), 1);
     }
 
     #[test]
