@@ -73,34 +73,39 @@ refuse() {
   [ "$mode" = claude_hook ] && exit 2
   exit 1
 }
-strings() {
-  $B awk 'BEGIN {
-    for (i = 1; i < 32; i++) esc[sprintf("%c", i)] = sprintf("\\u%04x", i)
-    esc["\""] = "\\\""; esc["\\"] = "\\\\"
-    for (i = 1; i < ARGC; i++) {
-      s = ARGV[i]; e = ""; part = ""; n = length(s)
+# JSON for the request: `json argv CWD ARG...` prints {"argv":[ARG...],"cwd":CWD},
+# `json string S` prints S as one JSON string (bytes as they are).
+json() {
+  $B awk 'function enc(s,   e, part, n, j, c) {
+      e = ""; part = ""; n = length(s)
       for (j = 1; j <= n; j++) {
         c = substr(s, j, 1); part = part ((c in esc) ? esc[c] : c)
         if (j % 256 == 0) { e = e part; part = "" }
       }
-      printf "%s\"%s%s\"", (i > 1 ? "," : ""), e, part
+      return "\"" e part "\""
     }
-  }' "$@"
+    BEGIN {
+      for (i = 1; i < 32; i++) esc[sprintf("%c", i)] = sprintf("\\u%04x", i)
+      esc["\""] = "\\\""; esc["\\"] = "\\\\"
+      if (ARGV[1] == "string") { printf "%s", enc(ARGV[2]); exit }
+      printf "{\"argv\":["
+      for (i = 3; i < ARGC; i++) printf "%s%s", (i > 3 ? "," : ""), enc(ARGV[i])
+      printf "],\"cwd\":%s}", enc(ARGV[2])
+    }' "$@"
 }
-cwd=$(strings "$($B pwd)")
 if [ "$mode" = argv ]; then
   if [ $# -eq 0 ]; then
     echo 'chant: no command given; usage: "$CHANT_EXEC" <cmd> [args...]' >&2
     exit 2
   fi
-  request="{\"argv\":[$(strings "$@")],\"cwd\":$cwd}"
+  request=$(json argv "$PWD" "$@")
 else
   event=$($B head -c 65537 | $B tr -d '\r\n')
   case "$event" in
   "{"*"}") ;;
-  *) event=$(strings "$event") ;;
+  *) event=$(json string "$event") ;;
   esac
-  request="{\"$mode\":$event,\"cwd\":$cwd}"
+  request="{\"$mode\":$event,\"cwd\":$(json string "$PWD")}"
 fi
 unreachable="chant: the command gate is unreachable at @ADDRESS@:@PORT@; command refused"
 dir=$($B mktemp -d /tmp/chant-gate.XXXXXX) || refuse "$unreachable (no room in /tmp)"
