@@ -408,6 +408,65 @@ mod tests {
             .all(|a| matches!(a, Asked::Unreadable { .. })));
     }
 
+    /// The `-netdev`/`-nic` arguments qemu gets for a job with `network` and `gate`.
+    fn nic_args(network: bool, gate: bool) -> Vec<String> {
+        let config =
+            crate::config::parse(".chant/config.md", "---\nagent: {}\n---\n").expect("config");
+        let vm = super::super::Vm {
+            config: config.agent.vm,
+            qemu: "qemu-system-x86_64".into(),
+            kernel: "/boot/vmlinuz-test".into(),
+            modules: Vec::new(),
+            busybox: BUSYBOX.into(),
+            max_file: 1,
+        };
+        let egress = crate::sandbox::Egress {
+            socket: "/run/x/proxy.sock".into(),
+            handoff: "/run/x/handoff.sock".into(),
+            url: "http://127.0.0.1:1".into(),
+        };
+        let argv = vm
+            .qemu_argv(
+                "tcg",
+                Path::new("/i"),
+                &[],
+                "",
+                network.then_some(&egress),
+                gate.then_some(Path::new("/run/a,b/gate.sock")),
+            )
+            .expect("argv");
+        argv.windows(2)
+            .filter(|w| w[0] == "-netdev" || w[0] == "-nic")
+            .map(|w| w[1].clone())
+            .collect()
+    }
+
+    #[test]
+    fn the_guest_nic_is_restricted_to_the_gates_forward_and_the_proxys_when_enabled() {
+        assert_eq!(nic_args(false, false), ["none"]);
+        let gate_only = nic_args(false, true);
+        assert_eq!(gate_only.len(), 1, "{gate_only:?}");
+        let netdev = &gate_only[0];
+        assert!(netdev.starts_with("user,id=n0,restrict=on,"), "{netdev}");
+        assert_eq!(netdev.matches("guestfwd=").count(), 1, "{netdev}");
+        // The socket's comma is doubled (else it would end qemu's option) and quoted.
+        assert!(
+            netdev.ends_with(&format!(
+                ",guestfwd=tcp:{GATE_ADDRESS}:{GATE_PORT}-cmd:{} exec --gate '/run/a,,b/gate.sock' --bridge",
+                crate::exec::shell::quote(
+                    &std::env::current_exe().expect("exe").to_string_lossy()
+                )
+            )),
+            "{netdev}"
+        );
+        let both = nic_args(true, true);
+        assert_eq!(both.len(), 1, "{both:?}");
+        assert!(both[0].starts_with("user,id=n0,restrict=on,"), "{both:?}");
+        assert_eq!(both[0].matches("guestfwd=").count(), 2, "{both:?}");
+        assert!(both[0].contains(&format!(":{}-cmd:", crate::net::RELAY_PORT)));
+        assert!(!both[0].contains("hostfwd"), "{both:?}");
+    }
+
     #[test]
     fn no_channel_or_an_answer_it_cannot_read_is_a_refusal() {
         // Nothing listens: refused, nothing runs.
