@@ -10,7 +10,7 @@
 //! policy check. No host path is visible inside.
 //!
 //! The guest's one NIC is qemu's user-mode network with `restrict=on`: it reaches nothing
-//! but qemu's forwards at 10.0.2.100, the command gate's ([`gate`], every run) and, with
+//! but qemu's forwards at 10.0.2.100, the command gate's (`gate`, every run) and, with
 //! `network: allowlist`, the one to chant's egress proxy. Without either (the probe boots)
 //! there is no NIC at all.
 
@@ -311,7 +311,7 @@ impl Sandbox for Vm {
         SandboxLevel::Vm
     }
 
-    /// Through qemu's forward to the run's gate socket ([`gate`]).
+    /// Through qemu's forward to the run's gate socket (`gate`).
     fn gate_channel(&self) -> bool {
         true
     }
