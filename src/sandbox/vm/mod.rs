@@ -69,7 +69,7 @@ impl Vm {
         let config = agent.vm.clone();
         match (agent.network.enabled, config.network) {
             (true, VmNetwork::Isolated) => return Err(SandboxError::VmConfig(
-                "agent.network.enabled is true but agent.vm.network is 'isolated' (no NIC); set agent.vm.network: allowlist to give the guest chant's egress proxy, or agent.network.enabled: false".into(),
+                "agent.network.enabled is true but agent.vm.network is 'isolated' (no way out but the command gate); set agent.vm.network: allowlist to give the guest chant's egress proxy, or agent.network.enabled: false".into(),
             )),
             (false, VmNetwork::Allowlist) => return Err(SandboxError::VmConfig(
                 "agent.vm.network is 'allowlist' but agent.network.enabled is false; set agent.network.enabled: true and list agent.network.allowed_hosts, or agent.vm.network: isolated".into(),
