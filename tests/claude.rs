@@ -787,3 +787,87 @@ fn a_claude_run_at_docker_whose_every_step_is_refused_fails_and_stays_rerunnable
     live.chant(&repo, &["work", &id], &[]).assert_code(1);
     assert_eq!(repo.events("spec_started").len(), 2);
 }
+
+// ---- Claude Code in a vm: its hooks reach chant's gate on the host through qemu's forward ----
+
+#[test]
+fn claude_in_a_vm_asks_the_host_gate_which_refuses_and_records_a_denied_command() {
+    if std::env::var_os("CHANT_REQUIRE_VM").is_none()
+        && !std::path::Path::new("/usr/bin/qemu-system-x86_64").exists()
+    {
+        eprintln!("\n!!! SKIPPED claude_in_a_vm_asks_the_host_gate…: qemu is not installed (CHANT_REQUIRE_VM=1 makes this fail)\n");
+        return;
+    }
+    let image = tempfile::tempdir().expect("image dir");
+    claude_guest_image(image.path());
+    let (repo, id) = repo_with_claude(&format!(
+        "  sandbox: vm\n  timeout: 5m\n  vm:\n    image: {}\n    memory: 2G\n    accel: tcg\n    network: allowlist\n  network:\n    enabled: true\n  commands:\n    denied: [\"touch *\"]\n",
+        image.path().display()
+    ));
+    let Some(live) = Live::start(
+        "claude_in_a_vm_asks_the_host_gate_which_refuses_and_records_a_denied_command",
+        vec![
+            Turn::write("{cwd}/hello.txt", "Hello from a vm\n"),
+            Turn::bash("echo ran > ran.txt; exit 4"),
+            Turn::bash("touch denied-probe"),
+            Turn::Text("Done.".into()),
+        ],
+    ) else {
+        return;
+    };
+    let run = live.chant(&repo, &["work", &id], &[]);
+    let show = format!("{}\n{}", run.stdout(), run.stderr());
+    let results = live.api.tool_results();
+    assert_eq!(results.len(), 3, "{results:?}\n{show}");
+    assert!(!results[0].is_error, "{results:?}");
+    assert!(
+        results[2].is_error,
+        "the gate refused the command: {results:?}"
+    );
+    assert!(results[2].content.contains("touch *"), "{results:?}");
+    let run = run.assert_ok();
+    let branch = format!("chant/{id}");
+    assert_eq!(
+        repo.git(&["show", &format!("{branch}:hello.txt")]),
+        "Hello from a vm\n"
+    );
+    // The allowed command ran in the guest, the refused one never did.
+    assert_eq!(repo.git(&["show", &format!("{branch}:ran.txt")]), "ran\n");
+    let landed = repo.git(&["ls-tree", "-r", "--name-only", &branch]);
+    for never in ["denied-probe", ".claude/"] {
+        assert!(!landed.contains(never), "{never} landed: {landed}");
+    }
+    assert_eq!(
+        command_runs(&repo, "allowed"),
+        ["echo ran > ran.txt; exit 4"]
+    );
+    assert_eq!(command_runs(&repo, "refused"), ["touch denied-probe"]);
+    let runs = repo.events("command_run");
+    let refused = runs
+        .iter()
+        .find(|e| e["details"]["decision"] == "refused")
+        .expect("recorded");
+    assert_eq!(refused["details"]["via"], "claude-hook");
+    assert_eq!(refused["details"]["rule"], "touch *");
+    assert_eq!(refused["sandbox"], "vm");
+    assert!(repo
+        .events("policy_violation")
+        .iter()
+        .any(|v| v["details"]["pattern"] == "touch *"));
+    // The result hook reached the host through the same forward: the allowed command's
+    // exit code, linked to its decision by Claude Code's call id.
+    let allowed = runs
+        .iter()
+        .find(|e| e["details"]["decision"] == "allowed")
+        .expect("the allowed entry");
+    assert_eq!(allowed["sandbox"], "vm");
+    let done = completions(&repo);
+    assert_eq!(done.len(), 1, "{done:?}");
+    assert_eq!(done[0]["exit_code"], 4, "{done:?}");
+    assert_eq!(done[0]["cwd"], "/workspace", "{done:?}");
+    assert!(done[0]["tool_use_id"].is_string(), "{done:?}");
+    assert_eq!(done[0]["tool_use_id"], allowed["details"]["tool_use_id"]);
+    let said = everything_chant_said(&repo, &run);
+    assert!(!said.contains(API_KEY), "the API key leaked:\n{said}");
+    assert!(live.api.unexpected.lock().expect("lock").is_empty());
+}

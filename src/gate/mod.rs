@@ -1,11 +1,14 @@
-//! The command gate's channel into a sandbox: how `$CHANT_EXEC` inside a container reaches
-//! chant on the host, which decides and records.
+//! The command gate's channel into a sandbox: how `$CHANT_EXEC` inside a container or a vm
+//! reaches chant on the host, which decides and records.
 //!
-//! During a run at a level with a gate channel (docker), chant serves a Unix socket in the
-//! run's directory on the host ([`server`]), never in the clone; the sandbox sees it
-//! bind-mounted. Inside, `$CHANT_EXEC` is git-chant itself in client mode ([`client`],
-//! `git chant exec --gate SOCKET …`): it sends the request, the host answers, and an allowed
-//! command then runs *inside* the sandbox, never on the host.
+//! During a run at a level with a gate channel (docker, vm), chant serves a Unix socket in
+//! the run's directory on the host ([`server`]), never in the clone. A container sees it
+//! bind-mounted, and there `$CHANT_EXEC` is git-chant itself in client mode ([`client`],
+//! `git chant exec --gate SOCKET …`). A vm guest reaches it through qemu's one forward of
+//! its user-mode network (`guestfwd`), which starts [`bridge`] per connection to carry the
+//! bytes to the socket; there `$CHANT_EXEC` is a busybox script speaking the same lines
+//! (`sandbox::vm`). Either way the client sends the request, the host answers, and an
+//! allowed command then runs *inside* the sandbox, never on the host.
 //!
 //! This module owns the wire format, its limits and both ends of the socket. It never
 //! decides and never records: the server hands every request to a [`Judge`] (the work flow's,
@@ -33,6 +36,7 @@
 //! Refused by the client (fail closed): no socket, no answer, an answer that is not exactly
 //! one of the two above.
 
+pub mod bridge;
 pub mod client;
 pub mod server;
 

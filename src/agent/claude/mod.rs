@@ -8,8 +8,8 @@
 //!   refuse), `acceptEdits` at `permissions` when `permissions.allow_edit` is empty, else
 //!   `default` (only the allow rules pass; a call no rule covers is refused at once in `-p`
 //!   mode). In bypass mode the settings' deny rules and the PreToolUse hook still apply.
-//! - where the gate is reachable (none, permissions, docker: there through the run's gate
-//!   socket, see `crate::gate`) the settings and the hook below are written; at vm and
+//! - where the gate is reachable (none, permissions, docker and vm: there through the run's
+//!   gate socket, see `crate::gate`) the settings and the hook below are written; at
 //!   kubernetes `$CHANT_EXEC` is a stub and nothing is written (a fail-closed hook would
 //!   refuse every command).
 //! - `.claude/settings.json` in the clone (never landed): chant's rules compiled by
@@ -98,12 +98,13 @@ fn api_host(base_url: Option<&str>) -> String {
 }
 
 /// Levels where the gate hook reaches chant (on this machine, or through the run's gate
-/// socket in a container), so the settings, trust state and hook are written for it. At
-/// vm and kubernetes `$CHANT_EXEC` is a stub: a fail-closed hook would refuse every command.
+/// socket from a container or a vm guest), so the settings, trust state and hook are
+/// written for it. At kubernetes `$CHANT_EXEC` is a stub: a fail-closed hook would refuse
+/// every command.
 fn gate_reachable(level: SandboxLevel) -> bool {
     matches!(
         level,
-        SandboxLevel::None | SandboxLevel::Permissions | SandboxLevel::Docker
+        SandboxLevel::None | SandboxLevel::Permissions | SandboxLevel::Docker | SandboxLevel::Vm
     )
 }
 
@@ -364,6 +365,7 @@ mod tests {
             SandboxLevel::None,
             SandboxLevel::Permissions,
             SandboxLevel::Docker,
+            SandboxLevel::Vm,
         ] {
             let files = c.workspace_files(dir.path(), level).expect("files");
             let settings: serde_json::Value = serde_json::from_str(&files[0].1).expect("json");
@@ -373,13 +375,12 @@ mod tests {
             );
             assert!(c.commands_rule(level).contains("command gate"), "{level}");
         }
-        for level in [SandboxLevel::Vm, SandboxLevel::Kubernetes] {
-            assert!(c
-                .workspace_files(dir.path(), level)
-                .expect("files")
-                .is_empty());
-            assert!(!c.commands_rule(level).contains("gate"), "{level}");
-        }
+        let level = SandboxLevel::Kubernetes;
+        assert!(c
+            .workspace_files(dir.path(), level)
+            .expect("files")
+            .is_empty());
+        assert!(!c.commands_rule(level).contains("gate"), "{level}");
     }
 
     #[test]
