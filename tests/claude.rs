@@ -528,54 +528,6 @@ fn claude_guest_image(dir: &std::path::Path) {
     std::os::unix::fs::symlink(&claude, bin.join("claude")).expect("claude link");
 }
 
-#[test]
-fn claude_in_a_vm_lands_an_edit_and_a_command_through_the_allowlist() {
-    if std::env::var_os("CHANT_REQUIRE_VM").is_none()
-        && !std::path::Path::new("/usr/bin/qemu-system-x86_64").exists()
-    {
-        eprintln!("\n!!! SKIPPED claude_in_a_vm…: qemu is not installed (CHANT_REQUIRE_VM=1 makes this fail)\n");
-        return;
-    }
-    let image = tempfile::tempdir().expect("image dir");
-    claude_guest_image(image.path());
-    let (repo, id) = repo_with_claude(&format!(
-        "  sandbox: vm\n  timeout: 5m\n  vm:\n    image: {}\n    memory: 2G\n    accel: tcg\n    network: allowlist\n  network:\n    enabled: true\n",
-        image.path().display()
-    ));
-    let Some(live) = Live::start(
-        "claude_in_a_vm_lands_an_edit_and_a_command_through_the_allowlist",
-        vec![
-            Turn::write("{cwd}/hello.txt", "Hello from a vm\n"),
-            Turn::bash("echo ran > ran.txt; echo key=$ANTHROPIC_API_KEY"),
-            Turn::Text("Done.".into()),
-        ],
-    ) else {
-        return;
-    };
-    let run = live.chant(&repo, &["work", &id], &[]);
-    let said = everything_chant_said(&repo, &run);
-    let run = run.assert_ok();
-    let branch = format!("chant/{id}");
-    assert_eq!(
-        repo.git(&["show", &format!("{branch}:hello.txt")]),
-        "Hello from a vm\n"
-    );
-    assert_eq!(repo.git(&["show", &format!("{branch}:ran.txt")]), "ran\n");
-    let results = live.api.tool_results();
-    assert_eq!(results.len(), 2, "{results:?}");
-    assert!(results[1].content.contains(API_KEY), "{results:?}");
-    assert!(!said.contains(API_KEY), "the API key leaked:\n{said}");
-    assert!(run.stdout().contains("[turn 1] Write"), "{}", run.stdout());
-    // Claude's first event (its session) shares the console line the firmware cleared.
-    assert!(
-        run.stdout().contains("claude: session "),
-        "{}",
-        run.stdout()
-    );
-    let done = &repo.events("spec_completed")[0]["details"];
-    assert!(done["agent_session_id"].is_string(), "{done}");
-}
-
 /// The `command_run` entries of `repo` with `details.phase == "completed"`.
 fn completions(repo: &TestRepo) -> Vec<serde_json::Value> {
     repo.events("command_run")
@@ -791,11 +743,11 @@ fn a_claude_run_at_docker_whose_every_step_is_refused_fails_and_stays_rerunnable
 // ---- Claude Code in a vm: its hooks reach chant's gate on the host through qemu's forward ----
 
 #[test]
-fn claude_in_a_vm_asks_the_host_gate_which_refuses_and_records_a_denied_command() {
+fn claude_in_a_vm_lands_work_and_the_host_gate_refuses_and_records_a_denied_command() {
     if std::env::var_os("CHANT_REQUIRE_VM").is_none()
         && !std::path::Path::new("/usr/bin/qemu-system-x86_64").exists()
     {
-        eprintln!("\n!!! SKIPPED claude_in_a_vm_asks_the_host_gate…: qemu is not installed (CHANT_REQUIRE_VM=1 makes this fail)\n");
+        eprintln!("\n!!! SKIPPED claude_in_a_vm_lands_work…: qemu is not installed (CHANT_REQUIRE_VM=1 makes this fail)\n");
         return;
     }
     let image = tempfile::tempdir().expect("image dir");
@@ -805,10 +757,10 @@ fn claude_in_a_vm_asks_the_host_gate_which_refuses_and_records_a_denied_command(
         image.path().display()
     ));
     let Some(live) = Live::start(
-        "claude_in_a_vm_asks_the_host_gate_which_refuses_and_records_a_denied_command",
+        "claude_in_a_vm_lands_work_and_the_host_gate_refuses_and_records_a_denied_command",
         vec![
             Turn::write("{cwd}/hello.txt", "Hello from a vm\n"),
-            Turn::bash("echo ran > ran.txt; exit 4"),
+            Turn::bash("echo ran > ran.txt; echo key=$ANTHROPIC_API_KEY; exit 4"),
             Turn::bash("touch denied-probe"),
             Turn::Text("Done.".into()),
         ],
@@ -839,9 +791,11 @@ fn claude_in_a_vm_asks_the_host_gate_which_refuses_and_records_a_denied_command(
     }
     assert_eq!(
         command_runs(&repo, "allowed"),
-        ["echo ran > ran.txt; exit 4"]
+        ["echo ran > ran.txt; echo key=$ANTHROPIC_API_KEY; exit 4"]
     );
     assert_eq!(command_runs(&repo, "refused"), ["touch denied-probe"]);
+    // The key reached Claude in the guest (a plain-http API: nothing to inject into)...
+    assert!(results[1].content.contains(API_KEY), "{results:?}");
     let runs = repo.events("command_run");
     let refused = runs
         .iter()
@@ -867,7 +821,18 @@ fn claude_in_a_vm_asks_the_host_gate_which_refuses_and_records_a_denied_command(
     assert_eq!(done[0]["cwd"], "/workspace", "{done:?}");
     assert!(done[0]["tool_use_id"].is_string(), "{done:?}");
     assert_eq!(done[0]["tool_use_id"], allowed["details"]["tool_use_id"]);
+    // ...but nothing chant says holds it.
     let said = everything_chant_said(&repo, &run);
     assert!(!said.contains(API_KEY), "the API key leaked:\n{said}");
     assert!(live.api.unexpected.lock().expect("lock").is_empty());
+    // Live progress and the session, though Claude's first event shares the console line
+    // the firmware cleared.
+    assert!(run.stdout().contains("[turn 1] Write"), "{}", run.stdout());
+    assert!(
+        run.stdout().contains("claude: session "),
+        "{}",
+        run.stdout()
+    );
+    let done = &repo.events("spec_completed")[0]["details"];
+    assert!(done["agent_session_id"].is_string(), "{done}");
 }
