@@ -74,7 +74,12 @@ pub struct FakeAnthropic {
 impl FakeAnthropic {
     /// Starts the fake inside `netns` (127.0.0.1 there) replaying `script`.
     pub fn start(netns: &Netns, script: Vec<Turn>) -> FakeAnthropic {
-        let listener = netns.bind().expect("bind in the network namespace");
+        FakeAnthropic::serve(netns.bind().expect("bind in the network namespace"), script)
+    }
+
+    /// The fake on `listener` (plain HTTP), wherever it was bound — for a client that has
+    /// a namespace of its own (a container) and reaches it only through a forward.
+    pub fn serve(listener: std::net::TcpListener, script: Vec<Turn>) -> FakeAnthropic {
         let unexpected = Arc::new(Mutex::new(Vec::new()));
         let seen = Arc::clone(&unexpected);
         let script = Arc::new(Mutex::new(script));

@@ -103,7 +103,7 @@ pub fn repo_with_claude(extra: &str) -> (TestRepo, String) {
 }
 
 /// The real `claude` binary (the npm package's native executable), resolved.
-fn claude_binary() -> Result<std::path::PathBuf, String> {
+pub fn claude_binary() -> Result<std::path::PathBuf, String> {
     let out = Command::new("sh")
         .args(["-c", "command -v claude"])
         .output()
