@@ -710,14 +710,16 @@ fn claude_in_a_pod_reaches_the_api_its_network_policy_allows_lands_allowed_work_
             Turn::bash("echo ran > ran.txt"),
             Turn::Text("Done.".into()),
         ],
-        "  permissions:\n    deny_edit: [secret.txt]\n  network:\n    enabled: true\n    allowed_hosts: [\"{api}\"]\n",
+        // No allowed_hosts: the adapter's API host is added to the policy.
+        "  permissions:\n    deny_edit: [secret.txt]\n  network:\n    enabled: true\n",
     ) else {
         return;
     };
     let run = s.work();
     let said = common::live::everything_chant_said(&s.repo, &run);
     assert_eq!(run.code(), 0, "{said}");
-    // The policy opened the API's port, and the pod reached that and nothing else.
+    // The policy opened the API's port (and named the host), and the pod reached that and
+    // nothing else.
     let policy = s
         .fake
         .requests()
@@ -730,6 +732,10 @@ fn claude_in_a_pod_reaches_the_api_its_network_policy_allows_lands_allowed_work_
         serde_json::json!([{"protocol": "TCP", "port": port}]),
         "{}",
         policy.body
+    );
+    assert_eq!(
+        policy.body["metadata"]["annotations"]["chant.dev/allowed-hosts"],
+        format!("127.0.0.1:{port}")
     );
     let reached = s.fake.reached_ports();
     assert_eq!(reached.len(), 1, "{reached:?}");
@@ -788,21 +794,40 @@ fn claude_in_a_pod_reaches_the_api_its_network_policy_allows_lands_allowed_work_
 }
 
 #[test]
-fn claude_in_a_pod_whose_network_policy_does_not_open_the_apis_port_never_reaches_it() {
-    // The network off (the default): the policy opens 443 (and the repository's port), as
-    // a real cluster would for api.anthropic.com — not the fake API's port. The run is not
-    // refused before it starts (at 443 it would work); Claude Code reports that it cannot
-    // connect, and the run fails.
+fn claude_at_kubernetes_without_the_network_is_refused_before_anything_when_its_api_is_off_443() {
+    // The network off (the default): the policy would open 443 (and the repository's
+    // port), as a real cluster needs for api.anthropic.com — never the fake API's port. So
+    // the run is refused before a Job exists, naming the fix.
+    let Some((s, api)) = claude_in_a_pod(vec![Turn::Text("Done.".into())], "") else {
+        return;
+    };
+    let ledger = s.repo.ledger().len();
+    let run = s.work().assert_code(2);
+    let host = format!("127.0.0.1:{}", api.port());
+    for needle in [host.as_str(), "agent.network.enabled", "443"] {
+        assert!(run.stderr().contains(needle), "{needle}: {}", run.stderr());
+    }
+    assert!(s.fake.requests().is_empty(), "the cluster was contacted");
+    assert!(api.requests().is_empty());
+    assert_eq!(s.repo.ledger().len(), ledger, "nothing recorded");
+    assert_eq!(s.repo.rev(&format!("chant/{}", s.id)), None);
+}
+
+#[test]
+fn claude_in_a_pod_whose_api_host_is_denied_never_reaches_it() {
+    // denied_hosts wins over the adapter's API host: the policy opens no TCP port at all
+    // (a file:// repository), and the fake cluster's pod, given only what the policy lets
+    // out, never reaches the API though it is routed.
     let Some((s, api)) = claude_in_a_pod(
         vec![
             Turn::write("{cwd}/hello.txt", "never\n"),
             Turn::Text("Done.".into()),
         ],
-        "",
+        "  network:\n    enabled: true\n    denied_hosts: [\"{api}\"]\n",
     ) else {
         return;
     };
-    // One attempt, not ten with back-off (the key is exposed to pass it into the pod).
+    // One attempt, not ten with back-off (passed into the pod through the run's Secret).
     std::fs::write(
         &s.env_file,
         std::fs::read_to_string(&s.env_file).expect("env file") + "CLAUDE_CODE_MAX_RETRIES=0\n",
@@ -818,12 +843,11 @@ fn claude_in_a_pod_whose_network_policy_does_not_open_the_apis_port_never_reache
         .into_iter()
         .find(|r| r.path.ends_with("/networkpolicies"))
         .expect("a NetworkPolicy");
-    assert_eq!(
-        policy.body["spec"]["egress"][1]["ports"],
-        serde_json::json!([{"protocol": "TCP", "port": 443}]),
-        "{}",
-        policy.body
-    );
+    let egress = policy.body["spec"]["egress"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(egress.len(), 1, "DNS only: {}", policy.body);
     assert_eq!(s.fake.reached_ports()[0].1, Vec::<u16>::new());
     assert!(api.requests().is_empty(), "{:?}", api.requests());
     assert_eq!(s.repo.rev(&format!("chant/{}", s.id)), s.repo.rev("main"));
