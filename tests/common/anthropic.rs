@@ -12,6 +12,10 @@
 //! request's system prompt ("Primary working directory: …"), so a script can name files in
 //! a clone whose path the test does not know in advance.
 //!
+//! It serves plain HTTP inside a test's namespace ([`FakeAnthropic::start`]), HTTPS there with
+//! fixtures/tls's certificate as the API does — connections kept alive, SSE chunked one event
+//! per chunk ([`FakeAnthropic::start_tls`]) — or on any listener ([`FakeAnthropic::serve`]).
+//!
 //! Which turn a request is: the number of assistant messages already in its
 //! `messages` (the CLI sends the whole conversation each time). Past the script's end the
 //! fake ends the conversation with a short text.
