@@ -271,6 +271,13 @@ pub trait Sandbox {
         EgressRoute::Proxy
     }
 
+    /// The hosts (`host` or `host:port`) of the agent's model API. A level whose own rules
+    /// are the allowlist (no proxy of chant's on the way) opens them, or refuses the run
+    /// (exit 2) when it cannot; where the proxy is the way out it allows them itself.
+    fn allow_agent_hosts(&mut self, _hosts: &[String]) -> Result<(), SandboxError> {
+        Ok(())
+    }
+
     /// True when `$CHANT_EXEC` inside reaches chant on the host through [`Job::gate`] (the
     /// levels that run on the host use the host's `git chant exec` directly).
     fn gate_channel(&self) -> bool {

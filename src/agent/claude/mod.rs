@@ -11,7 +11,8 @@
 //! - where the gate is reachable (none, permissions, docker and vm: there through the run's
 //!   gate socket, see `crate::gate`) the settings and the hook below are written; at
 //!   kubernetes `$CHANT_EXEC` is a stub and nothing is written (a fail-closed hook would
-//!   refuse every command).
+//!   refuse every command); in a pod, which clones the branch itself, chant's rules go in
+//!   as `--settings` JSON instead (no hook).
 //! - `.claude/settings.json` in the clone (never landed): chant's rules compiled by
 //!   [`crate::exec::native`], merged with a committed `.claude/settings.json` and
 //!   `.claude/settings.local.json` (their allow and deny rules are kept; chant's denies are
@@ -155,6 +156,12 @@ impl Agent for Claude {
                 "--permission-mode".into(),
                 self.permission_mode(level).into(),
             ]);
+        }
+        // The pod clones the branch itself, so a settings file written into chant's clone
+        // never reaches it: chant's rules (without the gate hook, a stub there) go in as
+        // `--settings` JSON, which Claude Code adds to the project's own (deny wins).
+        if level == SandboxLevel::Kubernetes && !has("--settings") {
+            argv.extend(["--settings".into(), self.rules.to_string()]);
         }
         argv
     }
@@ -381,6 +388,31 @@ mod tests {
             .expect("files")
             .is_empty());
         assert!(!c.commands_rule(level).contains("gate"), "{level}");
+    }
+
+    #[test]
+    fn in_a_pod_chants_rules_go_in_as_settings_json_without_a_hook() {
+        let c = claude("agent: {permissions: {deny_edit: [secret.txt]}}");
+        let t = vec!["claude".to_string(), "-p".into(), "{prompt}".into()];
+        let argv = c.command(&t, SandboxLevel::Kubernetes);
+        let at = argv
+            .iter()
+            .position(|a| a == "--settings")
+            .expect("--settings");
+        let settings: serde_json::Value = serde_json::from_str(&argv[at + 1]).expect("json");
+        let deny = settings["permissions"]["deny"].to_string();
+        assert!(deny.contains("secret.txt"), "{settings}");
+        assert!(settings.get("hooks").is_none(), "{settings}");
+        for level in [SandboxLevel::Docker, SandboxLevel::Vm] {
+            assert!(!c.command(&t, level).contains(&"--settings".to_string()));
+        }
+        // A --settings the user wrote is theirs.
+        let mine = vec!["claude".to_string(), "--settings=/etc/mine.json".into()];
+        let argv = c.command(&mine, SandboxLevel::Kubernetes);
+        assert_eq!(
+            argv.iter().filter(|a| a.starts_with("--settings")).count(),
+            1
+        );
     }
 
     #[test]
