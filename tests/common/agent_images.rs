@@ -1,0 +1,137 @@
+//! Images holding the real agent CLIs for the docker level, built without a registry by
+//! `docker import` of host files at their own paths (tests/common/image.rs): each CLI's
+//! program with the libraries it loads, git and bash for the commands it runs, busybox for
+//! the rest. Each is built once per test binary (and kept by the engine while nothing
+//! changes); None after a loud message when it cannot be, a failure under
+//! `CHANT_REQUIRE_DOCKER=1`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+use super::image::{build, once, with_libraries, Layout};
+
+/// The program `name` on the host's PATH, resolved through its links.
+fn resolved(name: &str) -> Result<PathBuf, String> {
+    let out = Command::new("sh")
+        .args(["-c", &format!("command -v {name}")])
+        .output()
+        .map_err(|e| e.to_string())?;
+    let found = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    if found.is_empty() {
+        return Err(format!("`{name}` is not on PATH"));
+    }
+    std::fs::canonicalize(&found).map_err(|e| format!("{found}: {e}"))
+}
+
+/// git and bash (the agents' shell tools want bash) with their libraries.
+fn tools() -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for tool in ["/usr/bin/git", "/bin/bash"] {
+        let tool = Path::new(tool);
+        if tool.exists() {
+            files.extend(with_libraries(tool));
+        }
+    }
+    files
+}
+
+/// The first file named `name` under `dir` (links not followed), depth first.
+fn find(dir: &Path, name: &str) -> Option<PathBuf> {
+    let mut entries: Vec<_> = std::fs::read_dir(dir)
+        .ok()?
+        .filter_map(Result::ok)
+        .collect();
+    entries.sort_by_key(|e| e.file_name());
+    for entry in entries {
+        let path = entry.path();
+        let Ok(kind) = entry.file_type() else {
+            continue;
+        };
+        if kind.is_file() && entry.file_name() == name {
+            return Some(path);
+        }
+        if kind.is_dir() {
+            if let Some(found) = find(&path, name) {
+                return Some(found);
+            }
+        }
+    }
+    None
+}
+
+/// Every file and symbolic link under `dir` (links kept as links, as path → target),
+/// skipping directories named in `skip`.
+#[allow(dead_code)]
+fn tree(dir: &Path, skip: &[&str], files: &mut Vec<PathBuf>, links: &mut Vec<(String, String)>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.filter_map(Result::ok) {
+        let path = entry.path();
+        let Ok(kind) = entry.file_type() else {
+            continue;
+        };
+        if kind.is_symlink() {
+            if let Ok(target) = std::fs::read_link(&path) {
+                links.push((
+                    path.to_string_lossy().trim_start_matches('/').to_string(),
+                    target.to_string_lossy().into_owned(),
+                ));
+            }
+        } else if kind.is_dir() {
+            if !skip.iter().any(|s| entry.file_name() == *s) {
+                tree(&path, skip, files, links);
+            }
+        } else if kind.is_file() {
+            files.push(path);
+        }
+    }
+}
+
+/// Builds the image `name` of `files` with `links` (path inside without the leading `/` →
+/// target).
+fn image_of(name: &str, files: Vec<PathBuf>, links: &[(String, String)]) -> Result<String, String> {
+    let links: Vec<(&str, &str)> = links
+        .iter()
+        .map(|(p, t)| (p.as_str(), t.as_str()))
+        .collect();
+    build(&Layout {
+        name,
+        files,
+        dirs: &[],
+        links: &links,
+    })
+}
+
+/// The Codex CLI's native binary (from its npm package's platform dependency, which the
+/// `codex` node launcher execs) at its host path, linked from /usr/local/bin/codex, with
+/// its `rg`.
+pub fn codex() -> Option<String> {
+    static IMAGE: OnceLock<Result<String, String>> = OnceLock::new();
+    once(&IMAGE, || {
+        let launcher = resolved("codex")?;
+        let package = launcher
+            .parent()
+            .and_then(Path::parent)
+            .ok_or("the codex launcher has no package directory")?;
+        let native = find(&package.join("node_modules"), "codex")
+            .filter(|p| p.parent().is_some_and(|d| d.ends_with("bin")))
+            .ok_or_else(|| format!("no native codex binary under {}", package.display()))?;
+        let mut files = with_libraries(&native);
+        if let Some(rg) = native
+            .parent()
+            .and_then(Path::parent)
+            .map(|v| v.join("codex-path/rg"))
+            .filter(|rg| rg.exists())
+        {
+            files.push(rg.clone());
+        }
+        files.extend(tools());
+        let links = vec![(
+            "usr/local/bin/codex".to_string(),
+            native.to_string_lossy().into_owned(),
+        )];
+        image_of("chant-test-codex", files, &links)
+    })
+}
