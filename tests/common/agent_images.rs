@@ -135,3 +135,19 @@ pub fn codex() -> Option<String> {
         image_of("chant-test-codex", files, &links)
     })
 }
+
+/// opencode's native binary (the npm package's `opencode.exe`) at its host path, linked
+/// from /usr/local/bin/opencode, with the libraries it loads.
+pub fn opencode() -> Option<String> {
+    static IMAGE: OnceLock<Result<String, String>> = OnceLock::new();
+    once(&IMAGE, || {
+        let native = resolved("opencode")?;
+        let mut files = with_libraries(&native);
+        files.extend(tools());
+        let links = vec![(
+            "usr/local/bin/opencode".to_string(),
+            native.to_string_lossy().into_owned(),
+        )];
+        image_of("chant-test-opencode", files, &links)
+    })
+}
