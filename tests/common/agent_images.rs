@@ -62,7 +62,6 @@ fn find(dir: &Path, name: &str) -> Option<PathBuf> {
 
 /// Every file and symbolic link under `dir` (links kept as links, as path → target),
 /// skipping directories named in `skip`.
-#[allow(dead_code)]
 fn tree(dir: &Path, skip: &[&str], files: &mut Vec<PathBuf>, links: &mut Vec<(String, String)>) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
@@ -149,5 +148,38 @@ pub fn opencode() -> Option<String> {
             native.to_string_lossy().into_owned(),
         )];
         image_of("chant-test-opencode", files, &links)
+    })
+}
+
+/// Gemini CLI: the host's node with its libraries and the npm package's directory at its
+/// host path, linked from /usr/local/bin/gemini (its `#!/usr/bin/env node` finds node on
+/// PATH; `env` is busybox's).
+pub fn gemini() -> Option<String> {
+    static IMAGE: OnceLock<Result<String, String>> = OnceLock::new();
+    once(&IMAGE, || {
+        let script = resolved("gemini")?;
+        let node = resolved("node")?;
+        let package = script
+            .ancestors()
+            .find(|d| d.join("package.json").is_file())
+            .ok_or_else(|| format!("no package.json above {}", script.display()))?
+            .to_path_buf();
+        let mut files = with_libraries(&node);
+        let mut links = vec![
+            (
+                "usr/local/bin/gemini".to_string(),
+                script.to_string_lossy().into_owned(),
+            ),
+            ("usr/bin/env".to_string(), "/bin/busybox".to_string()),
+        ];
+        if node != Path::new("/usr/local/bin/node") && node != Path::new("/usr/bin/node") {
+            links.push((
+                "usr/local/bin/node".to_string(),
+                node.to_string_lossy().into_owned(),
+            ));
+        }
+        tree(&package, &[], &mut files, &mut links);
+        files.extend(tools());
+        image_of("chant-test-gemini", files, &links)
     })
 }
