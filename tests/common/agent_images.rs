@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
-use super::image::{build, once, with_libraries, Layout};
+use super::image::{build, build_with, once, with_libraries, Layout};
 
 /// The program `name` on the host's PATH, resolved through its links.
 fn resolved(name: &str) -> Result<PathBuf, String> {
@@ -181,5 +181,135 @@ pub fn gemini() -> Option<String> {
         tree(&package, &[], &mut files, &mut links);
         files.extend(tools());
         image_of("chant-test-gemini", files, &links)
+    })
+}
+
+/// Where aider's venv goes in the image: its host path is under /tmp, which the docker
+/// level covers with a tmpfs.
+pub const AIDER_VENV: &str = "/opt/chant-aider";
+
+/// aider: the venv `CHANT_AIDER` (or `aider` on PATH) belongs to, moved to [`AIDER_VENV`]
+/// (a venv finds its `pyvenv.cfg` beside the `bin/` it is started from), with the Python
+/// installation it was made from at its host path (without its tests, IDLE, Tk and its own
+/// site-packages), the libraries all of their extension modules load, and
+/// /usr/local/bin/aider running `python3 -m aider` from the venv.
+pub fn aider() -> Option<String> {
+    static IMAGE: OnceLock<Result<String, String>> = OnceLock::new();
+    once(&IMAGE, || {
+        let program = std::env::var("CHANT_AIDER").unwrap_or_else(|_| "aider".to_string());
+        let script = if program.contains('/') {
+            PathBuf::from(&program)
+        } else {
+            resolved(&program)?
+        };
+        let venv = script
+            .parent()
+            .and_then(Path::parent)
+            .filter(|v| v.join("pyvenv.cfg").is_file())
+            .ok_or_else(|| format!("{} is not in a venv", script.display()))?
+            .to_path_buf();
+        let cfg = std::fs::read_to_string(venv.join("pyvenv.cfg")).map_err(|e| e.to_string())?;
+        let home = cfg
+            .lines()
+            .find_map(|l| l.strip_prefix("home = "))
+            .map(PathBuf::from)
+            .ok_or("pyvenv.cfg names no home")?;
+        let prefix = home.parent().ok_or("the venv's home has no parent")?;
+        let python = std::fs::canonicalize(home.join("python3")).map_err(|e| e.to_string())?;
+        let mut files = with_libraries(&python);
+        let mut links = Vec::new();
+        for name in ["python3", "python"] {
+            let link = home.join(name);
+            if let Ok(target) = std::fs::read_link(&link) {
+                links.push((
+                    link.to_string_lossy().trim_start_matches('/').to_string(),
+                    target.to_string_lossy().into_owned(),
+                ));
+            }
+        }
+        let stdlib = std::fs::read_dir(prefix.join("lib"))
+            .map_err(|e| e.to_string())?
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .find(|p| {
+                p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with("python3"))
+                    && p.is_dir()
+            })
+            .ok_or("no lib/python3.* in the venv's Python")?;
+        let skip = [
+            "site-packages",
+            "test",
+            "idlelib",
+            "tkinter",
+            "turtledemo",
+            "ensurepip",
+        ];
+        tree(&stdlib, &skip, &mut files, &mut links);
+        // The venv, moved: its files and links under AIDER_VENV.
+        let mut venv_files = Vec::new();
+        let mut venv_links = Vec::new();
+        tree(&venv, &[], &mut venv_files, &mut venv_links);
+        let inside = |p: &Path| -> Option<String> {
+            let rel = p.strip_prefix(&venv).ok()?;
+            Some(format!(
+                "{}/{}",
+                AIDER_VENV.trim_start_matches('/'),
+                rel.to_string_lossy()
+            ))
+        };
+        let mut placed = Vec::new();
+        for file in &venv_files {
+            if let Some(path) = inside(file) {
+                placed.push((path, std::fs::read(file).map_err(|e| e.to_string())?));
+            }
+        }
+        let venv_prefix = venv.to_string_lossy().trim_start_matches('/').to_string();
+        for (path, target) in venv_links {
+            if let Some(rel) = path.strip_prefix(&venv_prefix) {
+                links.push((
+                    format!("{}{rel}", AIDER_VENV.trim_start_matches('/')),
+                    target,
+                ));
+            }
+        }
+        // Every library the extension modules load (the Python's and the venv's).
+        let modules: Vec<PathBuf> = files
+            .iter()
+            .chain(venv_files.iter())
+            .filter(|p| {
+                p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().contains(".so"))
+            })
+            .cloned()
+            .collect();
+        for module in &modules {
+            files.extend(
+                with_libraries(module)
+                    .into_iter()
+                    .skip(1)
+                    .filter(|lib| !lib.starts_with(&venv)),
+            );
+        }
+        files.extend(tools());
+        files.sort();
+        files.dedup();
+        placed.push((
+            "usr/local/bin/aider".to_string(),
+            format!("#!/bin/sh\nexec {AIDER_VENV}/bin/python3 -m aider \"$@\"\n").into_bytes(),
+        ));
+        let links: Vec<(&str, &str)> = links
+            .iter()
+            .map(|(p, t)| (p.as_str(), t.as_str()))
+            .collect();
+        build_with(
+            &Layout {
+                name: "chant-test-aider",
+                files,
+                dirs: &[],
+                links: &links,
+            },
+            placed,
+        )
     })
 }
