@@ -349,6 +349,15 @@ fn aider_at_docker_lands_an_allowed_edit_and_never_runs_what_the_model_suggests(
     );
     assert_eq!(repo.events("spec_started")[0]["sandbox"], "docker");
     assert!(live.api.unexpected.lock().expect("lock").is_empty());
+    // `git chant doctor` finds the program in the image (where PATH inside finds it).
+    let doctor = repo.chant(&["doctor"]);
+    assert!(
+        doctor
+            .stdout()
+            .contains("with the agent program at /usr/local/bin/aider"),
+        "{}",
+        doctor.stdout()
+    );
 }
 
 #[test]

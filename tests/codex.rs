@@ -404,6 +404,15 @@ fn codex_at_docker_lands_allowed_work_and_the_host_gate_refuses_and_records_deni
     let said = everything_chant_said(&repo, &run);
     assert!(!said.contains(OPENAI_KEY), "the API key leaked:\n{said}");
     assert!(live.api.unexpected.lock().expect("lock").is_empty());
+    // `git chant doctor` finds the program in the image (where PATH inside finds it).
+    let doctor = repo.chant(&["doctor"]);
+    assert!(
+        doctor
+            .stdout()
+            .contains("with the agent program at /usr/local/bin/codex"),
+        "{}",
+        doctor.stdout()
+    );
 }
 
 #[test]

@@ -544,4 +544,13 @@ fn gemini_at_docker_lands_allowed_work_and_refuses_denied_edits_and_commands() {
     let said = everything_chant_said(&repo, &run);
     assert!(!said.contains(API_KEY), "the API key leaked:\n{said}");
     assert!(live.api.unexpected.lock().expect("lock").is_empty());
+    // `git chant doctor` finds the program in the image (where PATH inside finds it).
+    let doctor = repo.chant(&["doctor"]);
+    assert!(
+        doctor
+            .stdout()
+            .contains("with the agent program at /usr/local/bin/gemini"),
+        "{}",
+        doctor.stdout()
+    );
 }

@@ -350,4 +350,13 @@ fn opencode_at_docker_lands_allowed_work_and_refuses_denied_edits_and_commands()
     );
     let said = everything_chant_said(&repo, &run);
     assert!(!said.contains(OPENAI_KEY), "the API key leaked:\n{said}");
+    // `git chant doctor` finds the program in the image (where PATH inside finds it).
+    let doctor = repo.chant(&["doctor"]);
+    assert!(
+        doctor
+            .stdout()
+            .contains("with the agent program at /usr/local/bin/opencode"),
+        "{}",
+        doctor.stdout()
+    );
 }
