@@ -352,6 +352,13 @@ fn codex_at_docker_lands_allowed_work_and_the_host_gate_refuses_and_records_deni
         "the plain command was refused too: {outputs:?}"
     );
     let run = run.assert_ok();
+    // Live progress from Codex's events, as at the other levels.
+    assert!(
+        run.stdout()
+            .contains("codex: [turn 1] edit add /workspace/hello.txt"),
+        "{}",
+        run.stdout()
+    );
     assert_eq!(
         landed_file(&repo, &id, "hello.txt").as_deref(),
         Some("Hello from a container\n")
@@ -450,4 +457,39 @@ fn a_denied_edit_by_codex_at_docker_is_refused_by_chants_check_and_nothing_lands
     assert_eq!(repo.events("spec_failed").len(), 1);
     let said = everything_chant_said(&repo, &run);
     assert!(!said.contains(OPENAI_KEY), "the API key leaked:\n{said}");
+}
+
+#[test]
+fn a_codex_run_at_docker_whose_every_step_is_refused_fails_and_stays_rerunnable() {
+    let Some(image) = common::agent_images::codex() else {
+        return;
+    };
+    let (repo, id) = repo_with_agent(
+        COMMAND,
+        &at_docker(&image, "  commands:\n    denied: [\"echo *\"]\n"),
+    );
+    let Some(live) = live(
+        "a_codex_run_at_docker_whose_every_step_is_refused_fails_and_stays_rerunnable",
+        vec![shell("echo no > hello.txt"), Turn::Text("Gave up.".into())],
+    ) else {
+        return;
+    };
+    let run = live.chant(&repo, &["work", &id], &[]).assert_code(1);
+    assert!(
+        run.stderr()
+            .contains("refused 1 time(s) and changed nothing"),
+        "{}",
+        run.stderr()
+    );
+    assert_eq!(command_runs(&repo, "refused"), ["echo no > hello.txt"]);
+    assert_eq!(repo.rev(&format!("chant/{id}")), repo.rev("main"));
+    let failed = &repo.events("spec_failed")[0]["details"];
+    assert!(
+        failed["agent_session_id"]
+            .as_str()
+            .is_some_and(|s| !s.is_empty()),
+        "{failed}"
+    );
+    live.chant(&repo, &["work", &id], &[]).assert_code(1);
+    assert_eq!(repo.events("spec_started").len(), 2);
 }

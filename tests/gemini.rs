@@ -492,6 +492,12 @@ fn gemini_at_docker_lands_allowed_work_and_refuses_denied_edits_and_commands() {
         "{responses:?}"
     );
     let run = run.assert_ok();
+    assert!(
+        run.stdout()
+            .contains("gemini: [turn 1] write_file hello.txt"),
+        "{}",
+        run.stdout()
+    );
     let branch = format!("chant/{id}");
     assert_eq!(
         repo.git(&["show", &format!("{branch}:hello.txt")]),

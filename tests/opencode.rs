@@ -301,6 +301,11 @@ fn opencode_at_docker_lands_allowed_work_and_refuses_denied_edits_and_commands()
         "the gate's reason reached the model: {outputs:?}"
     );
     let run = run.assert_ok();
+    assert!(
+        run.stdout().contains("opencode: session ses"),
+        "{}",
+        run.stdout()
+    );
     assert_eq!(
         landed_file(&repo, &id, "hello.txt").as_deref(),
         Some("Hello from a container\n")
