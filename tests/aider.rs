@@ -295,10 +295,6 @@ fn repo_at_docker(image: &str, extra: &str) -> (TestRepo, String) {
 
 #[test]
 fn aider_at_docker_lands_an_allowed_edit_and_never_runs_what_the_model_suggests() {
-    let Some(image) = common::agent_images::aider() else {
-        return;
-    };
-    let (repo, id) = repo_at_docker(&image, "");
     let reply = edit("hello.txt", "", "Hello from a container")
         + "```bash\ntouch /workspace/command-ran\n```\n";
     let Some(live) = live(
@@ -307,6 +303,11 @@ fn aider_at_docker_lands_an_allowed_edit_and_never_runs_what_the_model_suggests(
     ) else {
         return;
     };
+    // The CLI first (its own skip rule), then the engine and the image.
+    let Some(image) = common::agent_images::aider() else {
+        return;
+    };
+    let (repo, id) = repo_at_docker(&image, "");
     let run = live.chant(&repo, &["work", &id, "--keep"], &[]);
     let run = run.assert_ok();
     let branch = format!("chant/{id}");
@@ -362,10 +363,6 @@ fn aider_at_docker_lands_an_allowed_edit_and_never_runs_what_the_model_suggests(
 
 #[test]
 fn a_denied_edit_by_aider_at_docker_is_refused_by_chants_check_and_nothing_lands() {
-    let Some(image) = common::agent_images::aider() else {
-        return;
-    };
-    let (repo, id) = repo_at_docker(&image, "  permissions:\n    deny_edit: [secret.txt]\n");
     let reply = edit("secret.txt", "", "written") + &edit("hello.txt", "", "allowed");
     let Some(live) = live(
         "a_denied_edit_by_aider_at_docker_is_refused_by_chants_check_and_nothing_lands",
@@ -373,6 +370,11 @@ fn a_denied_edit_by_aider_at_docker_is_refused_by_chants_check_and_nothing_lands
     ) else {
         return;
     };
+    // The CLI first (its own skip rule), then the engine and the image.
+    let Some(image) = common::agent_images::aider() else {
+        return;
+    };
+    let (repo, id) = repo_at_docker(&image, "  permissions:\n    deny_edit: [secret.txt]\n");
     let run = live.chant(&repo, &["work", &id], &[]).assert_code(1);
     let violations: Vec<String> = repo
         .events("policy_violation")

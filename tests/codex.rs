@@ -313,13 +313,6 @@ fn at_docker(image: &str, extra: &str) -> String {
 
 #[test]
 fn codex_at_docker_lands_allowed_work_and_the_host_gate_refuses_and_records_denied_commands() {
-    let Some(image) = common::agent_images::codex() else {
-        return;
-    };
-    let (repo, id) = repo_with_agent(
-        COMMAND,
-        &at_docker(&image, "  commands:\n    denied: [\"touch *\"]\n"),
-    );
     let Some(live) = live(
         "codex_at_docker_lands_allowed_work_and_the_host_gate_refuses_and_records_denied_commands",
         vec![
@@ -333,6 +326,14 @@ fn codex_at_docker_lands_allowed_work_and_the_host_gate_refuses_and_records_deni
     ) else {
         return;
     };
+    // The CLI first (its own skip rule), then the engine and the image.
+    let Some(image) = common::agent_images::codex() else {
+        return;
+    };
+    let (repo, id) = repo_with_agent(
+        COMMAND,
+        &at_docker(&image, "  commands:\n    denied: [\"touch *\"]\n"),
+    );
     let run = live.chant(&repo, &["work", &id, "--keep"], &[]);
     let show = format!("{}\n{}", run.stdout(), run.stderr());
     let outputs = live.api.tool_outputs();
@@ -424,13 +425,6 @@ fn codex_at_docker_lands_allowed_work_and_the_host_gate_refuses_and_records_deni
 
 #[test]
 fn a_denied_edit_by_codex_at_docker_is_refused_by_chants_check_and_nothing_lands() {
-    let Some(image) = common::agent_images::codex() else {
-        return;
-    };
-    let (repo, id) = repo_with_agent(
-        COMMAND,
-        &at_docker(&image, "  permissions:\n    deny_edit: [secret.txt]\n"),
-    );
     let Some(live) = live(
         "a_denied_edit_by_codex_at_docker_is_refused_by_chants_check_and_nothing_lands",
         vec![
@@ -441,6 +435,14 @@ fn a_denied_edit_by_codex_at_docker_is_refused_by_chants_check_and_nothing_lands
     ) else {
         return;
     };
+    // The CLI first (its own skip rule), then the engine and the image.
+    let Some(image) = common::agent_images::codex() else {
+        return;
+    };
+    let (repo, id) = repo_with_agent(
+        COMMAND,
+        &at_docker(&image, "  permissions:\n    deny_edit: [secret.txt]\n"),
+    );
     let run = live.chant(&repo, &["work", &id], &[]).assert_code(1);
     // Codex has no edit rules of its own and the edit hook needs the host's paths: the
     // edit happens in the container, and chant's check after the run refuses it all.
@@ -461,6 +463,13 @@ fn a_denied_edit_by_codex_at_docker_is_refused_by_chants_check_and_nothing_lands
 
 #[test]
 fn a_codex_run_at_docker_whose_every_step_is_refused_fails_and_stays_rerunnable() {
+    let Some(live) = live(
+        "a_codex_run_at_docker_whose_every_step_is_refused_fails_and_stays_rerunnable",
+        vec![shell("echo no > hello.txt"), Turn::Text("Gave up.".into())],
+    ) else {
+        return;
+    };
+    // The CLI first (its own skip rule), then the engine and the image.
     let Some(image) = common::agent_images::codex() else {
         return;
     };
@@ -468,12 +477,6 @@ fn a_codex_run_at_docker_whose_every_step_is_refused_fails_and_stays_rerunnable(
         COMMAND,
         &at_docker(&image, "  commands:\n    denied: [\"echo *\"]\n"),
     );
-    let Some(live) = live(
-        "a_codex_run_at_docker_whose_every_step_is_refused_fails_and_stays_rerunnable",
-        vec![shell("echo no > hello.txt"), Turn::Text("Gave up.".into())],
-    ) else {
-        return;
-    };
     let run = live.chant(&repo, &["work", &id], &[]).assert_code(1);
     assert!(
         run.stderr()

@@ -452,12 +452,6 @@ fn gemini_with_allow_edit_writes_only_there_however_the_path_is_spelled() {
 
 #[test]
 fn gemini_at_docker_lands_allowed_work_and_refuses_denied_edits_and_commands() {
-    let Some(image) = common::agent_images::gemini() else {
-        return;
-    };
-    let (repo, id) = repo(&format!(
-        "  sandbox: docker\n  docker:\n    image: {image}\n    memory: 2G\n    cpu: 1000m\n  network:\n    enabled: true\n{HOSTILE_RULES}"
-    ));
     let Some(live) = live(
         "gemini_at_docker_lands_allowed_work_and_refuses_denied_edits_and_commands",
         vec![
@@ -472,6 +466,13 @@ fn gemini_at_docker_lands_allowed_work_and_refuses_denied_edits_and_commands() {
     ) else {
         return;
     };
+    // The CLI first (its own skip rule), then the engine and the image.
+    let Some(image) = common::agent_images::gemini() else {
+        return;
+    };
+    let (repo, id) = repo(&format!(
+        "  sandbox: docker\n  docker:\n    image: {image}\n    memory: 2G\n    cpu: 1000m\n  network:\n    enabled: true\n{HOSTILE_RULES}"
+    ));
     let run = live.chant(&repo, &["work", &id, "--keep"], &[]);
     let show = format!("{}\n{}", run.stdout(), run.stderr());
     let responses = live.api.function_responses();

@@ -263,16 +263,6 @@ fn at_docker(image: &str, extra: &str) -> String {
 
 #[test]
 fn opencode_at_docker_lands_allowed_work_and_refuses_denied_edits_and_commands() {
-    let Some(image) = common::agent_images::opencode() else {
-        return;
-    };
-    let (repo, id) = repo_with_agent(
-        COMMAND,
-        &at_docker(
-            &image,
-            "  permissions:\n    deny_edit: [secret.txt]\n  commands:\n    denied: [\"touch *\"]\n",
-        ),
-    );
     let Some(live) = live(
         "opencode_at_docker_lands_allowed_work_and_refuses_denied_edits_and_commands",
         vec![
@@ -287,6 +277,17 @@ fn opencode_at_docker_lands_allowed_work_and_refuses_denied_edits_and_commands()
     ) else {
         return;
     };
+    // The CLI first (its own skip rule), then the engine and the image.
+    let Some(image) = common::agent_images::opencode() else {
+        return;
+    };
+    let (repo, id) = repo_with_agent(
+        COMMAND,
+        &at_docker(
+            &image,
+            "  permissions:\n    deny_edit: [secret.txt]\n  commands:\n    denied: [\"touch *\"]\n",
+        ),
+    );
     let run = live.chant(&repo, &["work", &id, "--keep"], &[]);
     let show = format!("{}\n{}", run.stdout(), run.stderr());
     let outputs = live.api.tool_outputs();

@@ -227,16 +227,19 @@ pub fn aider() -> Option<String> {
                 ));
             }
         }
-        let stdlib = std::fs::read_dir(prefix.join("lib"))
-            .map_err(|e| e.to_string())?
-            .filter_map(Result::ok)
-            .map(|e| e.path())
-            .find(|p| {
-                p.file_name()
-                    .is_some_and(|n| n.to_string_lossy().starts_with("python3"))
-                    && p.is_dir()
+        // `version = 3.11.7` → lib/python3.11 (not lib/python3, Debian's dist-packages).
+        let version = cfg
+            .lines()
+            .find_map(|l| l.strip_prefix("version = "))
+            .and_then(|v| {
+                let mut parts = v.trim().split('.');
+                Some(format!("{}.{}", parts.next()?, parts.next()?))
             })
-            .ok_or("no lib/python3.* in the venv's Python")?;
+            .ok_or("pyvenv.cfg names no version")?;
+        let stdlib = prefix.join("lib").join(format!("python{version}"));
+        if !stdlib.join("os.py").is_file() {
+            return Err(format!("no standard library at {}", stdlib.display()));
+        }
         let skip = [
             "site-packages",
             "test",
