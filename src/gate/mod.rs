@@ -84,12 +84,17 @@ pub struct Report {
 pub enum Asked {
     /// Run `argv` inside the sandbox.
     Run { argv: Vec<String>, cwd: String },
-    /// Claude Code's PreToolUse hook asks about the command line `line`.
+    /// Claude Code's PreToolUse hook (or a hook sending the same shape: Gemini CLI's
+    /// BeforeTool, Codex's PreToolUse, opencode's gate plugin) asks about the command line
+    /// `line`.
     ClaudeHook {
         line: String,
         cwd: String,
         /// Claude Code's id of the call, which links the decision to its result.
         tool_use_id: Option<String>,
+        /// Which hook asked, for the ledger's `via`: `gemini-hook` for Gemini CLI's
+        /// BeforeTool events, else `claude-hook` (as `git chant exec --claude-hook` says).
+        via: &'static str,
     },
     /// Claude Code's PostToolUse/PostToolUseFailure hook reports how a command ended; the
     /// event as sent (read by `agent::claude::hook`).
@@ -171,6 +176,11 @@ pub fn parse_request(line: &[u8]) -> Asked {
                 line,
                 cwd: request.cwd,
                 tool_use_id: event["tool_use_id"].as_str().map(str::to_string),
+                via: if event["hook_event_name"] == "BeforeTool" {
+                    "gemini-hook"
+                } else {
+                    "claude-hook"
+                },
             },
             Err(why) => unreadable(why),
         },
@@ -225,8 +235,16 @@ mod tests {
                 line: "ls -l".into(),
                 cwd: "/w".into(),
                 tool_use_id: None,
+                via: "claude-hook",
             }
         );
+        // Gemini CLI's BeforeTool hook sends the same shape: recorded as its own.
+        assert!(matches!(
+            parse_request(
+                br#"{"claude_hook":{"hook_event_name":"BeforeTool","tool_input":{"command":"ls"}},"cwd":"/w"}"#
+            ),
+            Asked::ClaudeHook { via: "gemini-hook", .. }
+        ));
         let result = parse_request(
             br#"{"claude_hook_result":{"hook_event_name":"PostToolUse","tool_use_id":"t1","tool_input":{"command":"ls"}},"cwd":"/w"}"#,
         );

@@ -4,7 +4,9 @@
 //! The container gets the clone bind-mounted writable at `/workspace` and nothing else of
 //! the host but what `agent.docker.volumes` names (read-only unless `:rw`) and a private
 //! directory with the job's files (the prompt) at `/run/chant` (read-only); a read-only
-//! root with private tmpfs `/tmp` and `/home/agent`; no network (with `agent.network`
+//! root with private tmpfs `/tmp` and `/home/agent`, the latter started with the run's
+//! private HOME files (the adapter's settings: mounted read-only at `/run/chant-home` and
+//! copied in by `/bin/sh` as the container user before the program is exec'd); no network (with `agent.network`
 //! enabled: the namespace of its relay sidecar, see `relay`); memory, cpu and pids limits; all capabilities dropped; no-new-privileges; a
 //! non-root user owning the clone; exactly the job's environment. With the run's command
 //! gate (`Job::gate`), git-chant itself read-only at `/chant-gate` (see `selfmount`) beside
@@ -170,6 +172,11 @@ impl Sandbox for Docker {
         Ok(Vec::new())
     }
 
+    /// Copied from a read-only mount into the tmpfs HOME by the container's start script.
+    fn seeds_home(&self) -> bool {
+        true
+    }
+
     fn guest(&self) -> Option<GuestView> {
         Some(GuestView {
             workspace: WORKSPACE.into(),
@@ -196,7 +203,8 @@ impl Sandbox for Docker {
             .as_ref()
             .map_or(mounts::STUB, |(_, script)| script.as_str());
         let staged = mounts::stage_files(&job.files, exec)?;
-        let mut handed: Vec<&Path> = vec![job.workspace.as_path(), staged.path()];
+        let mut handed: Vec<&Path> = vec![job.workspace.as_path(), staged.files.path()];
+        handed.extend(staged.home.as_ref().map(tempfile::TempDir::path));
         // The gate's socket is the container user's alone for the run (mode 0600).
         handed.extend(job.gate.as_deref());
         let gate_binds = gate.map(|(binds, _)| binds).unwrap_or_default();
@@ -218,7 +226,7 @@ impl Sandbox for Docker {
                         egress,
                     });
                     let name = sidecar.as_ref().map(|s| s.name.as_str());
-                    match self.container(job, &owner, staged.path(), name, &gate_binds) {
+                    match self.container(job, &owner, &staged, name, &gate_binds) {
                         Ok(body) => run_container(&docker, body, sidecar, job, sink, stop).await,
                         Err(e) => Err(e),
                     }
@@ -237,7 +245,7 @@ impl Docker {
         &self,
         job: &Job,
         owner: &ownership::Owner,
-        staged: &Path,
+        staged: &mounts::Staged,
         relay: Option<&str>,
         gate_binds: &[String],
     ) -> Result<ContainerCreateBody, SandboxError> {
@@ -251,7 +259,28 @@ impl Docker {
             mounts::host_path(&job.workspace)?
         )];
         binds.extend(volumes(&self.config.volumes, &job.workspace)?);
-        binds.push(format!("{}:{FILES_DIR}:ro", mounts::host_path(staged)?));
+        binds.push(format!(
+            "{}:{FILES_DIR}:ro",
+            mounts::host_path(staged.files.path())?
+        ));
+        // The run's HOME files, copied into the tmpfs HOME by a start script before the
+        // program is exec'd (its argv unchanged after it).
+        let (entrypoint, cmd) = match &staged.home {
+            Some(seed) => {
+                binds.push(format!(
+                    "{}:{}:ro",
+                    mounts::host_path(seed.path())?,
+                    mounts::HOME_SEED
+                ));
+                (
+                    vec!["/bin/sh".into(), "-c".into(), mounts::start_script()],
+                    std::iter::once("chant-start".to_string())
+                        .chain(job.argv.iter().cloned())
+                        .collect(),
+                )
+            }
+            None => (vec![program.clone()], args.to_vec()),
+        };
         binds.extend(gate_binds.iter().cloned());
         let mut tmpfs = HashMap::new();
         tmpfs.insert("/tmp".to_string(), format!("rw,nosuid,nodev,{TMPFS_SIZE}"));
@@ -281,8 +310,8 @@ impl Docker {
         };
         Ok(ContainerCreateBody {
             image: Some(self.config.image.clone()),
-            entrypoint: Some(vec![program.clone()]),
-            cmd: Some(args.to_vec()),
+            entrypoint: Some(entrypoint),
+            cmd: Some(cmd),
             env: Some(env),
             working_dir: Some(WORKSPACE.into()),
             user: Some(owner.user()),
