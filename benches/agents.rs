@@ -1,18 +1,22 @@
-//! `git chant work` at `permissions` with the real Gemini CLI and aider, each against the
-//! same CLI run directly in a plain git worktree with the same fake script, measured in the
-//! same run (runs interleaved, so machine load falls on both sides alike). Everything runs in
-//! a network namespace holding only `lo` against the scripted fakes of tests/common/, so the
-//! model costs the same (almost nothing) on both sides and the difference is chant's: clone,
-//! settings and policy, gate per command, ledger entries, policy check, landing.
+//! `git chant work` at `permissions` with the real Codex CLI, opencode, Gemini CLI and aider,
+//! each against the same CLI run directly in a plain git worktree with the same fake script,
+//! measured in the same run (runs interleaved, so machine load falls on both sides alike).
+//! Everything runs in a network namespace holding only `lo` against the scripted fakes of
+//! tests/common/, so the model costs the same (almost nothing) on both sides and the
+//! difference is chant's: clone, generated config, gate per command, ledger entries, policy
+//! check, landing.
 //!
-//! Scripts: Gemini CLI writes a file, runs a command, ends with a text; aider answers once
-//! with an edit creating a file. Baselines: the CLI alone in an existing worktree (Gemini CLI
-//! in yolo mode with API-key settings, as a user without chant would run it; aider with the
-//! flags chant gives it), and `git worktree add` + the CLI + `git add -A` + `git commit`.
+//! Scripts: Codex CLI and opencode make an edit (`apply_patch`, `write`), run a shell command
+//! and end with a text; Gemini CLI writes a file, runs a command, ends with a text; aider
+//! answers once with an edit creating a file. Baselines: the CLI alone in an existing worktree,
+//! run the way the adapter runs it (same flags, same quiet-start config, its own sandbox at
+//! `permissions`) without chant's gate (Gemini CLI in yolo mode with API-key settings, as a
+//! user without chant would run it), and `git worktree add` + the CLI + `git add -A` +
+//! `git commit`.
 //!
 //! Run: `cargo bench --bench agents` (as root, the CLIs installed as `.ci/run` does;
-//! `CHANT_BENCH_RUNS=N`, default 3; `CHANT_BENCH_AGENTS=gemini,aider`).
-//! Target: ≤ 1.15× the CLI alone.
+//! `CHANT_BENCH_RUNS=N`, default 3; `CHANT_BENCH_AGENTS=codex,opencode,gemini,aider`, the
+//! default, or a subset). Target: ≤ 1.15× the CLI alone.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -27,26 +31,118 @@ use git_chant::agent::Agent;
 
 use common::anthropic::Turn;
 use common::gemini::FakeGemini;
-use common::live::{repo_with_agent, Live};
+use common::live::{repo_with_agent, Live, LiveOpenAi};
 use common::openai::FakeOpenAi;
 use common::TestRepo;
 
 const KEY: &str = "bench-key-0000";
 
+#[allow(clippy::print_stdout)]
 fn main() {
     let runs: usize = std::env::var("CHANT_BENCH_RUNS")
         .ok()
         .and_then(|n| n.parse().ok())
         .unwrap_or(3);
-    let agents = std::env::var("CHANT_BENCH_AGENTS").unwrap_or_else(|_| "gemini,aider".into());
+    let agents = std::env::var("CHANT_BENCH_AGENTS")
+        .unwrap_or_else(|_| "codex,opencode,gemini,aider".into());
     println!("the CLI alone vs git chant work at permissions, same fake script, {runs} runs each");
     for agent in agents.split(',') {
         match agent.trim() {
+            "codex" => codex(runs),
+            "opencode" => opencode(runs),
             "gemini" => gemini(runs),
             "aider" => aider(runs),
             other => println!("unknown agent {other:?} in CHANT_BENCH_AGENTS"),
         }
     }
+}
+
+fn codex(runs: usize) {
+    let script = vec![
+        Turn::tool(
+            "apply_patch",
+            json!("*** Begin Patch\n*** Add File: hello.txt\n+Hello\n*** End Patch\n"),
+        ),
+        Turn::tool("exec_command", json!({"cmd": "echo ran > ran.txt"})),
+        Turn::Text("Done.".into()),
+    ];
+    let Some(live) = LiveOpenAi::openai("bench codex", "codex", "CHANT_REQUIRE_CODEX", script)
+    else {
+        return;
+    };
+    let (repo, _) = repo_with_agent(
+        "[codex, exec, -m, gpt-5.5, \"{prompt}\"]",
+        "  sandbox: permissions\n",
+    );
+    let provider = format!(
+        "model_providers.chant={{name=\"chant\",base_url=\"{}\",env_key=\"OPENAI_API_KEY\",wire_api=\"responses\"}}",
+        live.api.base_url()
+    );
+    compare("codex", runs, &live, &repo, |dir, home| {
+        std::fs::create_dir_all(home.join("tmp")).expect("home");
+        let mut cmd = live.direct("codex", home, dir);
+        cmd.args(["exec", "-m", "gpt-5.5", "Greet the user", "--json"])
+            .args(["--skip-git-repo-check", "-s", "workspace-write"])
+            .args(["-c", "model_provider=chant", "-c", &provider])
+            .args(["-c", "check_for_update_on_startup=false"])
+            .args(["-c", "analytics.enabled=false", "--disable", "plugins"])
+            .env("TMPDIR", home.join("tmp"));
+        cmd
+    });
+}
+
+fn opencode(runs: usize) {
+    let script = vec![
+        Turn::tool(
+            "write",
+            json!({"filePath": "hello.txt", "content": "Hello\n"}),
+        ),
+        Turn::tool(
+            "bash",
+            json!({"command": "echo ran > ran.txt", "description": "bench"}),
+        ),
+        Turn::Text("Done.".into()),
+    ];
+    let Some(live) = LiveOpenAi::openai(
+        "bench opencode",
+        "opencode",
+        "CHANT_REQUIRE_OPENCODE",
+        script,
+    ) else {
+        return;
+    };
+    let (repo, _) = repo_with_agent(
+        "[opencode, run, -m, openai/gpt-4.1, \"{prompt}\"]",
+        "  sandbox: permissions\n",
+    );
+    compare("opencode", runs, &live, &repo, |dir, home| {
+        // The plugin lock the adapter writes too: without it opencode npm-installs its
+        // plugin package at start (and waits on the network it does not have).
+        let config = home.join(".config/opencode");
+        std::fs::create_dir_all(config.join("node_modules")).expect("config dir");
+        std::fs::write(
+            config.join("package-lock.json"),
+            git_chant::agent::opencode::config::PLUGIN_LOCK,
+        )
+        .expect("lock");
+        let rules = json!({"permission": {"external_directory": "deny", "webfetch": "deny", "websearch": "deny"}});
+        let mut cmd = live.direct("opencode", home, dir);
+        cmd.args([
+            "run",
+            "-m",
+            "openai/gpt-4.1",
+            "Greet the user",
+            "--format",
+            "json",
+        ])
+        .env("OPENCODE_DISABLE_PROJECT_CONFIG", "1")
+        .env("OPENCODE_DISABLE_MODELS_FETCH", "1")
+        .env("OPENCODE_DISABLE_AUTOUPDATE", "1")
+        .env("OPENCODE_DISABLE_SHARE", "1")
+        .env("OPENCODE_DISABLE_LSP_DOWNLOAD", "1")
+        .env("OPENCODE_CONFIG_CONTENT", rules.to_string());
+        cmd
+    });
 }
 
 fn gemini(runs: usize) {

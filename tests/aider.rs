@@ -274,3 +274,116 @@ fn aider_at_a_level_without_network_is_refused_before_anything_is_created() {
         assert_eq!(repo.ledger().len(), ledger_before, "{level}");
     }
 }
+
+// ---- aider at the docker level: the API through chant's relay and proxy; aider has no
+// rules or hooks of its own, so the container and chant's check are what hold ----
+
+/// A repository whose agent is aider as the docker image has it (`aider` on its PATH), with
+/// the network on (the adapter allows the fake API's host) and `extra`.
+fn repo_at_docker(image: &str, extra: &str) -> (TestRepo, String) {
+    let command = format!(
+        "[aider, --model, openai/{}, --edit-format, diff]",
+        common::openai::MODEL
+    );
+    repo_with_agent(
+        &command,
+        &format!(
+            "  sandbox: docker\n  docker:\n    image: {image}\n    memory: 2G\n    cpu: 1000m\n  network:\n    enabled: true\n{extra}"
+        ),
+    )
+}
+
+#[test]
+fn aider_at_docker_lands_an_allowed_edit_and_never_runs_what_the_model_suggests() {
+    let reply = edit("hello.txt", "", "Hello from a container")
+        + "```bash\ntouch /workspace/command-ran\n```\n";
+    let Some(live) = live(
+        "aider_at_docker_lands_an_allowed_edit_and_never_runs_what_the_model_suggests",
+        vec![Turn::Text(reply)],
+    ) else {
+        return;
+    };
+    // The CLI first (its own skip rule), then the engine and the image.
+    let Some(image) = common::agent_images::aider() else {
+        return;
+    };
+    let (repo, id) = repo_at_docker(&image, "");
+    let run = live.chant(&repo, &["work", &id, "--keep"], &[]);
+    let run = run.assert_ok();
+    let branch = format!("chant/{id}");
+    assert_eq!(
+        repo.git(&["show", &format!("{branch}:hello.txt")]),
+        "Hello from a container\n"
+    );
+    let files = landed(&repo, &branch);
+    assert!(
+        !files
+            .iter()
+            .any(|f| f.starts_with(".aider") || f == "command-ran"),
+        "{files:?}"
+    );
+    let kept: Vec<_> = std::fs::read_dir(repo.clones_dir())
+        .expect("the kept clone")
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .collect();
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    assert!(
+        !kept[0].join("command-ran").exists(),
+        "aider ran a shell command"
+    );
+    let requests = live.api.requests();
+    let auth = requests
+        .iter()
+        .filter_map(|r| r.header("authorization"))
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    assert_eq!(auth, format!("Bearer {API_KEY}"));
+    let said = everything_chant_said(&repo, &run);
+    assert!(!said.contains(API_KEY), "the API key leaked:\n{said}");
+    let done = &repo.events("spec_completed")[0]["details"];
+    assert_eq!(done["agent_edits_applied"], 1, "{done}");
+    assert!(
+        done["agent_input_tokens"].as_u64().is_some_and(|n| n > 0),
+        "{done}"
+    );
+    assert_eq!(repo.events("spec_started")[0]["sandbox"], "docker");
+    assert!(live.api.unexpected.lock().expect("lock").is_empty());
+    // `git chant doctor` finds the program in the image (where PATH inside finds it).
+    let doctor = repo.chant(&["doctor"]);
+    assert!(
+        doctor
+            .stdout()
+            .contains("with the agent program at /usr/local/bin/aider"),
+        "{}",
+        doctor.stdout()
+    );
+}
+
+#[test]
+fn a_denied_edit_by_aider_at_docker_is_refused_by_chants_check_and_nothing_lands() {
+    let reply = edit("secret.txt", "", "written") + &edit("hello.txt", "", "allowed");
+    let Some(live) = live(
+        "a_denied_edit_by_aider_at_docker_is_refused_by_chants_check_and_nothing_lands",
+        vec![Turn::Text(reply)],
+    ) else {
+        return;
+    };
+    // The CLI first (its own skip rule), then the engine and the image.
+    let Some(image) = common::agent_images::aider() else {
+        return;
+    };
+    let (repo, id) = repo_at_docker(&image, "  permissions:\n    deny_edit: [secret.txt]\n");
+    let run = live.chant(&repo, &["work", &id], &[]).assert_code(1);
+    let violations: Vec<String> = repo
+        .events("policy_violation")
+        .iter()
+        .filter_map(|e| e["details"]["path"].as_str().map(str::to_string))
+        .collect();
+    assert_eq!(violations, ["secret.txt"], "{}", run.stderr());
+    assert_eq!(repo.rev(&format!("chant/{id}")), repo.rev("main"));
+    assert_eq!(repo.events("spec_failed").len(), 1);
+    let said = everything_chant_said(&repo, &run);
+    assert!(!said.contains(API_KEY), "the API key leaked:\n{said}");
+}

@@ -299,3 +299,200 @@ fn codex_and_opencode_at_a_level_without_network_are_refused_before_anything_is_
         }
     }
 }
+
+// ---- Codex CLI at the docker level: its config through the seeded HOME, the API through
+// chant's relay and proxy ----
+
+/// `agent:` lines for the docker level with `image`, the network on (the adapter allows the
+/// fake API's host) and `extra`.
+fn at_docker(image: &str, extra: &str) -> String {
+    format!(
+        "  sandbox: docker\n  docker:\n    image: {image}\n    memory: 2G\n    cpu: 1000m\n  network:\n    enabled: true\n{extra}"
+    )
+}
+
+#[test]
+fn codex_at_docker_lands_allowed_work_and_the_host_gate_refuses_and_records_denied_commands() {
+    let Some(live) = live(
+        "codex_at_docker_lands_allowed_work_and_the_host_gate_refuses_and_records_denied_commands",
+        vec![
+            add_file("hello.txt", "Hello from a container"),
+            shell("echo ran > ran.txt; echo key=$OPENAI_API_KEY; echo home=$HOME"),
+            // Behind a wrapper Codex's own prefix rule misses it: the gate on the host does not.
+            shell("env touch denied-probe"),
+            shell("touch denied-probe"),
+            Turn::Text("Done.".into()),
+        ],
+    ) else {
+        return;
+    };
+    // The CLI first (its own skip rule), then the engine and the image.
+    let Some(image) = common::agent_images::codex() else {
+        return;
+    };
+    let (repo, id) = repo_with_agent(
+        COMMAND,
+        &at_docker(&image, "  commands:\n    denied: [\"touch *\"]\n"),
+    );
+    let run = live.chant(&repo, &["work", &id, "--keep"], &[]);
+    let show = format!("{}\n{}", run.stdout(), run.stderr());
+    let outputs = live.api.tool_outputs();
+    assert_eq!(outputs.len(), 4, "{outputs:?}\n{show}");
+    // The key reached Codex in the container; its HOME is the container's.
+    assert!(outputs[1].output.contains(OPENAI_KEY), "{outputs:?}");
+    assert!(
+        outputs[1].output.contains("home=/home/agent"),
+        "{outputs:?}"
+    );
+    assert!(
+        outputs[2].output.contains("chant: command refused"),
+        "the gate's reason reached the model: {outputs:?}"
+    );
+    assert!(
+        outputs[3].output.contains("refused"),
+        "the plain command was refused too: {outputs:?}"
+    );
+    let run = run.assert_ok();
+    // Live progress from Codex's events, as at the other levels.
+    assert!(
+        run.stdout()
+            .contains("codex: [turn 1] edit add /workspace/hello.txt"),
+        "{}",
+        run.stdout()
+    );
+    assert_eq!(
+        landed_file(&repo, &id, "hello.txt").as_deref(),
+        Some("Hello from a container\n")
+    );
+    assert_eq!(landed_file(&repo, &id, "ran.txt").as_deref(), Some("ran\n"));
+    let kept: Vec<_> = std::fs::read_dir(repo.clones_dir())
+        .expect("the kept clone")
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .collect();
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    assert!(
+        !kept[0].join("denied-probe").exists(),
+        "a refused command ran"
+    );
+    for never in ["denied-probe", ".codex"] {
+        assert!(
+            !common::live::landed(&repo, &format!("chant/{id}"))
+                .iter()
+                .any(|p| p.starts_with(never)),
+            "{never} landed"
+        );
+    }
+    assert_eq!(
+        command_runs(&repo, "allowed"),
+        ["echo ran > ran.txt; echo key=$OPENAI_API_KEY; echo home=$HOME"]
+    );
+    let refused = command_runs(&repo, "refused");
+    assert!(
+        refused.contains(&"env touch denied-probe".to_string()),
+        "{refused:?}"
+    );
+    let entries = repo.events("command_run");
+    let refused_entry = entries
+        .iter()
+        .find(|e| e["details"]["decision"] == "refused")
+        .expect("recorded");
+    assert_eq!(refused_entry["sandbox"], "docker");
+    let done = &repo.events("spec_completed")[0]["details"];
+    assert!(
+        done["agent_session_id"]
+            .as_str()
+            .is_some_and(|s| !s.is_empty()),
+        "{done}"
+    );
+    assert!(
+        done["agent_input_tokens"].as_u64().is_some_and(|n| n > 0),
+        "{done}"
+    );
+    let said = everything_chant_said(&repo, &run);
+    assert!(!said.contains(OPENAI_KEY), "the API key leaked:\n{said}");
+    assert!(live.api.unexpected.lock().expect("lock").is_empty());
+    // `git chant doctor` finds the program in the image (where PATH inside finds it).
+    let doctor = repo.chant(&["doctor"]);
+    assert!(
+        doctor
+            .stdout()
+            .contains("with the agent program at /usr/local/bin/codex"),
+        "{}",
+        doctor.stdout()
+    );
+}
+
+#[test]
+fn a_denied_edit_by_codex_at_docker_is_refused_by_chants_check_and_nothing_lands() {
+    let Some(live) = live(
+        "a_denied_edit_by_codex_at_docker_is_refused_by_chants_check_and_nothing_lands",
+        vec![
+            add_file("hello.txt", "allowed"),
+            add_file("secret.txt", "must never land"),
+            Turn::Text("Done.".into()),
+        ],
+    ) else {
+        return;
+    };
+    // The CLI first (its own skip rule), then the engine and the image.
+    let Some(image) = common::agent_images::codex() else {
+        return;
+    };
+    let (repo, id) = repo_with_agent(
+        COMMAND,
+        &at_docker(&image, "  permissions:\n    deny_edit: [secret.txt]\n"),
+    );
+    let run = live.chant(&repo, &["work", &id], &[]).assert_code(1);
+    // Codex has no edit rules of its own and the edit hook needs the host's paths: the
+    // edit happens in the container, and chant's check after the run refuses it all.
+    let violations = repo.events("policy_violation");
+    assert!(
+        violations
+            .iter()
+            .any(|v| v["details"]["path"] == "secret.txt"),
+        "{violations:?}\n{}",
+        run.stderr()
+    );
+    assert_eq!(repo.rev(&format!("chant/{id}")), repo.rev("main"));
+    assert_eq!(landed_file(&repo, &id, "secret.txt"), None);
+    assert_eq!(repo.events("spec_failed").len(), 1);
+    let said = everything_chant_said(&repo, &run);
+    assert!(!said.contains(OPENAI_KEY), "the API key leaked:\n{said}");
+}
+
+#[test]
+fn a_codex_run_at_docker_whose_every_step_is_refused_fails_and_stays_rerunnable() {
+    let Some(live) = live(
+        "a_codex_run_at_docker_whose_every_step_is_refused_fails_and_stays_rerunnable",
+        vec![shell("echo no > hello.txt"), Turn::Text("Gave up.".into())],
+    ) else {
+        return;
+    };
+    // The CLI first (its own skip rule), then the engine and the image.
+    let Some(image) = common::agent_images::codex() else {
+        return;
+    };
+    let (repo, id) = repo_with_agent(
+        COMMAND,
+        &at_docker(&image, "  commands:\n    denied: [\"echo *\"]\n"),
+    );
+    let run = live.chant(&repo, &["work", &id], &[]).assert_code(1);
+    assert!(
+        run.stderr()
+            .contains("refused 1 time(s) and changed nothing"),
+        "{}",
+        run.stderr()
+    );
+    assert_eq!(command_runs(&repo, "refused"), ["echo no > hello.txt"]);
+    assert_eq!(repo.rev(&format!("chant/{id}")), repo.rev("main"));
+    let failed = &repo.events("spec_failed")[0]["details"];
+    assert!(
+        failed["agent_session_id"]
+            .as_str()
+            .is_some_and(|s| !s.is_empty()),
+        "{failed}"
+    );
+    live.chant(&repo, &["work", &id], &[]).assert_code(1);
+    assert_eq!(repo.events("spec_started").len(), 2);
+}

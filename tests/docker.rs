@@ -906,3 +906,89 @@ fn the_agent_cannot_signal_read_or_displace_its_relay_and_holds_no_privilege() {
         "a container was left"
     );
 }
+
+/// Collects a container's output.
+#[derive(Default)]
+struct Collect(Vec<u8>);
+
+impl git_chant::sandbox::OutputSink for Collect {
+    fn output(&mut self, _: git_chant::sandbox::Stream, bytes: &[u8]) {
+        self.0.extend_from_slice(bytes);
+    }
+}
+
+#[test]
+fn the_runs_home_files_start_the_containers_home_owned_by_its_user_and_nothing_else_gets_in() {
+    let Some(image) = image() else {
+        return;
+    };
+    let config = git_chant::config::parse(
+        "test",
+        &format!("---\nagent:\n  sandbox: docker\n  docker:\n    image: {image}\n    memory: 256M\n    cpu: 1\n---\n"),
+    )
+    .expect("config");
+    let sandbox = git_chant::sandbox::for_level(config.agent.sandbox, &config).expect("level");
+    assert!(sandbox.seeds_home());
+    let tmp = tempfile::tempdir().expect("tmp");
+    let workspace = tmp.path().join("workspace");
+    std::fs::create_dir_all(&workspace).expect("workspace");
+    // The clone holds a would-be HOME file: the program must never see it as its settings.
+    std::fs::create_dir_all(workspace.join(".codex")).expect("dir");
+    std::fs::write(workspace.join(".codex/config.toml"), "from the clone\n").expect("write");
+    // The program sees its HOME files as its own (it can rewrite them), with the argv
+    // unchanged after the start script (a quoted argument with a space survives).
+    let script = "cat \"$HOME/.codex/config.toml\"; stat -c 'owner=%u mode=%a' \"$HOME/.codex/config.toml\"; \
+                  echo rewritten > \"$HOME/.codex/config.toml\" && cat \"$HOME/.codex/config.toml\"; \
+                  echo \"arg=[$1]\"; id -u; \
+                  touch /run/chant-home/x 2>/dev/null && echo SEED-WRITABLE; true";
+    let job = git_chant::sandbox::Job {
+        argv: vec![
+            "sh".into(),
+            "-c".into(),
+            script.into(),
+            "sh".into(),
+            "two words".into(),
+        ],
+        env: vec![
+            ("PATH".into(), "/bin".into()),
+            ("HOME".into(), "/home/agent".into()),
+        ],
+        workspace: workspace.clone(),
+        timeout: Duration::from_secs(60),
+        files: vec![
+            ("/run/chant/prompt.md".into(), b"the prompt".to_vec()),
+            (
+                "/home/agent/.codex/config.toml".into(),
+                b"model_provider = \"chant\"\n".to_vec(),
+            ),
+        ],
+        hold_stdin: false,
+        network: None,
+        gate: None,
+    };
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut out = Collect::default();
+    let outcome = sandbox.run(&job, &mut out, &stop).expect("run");
+    let out = String::from_utf8_lossy(&out.0).into_owned();
+    assert_eq!(outcome, git_chant::sandbox::Outcome::Exited(0), "{out}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "model_provider = \"chant\"", "{out}");
+    let uid = lines[4];
+    assert_eq!(lines[1], format!("owner={uid} mode=644"), "{out}");
+    assert_eq!(lines[2], "rewritten", "{out}");
+    assert_eq!(lines[3], "arg=[two words]", "{out}");
+    assert_ne!(uid, "0", "the program runs as root: {out}");
+    assert!(!out.contains("SEED-WRITABLE"), "{out}");
+    assert!(!out.contains("from the clone"), "{out}");
+
+    // A job file outside /run/chant and HOME (or climbing out of HOME) is refused before
+    // any container is made.
+    for bad in ["/etc/profile", "/home/agent/../../etc/profile"] {
+        let mut hostile = job.clone();
+        hostile.argv = vec!["touch".into(), "/workspace/ran".into()];
+        hostile.files.push((bad.into(), b"x".to_vec()));
+        let got = sandbox.run(&hostile, &mut Collect::default(), &stop);
+        assert!(got.is_err(), "{bad}: {got:?}");
+        assert!(!workspace.join("ran").exists(), "{bad}: the program ran");
+    }
+}

@@ -446,3 +446,118 @@ fn gemini_with_allow_edit_writes_only_there_however_the_path_is_spelled() {
         3
     );
 }
+
+// ---- Gemini CLI at the docker level: its settings, policy and gate hook through the
+// seeded HOME, the gate through the run's socket, the API through chant's relay and proxy ----
+
+#[test]
+fn gemini_at_docker_lands_allowed_work_and_refuses_denied_edits_and_commands() {
+    let Some(live) = live(
+        "gemini_at_docker_lands_allowed_work_and_refuses_denied_edits_and_commands",
+        vec![
+            write("hello.txt", "Hello from a container\n"),
+            shell("echo ran > ran.txt; echo key=$GEMINI_API_KEY; echo home=$HOME"),
+            write("secret.txt", "must never be written\n"),
+            shell("touch probe-0"),
+            shell("env touch probe-1"),
+            shell("sh -c 'touch probe-2'"),
+            Turn::Text("Done.".into()),
+        ],
+    ) else {
+        return;
+    };
+    // The CLI first (its own skip rule), then the engine and the image.
+    let Some(image) = common::agent_images::gemini() else {
+        return;
+    };
+    let (repo, id) = repo(&format!(
+        "  sandbox: docker\n  docker:\n    image: {image}\n    memory: 2G\n    cpu: 1000m\n  network:\n    enabled: true\n{HOSTILE_RULES}"
+    ));
+    let run = live.chant(&repo, &["work", &id, "--keep"], &[]);
+    let show = format!("{}\n{}", run.stdout(), run.stderr());
+    let responses = live.api.function_responses();
+    assert_eq!(
+        errors(&live.api),
+        [false, false, true, true, true, true],
+        "{responses:#?}\n{show}"
+    );
+    assert!(
+        responses[1].response.to_string().contains(API_KEY),
+        "{responses:?}"
+    );
+    assert!(
+        responses[1]
+            .response
+            .to_string()
+            .contains("home=/home/agent"),
+        "{responses:?}"
+    );
+    let run = run.assert_ok();
+    assert!(
+        run.stdout()
+            .contains("gemini: [turn 1] write_file hello.txt"),
+        "{}",
+        run.stdout()
+    );
+    let branch = format!("chant/{id}");
+    assert_eq!(
+        repo.git(&["show", &format!("{branch}:hello.txt")]),
+        "Hello from a container\n"
+    );
+    assert_eq!(repo.git(&["show", &format!("{branch}:ran.txt")]), "ran\n");
+    let files = landed(&repo, &branch);
+    assert!(
+        !files
+            .iter()
+            .any(|f| f.starts_with(".gemini/") || f.starts_with("probe") || f == "secret.txt"),
+        "{files:?}"
+    );
+    let kept: Vec<_> = std::fs::read_dir(repo.clones_dir())
+        .expect("the kept clone")
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .collect();
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    for never in ["probe-0", "probe-1", "probe-2", "secret.txt"] {
+        assert!(
+            !kept[0].join(never).exists(),
+            "{never}: refused, yet it happened"
+        );
+    }
+    assert_eq!(
+        command_runs(&repo, "allowed"),
+        ["echo ran > ran.txt; echo key=$GEMINI_API_KEY; echo home=$HOME"]
+    );
+    assert_eq!(command_runs(&repo, "refused").len(), 3);
+    let entries = repo.events("command_run");
+    assert!(
+        entries
+            .iter()
+            .all(|e| e["details"]["via"] == "gemini-hook" && e["sandbox"] == "docker"),
+        "{entries:?}"
+    );
+    let done = &repo.events("spec_completed")[0]["details"];
+    assert_eq!(done["agent_refusals"], 4, "{done}");
+    assert!(
+        done["agent_session_id"]
+            .as_str()
+            .is_some_and(|s| !s.is_empty()),
+        "{done}"
+    );
+    assert!(
+        done["agent_input_tokens"].as_u64().is_some_and(|n| n > 0),
+        "{done}"
+    );
+    let said = everything_chant_said(&repo, &run);
+    assert!(!said.contains(API_KEY), "the API key leaked:\n{said}");
+    assert!(live.api.unexpected.lock().expect("lock").is_empty());
+    // `git chant doctor` finds the program in the image (where PATH inside finds it).
+    let doctor = repo.chant(&["doctor"]);
+    assert!(
+        doctor
+            .stdout()
+            .contains("with the agent program at /usr/local/bin/gemini"),
+        "{}",
+        doctor.stdout()
+    );
+}

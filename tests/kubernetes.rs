@@ -40,6 +40,24 @@ struct Setup {
 }
 
 fn setup(image: &str, agent: &str, timeout: &str) -> Setup {
+    setup_with(
+        image,
+        &format!("[\"/opt/chant/agents/{agent}\"]"),
+        timeout,
+        "",
+        "",
+    )
+}
+
+/// [`setup`] with `command` (a YAML flow list) as `agent.command`, `agent_extra` YAML lines
+/// under `agent:` and `env_extra` lines in the run's dotenv secrets.
+fn setup_with(
+    image: &str,
+    command: &str,
+    timeout: &str,
+    agent_extra: &str,
+    env_extra: &str,
+) -> Setup {
     let repo = TestRepo::initialised();
     // The bare repository is the pods' (uid 1000); the host's git (root here) may use it.
     std::fs::write(
@@ -50,7 +68,7 @@ fn setup(image: &str, agent: &str, timeout: &str) -> Setup {
     let server = repo.tmp.path().join("server.git");
     let dir = server.to_str().expect("utf8").to_string();
     repo.write_config(&format!(
-        "agent:\n  sandbox: kubernetes\n  command: [\"/opt/chant/agents/{agent}\"]\n  timeout: {timeout}\n  secrets:\n    expose: [AGENT_API_KEY, CHANT_PUSHER]\n  kubernetes:\n    namespace: chant\n    image: {image}\n    repo_url: file://{dir}\nprotection:\n  agents: [\"agent-*\"]\n"
+        "agent:\n  sandbox: kubernetes\n  command: {command}\n  timeout: {timeout}\n{agent_extra}  secrets:\n    expose: [AGENT_API_KEY, CHANT_PUSHER, CLAUDE_CODE_MAX_RETRIES]\n  kubernetes:\n    namespace: chant\n    image: {image}\n    repo_url: file://{dir}\nprotection:\n  agents: [\"agent-*\"]\n"
     ));
     repo.git(&["add", "-A"]);
     repo.git(&["commit", "--quiet", "-m", "chant config"]);
@@ -90,7 +108,7 @@ fn setup(image: &str, agent: &str, timeout: &str) -> Setup {
     let env_file = repo.tmp.path().join("agent.env");
     std::fs::write(
         &env_file,
-        format!("AGENT_API_KEY={SECRET}\nCHANT_PUSHER=agent-k8s\n"),
+        format!("AGENT_API_KEY={SECRET}\nCHANT_PUSHER=agent-k8s\n{env_extra}"),
     )
     .expect("env file");
     let fake = fake::Fake::start(TOKEN, "chant", vec![server.clone()]);
@@ -646,4 +664,196 @@ fn a_commit_message_that_mentions_withheld_paths_does_not_refuse_the_run() {
     );
     // It got as far as asking for the cluster, which is not there.
     assert_eq!(repo.events("spec_started").len(), 1, "{}", run.stderr());
+}
+
+// ---- The real Claude Code CLI in a "pod" ----
+//
+// The pod's network holds what its NetworkPolicy lets out, as a cluster's CNI would
+// enforce it: the fake gives the pod a namespace where 127.0.0.1:PORT reaches the fake
+// Anthropic API (on this machine's loopback) only when the policy opens PORT, and nothing
+// else (tests/kubernetes/fake/pod.rs).
+
+use common::anthropic::{FakeAnthropic, Turn};
+use common::claude::API_KEY;
+
+/// The fake API on loopback replaying `script`, and a setup whose agent is the real
+/// `claude` with `agent_extra` under `agent:` (`{api}` there replaced by the API's
+/// `host:port`), its key and base URL among the run's secrets, the API routed in the fake
+/// cluster. None: skipped (no CLI or no engine).
+fn claude_in_a_pod(script: Vec<Turn>, agent_extra: &str) -> Option<(Setup, FakeAnthropic)> {
+    let image = image::claude_image()?;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+    let target = listener.local_addr().expect("addr");
+    let api = FakeAnthropic::serve(listener, script);
+    let host = format!("127.0.0.1:{}", target.port());
+    let s = setup_with(
+        &image,
+        "[claude, -p, \"{prompt}\"]",
+        "3m",
+        &agent_extra.replace("{api}", &host),
+        &format!(
+            "ANTHROPIC_API_KEY={API_KEY}\nANTHROPIC_BASE_URL={}\n",
+            api.url()
+        ),
+    );
+    s.fake.route(target.port(), target);
+    Some((s, api))
+}
+
+#[test]
+fn claude_in_a_pod_reaches_the_api_its_network_policy_allows_lands_allowed_work_and_its_deny_rules_hold(
+) {
+    let Some((s, api)) = claude_in_a_pod(
+        vec![
+            Turn::write("{cwd}/hello.txt", "Hello from a pod\n"),
+            Turn::write("{cwd}/secret.txt", "must never be written\n"),
+            Turn::bash("echo ran > ran.txt"),
+            Turn::Text("Done.".into()),
+        ],
+        // No allowed_hosts: the adapter's API host is added to the policy.
+        "  permissions:\n    deny_edit: [secret.txt]\n  network:\n    enabled: true\n",
+    ) else {
+        return;
+    };
+    let run = s.work();
+    let said = common::live::everything_chant_said(&s.repo, &run);
+    assert_eq!(run.code(), 0, "{said}");
+    // The policy opened the API's port (and named the host), and the pod reached that and
+    // nothing else.
+    let policy = s
+        .fake
+        .requests()
+        .into_iter()
+        .find(|r| r.path.ends_with("/networkpolicies"))
+        .expect("a NetworkPolicy");
+    let port = u64::from(api.port());
+    assert_eq!(
+        policy.body["spec"]["egress"][1]["ports"],
+        serde_json::json!([{"protocol": "TCP", "port": port}]),
+        "{}",
+        policy.body
+    );
+    assert_eq!(
+        policy.body["metadata"]["annotations"]["chant.dev/allowed-hosts"],
+        format!("127.0.0.1:{port}")
+    );
+    let reached = s.fake.reached_ports();
+    assert_eq!(reached.len(), 1, "{reached:?}");
+    assert_eq!(reached[0].1, [api.port()], "{reached:?}");
+    // Claude Code worked turn by turn against the fake, with the key from the run's Secret.
+    let requests = api.requests();
+    assert!(requests.len() >= 4, "{requests:?}");
+    for r in &requests {
+        assert_eq!(
+            r.header("x-api-key"),
+            Some(API_KEY),
+            "{} {}",
+            r.method,
+            r.path
+        );
+    }
+    let results = api.tool_results();
+    assert_eq!(results.len(), 3, "{results:?}\n{said}");
+    assert!(!results[0].is_error, "{results:?}");
+    assert!(
+        results[1].is_error,
+        "its deny rule refused the edit: {results:?}"
+    );
+    assert!(
+        results[1]
+            .content
+            .contains("denied by your permission settings"),
+        "{results:?}"
+    );
+    assert!(!results[2].is_error, "{results:?}");
+    // The allowed work landed through the policy check; the denied file was never written
+    // (the pod pushes everything it leaves, so it would have been judged, and refused).
+    let branch = format!("chant/{}", s.id);
+    assert_eq!(
+        s.repo.git(&["show", &format!("{branch}:hello.txt")]),
+        "Hello from a pod\n"
+    );
+    assert_eq!(s.repo.git(&["show", &format!("{branch}:ran.txt")]), "ran\n");
+    let landed = s.repo.git(&["ls-tree", "-r", "--name-only", &branch]);
+    assert!(!landed.contains("secret.txt"), "{landed}");
+    assert!(s.repo.events("policy_violation").is_empty());
+    let done = &s.repo.events("spec_completed")[0];
+    assert_eq!(done["sandbox"], "kubernetes");
+    assert_eq!(done["details"]["agent_refusals"], 1, "{done}");
+    // The key went to the pod through its Secret; nothing chant printed or recorded holds it,
+    // nor do the Job's manifests.
+    assert!(!said.contains(API_KEY), "the key leaked:\n{said}");
+    let job = &s.fake.requests()[0].body;
+    assert!(!job.to_string().contains(API_KEY), "{job}");
+    // The gate is a stub in a pod: no command was recorded.
+    assert!(s.repo.events("command_run").is_empty());
+    assert!(api.unexpected.lock().expect("lock").is_empty());
+    common::wait_for("the pod's containers to be gone", || {
+        s.fake.pods_left().is_empty()
+    });
+}
+
+#[test]
+fn claude_at_kubernetes_without_the_network_is_refused_before_anything_when_its_api_is_off_443() {
+    // The network off (the default): the policy would open 443 (and the repository's
+    // port), as a real cluster needs for api.anthropic.com — never the fake API's port. So
+    // the run is refused before a Job exists, naming the fix.
+    let Some((s, api)) = claude_in_a_pod(vec![Turn::Text("Done.".into())], "") else {
+        return;
+    };
+    let ledger = s.repo.ledger().len();
+    let run = s.work().assert_code(2);
+    let host = format!("127.0.0.1:{}", api.port());
+    for needle in [host.as_str(), "agent.network.enabled", "443"] {
+        assert!(run.stderr().contains(needle), "{needle}: {}", run.stderr());
+    }
+    assert!(s.fake.requests().is_empty(), "the cluster was contacted");
+    assert!(api.requests().is_empty());
+    assert_eq!(s.repo.ledger().len(), ledger, "nothing recorded");
+    assert_eq!(s.repo.rev(&format!("chant/{}", s.id)), None);
+}
+
+#[test]
+fn claude_in_a_pod_whose_api_host_is_denied_never_reaches_it() {
+    // denied_hosts wins over the adapter's API host: the policy opens no TCP port at all
+    // (a file:// repository), and the fake cluster's pod, given only what the policy lets
+    // out, never reaches the API though it is routed.
+    let Some((s, api)) = claude_in_a_pod(
+        vec![
+            Turn::write("{cwd}/hello.txt", "never\n"),
+            Turn::Text("Done.".into()),
+        ],
+        "  network:\n    enabled: true\n    denied_hosts: [\"{api}\"]\n",
+    ) else {
+        return;
+    };
+    // One attempt, not ten with back-off (passed into the pod through the run's Secret).
+    std::fs::write(
+        &s.env_file,
+        std::fs::read_to_string(&s.env_file).expect("env file") + "CLAUDE_CODE_MAX_RETRIES=0\n",
+    )
+    .expect("env file");
+    let run = s.work();
+    let said = common::live::everything_chant_said(&s.repo, &run);
+    assert_eq!(run.code(), 1, "{said}");
+    assert!(said.contains("ECONNREFUSED"), "{said}");
+    let policy = s
+        .fake
+        .requests()
+        .into_iter()
+        .find(|r| r.path.ends_with("/networkpolicies"))
+        .expect("a NetworkPolicy");
+    let egress = policy.body["spec"]["egress"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(egress.len(), 1, "DNS only: {}", policy.body);
+    assert_eq!(s.fake.reached_ports()[0].1, Vec::<u16>::new());
+    assert!(api.requests().is_empty(), "{:?}", api.requests());
+    assert_eq!(s.repo.rev(&format!("chant/{}", s.id)), s.repo.rev("main"));
+    assert_eq!(s.repo.events("spec_failed").len(), 1);
+    assert!(!said.contains(API_KEY), "the key leaked:\n{said}");
+    common::wait_for("the pod's containers to be gone", || {
+        s.fake.pods_left().is_empty()
+    });
 }

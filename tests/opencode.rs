@@ -249,3 +249,120 @@ fn opencode_without_a_key_fails_naming_what_to_set() {
     assert!(run.stderr().contains("OPENAI_API_KEY"), "{}", run.stderr());
     assert_eq!(repo.rev(&format!("chant/{id}")), repo.rev("main"));
 }
+
+// ---- opencode at the docker level: its gate plugin through the seeded HOME and the run's
+// gate socket, the API through chant's relay and proxy ----
+
+/// `agent:` lines for the docker level with `image`, the network on (the adapter allows the
+/// fake API's host) and `extra`.
+fn at_docker(image: &str, extra: &str) -> String {
+    format!(
+        "  sandbox: docker\n  docker:\n    image: {image}\n    memory: 2G\n    cpu: 1000m\n  network:\n    enabled: true\n{extra}"
+    )
+}
+
+#[test]
+fn opencode_at_docker_lands_allowed_work_and_refuses_denied_edits_and_commands() {
+    let Some(live) = live(
+        "opencode_at_docker_lands_allowed_work_and_refuses_denied_edits_and_commands",
+        vec![
+            write("hello.txt", "Hello from a container\n"),
+            bash("echo ran > ran.txt; echo key=$OPENAI_API_KEY; echo home=$HOME"),
+            write("secret.txt", "must never be written\n"),
+            bash("touch denied-probe"),
+            // A wrapper opencode's own `touch *` rule would miss: the gate on the host refuses it.
+            bash("env touch denied-probe"),
+            Turn::Text("Done.".into()),
+        ],
+    ) else {
+        return;
+    };
+    // The CLI first (its own skip rule), then the engine and the image.
+    let Some(image) = common::agent_images::opencode() else {
+        return;
+    };
+    let (repo, id) = repo_with_agent(
+        COMMAND,
+        &at_docker(
+            &image,
+            "  permissions:\n    deny_edit: [secret.txt]\n  commands:\n    denied: [\"touch *\"]\n",
+        ),
+    );
+    let run = live.chant(&repo, &["work", &id, "--keep"], &[]);
+    let show = format!("{}\n{}", run.stdout(), run.stderr());
+    let outputs = live.api.tool_outputs();
+    assert_eq!(outputs.len(), 5, "{outputs:?}\n{show}");
+    assert!(outputs[1].output.contains(OPENAI_KEY), "{outputs:?}");
+    assert!(
+        outputs[1].output.contains("home=/home/agent"),
+        "{outputs:?}"
+    );
+    assert!(
+        outputs[4].output.contains("chant: command refused"),
+        "the gate's reason reached the model: {outputs:?}"
+    );
+    let run = run.assert_ok();
+    assert!(
+        run.stdout().contains("opencode: session ses"),
+        "{}",
+        run.stdout()
+    );
+    assert_eq!(
+        landed_file(&repo, &id, "hello.txt").as_deref(),
+        Some("Hello from a container\n")
+    );
+    assert_eq!(landed_file(&repo, &id, "ran.txt").as_deref(), Some("ran\n"));
+    assert_eq!(landed_file(&repo, &id, "secret.txt"), None);
+    let kept: Vec<_> = std::fs::read_dir(repo.clones_dir())
+        .expect("the kept clone")
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .collect();
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    for never in ["denied-probe", "secret.txt"] {
+        assert!(
+            !kept[0].join(never).exists(),
+            "{never}: refused, yet it happened"
+        );
+    }
+    assert_eq!(
+        command_runs(&repo, "allowed"),
+        ["echo ran > ran.txt; echo key=$OPENAI_API_KEY; echo home=$HOME"]
+    );
+    // The plugin asks the gate before opencode's own rules look: both are the gate's.
+    assert_eq!(
+        command_runs(&repo, "refused"),
+        ["touch denied-probe", "env touch denied-probe"]
+    );
+    let refused = repo.events("command_run");
+    let refused = refused
+        .iter()
+        .find(|e| e["details"]["decision"] == "refused")
+        .expect("recorded");
+    assert_eq!(refused["sandbox"], "docker");
+    let done = &repo.events("spec_completed")[0]["details"];
+    // opencode's own edit rule (secret.txt: the run completed, so chant's check found no
+    // such edit) and the gate's two refusals.
+    assert_eq!(done["agent_refusals"], 3, "{done}");
+    assert!(
+        done["agent_session_id"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("ses")),
+        "{done}"
+    );
+    assert!(
+        done["agent_input_tokens"].as_u64().is_some_and(|n| n > 0),
+        "{done}"
+    );
+    let said = everything_chant_said(&repo, &run);
+    assert!(!said.contains(OPENAI_KEY), "the API key leaked:\n{said}");
+    // `git chant doctor` finds the program in the image (where PATH inside finds it).
+    let doctor = repo.chant(&["doctor"]);
+    assert!(
+        doctor
+            .stdout()
+            .contains("with the agent program at /usr/local/bin/opencode"),
+        "{}",
+        doctor.stdout()
+    );
+}

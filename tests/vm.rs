@@ -96,7 +96,7 @@ fn the_guest_is_contained_and_boots_clean_every_time() {
     let probe = repo.git(&["show", &format!("chant/{id}:probe.txt")]);
     for want in [
         "uid=1000",
-        "net=lo ",
+        "net=eth0 lo ",
         "etc=readonly",
         "marker=fresh",
         "workspace=/workspace",
@@ -545,4 +545,167 @@ fn an_image_that_cannot_start_a_shell_is_a_clear_failure() {
         .as_str()
         .is_some_and(|r| r.contains("cannot run the agent")));
     assert!(!repo.exists(&format!(".chant/.locks/{id}.lock")));
+}
+
+// ---- The command gate in the guest: `$CHANT_EXEC` through qemu's one forward ----
+
+/// Counts the connections a loopback listener accepts (none may come from a guest).
+fn connection_counter() -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+    let port = listener.local_addr().expect("addr").port();
+    let count = std::sync::Arc::new(AtomicUsize::new(0));
+    let seen = count.clone();
+    std::thread::spawn(move || {
+        for _ in listener.incoming() {
+            seen.fetch_add(1, Ordering::SeqCst);
+        }
+    });
+    (port, count)
+}
+
+/// Processes carrying a guest connection to a gate socket below `root`.
+fn bridges_of(root: &Path) -> Vec<String> {
+    processes_with(&root.display().to_string())
+        .into_iter()
+        .filter(|c| c.contains("--bridge"))
+        .collect()
+}
+
+/// Command lines (NUL-separated arguments joined by spaces) of processes holding `token`.
+fn processes_with(token: &str) -> Vec<String> {
+    std::fs::read_dir("/proc")
+        .expect("/proc")
+        .flatten()
+        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+        .filter(|c| c.contains(token))
+        .collect()
+}
+
+#[test]
+fn in_a_vm_the_host_gate_decides_records_and_the_allowed_command_runs_in_the_guest() {
+    if !vm_available() {
+        return;
+    }
+    let (port, reached) = connection_counter();
+    let (repo, id, _) = setup("vm-gate.sh", "");
+    let config = repo.read(".chant/config.md").replace(
+        "command: [sh, /agent/vm-gate.sh]",
+        &format!("command: [sh, /agent/vm-gate.sh, \"{{prompt_file}}\", \"10.0.2.2:{port}\"]\n  commands:\n    denied: [\"touch *\"]"),
+    );
+    repo.write(".chant/config.md", &config);
+    repo.git(&["commit", "--quiet", "-am", "use the gate"]);
+    let run = repo.chant(&["work", &id]);
+    let show = format!("{}\n{}", run.stdout(), run.stderr());
+    let run = run.assert_ok();
+    let branch = format!("chant/{id}");
+    let gate = repo.git(&["show", &format!("{branch}:gate.txt")]);
+    let show = format!("{gate}\n{show}");
+    // Ran in the guest (where chant's /init is), with its own exit code.
+    assert_eq!(
+        repo.git(&["show", &format!("{branch}:ran.txt")]),
+        "inside\n",
+        "{show}"
+    );
+    assert!(gate.contains("allowed=3\n"), "{show}");
+    // Refused: never ran, said why, exited 1.
+    assert!(gate.contains("denied=1\n"), "{show}");
+    assert!(gate.contains("non-utf8=1\n"), "{show}");
+    let landed = repo.git(&["ls-tree", "-r", "--name-only", &branch]);
+    for never in ["denied-probe", "bad", "forged-probe"] {
+        assert!(!landed.contains(never), "{never} ran: {landed}");
+    }
+    let stderr = repo.git(&["show", &format!("{branch}:gate-stderr.txt")]);
+    assert!(
+        stderr.contains("command refused: 'touch denied-probe' (touch *)"),
+        "{stderr}"
+    );
+    assert!(gate.contains("forged-env=0\n"), "{show}");
+    // Whatever is written straight onto the channel is refused with an answer.
+    for hostile in ["garbage", "forged-fields"] {
+        assert!(
+            gate.contains(&format!("{hostile}={{\"allow\":false,\"reason\":")),
+            "{hostile}: {show}"
+        );
+    }
+    assert!(gate.contains("after-flood=0\n"), "{show}");
+    // Nothing else is reachable: not the host, not the proxy's port, no route out.
+    assert!(gate.contains("host=failed\n"), "{show}");
+    assert!(gate.contains("proxy=failed\n"), "{show}");
+    assert!(gate.contains("net=eth0 lo \n"), "{show}");
+    assert!(gate.contains("routes=1\n"), "{show}");
+    assert_eq!(
+        reached.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "the guest reached the host"
+    );
+
+    let runs = repo.events("command_run");
+    let via_gate: Vec<_> = runs
+        .iter()
+        .filter(|e| e["details"]["via"] == "gate")
+        .collect();
+    let find = |command: &str| {
+        via_gate
+            .iter()
+            .find(|e| e["details"]["command"] == command)
+            .unwrap_or_else(|| panic!("{command} is not recorded: {via_gate:#?}"))
+    };
+    let allowed = find("sh -c test -e /init && echo inside > ran.txt; exit 3");
+    assert_eq!(allowed["details"]["decision"], "allowed");
+    assert_eq!(allowed["details"]["exit_code"], 3);
+    assert!(allowed["details"]["duration_ms"].is_u64(), "{allowed}");
+    assert_eq!(allowed["details"]["cwd"], "/workspace");
+    assert_eq!(allowed["sandbox"], "vm");
+    assert_eq!(allowed["spec_id"], id.as_str());
+    let refused = find("touch denied-probe");
+    assert_eq!(refused["details"]["decision"], "refused");
+    assert_eq!(refused["details"]["rule"], "touch *");
+    assert!(refused["details"].get("exit_code").is_none(), "{refused}");
+    let rule_has = |text: &str| {
+        via_gate
+            .iter()
+            .filter(|e| {
+                e["details"]["decision"] == "refused"
+                    && e["details"]["rule"]
+                        .as_str()
+                        .is_some_and(|r| r.contains(text))
+            })
+            .count()
+    };
+    assert_eq!(rule_has("not UTF-8"), 1, "{via_gate:#?}");
+    assert_eq!(rule_has("not one the gate reads"), 2, "{via_gate:#?}");
+    assert!(rule_has("unknown field `actor`") == 1, "{via_gate:#?}");
+    // Each of the 30 silent connections was refused and recorded.
+    assert_eq!(rule_has("ended before a line"), 30, "{via_gate:#?}");
+    let trues = via_gate
+        .iter()
+        .filter(|e| e["details"]["command"] == "true" && e["details"]["exit_code"] == 0)
+        .count();
+    assert_eq!(trues, 2, "{via_gate:#?}");
+    // The run's own actor and session, whatever the guest's environment or request claims.
+    let started = &repo.events("spec_started")[0];
+    for e in &via_gate {
+        assert_eq!(e["session"], started["session"], "{e}");
+        assert_eq!(e["actor"], started["actor"], "{e}");
+    }
+    assert!(repo
+        .events("policy_violation")
+        .iter()
+        .any(|v| v["details"]["rule"] == "agent.commands" && v["details"]["pattern"] == "touch *"));
+    repo.chant(&["audit", "verify"]).assert_ok();
+    // Nothing of the channel outlives the run: its socket and qemu's bridge processes.
+    assert!(
+        !run.stdout().contains("\"allow\""),
+        "the channel's lines reached the terminal"
+    );
+    let sockets = std::fs::read_dir(repo.path(".git/chant/runs"))
+        .into_iter()
+        .flatten()
+        .filter_map(Result::ok)
+        .filter(|d| d.path().join("gate.sock").exists())
+        .count();
+    assert_eq!(sockets, 0, "the gate's socket outlived the run");
+    common::wait_for("the bridges ended", || bridges_of(&repo.root).is_empty());
 }

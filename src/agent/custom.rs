@@ -68,7 +68,7 @@ impl Agent for Custom {
     fn commands_rule(&self, level: SandboxLevel) -> &'static str {
         match level {
             // `$CHANT_EXEC` is a stub there (no gate channel yet).
-            SandboxLevel::Vm | SandboxLevel::Kubernetes => {
+            SandboxLevel::Kubernetes => {
                 "- Run shell commands directly; the sandbox contains them (there is no command gate at this level).\n"
             }
             _ => "- Run shell commands through \"$CHANT_EXEC\" (e.g. \"$CHANT_EXEC\" cargo test) so they are checked and recorded.\n",
@@ -96,17 +96,15 @@ mod tests {
             SandboxLevel::None,
             SandboxLevel::Permissions,
             SandboxLevel::Docker,
+            SandboxLevel::Vm,
         ] {
             assert!(
                 custom.commands_rule(level).contains("$CHANT_EXEC"),
                 "{level}"
             );
         }
-        for level in [SandboxLevel::Vm, SandboxLevel::Kubernetes] {
-            assert!(
-                !custom.commands_rule(level).contains("$CHANT_EXEC"),
-                "{level}"
-            );
-        }
+        assert!(!custom
+            .commands_rule(SandboxLevel::Kubernetes)
+            .contains("$CHANT_EXEC"));
     }
 }

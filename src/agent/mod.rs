@@ -184,6 +184,16 @@ pub fn recognise(template: &[String]) -> AgentKind {
     }
 }
 
+/// Whether an argv template hands the agent its prompt (`{prompt}` or `{prompt_file}` in
+/// one of its arguments). An adapter whose CLI needs the prompt as an argument adds
+/// `{prompt}` when the user's `agent.command` leaves it out (`[claude]`, `[codex]`), so that
+/// naming the program is enough.
+pub fn passes_prompt(template: &[String]) -> bool {
+    template
+        .iter()
+        .any(|a| a.contains("{prompt}") || a.contains("{prompt_file}"))
+}
+
 /// An observer that reads nothing (agents whose output chant does not parse).
 pub struct Silent;
 

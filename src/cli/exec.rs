@@ -47,6 +47,10 @@ pub struct Args {
     /// (set by $CHANT_EXEC at levels with a gate channel)
     #[arg(long, value_name = "SOCKET", hide = true, conflicts_with = "repo")]
     gate: Option<PathBuf>,
+    /// With --gate, on the host: carry one connection between standard input/output and
+    /// the gate's socket (qemu starts it for each guest connection at the vm level)
+    #[arg(long, hide = true, requires = "gate", conflicts_with_all = ["command", "claude_hook", "claude_hook_result", "edit_hook"])]
+    bridge: bool,
     /// The command and its arguments
     #[arg(last = true, value_name = "CMD", value_parser = clap::value_parser!(OsString))]
     command: Vec<OsString>,
@@ -90,6 +94,14 @@ fn hook_allowed() -> serde_json::Value {
 }
 
 pub fn run(args: Args) -> Result<u8> {
+    if let (true, Some(socket)) = (args.bridge, &args.gate) {
+        // Silent whatever happens: its standard error is the guest's connection too. The
+        // guest's client refuses when the connection ends without an answer.
+        return Ok(match crate::gate::bridge::stdio(socket) {
+            Ok(()) => 0,
+            Err(_) => 1,
+        });
+    }
     if let Some(socket) = args.gate.clone() {
         return through_gate(&socket, args);
     }

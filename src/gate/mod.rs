@@ -1,11 +1,14 @@
-//! The command gate's channel into a sandbox: how `$CHANT_EXEC` inside a container reaches
-//! chant on the host, which decides and records.
+//! The command gate's channel into a sandbox: how `$CHANT_EXEC` inside a container or a vm
+//! reaches chant on the host, which decides and records.
 //!
-//! During a run at a level with a gate channel (docker), chant serves a Unix socket in the
-//! run's directory on the host ([`server`]), never in the clone; the sandbox sees it
-//! bind-mounted. Inside, `$CHANT_EXEC` is git-chant itself in client mode ([`client`],
-//! `git chant exec --gate SOCKET …`): it sends the request, the host answers, and an allowed
-//! command then runs *inside* the sandbox, never on the host.
+//! During a run at a level with a gate channel (docker, vm), chant serves a Unix socket in
+//! the run's directory on the host ([`server`]), never in the clone. A container sees it
+//! bind-mounted, and there `$CHANT_EXEC` is git-chant itself in client mode ([`client`],
+//! `git chant exec --gate SOCKET …`). A vm guest reaches it through qemu's one forward of
+//! its user-mode network (`guestfwd`), which starts [`bridge`] per connection to carry the
+//! bytes to the socket; there `$CHANT_EXEC` is a busybox script speaking the same lines
+//! (`sandbox::vm`). Either way the client sends the request, the host answers, and an
+//! allowed command then runs *inside* the sandbox, never on the host.
 //!
 //! This module owns the wire format, its limits and both ends of the socket. It never
 //! decides and never records: the server hands every request to a [`Judge`] (the work flow's,
@@ -33,6 +36,7 @@
 //! Refused by the client (fail closed): no socket, no answer, an answer that is not exactly
 //! one of the two above.
 
+pub mod bridge;
 pub mod client;
 pub mod server;
 
@@ -80,12 +84,17 @@ pub struct Report {
 pub enum Asked {
     /// Run `argv` inside the sandbox.
     Run { argv: Vec<String>, cwd: String },
-    /// Claude Code's PreToolUse hook asks about the command line `line`.
+    /// Claude Code's PreToolUse hook (or a hook sending the same shape: Gemini CLI's
+    /// BeforeTool, Codex's PreToolUse, opencode's gate plugin) asks about the command line
+    /// `line`.
     ClaudeHook {
         line: String,
         cwd: String,
         /// Claude Code's id of the call, which links the decision to its result.
         tool_use_id: Option<String>,
+        /// Which hook asked, for the ledger's `via`: `gemini-hook` for Gemini CLI's
+        /// BeforeTool events, else `claude-hook` (as `git chant exec --claude-hook` says).
+        via: &'static str,
     },
     /// Claude Code's PostToolUse/PostToolUseFailure hook reports how a command ended; the
     /// event as sent (read by `agent::claude::hook`).
@@ -167,6 +176,11 @@ pub fn parse_request(line: &[u8]) -> Asked {
                 line,
                 cwd: request.cwd,
                 tool_use_id: event["tool_use_id"].as_str().map(str::to_string),
+                via: if event["hook_event_name"] == "BeforeTool" {
+                    "gemini-hook"
+                } else {
+                    "claude-hook"
+                },
             },
             Err(why) => unreadable(why),
         },
@@ -221,8 +235,16 @@ mod tests {
                 line: "ls -l".into(),
                 cwd: "/w".into(),
                 tool_use_id: None,
+                via: "claude-hook",
             }
         );
+        // Gemini CLI's BeforeTool hook sends the same shape: recorded as its own.
+        assert!(matches!(
+            parse_request(
+                br#"{"claude_hook":{"hook_event_name":"BeforeTool","tool_input":{"command":"ls"}},"cwd":"/w"}"#
+            ),
+            Asked::ClaudeHook { via: "gemini-hook", .. }
+        ));
         let result = parse_request(
             br#"{"claude_hook_result":{"hook_event_name":"PostToolUse","tool_use_id":"t1","tool_input":{"command":"ls"}},"cwd":"/w"}"#,
         );

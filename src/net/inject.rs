@@ -129,16 +129,12 @@ impl Injection {
             KeyUsagePurpose::DigitalSignature,
         ];
         set_validity(&mut params);
-        // The CA can vouch for the inject hosts only: a leaf for any other name fails
-        // verification in the sandbox, whatever the proxy might be made to issue.
-        params.name_constraints = Some(NameConstraints {
-            permitted_subtrees: secrets
+        params.name_constraints = Some(constraints(
+            secrets
                 .iter()
                 .flat_map(|s| s.hosts.patterns())
-                .map(|p| subtree(p.as_str()))
-                .collect(),
-            excluded_subtrees: Vec::new(),
-        });
+                .map(|p| subtree(p.as_str())),
+        ));
         let ca_cert = params.self_signed(&key).map_err(ca_err)?.der().clone();
         Ok(Injection {
             secrets,
@@ -269,6 +265,40 @@ impl Injection {
                 })
                 .collect(),
         )
+    }
+}
+
+/// The run CA's name constraints for the inject hosts' subtrees: a leaf for any other DNS
+/// name fails verification in the sandbox, whatever the proxy might be made to issue.
+///
+/// IP addresses are constrained only where no inject host is one: then every IP address
+/// is excluded. An IP subtree beside an IP-address leaf makes older BoringSSL — the TLS of
+/// Bun-built CLIs such as Claude Code and opencode — refuse the certificate outright
+/// (`UNSUPPORTED_CONSTRAINT_TYPE`: it implements no IP constraints), so for an inject host
+/// given as an address the CA carries no IP constraint at all and the proxy's own rule
+/// (leaves only for inject hosts) is what holds.
+fn constraints(subtrees: impl Iterator<Item = GeneralSubtree>) -> NameConstraints {
+    let (ips, mut names): (Vec<_>, Vec<_>) =
+        subtrees.partition(|s| matches!(s, GeneralSubtree::IpAddress(_)));
+    if names.is_empty() {
+        // No DNS name at all: only the reserved `.invalid` (RFC 2606), which nothing real
+        // is; an empty permitted list would be malformed.
+        names.push(GeneralSubtree::DnsName("invalid".into()));
+    }
+    let excluded_subtrees = if ips.is_empty() {
+        ["0.0.0.0".parse(), "::".parse()]
+            .into_iter()
+            .flatten()
+            .map(|ip: std::net::IpAddr| {
+                GeneralSubtree::IpAddress(CidrSubnet::from_addr_prefix(ip, 0))
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    NameConstraints {
+        permitted_subtrees: names,
+        excluded_subtrees,
     }
 }
 
@@ -441,42 +471,73 @@ mod tests {
         Err("handshake did not finish".into())
     }
 
-    #[test]
-    fn the_run_ca_vouches_for_the_inject_hosts_only() {
+    fn injection_for(hosts: &[&str]) -> Injection {
         let secret = crate::secrets::Placeholder::new("K", "sk-0123456789abcdefXYZ").expect("p");
-        let hosts = HostRules::new(&["api.example.com:443", "*.example.org", "127.0.0.1:8443"])
-            .expect("hosts");
-        let injection = Injection::new(vec![InjectedSecret { secret, hosts }], None).expect("ca");
-        for host in ["api.example.com", "a.example.org", "127.0.0.1"] {
-            handshake(&injection, host, host).unwrap_or_else(|e| panic!("{host}: {e}"));
-        }
-        // A leaf for any other name does not verify, even signed by the run CA.
-        for host in [
-            "evil.example.net",
-            "example.com",
-            "127.0.0.2",
-            "api.example.com.evil.net",
-        ] {
-            let err = handshake(&injection, host, host).expect_err(host);
-            assert!(
-                err.contains("certificate") || err.contains("Certificate"),
-                "{host}: {err}"
-            );
-        }
+        let hosts = HostRules::new(hosts).expect("hosts");
+        Injection::new(vec![InjectedSecret { secret, hosts }], None).expect("ca")
+    }
+
+    fn refused(injection: &Injection, host: &str) {
+        let err = handshake(injection, host, host).expect_err(host);
+        assert!(
+            err.contains("certificate") || err.contains("Certificate"),
+            "{host}: {err}"
+        );
     }
 
     #[test]
-    fn pem_encoding_round_trips_through_the_parser() {
-        for der in [
-            &b"a"[..],
-            b"ab",
-            b"abc",
-            b"abcd",
-            &[0u8, 255, 128, 7, 9][..],
-        ] {
-            let pem = pem_encode(der);
-            let back = CertificateDer::from_pem_slice(pem.as_bytes()).expect("parses");
-            assert_eq!(back.as_ref(), der);
+    fn the_run_ca_vouches_for_the_inject_hosts_only() {
+        let injection = injection_for(&["api.example.com:443", "*.example.org"]);
+        for host in ["api.example.com", "a.example.org"] {
+            handshake(&injection, host, host).unwrap_or_else(|e| panic!("{host}: {e}"));
         }
+        // A leaf for any other name or any address does not verify, even signed by the
+        // run CA.
+        for host in [
+            "evil.example.net",
+            "example.com",
+            "api.example.com.evil.net",
+            "127.0.0.1",
+            "::1",
+        ] {
+            refused(&injection, host);
+        }
+    }
+
+    fn constraints_for(hosts: &[&str]) -> NameConstraints {
+        constraints(hosts.iter().map(|h| subtree(h)))
+    }
+
+    #[test]
+    fn with_an_address_among_the_inject_hosts_the_ca_names_no_address_but_still_constrains_names() {
+        // Older BoringSSL (Claude Code's TLS) refuses every IP-address leaf under a CA with
+        // IP constraints: none are written, names stay constrained.
+        let injection = injection_for(&["127.0.0.1:8443", "api.example.com"]);
+        for host in ["127.0.0.1", "api.example.com"] {
+            handshake(&injection, host, host).unwrap_or_else(|e| panic!("{host}: {e}"));
+        }
+        refused(&injection, "evil.example.net");
+        let only_an_address = injection_for(&["127.0.0.1:8443"]);
+        handshake(&only_an_address, "127.0.0.1", "127.0.0.1").expect("the inject host");
+        for host in ["api.example.com", "localhost"] {
+            refused(&only_an_address, host);
+        }
+        for hosts in [&["127.0.0.1:8443", "api.example.com"][..], &["[::1]:443"]] {
+            let c = constraints_for(hosts);
+            for s in c.permitted_subtrees.iter().chain(&c.excluded_subtrees) {
+                assert!(
+                    !matches!(s, GeneralSubtree::IpAddress(_)),
+                    "{hosts:?}: {s:?}"
+                );
+            }
+        }
+        // Only names: every address excluded, which BoringSSL never has to evaluate (a
+        // leaf for a name holds no address).
+        let c = constraints_for(&["api.example.com"]);
+        assert_eq!(
+            c.permitted_subtrees,
+            [GeneralSubtree::DnsName("api.example.com".into())]
+        );
+        assert_eq!(c.excluded_subtrees.len(), 2, "{:?}", c.excluded_subtrees);
     }
 }

@@ -4,11 +4,14 @@
 //! The container gets the clone bind-mounted writable at `/workspace` and nothing else of
 //! the host but what `agent.docker.volumes` names (read-only unless `:rw`) and a private
 //! directory with the job's files (the prompt) at `/run/chant` (read-only); a read-only
-//! root with private tmpfs `/tmp` and `/home/agent`; no network (with `agent.network`
-//! enabled: the relay as the container's first process, see `relay`); memory, cpu and
-//! pids limits; all capabilities dropped; no-new-privileges; a non-root user owning the
-//! clone (with the network, the relay starts as root with three capabilities and drops
-//! them all before the agent runs); exactly the job's environment. With the run's command
+//! root with private tmpfs `/tmp` and `/home/agent`, the latter started with the run's
+//! private HOME files (the adapter's settings: mounted read-only at `/run/chant-home` and
+//! copied in by `/bin/sh` as the container user before the program is exec'd); no network
+//! (with `agent.network` enabled: the relay as the container's first process, see
+//! `relay`); memory, cpu and pids limits; all capabilities dropped; no-new-privileges; a
+//! non-root user owning the clone (with the network, the relay starts as root with three
+//! capabilities and drops them all before the agent runs); exactly the job's environment.
+//! With the run's command
 //! gate (`Job::gate`), git-chant itself read-only at `/chant-gate` (see `selfmount`) beside
 //! the gate's socket, handed to the container user for the run: `$CHANT_EXEC` asks chant on
 //! the host through it (`crate::gate`) and runs what is allowed inside the container.
@@ -172,6 +175,11 @@ impl Sandbox for Docker {
         Ok(Vec::new())
     }
 
+    /// Copied from a read-only mount into the tmpfs HOME by the container's start script.
+    fn seeds_home(&self) -> bool {
+        true
+    }
+
     fn guest(&self) -> Option<GuestView> {
         Some(GuestView {
             workspace: WORKSPACE.into(),
@@ -198,7 +206,8 @@ impl Sandbox for Docker {
             .as_ref()
             .map_or(mounts::STUB, |(_, script)| script.as_str());
         let staged = mounts::stage_files(&job.files, exec)?;
-        let mut handed: Vec<&Path> = vec![job.workspace.as_path(), staged.path()];
+        let mut handed: Vec<&Path> = vec![job.workspace.as_path(), staged.files.path()];
+        handed.extend(staged.home.as_ref().map(tempfile::TempDir::path));
         // The gate's socket is the container user's alone for the run (mode 0600).
         handed.extend(job.gate.as_deref());
         let gate_binds = gate.map(|(binds, _)| binds).unwrap_or_default();
@@ -213,7 +222,7 @@ impl Sandbox for Docker {
                     // Leftovers of killed sessions go first; failing to list them is no reason
                     // not to run.
                     let _ = engine::reap_dead(&docker).await;
-                    let body = self.container(job, &owner, staged.path(), &gate_binds)?;
+                    let body = self.container(job, &owner, &staged, &gate_binds)?;
                     run_container(&docker, body, job, sink, stop).await
                 })
             });
@@ -230,7 +239,7 @@ impl Docker {
         &self,
         job: &Job,
         owner: &ownership::Owner,
-        staged: &Path,
+        staged: &mounts::Staged,
         gate_binds: &[String],
     ) -> Result<ContainerCreateBody, SandboxError> {
         let Some((program, args)) = job.argv.split_first() else {
@@ -243,7 +252,28 @@ impl Docker {
             mounts::host_path(&job.workspace)?
         )];
         binds.extend(volumes(&self.config.volumes, &job.workspace)?);
-        binds.push(format!("{}:{FILES_DIR}:ro", mounts::host_path(staged)?));
+        binds.push(format!(
+            "{}:{FILES_DIR}:ro",
+            mounts::host_path(staged.files.path())?
+        ));
+        // The run's HOME files, copied into the tmpfs HOME by a start script before the
+        // program is exec'd (its argv unchanged after it).
+        let (entrypoint, cmd) = match &staged.home {
+            Some(seed) => {
+                binds.push(format!(
+                    "{}:{}:ro",
+                    mounts::host_path(seed.path())?,
+                    mounts::HOME_SEED
+                ));
+                (
+                    vec!["/bin/sh".into(), "-c".into(), mounts::start_script()],
+                    std::iter::once("chant-start".to_string())
+                        .chain(job.argv.iter().cloned())
+                        .collect(),
+                )
+            }
+            None => (vec![program.clone()], args.to_vec()),
+        };
         binds.extend(gate_binds.iter().cloned());
         let mut tmpfs = HashMap::new();
         tmpfs.insert("/tmp".to_string(), format!("rw,nosuid,nodev,{TMPFS_SIZE}"));
@@ -260,8 +290,8 @@ impl Docker {
         let env: Vec<String> = job.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
         let mut body = ContainerCreateBody {
             image: Some(self.config.image.clone()),
-            entrypoint: Some(vec![program.clone()]),
-            cmd: Some(args.to_vec()),
+            entrypoint: Some(entrypoint),
+            cmd: Some(cmd),
             env: Some(env),
             working_dir: Some(WORKSPACE.into()),
             user: Some(owner.user()),

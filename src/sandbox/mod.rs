@@ -47,7 +47,9 @@ pub struct Job {
     pub workspace: PathBuf,
     /// Kill the program after this long.
     pub timeout: Duration,
-    /// Files the program must be able to read, at these paths as it sees them (the prompt).
+    /// Files the program must be able to read, at these paths as it sees them (the prompt;
+    /// at a level that [`Sandbox::seeds_home`], also the run's private HOME files, under
+    /// [`GuestView::home`]).
     pub files: Vec<(PathBuf, Vec<u8>)>,
     /// Give the program a standard input that stays open (and silent) until it ends,
     /// instead of `/dev/null`: qemu's console stalls the guest once its stdin hits EOF.
@@ -271,6 +273,13 @@ pub trait Sandbox {
         EgressRoute::Proxy
     }
 
+    /// The hosts (`host` or `host:port`) of the agent's model API. A level whose own rules
+    /// are the allowlist (no proxy of chant's on the way) opens them, or refuses the run
+    /// (exit 2) when it cannot; where the proxy is the way out it allows them itself.
+    fn allow_agent_hosts(&mut self, _hosts: &[String]) -> Result<(), SandboxError> {
+        Ok(())
+    }
+
     /// True when `$CHANT_EXEC` inside reaches chant on the host through [`Job::gate`] (the
     /// levels that run on the host use the host's `git chant exec` directly).
     fn gate_channel(&self) -> bool {
@@ -280,6 +289,14 @@ pub trait Sandbox {
     /// How the program sees paths; None: as the host does (it runs on the host).
     fn guest(&self) -> Option<GuestView> {
         None
+    }
+
+    /// True when files of [`Job::files`] under [`GuestView::home`] start the program's own
+    /// HOME (copied into it before the program starts, owned by the program's user): how the
+    /// run's private HOME (the adapter's settings, trust state, hooks) reaches a program
+    /// whose HOME is not the host's. False: the level gets no such files.
+    fn seeds_home(&self) -> bool {
+        false
     }
 
     /// Readies the clone for this level before anything is recorded, or refuses the run

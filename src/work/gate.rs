@@ -91,8 +91,11 @@ impl RunJudge {
         let (via, cwd, tool_use_id) = match asked {
             Asked::Run { cwd, .. } => ("gate", cwd.as_str(), None),
             Asked::ClaudeHook {
-                cwd, tool_use_id, ..
-            } => ("claude-hook", cwd.as_str(), tool_use_id.clone()),
+                cwd,
+                tool_use_id,
+                via,
+                ..
+            } => (*via, cwd.as_str(), tool_use_id.clone()),
             Asked::ClaudeHookResult { cwd, .. } => ("claude-hook", cwd.as_str(), None),
             Asked::Unreadable { .. } => ("gate", "", None),
         };

@@ -264,7 +264,7 @@ fn prepare(project: &Project, options: &Options) -> Result<Prepared, WorkError> 
         return Err(WorkError::NotWorkable { id, status });
     }
     let level = options.sandbox.unwrap_or(config.agent.sandbox);
-    let sandbox = sandbox::for_level(level, &config)?;
+    let mut sandbox = sandbox::for_level(level, &config)?;
     let agent = crate::agent::for_config(&config);
     let template = config.agent_command();
     let sources = options
@@ -293,6 +293,7 @@ fn prepare(project: &Project, options: &Options) -> Result<Prepared, WorkError> 
             hosts: hosts.join(", "),
         });
     }
+    sandbox.allow_agent_hosts(&hosts)?;
     // Injected secrets exist only through the run's proxy: without the network the agent
     // would get neither the value nor a placeholder, and fail somewhere obscure.
     let inject_refused = if config.agent.secrets.inject.is_empty() {

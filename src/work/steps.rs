@@ -189,7 +189,8 @@ impl Run<'_> {
                 path: None,
             },
         };
-        agent_files::write_under(&home, &self.agent.home_files(&seen.clone, self.level))?;
+        let mut home_files = self.agent.home_files(&seen.clone, self.level);
+        agent_files::write_under(&home, &home_files)?;
         let setup = self.agent.run_setup(&crate::agent::RunInputs {
             clone: &clone.path,
             home: &seen.home,
@@ -197,6 +198,7 @@ impl Run<'_> {
             level: self.level,
         })?;
         agent_files::write_under(&home, &setup.home_files)?;
+        home_files.extend(setup.home_files.iter().cloned());
         for notice in &setup.notices {
             reporter.info(notice);
         }
@@ -210,6 +212,14 @@ impl Run<'_> {
         };
         let argv = seen.argv(&program, &prompt_text, self.id.as_str());
         let mut files = vec![(seen.prompt.clone(), prompt_text.clone().into_bytes())];
+        // A level with a HOME of its own starts it with the run's private HOME files.
+        if self.sandbox.seeds_home() {
+            files.extend(
+                home_files
+                    .into_iter()
+                    .map(|(rel, text)| (seen.home.join(rel), text.into_bytes())),
+            );
+        }
         if let Some((_, injection)) = &injection {
             // The run CA's certificate (never its key) beside the system roots.
             let bundle = injection.bundle_pem().into_bytes();

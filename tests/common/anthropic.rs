@@ -12,6 +12,10 @@
 //! request's system prompt ("Primary working directory: …"), so a script can name files in
 //! a clone whose path the test does not know in advance.
 //!
+//! It serves plain HTTP inside a test's namespace ([`FakeAnthropic::start`]), HTTPS there with
+//! fixtures/tls's certificate as the API does — connections kept alive, SSE chunked one event
+//! per chunk ([`FakeAnthropic::start_tls`]) — or on any listener ([`FakeAnthropic::serve`]).
+//!
 //! Which turn a request is: the number of assistant messages already in its
 //! `messages` (the CLI sends the whole conversation each time). Past the script's end the
 //! fake ends the conversation with a short text.
@@ -64,23 +68,84 @@ pub struct ToolResult {
 /// The running fake.
 pub struct FakeAnthropic {
     server: FakeServer,
+    /// `http` or `https`.
+    scheme: &'static str,
     /// Requests the fake did not expect (method and path), for assertions.
     pub unexpected: Arc<Mutex<Vec<String>>>,
+    script: Arc<Mutex<Vec<Turn>>>,
 }
 
 impl FakeAnthropic {
     /// Starts the fake inside `netns` (127.0.0.1 there) replaying `script`.
     pub fn start(netns: &Netns, script: Vec<Turn>) -> FakeAnthropic {
+        FakeAnthropic::serve(netns.bind().expect("bind in the network namespace"), script)
+    }
+
+    /// The fake on `listener` (plain HTTP), wherever it was bound — for a client that has
+    /// a namespace of its own (a container) and reaches it only through a forward.
+    pub fn serve(listener: std::net::TcpListener, script: Vec<Turn>) -> FakeAnthropic {
+        let unexpected = Arc::new(Mutex::new(Vec::new()));
+        let seen = Arc::clone(&unexpected);
+        let script = Arc::new(Mutex::new(script));
+        let turns = Arc::clone(&script);
+        let server = FakeServer::serve(listener, move |req| answer(req, &turns, &seen));
+        FakeAnthropic {
+            server,
+            scheme: "http",
+            unexpected,
+            script,
+        }
+    }
+
+    /// [`FakeAnthropic::start`] over HTTPS, with the test certificate for `127.0.0.1` and
+    /// `localhost` that fixtures/tls/ca.pem signed (which the client must be told to
+    /// trust), keeping connections alive as the real API does.
+    pub fn start_tls(netns: &Netns, script: Vec<Turn>) -> FakeAnthropic {
         let listener = netns.bind().expect("bind in the network namespace");
         let unexpected = Arc::new(Mutex::new(Vec::new()));
         let seen = Arc::clone(&unexpected);
-        let server = FakeServer::serve(listener, move |req| answer(req, &script, &seen));
-        FakeAnthropic { server, unexpected }
+        let script = Arc::new(Mutex::new(script));
+        let turns = Arc::clone(&script);
+        let server = FakeServer::serve_tls(
+            listener,
+            &super::crate_path("fixtures/tls/server.pem"),
+            &super::crate_path("fixtures/tls/server.key"),
+            true,
+            move |req| answer(req, &turns, &seen),
+        );
+        FakeAnthropic {
+            server,
+            scheme: "https",
+            unexpected,
+            script,
+        }
     }
 
-    /// `http://127.0.0.1:PORT` (reachable only inside the namespace).
+    /// `http://127.0.0.1:PORT` or `https://…` (reachable only inside the namespace).
     pub fn url(&self) -> String {
-        self.server.url()
+        format!("{}://127.0.0.1:{}", self.scheme, self.server.port)
+    }
+
+    /// Replaces the script (for a script that names something started after the fake).
+    pub fn set_script(&self, script: Vec<Turn>) {
+        *self.script.lock().expect("lock") = script;
+    }
+
+    /// The port it listens on (in the namespace).
+    pub fn port(&self) -> u16 {
+        self.server.port
+    }
+
+    /// Connections it accepted.
+    pub fn connections(&self) -> usize {
+        self.server
+            .connections
+            .load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// `127.0.0.1:PORT`, as `agent.network` host rules and the ledger name it.
+    pub fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.server.port)
     }
 
     /// Every request so far.
@@ -138,7 +203,7 @@ fn is_messages(path: &str) -> bool {
     path == "/v1/messages"
 }
 
-fn answer(req: &Request, script: &[Turn], unexpected: &Mutex<Vec<String>>) -> Response {
+fn answer(req: &Request, script: &Mutex<Vec<Turn>>, unexpected: &Mutex<Vec<String>>) -> Response {
     let path = req.path.split('?').next().unwrap_or(&req.path);
     match (req.method.as_str(), path) {
         ("POST", "/v1/messages") => {}
@@ -185,9 +250,13 @@ fn answer(req: &Request, script: &[Turn], unexpected: &Mutex<Vec<String>>) -> Re
     let turn = body["messages"]
         .as_array()
         .map_or(0, |m| m.iter().filter(|m| m["role"] == "assistant").count());
-    let default_end = Turn::Text("Done.".to_string());
-    let this = script.get(turn).unwrap_or(&default_end);
-    let (blocks, stop) = match this {
+    let this = script
+        .lock()
+        .expect("lock")
+        .get(turn)
+        .cloned()
+        .unwrap_or_else(|| Turn::Text("Done.".to_string()));
+    let (blocks, stop) = match &this {
         Turn::Tools(calls) => (
             calls
                 .iter()

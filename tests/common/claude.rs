@@ -25,6 +25,20 @@ pub struct Live {
 impl Live {
     /// Sets up for `test`; None when it must be skipped (see the module docs).
     pub fn start(test: &str, script: Vec<Turn>) -> Option<Live> {
+        Live::serving(test, script, FakeAnthropic::start)
+    }
+
+    /// [`Live::start`] with the fake API served over HTTPS (fixtures/tls/: the client must
+    /// trust `ca.pem`, e.g. through `agent.network.upstream_ca`).
+    pub fn start_tls(test: &str, script: Vec<Turn>) -> Option<Live> {
+        Live::serving(test, script, FakeAnthropic::start_tls)
+    }
+
+    fn serving(
+        test: &str,
+        script: Vec<Turn>,
+        start: fn(&Netns, Vec<Turn>) -> FakeAnthropic,
+    ) -> Option<Live> {
         let skip = |why: String| -> Option<Live> {
             if std::env::var_os("CHANT_REQUIRE_CLAUDE").is_some() {
                 panic!("{test}: {why} (CHANT_REQUIRE_CLAUDE is set)");
@@ -49,7 +63,7 @@ impl Live {
             Ok(n) => n,
             Err(e) => return skip(format!("no network namespace: {e}")),
         };
-        let api = FakeAnthropic::start(&netns, script);
+        let api = start(&netns, script);
         Some(Live { api, netns })
     }
 
@@ -89,7 +103,7 @@ pub fn repo_with_claude(extra: &str) -> (TestRepo, String) {
 }
 
 /// The real `claude` binary (the npm package's native executable), resolved.
-fn claude_binary() -> Result<std::path::PathBuf, String> {
+pub fn claude_binary() -> Result<std::path::PathBuf, String> {
     let out = Command::new("sh")
         .args(["-c", "command -v claude"])
         .output()

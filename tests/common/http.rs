@@ -1,10 +1,12 @@
 //! A tiny HTTP/1.1 server on 127.0.0.1 for protocol-level fakes (Vault, the Kubernetes API,
 //! GCS, Elasticsearch, Splunk HEC): each test gives a handler that checks what the real
 //! service checks and answers as it would. Every request is kept for assertions. One
-//! request per connection (`Connection: close`), which every client here handles.
+//! request per connection (`Connection: close`), which every client here handles, unless
+//! asked to serve as the model APIs do (connections kept alive, event streams chunked).
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// A request as the fake saw it.
@@ -57,6 +59,8 @@ type Handler = dyn Fn(&Request) -> Response + Send + Sync;
 pub struct FakeServer {
     pub port: u16,
     pub requests: Arc<Mutex<Vec<Request>>>,
+    /// Connections accepted (TLS ones counted once the handshake started).
+    pub connections: Arc<AtomicUsize>,
 }
 
 impl FakeServer {
@@ -74,22 +78,45 @@ impl FakeServer {
         let port = listener.local_addr().expect("addr").port();
         let requests = Arc::new(Mutex::new(Vec::new()));
         let seen = Arc::clone(&requests);
+        let connections = Arc::new(AtomicUsize::new(0));
+        let accepted = Arc::clone(&connections);
         let handler: Arc<Handler> = Arc::new(handler);
         std::thread::spawn(move || {
             for stream in listener.incoming() {
                 let Ok(stream) = stream else { continue };
+                accepted.fetch_add(1, Ordering::SeqCst);
                 let seen = Arc::clone(&seen);
                 let handler = Arc::clone(&handler);
-                std::thread::spawn(move || serve(stream, &seen, handler.as_ref()));
+                std::thread::spawn(move || serve(stream, &seen, handler.as_ref(), false));
             }
         });
-        FakeServer { port, requests }
+        FakeServer {
+            port,
+            requests,
+            connections,
+        }
     }
 
     /// The same over HTTPS, with the certificate and key in PEM files (fixtures/tls/).
     pub fn start_tls(
         cert: &std::path::Path,
         key: &std::path::Path,
+        handler: impl Fn(&Request) -> Response + Send + Sync + 'static,
+    ) -> FakeServer {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+        FakeServer::serve_tls(listener, cert, key, false, handler)
+    }
+
+    /// [`FakeServer::start_tls`] on a listener bound elsewhere (e.g. inside a network
+    /// namespace, see `common::netns`). With `like_an_api`, as the model APIs serve: a
+    /// connection carries requests until the client closes it or asks to (`Connection:
+    /// close`), and a `text/event-stream` body goes out chunked, one event per chunk,
+    /// each flushed on its own.
+    pub fn serve_tls(
+        listener: TcpListener,
+        cert: &std::path::Path,
+        key: &std::path::Path,
+        like_an_api: bool,
         handler: impl Fn(&Request) -> Response + Send + Sync + 'static,
     ) -> FakeServer {
         use rustls::pki_types::pem::PemObject;
@@ -106,10 +133,11 @@ impl FakeServer {
                 .with_single_cert(certs, key)
                 .expect("server config"),
         );
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
         let port = listener.local_addr().expect("addr").port();
         let requests = Arc::new(Mutex::new(Vec::new()));
         let seen = Arc::clone(&requests);
+        let connections = Arc::new(AtomicUsize::new(0));
+        let accepted = Arc::clone(&connections);
         let handler: Arc<Handler> = Arc::new(handler);
         std::thread::spawn(move || {
             for stream in listener.incoming() {
@@ -117,17 +145,22 @@ impl FakeServer {
                 let Ok(conn) = rustls::ServerConnection::new(Arc::clone(&config)) else {
                     continue;
                 };
+                accepted.fetch_add(1, Ordering::SeqCst);
                 let seen = Arc::clone(&seen);
                 let handler = Arc::clone(&handler);
                 std::thread::spawn(move || {
                     let mut tls = rustls::StreamOwned::new(conn, stream);
-                    serve(&mut tls, &seen, handler.as_ref());
+                    serve(&mut tls, &seen, handler.as_ref(), like_an_api);
                     tls.conn.send_close_notify();
                     let _ = tls.flush();
                 });
             }
         });
-        FakeServer { port, requests }
+        FakeServer {
+            port,
+            requests,
+            connections,
+        }
     }
 
     pub fn url(&self) -> String {
@@ -139,57 +172,94 @@ impl FakeServer {
     }
 }
 
-fn serve(mut stream: impl Read + Write, seen: &Mutex<Vec<Request>>, handler: &Handler) {
-    let mut reader = BufReader::new(&mut stream);
-    let mut line = String::new();
-    if reader.read_line(&mut line).unwrap_or(0) == 0 {
-        return;
-    }
-    let mut parts = line.split_whitespace();
-    let method = parts.next().unwrap_or("").to_string();
-    let path = parts.next().unwrap_or("").to_string();
-    let mut headers = Vec::new();
+fn serve(
+    stream: impl Read + Write,
+    seen: &Mutex<Vec<Request>>,
+    handler: &Handler,
+    like_an_api: bool,
+) {
+    let mut reader = BufReader::new(stream);
     loop {
-        let mut h = String::new();
-        if reader.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" || h == "\n" {
-            break;
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+            return;
         }
-        if let Some((k, v)) = h.split_once(':') {
-            headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
+        let mut parts = line.split_whitespace();
+        let method = parts.next().unwrap_or("").to_string();
+        let path = parts.next().unwrap_or("").to_string();
+        let mut headers = Vec::new();
+        loop {
+            let mut h = String::new();
+            if reader.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" || h == "\n" {
+                break;
+            }
+            if let Some((k, v)) = h.split_once(':') {
+                headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
+            }
+        }
+        let len = headers
+            .iter()
+            .find(|(k, _)| k == "content-length")
+            .and_then(|(_, v)| v.parse::<usize>().ok())
+            .unwrap_or(0);
+        let mut body = vec![0; len];
+        if reader.read_exact(&mut body).is_err() {
+            return;
+        }
+        let request = Request {
+            method,
+            path,
+            headers,
+            body,
+        };
+        let again = like_an_api
+            && !request
+                .header("connection")
+                .is_some_and(|c| c.eq_ignore_ascii_case("close"));
+        let response = handler(&request);
+        seen.lock().expect("lock").push(request);
+        let out = reader.get_mut();
+        let chunked = like_an_api && response.content_type == "text/event-stream";
+        let framing = if chunked {
+            "Transfer-Encoding: chunked".to_string()
+        } else {
+            format!("Content-Length: {}", response.body.len())
+        };
+        let mut head = format!(
+            "HTTP/1.1 {} X\r\nContent-Type: {}\r\n{framing}\r\nConnection: {}\r\n",
+            response.status,
+            response.content_type,
+            if again { "keep-alive" } else { "close" }
+        );
+        for (k, v) in &response.headers {
+            head.push_str(&format!("{k}: {v}\r\n"));
+        }
+        head.push_str("\r\n");
+        let _ = out.write_all(head.as_bytes());
+        if chunked {
+            let _ = out.flush();
+            let mut rest = &response.body[..];
+            while !rest.is_empty() {
+                // One event: through the blank line that ends it.
+                let end = rest
+                    .windows(2)
+                    .position(|w| w == b"\n\n")
+                    .map_or(rest.len(), |i| i + 2);
+                let _ = write!(out, "{:x}\r\n", end);
+                let _ = out.write_all(&rest[..end]);
+                let _ = out.write_all(b"\r\n");
+                let _ = out.flush();
+                rest = &rest[end..];
+            }
+            let _ = out.write_all(b"0\r\n\r\n");
+        } else {
+            let _ = out.write_all(&response.body);
+        }
+        let _ = out.flush();
+        if !again {
+            return;
         }
     }
-    let len = headers
-        .iter()
-        .find(|(k, _)| k == "content-length")
-        .and_then(|(_, v)| v.parse::<usize>().ok())
-        .unwrap_or(0);
-    let mut body = vec![0; len];
-    if reader.read_exact(&mut body).is_err() {
-        return;
-    }
-    let request = Request {
-        method,
-        path,
-        headers,
-        body,
-    };
-    drop(reader);
-    let response = handler(&request);
-    seen.lock().expect("lock").push(request);
-    let out = &mut stream;
-    let mut head = format!(
-        "HTTP/1.1 {} X\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n",
-        response.status,
-        response.content_type,
-        response.body.len()
-    );
-    for (k, v) in &response.headers {
-        head.push_str(&format!("{k}: {v}\r\n"));
-    }
-    head.push_str("\r\n");
-    let _ = out.write_all(head.as_bytes());
-    let _ = out.write_all(&response.body);
-    let _ = out.flush();
 }
 
 /// A loopback port with nothing listening (bound, then released).

@@ -41,6 +41,12 @@ pub fn with_libraries(program: &Path) -> Vec<PathBuf> {
 
 /// Builds (or finds) the image of `layout`; its `name:tag`, or why it cannot be had.
 pub fn build(layout: &Layout) -> Result<String, String> {
+    build_with(layout, Vec::new())
+}
+
+/// [`build`], with `placed` files besides (path inside without the leading `/` → body,
+/// mode 0755): host files moved elsewhere, or files of the test's own.
+pub fn build_with(layout: &Layout, placed: Vec<(String, Vec<u8>)>) -> Result<String, String> {
     let busybox = ["/bin/busybox", "/usr/bin/busybox"]
         .iter()
         .find_map(|p| std::fs::read(p).ok())
@@ -51,6 +57,7 @@ pub fn build(layout: &Layout) -> Result<String, String> {
         let inside = host.to_string_lossy().trim_start_matches('/').to_string();
         files.push((inside, body));
     }
+    files.extend(placed);
     files.sort();
     files.dedup();
     let agents_dir = super::crate_path("fixtures/agents");

@@ -7,6 +7,7 @@ use std::process::{Command, Output};
 
 use assert_cmd::cargo::CommandCargoExt;
 
+pub mod agent_images;
 pub mod anthropic;
 pub mod claude;
 pub mod gemini;

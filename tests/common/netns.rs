@@ -88,6 +88,11 @@ impl Netns {
 
     /// A TCP listener on 127.0.0.1 (a free port) inside the namespace.
     pub fn bind(&self) -> Result<TcpListener, String> {
+        self.bind_at(0)
+    }
+
+    /// A TCP listener on 127.0.0.1:`port` inside the namespace (0: a free port).
+    pub fn bind_at(&self, port: u16) -> Result<TcpListener, String> {
         let path = self.path.clone();
         std::thread::spawn(move || -> Result<TcpListener, String> {
             use std::os::fd::AsRawFd;
@@ -102,7 +107,7 @@ impl Netns {
                 ));
             }
             loopback_up()?;
-            TcpListener::bind("127.0.0.1:0").map_err(|e| format!("bind in netns: {e}"))
+            TcpListener::bind(("127.0.0.1", port)).map_err(|e| format!("bind in netns: {e}"))
         })
         .join()
         .map_err(|_| "the netns thread panicked".to_string())?

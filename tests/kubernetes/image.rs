@@ -41,16 +41,62 @@ pub fn server_side() -> String {
     format!("{}:{CHANT_IN_POD}:ro", env!("CARGO_BIN_EXE_git-chant"))
 }
 
+/// The worker image with the real Claude Code CLI (at its host path, linked from
+/// /usr/local/bin) and bash for its Bash tool; None (after a loud message) when the CLI or
+/// the engine is missing, unless `CHANT_REQUIRE_CLAUDE` / `CHANT_REQUIRE_DOCKER=1` is set.
+pub fn claude_image() -> Option<String> {
+    static IMAGE: OnceLock<Result<String, String>> = OnceLock::new();
+    let built = IMAGE.get_or_init(|| {
+        let claude = common::claude::claude_binary()?;
+        let mut files = common::image::with_libraries(&claude);
+        files.extend(common::image::with_libraries(Path::new("/bin/bash")));
+        let target: &'static str =
+            Box::leak(claude.to_string_lossy().into_owned().into_boxed_str());
+        let links: &'static [(&'static str, &'static str)] =
+            Box::leak(vec![("usr/local/bin/claude", target)].into_boxed_slice());
+        build_with("chant-test-k8s-claude", files, links)
+    });
+    match built {
+        Ok(tag) => Some(tag.clone()),
+        Err(why) => {
+            let required = std::env::var_os("CHANT_REQUIRE_CLAUDE").is_some()
+                || std::env::var_os("CHANT_REQUIRE_DOCKER").is_some_and(|v| v == "1");
+            if required {
+                panic!("the kubernetes test with Claude Code cannot run: {why}");
+            }
+            eprintln!(
+                "\n*** SKIPPING kubernetes test with Claude Code: {why}\n*** (set CHANT_REQUIRE_CLAUDE=1 to make this a failure)\n"
+            );
+            None
+        }
+    }
+}
+
 /// Busybox, the host's git (with the names git runs for `file://`), the libraries
 /// git-chant loads and the fixture agents, with the pod's writable mount points.
 fn build() -> Result<String, String> {
+    build_with("chant-test-k8s-worker", Vec::new(), &[])
+}
+
+/// [`build`] with more host files and links.
+fn build_with(
+    name: &str,
+    extra: Vec<PathBuf>,
+    extra_links: &[(&str, &str)],
+) -> Result<String, String> {
     let chant = PathBuf::from(env!("CARGO_BIN_EXE_git-chant"));
     let files = common::image::with_libraries(Path::new("/usr/bin/git"))
         .into_iter()
         .chain(common::image::with_libraries(&chant).into_iter().skip(1))
+        .chain(extra)
         .collect();
+    let mut links = vec![
+        ("usr/bin/git-upload-pack", "git"),
+        ("usr/bin/git-receive-pack", "git"),
+    ];
+    links.extend_from_slice(extra_links);
     common::image::build(&common::image::Layout {
-        name: "chant-test-k8s-worker",
+        name,
         files,
         // The emptyDirs: docker copies a mount point's mode into its tmpfs.
         dirs: &[
@@ -59,10 +105,7 @@ fn build() -> Result<String, String> {
             ("home/agent", 0o1777),
             ("usr/local/bin", 0o755),
         ],
-        links: &[
-            ("usr/bin/git-upload-pack", "git"),
-            ("usr/bin/git-receive-pack", "git"),
-        ],
+        links: &links,
     })
 }
 

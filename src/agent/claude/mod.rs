@@ -8,10 +8,11 @@
 //!   refuse), `acceptEdits` at `permissions` when `permissions.allow_edit` is empty, else
 //!   `default` (only the allow rules pass; a call no rule covers is refused at once in `-p`
 //!   mode). In bypass mode the settings' deny rules and the PreToolUse hook still apply.
-//! - where the gate is reachable (none, permissions, docker: there through the run's gate
-//!   socket, see `crate::gate`) the settings and the hook below are written; at vm and
+//! - where the gate is reachable (none, permissions, docker and vm: there through the run's
+//!   gate socket, see `crate::gate`) the settings and the hook below are written; at
 //!   kubernetes `$CHANT_EXEC` is a stub and nothing is written (a fail-closed hook would
-//!   refuse every command).
+//!   refuse every command); in a pod, which clones the branch itself, chant's rules go in
+//!   as `--settings` JSON instead (no hook).
 //! - `.claude/settings.json` in the clone (never landed): chant's rules compiled by
 //!   [`crate::exec::native`], merged with a committed `.claude/settings.json` and
 //!   `.claude/settings.local.json` (their allow and deny rules are kept; chant's denies are
@@ -98,12 +99,13 @@ fn api_host(base_url: Option<&str>) -> String {
 }
 
 /// Levels where the gate hook reaches chant (on this machine, or through the run's gate
-/// socket in a container), so the settings, trust state and hook are written for it. At
-/// vm and kubernetes `$CHANT_EXEC` is a stub: a fail-closed hook would refuse every command.
+/// socket from a container or a vm guest), so the settings, trust state and hook are
+/// written for it. At kubernetes `$CHANT_EXEC` is a stub: a fail-closed hook would refuse
+/// every command.
 fn gate_reachable(level: SandboxLevel) -> bool {
     matches!(
         level,
-        SandboxLevel::None | SandboxLevel::Permissions | SandboxLevel::Docker
+        SandboxLevel::None | SandboxLevel::Permissions | SandboxLevel::Docker | SandboxLevel::Vm
     )
 }
 
@@ -134,6 +136,15 @@ impl Agent for Claude {
         if !has("-p") && !has("--print") {
             argv.insert(1.min(argv.len()), "-p".into());
         }
+        if !super::passes_prompt(template) {
+            // `claude -p` with neither a prompt argument nor standard input stops at once
+            // ("Input must be provided"): the prompt goes right after the flag.
+            let at = argv
+                .iter()
+                .position(|a| a == "-p" || a == "--print")
+                .map_or(argv.len(), |i| i + 1);
+            argv.insert(at, "{prompt}".into());
+        }
         if !has("--output-format") {
             argv.extend(["--output-format".into(), "stream-json".into()]);
         }
@@ -145,6 +156,12 @@ impl Agent for Claude {
                 "--permission-mode".into(),
                 self.permission_mode(level).into(),
             ]);
+        }
+        // The pod clones the branch itself, so a settings file written into chant's clone
+        // never reaches it: chant's rules (without the gate hook, a stub there) go in as
+        // `--settings` JSON, which Claude Code adds to the project's own (deny wins).
+        if level == SandboxLevel::Kubernetes && !has("--settings") {
+            argv.extend(["--settings".into(), self.rules.to_string()]);
         }
         argv
     }
@@ -268,6 +285,27 @@ mod tests {
     }
 
     #[test]
+    fn the_program_name_alone_is_enough() {
+        let c = claude("agent: {}");
+        let argv = |t: &[&str]| {
+            let t: Vec<String> = t.iter().map(|a| a.to_string()).collect();
+            c.command(&t, SandboxLevel::Permissions)
+        };
+        assert_eq!(argv(&["claude"])[..3], ["claude", "-p", "{prompt}"]);
+        assert_eq!(
+            argv(&["/usr/bin/claude", "--print"])[..3],
+            ["/usr/bin/claude", "--print", "{prompt}"]
+        );
+        assert_eq!(
+            argv(&["claude", "--model", "x", "-p"])[..5],
+            ["claude", "--model", "x", "-p", "{prompt}"]
+        );
+        // A prompt the user placed stays where it is, and is not added twice.
+        let placed = argv(&["claude", "Read {prompt_file}"]);
+        assert_eq!(placed.iter().filter(|a| a.contains("{prompt")).count(), 1);
+    }
+
+    #[test]
     fn flags_the_user_wrote_are_kept() {
         let c = claude("agent: {}");
         let t: Vec<String> = [
@@ -334,6 +372,7 @@ mod tests {
             SandboxLevel::None,
             SandboxLevel::Permissions,
             SandboxLevel::Docker,
+            SandboxLevel::Vm,
         ] {
             let files = c.workspace_files(dir.path(), level).expect("files");
             let settings: serde_json::Value = serde_json::from_str(&files[0].1).expect("json");
@@ -343,13 +382,37 @@ mod tests {
             );
             assert!(c.commands_rule(level).contains("command gate"), "{level}");
         }
-        for level in [SandboxLevel::Vm, SandboxLevel::Kubernetes] {
-            assert!(c
-                .workspace_files(dir.path(), level)
-                .expect("files")
-                .is_empty());
-            assert!(!c.commands_rule(level).contains("gate"), "{level}");
+        let level = SandboxLevel::Kubernetes;
+        assert!(c
+            .workspace_files(dir.path(), level)
+            .expect("files")
+            .is_empty());
+        assert!(!c.commands_rule(level).contains("gate"), "{level}");
+    }
+
+    #[test]
+    fn in_a_pod_chants_rules_go_in_as_settings_json_without_a_hook() {
+        let c = claude("agent: {permissions: {deny_edit: [secret.txt]}}");
+        let t = vec!["claude".to_string(), "-p".into(), "{prompt}".into()];
+        let argv = c.command(&t, SandboxLevel::Kubernetes);
+        let at = argv
+            .iter()
+            .position(|a| a == "--settings")
+            .expect("--settings");
+        let settings: serde_json::Value = serde_json::from_str(&argv[at + 1]).expect("json");
+        let deny = settings["permissions"]["deny"].to_string();
+        assert!(deny.contains("secret.txt"), "{settings}");
+        assert!(settings.get("hooks").is_none(), "{settings}");
+        for level in [SandboxLevel::Docker, SandboxLevel::Vm] {
+            assert!(!c.command(&t, level).contains(&"--settings".to_string()));
         }
+        // A --settings the user wrote is theirs.
+        let mine = vec!["claude".to_string(), "--settings=/etc/mine.json".into()];
+        let argv = c.command(&mine, SandboxLevel::Kubernetes);
+        assert_eq!(
+            argv.iter().filter(|a| a.starts_with("--settings")).count(),
+            1
+        );
     }
 
     #[test]

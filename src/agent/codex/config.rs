@@ -6,8 +6,8 @@
 //! | chant | Codex |
 //! |---|---|
 //! | `agent.commands.denied`, `permissions.deny_bash` | `prefix_rule(pattern=[…], decision="forbidden")` where the pattern is a plain word prefix (`touch *`, `git push`); the gate hook covers every pattern |
-//! | every shell command | `[[hooks.PreToolUse]]` on `Bash` → `"$CHANT_EXEC" --claude-hook \|\| exit 2` (`none`/`permissions`) |
-//! | `permissions.allow_edit`/`deny_edit`, `file_access` and `agent` path lists | `[[hooks.PreToolUse]]` on `apply_patch` → `"$CHANT_EXEC" --edit-hook \|\| exit 2`: each path the patch names, judged as chant's check after the run judges it |
+//! | every shell command | `[[hooks.PreToolUse]]` on `Bash` → `"$CHANT_EXEC" --claude-hook \|\| exit 2` (`none`/`permissions`, and `docker` through the run's gate socket) |
+//! | `permissions.allow_edit`/`deny_edit`, `file_access` and `agent` path lists | `[[hooks.PreToolUse]]` on `apply_patch` → `"$CHANT_EXEC" --edit-hook \|\| exit 2`: each path the patch names, judged as chant's check after the run judges it (`none`/`permissions`: the hook reads the clone at its host path) |
 //! | `agent.network.enabled` / `permissions.allow_network` | `sandbox_workspace_write.network_access` |
 //! | `OPENAI_BASE_URL` (+ `OPENAI_API_KEY`) | a `model_providers.chant` entry with that `base_url` and `env_key`, chosen as `model_provider` |
 //!
@@ -119,8 +119,22 @@ fn quote(s: &str) -> String {
     serde_json::Value::String(s.to_string()).to_string()
 }
 
-/// The whole `config.toml` for one run at `level`; `gate`: with the gate hook.
-pub fn config_toml(rules: &Rules, endpoint: &Endpoint, level: SandboxLevel, gate: bool) -> String {
+/// Which of chant's hooks a run's config holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Hooks {
+    /// The gate hook on every shell command (where `$CHANT_EXEC` reaches chant's gate).
+    pub gate: bool,
+    /// The edit hook on every `apply_patch` (where the clone's paths are the host's).
+    pub edits: bool,
+}
+
+/// The whole `config.toml` for one run at `level`, with `hooks`.
+pub fn config_toml(
+    rules: &Rules,
+    endpoint: &Endpoint,
+    level: SandboxLevel,
+    hooks: Hooks,
+) -> String {
     let mut top = vec![
         "# Written by git-chant for one run; never the user's own config.".to_string(),
         "check_for_update_on_startup = false".to_string(),
@@ -155,14 +169,16 @@ pub fn config_toml(rules: &Rules, endpoint: &Endpoint, level: SandboxLevel, gate
         provider.push_str(&format!("\nenv_key = {}", quote(key)));
         tables.push(provider);
     }
-    if gate {
-        for (matcher, hook) in [("^Bash$", GATE_HOOK), ("^apply_patch$", EDIT_HOOK)] {
-            tables.push(format!(
-                "[[hooks.PreToolUse]]\nmatcher = {}\n\n[[hooks.PreToolUse.hooks]]\ntype = \"command\"\ncommand = {}",
-                quote(matcher),
-                quote(hook)
-            ));
-        }
+    let wanted = [
+        (hooks.gate, "^Bash$", GATE_HOOK),
+        (hooks.edits, "^apply_patch$", EDIT_HOOK),
+    ];
+    for (_, matcher, hook) in wanted.into_iter().filter(|(on, _, _)| *on) {
+        tables.push(format!(
+            "[[hooks.PreToolUse]]\nmatcher = {}\n\n[[hooks.PreToolUse.hooks]]\ntype = \"command\"\ncommand = {}",
+            quote(matcher),
+            quote(hook)
+        ));
     }
     let mut out = top.join("\n");
     out.push_str("\n\n");
@@ -208,7 +224,10 @@ mod tests {
             &Rules::default(),
             &endpoint,
             SandboxLevel::Permissions,
-            true,
+            Hooks {
+                gate: true,
+                edits: true,
+            },
         );
         assert!(text.contains("model_provider = \"chant\""), "{text}");
         // The value stays one string: no table can be smuggled in through it.
@@ -223,10 +242,24 @@ mod tests {
         let none = config_toml(
             &Rules::default(),
             &Endpoint::from_vars(&[]),
-            SandboxLevel::Docker,
-            false,
+            SandboxLevel::Vm,
+            Hooks {
+                gate: false,
+                edits: false,
+            },
         );
         assert!(!none.contains("model_provider"), "{none}");
         assert!(!none.contains("hooks"), "{none}");
+        let docker = config_toml(
+            &Rules::default(),
+            &endpoint,
+            SandboxLevel::Docker,
+            Hooks {
+                gate: true,
+                edits: false,
+            },
+        );
+        assert!(docker.contains("--claude-hook"), "{docker}");
+        assert!(!docker.contains("--edit-hook"), "{docker}");
     }
 }

@@ -10,9 +10,10 @@
 //!   Codex's own sandbox cannot start there). Flags the user wrote are kept.
 //! - a per-run `CODEX_HOME` (`$HOME/.codex` in the run's private HOME; the user's own
 //!   `~/.codex` is never read or written): `config.toml` compiled by [`config`] (quiet start,
-//!   the model provider for `OPENAI_BASE_URL`, which Codex itself ignores, and at
-//!   `none`/`permissions` the `PreToolUse` hook that sends every shell command through
-//!   chant's command gate, failing closed) and `rules/chant.rules` (`agent.commands.denied`
+//!   the model provider for `OPENAI_BASE_URL`, which Codex itself ignores, the `PreToolUse`
+//!   hook that sends every shell command through chant's command gate, failing closed, at
+//!   `none`/`permissions`/`docker` (through the run's gate socket there), and at
+//!   `none`/`permissions` the edit hook) and `rules/chant.rules` (`agent.commands.denied`
 //!   as Codex's own `prefix_rule`s).
 //! - a committed `.codex/` in the project is not read: Codex reads a project's config and
 //!   hooks only for a trusted project, and chant never marks the clone trusted.
@@ -56,10 +57,17 @@ impl Codex {
     }
 }
 
-/// Levels where Codex runs on this machine, as the user: its sandbox, the gate hook and the
-/// `TMPDIR` fix apply there.
+/// Levels where Codex runs on this machine, as the user: its sandbox, the edit hook (which
+/// reads the clone at its host path) and the `TMPDIR` fix apply there.
 fn runs_on_host(level: SandboxLevel) -> bool {
     matches!(level, SandboxLevel::None | SandboxLevel::Permissions)
+}
+
+/// Levels where the gate hook reaches chant (on this machine, or through the run's gate
+/// socket in a container). At vm and kubernetes `$CHANT_EXEC` is a stub: a fail-closed
+/// hook would refuse every command.
+fn gate_reachable(level: SandboxLevel) -> bool {
+    runs_on_host(level) || level == SandboxLevel::Docker
 }
 
 impl Agent for Codex {
@@ -98,7 +106,7 @@ impl Agent for Codex {
         }
         // The hook is chant's own, written for this run: Codex would otherwise wait for a
         // person to review and trust it, and refuse to run it in `exec`.
-        if runs_on_host(level) && !has("--dangerously-bypass-hook-trust") {
+        if gate_reachable(level) && !has("--dangerously-bypass-hook-trust") {
             argv.push("--dangerously-bypass-hook-trust".into());
         }
         argv
@@ -133,7 +141,7 @@ impl Agent for Codex {
     }
 
     fn commands_rule(&self, level: SandboxLevel) -> &'static str {
-        if runs_on_host(level) {
+        if gate_reachable(level) {
             "- Run shell commands with your shell tool as usual: chant's command gate checks and records each one before it runs.\n"
         } else {
             "- Run shell commands with your shell tool as usual.\n"
@@ -150,7 +158,15 @@ impl Agent for Codex {
         let mut setup = RunSetup::default();
         setup.home_files.push((
             ".codex/config.toml".into(),
-            config::config_toml(&self.rules, &endpoint, run.level, on_host),
+            config::config_toml(
+                &self.rules,
+                &endpoint,
+                run.level,
+                config::Hooks {
+                    gate: gate_reachable(run.level),
+                    edits: on_host,
+                },
+            ),
         ));
         let rules = self.rules.rules_file();
         if !rules.is_empty() {
@@ -204,7 +220,9 @@ mod tests {
         assert!(none.contains(&"--dangerously-bypass-hook-trust".to_string()));
         let docker = c.command(&t, SandboxLevel::Docker);
         assert!(docker.contains(&"--dangerously-bypass-approvals-and-sandbox".to_string()));
-        assert!(!docker.contains(&"--dangerously-bypass-hook-trust".to_string()));
+        assert!(docker.contains(&"--dangerously-bypass-hook-trust".to_string()));
+        let vm = c.command(&t, SandboxLevel::Vm);
+        assert!(!vm.contains(&"--dangerously-bypass-hook-trust".to_string()));
     }
 
     #[test]
@@ -270,6 +288,8 @@ mod tests {
             })
             .expect("setup");
         assert!(docker.env.is_empty());
-        assert!(!docker.home_files[0].1.contains("PreToolUse"));
+        // The gate hook through the run's gate socket; the edit hook only on the host.
+        assert!(docker.home_files[0].1.contains("--claude-hook"));
+        assert!(!docker.home_files[0].1.contains("--edit-hook"));
     }
 }

@@ -11,7 +11,8 @@
 //! - `$HOME/.gemini/settings.json` in the run's private HOME: API-key auth (without it
 //!   Gemini CLI picks another auth type and exits 41; it reads the auth type from there, not
 //!   from the workspace), usage statistics, telemetry and auto-update off, hooks on, and —
-//!   where the agent runs on this machine — a `BeforeTool` hook that sends every
+//!   where the gate is reachable (`none`, `permissions`, and `docker` through the run's gate
+//!   socket) — a `BeforeTool` hook that sends every
 //!   `run_shell_command` through chant's command gate, written to fail closed.
 //! - `.gemini/settings.json` in the clone (never landed; Gemini CLI's workspace settings,
 //!   which override the user's): the committed one merged ([`settings`]: what could start
@@ -112,11 +113,14 @@ fn pretty(value: &serde_json::Value) -> String {
     serde_json::to_string_pretty(value).unwrap_or_default() + "\n"
 }
 
-/// Levels where Gemini CLI runs on this machine, as the user, and the gate hook is written
-/// for it (inside docker/vm/kubernetes `$CHANT_EXEC` does not reach the gate yet: a
-/// fail-closed hook would refuse every command).
-fn runs_on_host(level: SandboxLevel) -> bool {
-    matches!(level, SandboxLevel::None | SandboxLevel::Permissions)
+/// Levels where the gate hook reaches chant (on this machine, or through the run's gate
+/// socket in a container), so it is written for them (at vm and kubernetes `$CHANT_EXEC` is
+/// a stub: a fail-closed hook would refuse every command).
+fn gate_reachable(level: SandboxLevel) -> bool {
+    matches!(
+        level,
+        SandboxLevel::None | SandboxLevel::Permissions | SandboxLevel::Docker
+    )
 }
 
 impl Agent for Gemini {
@@ -175,7 +179,7 @@ impl Agent for Gemini {
         vec![
             (
                 SETTINGS.to_string(),
-                pretty(&Self::ours(runs_on_host(level))),
+                pretty(&Self::ours(gate_reachable(level))),
             ),
             (POLICY.to_string(), policy.to_toml()),
         ]
@@ -259,13 +263,15 @@ mod tests {
     }
 
     #[test]
-    fn the_gate_hook_is_written_only_where_the_agent_runs_on_this_machine() {
+    fn the_gate_hook_is_written_only_where_the_gate_is_reachable() {
         let g = gemini("agent: {}");
         let tmp = tempfile::tempdir().expect("tmp");
         for (level, hooked) in [
             (SandboxLevel::None, true),
             (SandboxLevel::Permissions, true),
-            (SandboxLevel::Docker, false),
+            (SandboxLevel::Docker, true),
+            (SandboxLevel::Vm, false),
+            (SandboxLevel::Kubernetes, false),
         ] {
             let home = g.home_files(tmp.path(), level);
             let settings: serde_json::Value = serde_json::from_str(&home[0].1).expect("json");

@@ -13,7 +13,9 @@
 //!   agents): replaced in the clone for the run, see [`project`].
 //! - the gate: a plugin in the run's private HOME, named in that config, whose
 //!   `tool.execute.before` sends every `bash` call through chant's command gate and throws
-//!   (refusing the call) unless the gate allows it, also when the gate cannot run.
+//!   (refusing the call) unless the gate allows it, also when the gate cannot run; at
+//!   `none`/`permissions`/`docker` (through the run's gate socket there; at vm and
+//!   kubernetes the gate is a stub and the plugin is left out).
 //! - environment: `OPENCODE_DISABLE_MODELS_FETCH`, `OPENCODE_DISABLE_AUTOUPDATE`,
 //!   `OPENCODE_DISABLE_SHARE`, `OPENCODE_DISABLE_LSP_DOWNLOAD` (no calls home), and
 //!   `OPENAI_API_KEY`/`OPENAI_BASE_URL`, which opencode's `openai` provider reads itself.
@@ -53,9 +55,14 @@ impl Opencode {
     }
 }
 
-/// Levels where opencode runs on this machine, as the user, and the gate is reachable.
-fn runs_on_host(level: SandboxLevel) -> bool {
-    matches!(level, SandboxLevel::None | SandboxLevel::Permissions)
+/// Levels where the gate plugin reaches chant (on this machine, or through the run's gate
+/// socket in a container). At vm and kubernetes `$CHANT_EXEC` is a stub: the plugin, which
+/// fails closed, would refuse every command.
+fn gate_reachable(level: SandboxLevel) -> bool {
+    matches!(
+        level,
+        SandboxLevel::None | SandboxLevel::Permissions | SandboxLevel::Docker
+    )
 }
 
 impl Agent for Opencode {
@@ -117,7 +124,7 @@ impl Agent for Opencode {
     }
 
     fn commands_rule(&self, level: SandboxLevel) -> &'static str {
-        if runs_on_host(level) {
+        if gate_reachable(level) {
             "- Run shell commands with your bash tool as usual: chant's command gate checks and records each one before it runs.\n"
         } else {
             "- Run shell commands with your bash tool as usual.\n"
@@ -142,7 +149,7 @@ impl Agent for Opencode {
             ".config/opencode/node_modules/.chant".to_string(),
             "written by git-chant: see package-lock.json\n".to_string(),
         ));
-        let gate = runs_on_host(run.level).then(|| run.home.join(GATE_PLUGIN));
+        let gate = gate_reachable(run.level).then(|| run.home.join(GATE_PLUGIN));
         if gate.is_some() {
             setup
                 .home_files
@@ -205,8 +212,14 @@ mod tests {
             content.contains(r#""plugin":["file:///r/home/.chant/opencode-gate.js"]"#),
             "{content}"
         );
+        // In the container, through the run's gate socket (the HOME there is the guest's).
         let docker = setup(SandboxLevel::Docker);
-        assert!(docker.home_files.iter().all(|(p, _)| p != GATE_PLUGIN));
-        assert!(!docker.env[0].1.contains("plugin"), "{:?}", docker.env);
+        assert!(docker.home_files.iter().any(|(p, _)| p == GATE_PLUGIN));
+        assert!(docker.env[0].1.contains("plugin"), "{:?}", docker.env);
+        for level in [SandboxLevel::Vm, SandboxLevel::Kubernetes] {
+            let far = setup(level);
+            assert!(far.home_files.iter().all(|(p, _)| p != GATE_PLUGIN));
+            assert!(!far.env[0].1.contains("plugin"), "{:?}", far.env);
+        }
     }
 }

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use super::{EXEC_STUB, FILES_DIR, WORKSPACE};
+use super::{EXEC_STUB, FILES_DIR, HOME, WORKSPACE};
 use crate::sandbox::SandboxError;
 
 /// What `$CHANT_EXEC` runs inside the container when the run has no gate channel.
@@ -12,17 +12,41 @@ pub const STUB: &str = "#!/bin/sh\n\
 echo \"chant: the command gate (\\$CHANT_EXEC) is not available at sandbox level docker; run the command directly\" >&2\n\
 exit 126\n";
 
-/// Writes the job's files (guest paths under `/run/chant`) and `$CHANT_EXEC` (the script
-/// `exec`) into a fresh private directory, to be mounted read-only at `/run/chant`.
-/// Removed when dropped.
+/// The job's files staged on the host for the container's read-only mounts; both
+/// directories are removed when dropped.
+pub struct Staged {
+    /// Mounted at `/run/chant`: the files under it, and `$CHANT_EXEC`.
+    pub files: tempfile::TempDir,
+    /// Mounted at [`HOME_SEED`] when the job has files under the container's HOME: copied
+    /// into that HOME (a tmpfs) by [`start_script`] before the program runs.
+    pub home: Option<tempfile::TempDir>,
+}
+
+/// Where the files for the container's HOME are mounted (read-only), to be copied in.
+pub const HOME_SEED: &str = "/run/chant-home";
+
+/// The start script for a job with HOME files: copies them into the empty tmpfs HOME (as
+/// the container user, so they are its own) and execs the program (`"$@"`); the program
+/// never runs with a HOME chant did not fill.
+pub fn start_script() -> String {
+    format!(
+        "cp -R {HOME_SEED}/. {HOME}/ || {{ echo \"chant: could not copy the agent's settings into its HOME {HOME}; the image needs /bin/sh and cp (busybox has both)\" >&2; exit 125; }}; exec \"$@\""
+    )
+}
+
+/// Writes the job's files into fresh private directories: those under `/run/chant` (and
+/// `$CHANT_EXEC`, the script `exec`) for the mount there, those under the container's HOME
+/// for [`HOME_SEED`] (see [`start_script`]). A path anywhere else, or with `..`, is refused.
 pub fn stage_files(
     files: &[(std::path::PathBuf, Vec<u8>)],
     exec: &str,
-) -> Result<tempfile::TempDir, SandboxError> {
+) -> Result<Staged, SandboxError> {
     use std::os::unix::fs::PermissionsExt;
-    let dir = tempfile::Builder::new().prefix("chant-docker-").tempdir()?;
-    let write = |rel: &Path, bytes: &[u8], mode: u32| -> Result<(), SandboxError> {
-        let path = dir.path().join(rel);
+    let private = || tempfile::Builder::new().prefix("chant-docker-").tempdir();
+    let dir = private()?;
+    let mut home: Option<tempfile::TempDir> = None;
+    let write = |root: &Path, rel: &Path, bytes: &[u8], mode: u32| -> Result<(), SandboxError> {
+        let path = root.join(rel);
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent)?;
         }
@@ -31,12 +55,20 @@ pub fn stage_files(
         Ok(())
     };
     for (guest, bytes) in files {
-        let rel = guest.strip_prefix(FILES_DIR).map_err(|_| {
-            SandboxError::Workspace(format!(
-                "{} is outside {FILES_DIR}, the only place the container gets files",
+        let (rel, root) = if let Ok(rel) = guest.strip_prefix(FILES_DIR) {
+            (rel, dir.path().to_path_buf())
+        } else if let Ok(rel) = guest.strip_prefix(HOME) {
+            let seed = match &home {
+                Some(seed) => seed,
+                None => home.insert(private()?),
+            };
+            (rel, seed.path().to_path_buf())
+        } else {
+            return Err(SandboxError::Workspace(format!(
+                "{} is outside {FILES_DIR} and {HOME}, the only places the container gets files",
                 guest.display()
-            ))
-        })?;
+            )));
+        };
         if rel.as_os_str().is_empty()
             || rel
                 .components()
@@ -47,13 +79,13 @@ pub fn stage_files(
                 guest.display()
             )));
         }
-        write(rel, bytes, 0o644)?;
+        write(&root, rel, bytes, 0o644)?;
     }
     let stub = Path::new(EXEC_STUB)
         .strip_prefix(FILES_DIR)
         .unwrap_or(Path::new("chant-exec"));
-    write(stub, exec.as_bytes(), 0o755)?;
-    Ok(dir)
+    write(dir.path(), stub, exec.as_bytes(), 0o755)?;
+    Ok(Staged { files: dir, home })
 }
 
 pub fn host_path(path: &Path) -> Result<String, SandboxError> {
@@ -131,6 +163,52 @@ mod tests {
         )
         .expect("valid");
         assert_eq!(got, ["/opt/cache:/cache:ro", "/opt/out:/out:rw"]);
+    }
+
+    #[test]
+    fn home_files_are_staged_apart_from_the_files_and_nothing_else_is_accepted() {
+        let files = vec![
+            (
+                Path::new("/run/chant/prompt.md").to_path_buf(),
+                b"p".to_vec(),
+            ),
+            (
+                Path::new("/home/agent/.codex/config.toml").to_path_buf(),
+                b"model = \"x\"\n".to_vec(),
+            ),
+        ];
+        let staged = stage_files(&files, STUB).expect("staged");
+        let seed = staged.home.as_ref().expect("a HOME seed");
+        assert_eq!(
+            std::fs::read(seed.path().join(".codex/config.toml")).expect("seeded"),
+            b"model = \"x\"\n"
+        );
+        assert!(!staged.files.path().join(".codex").exists());
+        assert!(staged.files.path().join("prompt.md").is_file());
+        assert!(!seed.path().join("prompt.md").exists());
+        // Without HOME files there is no seed (and no start script).
+        let plain = stage_files(&files[..1], STUB).expect("staged");
+        assert!(plain.home.is_none());
+        for bad in [
+            "/home/agent/../../etc/passwd",
+            "/home/agent",
+            "/home/agentx/f",
+            "/etc/profile",
+            "/run/chant/../x",
+        ] {
+            let got = stage_files(&[(bad.into(), b"x".to_vec())], STUB);
+            assert!(got.is_err(), "{bad} accepted");
+        }
+    }
+
+    #[test]
+    fn the_start_script_copies_from_the_seed_into_home_and_execs_the_argv() {
+        let script = start_script();
+        assert!(
+            script.starts_with(&format!("cp -R {HOME_SEED}/. {HOME}/ ||")),
+            "{script}"
+        );
+        assert!(script.ends_with("exec \"$@\""), "{script}");
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! This very program inside a container: git-chant and the libraries it links, bind-mounted
 //! read-only under one directory and started through their own dynamic loader, so that any
-//! image will do (none needs chant, nor the host's C library). The relay sidecar and the
+//! image will do (none needs chant, nor the host's C library). The network relay and the
 //! command gate's client (`$CHANT_EXEC`) run this way. Nothing here is writable by the
 //! container.
 

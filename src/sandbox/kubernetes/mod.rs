@@ -149,6 +149,48 @@ impl Sandbox for Kubernetes {
         }
     }
 
+    /// With `agent.network.enabled` the API hosts join the NetworkPolicy's allowlist (as
+    /// the proxy allows them at the other levels; `denied_hosts` still wins). Without it the
+    /// policy opens only 443 (and the repository's port), so an API host on another port
+    /// could never be reached: the run is refused before anything is created.
+    fn allow_agent_hosts(&mut self, hosts: &[String]) -> Result<(), SandboxError> {
+        if self.network.enabled {
+            let mut all: Vec<String> = self
+                .network
+                .allowed_hosts
+                .0
+                .patterns()
+                .iter()
+                .map(|p| p.as_str().to_string())
+                .collect();
+            for host in hosts {
+                let (name, port) = network::split_host(host);
+                let denied = self.network.denied_hosts.0.find(name, port).is_some();
+                if !denied && !all.contains(host) {
+                    all.push(host.clone());
+                }
+            }
+            self.network.allowed_hosts.0 = crate::pattern::HostRules::new(&all).map_err(|e| {
+                SandboxError::KubernetesConfig(format!("the agent's API host: {e}"))
+            })?;
+            return Ok(());
+        }
+        let closed: Vec<&str> = hosts
+            .iter()
+            .map(String::as_str)
+            .filter(|h| network::split_host(h).1 != 443)
+            .collect();
+        if closed.is_empty() {
+            return Ok(());
+        }
+        Err(SandboxError::KubernetesConfig(format!(
+            "the agent's model API at {} is not on port 443, the only port the pod's \
+             NetworkPolicy opens without agent.network.enabled; set agent.network.enabled: \
+             true (the API host's port is then opened, docs/kubernetes.md)",
+            closed.join(", ")
+        )))
+    }
+
     fn guest(&self) -> Option<GuestView> {
         Some(GuestView {
             workspace: script::WORK_DIR.into(),
@@ -268,6 +310,67 @@ mod tests {
             };
             assert_eq!(e.exit_code(), 2);
             assert!(e.to_string().contains(key), "{e}");
+        }
+    }
+
+    /// The TCP ports the policy opens to any address; None when no rule does (an empty
+    /// port list, which would open every port, shows as `Some([])`).
+    fn tcp_ports(k: &Kubernetes) -> Option<Vec<i32>> {
+        let run = RunSpec {
+            spec_id: "2026-01-22-001-x7m".into(),
+            session: "sess_1".into(),
+            argv: vec!["agent".into()],
+            env: Vec::new(),
+            secrets: Vec::new(),
+            files: Vec::new(),
+            timeout: std::time::Duration::from_secs(60),
+        };
+        let np = k.manifests(&run).network_policy.expect("policy");
+        let rule = np
+            .spec
+            .into_iter()
+            .flat_map(|s| s.egress.into_iter().flatten())
+            .find(|r| r.to.is_some())?;
+        Some(
+            rule.ports
+                .into_iter()
+                .flatten()
+                .filter_map(|p| match p.port {
+                    Some(k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(n)) => {
+                        Some(n)
+                    }
+                    _ => None,
+                })
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn with_the_network_the_agents_api_hosts_join_the_policy_and_denied_hosts_still_win() {
+        let mut k = level(
+            "agent:\n  network:\n    enabled: true\n    denied_hosts: [\"evil.example.com\"]\n  kubernetes:\n    image: w\n    repo_url: file:///srv/r.git\n",
+        )
+        .expect("valid");
+        // Nothing allowed, a file:// repository: no TCP rule at all (an empty port list
+        // would open every port).
+        assert_eq!(tcp_ports(&k), None);
+        k.allow_agent_hosts(&["127.0.0.1:8443".into(), "evil.example.com:9999".into()])
+            .expect("opened");
+        assert_eq!(tcp_ports(&k), Some(vec![8443]));
+    }
+
+    #[test]
+    fn without_the_network_an_api_host_off_443_is_refused_naming_the_fix() {
+        let mut k = level("agent:\n  kubernetes:\n    image: w\n    repo_url: https://h/r.git\n")
+            .expect("valid");
+        k.allow_agent_hosts(&["api.anthropic.com".into()])
+            .expect("443 is open");
+        let e = k
+            .allow_agent_hosts(&["gateway.internal:8443".into()])
+            .expect_err("refused");
+        assert_eq!(e.exit_code(), 2);
+        for needle in ["gateway.internal:8443", "agent.network.enabled"] {
+            assert!(e.to_string().contains(needle), "{e}");
         }
     }
 

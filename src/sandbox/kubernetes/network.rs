@@ -83,26 +83,42 @@ pub fn policy(
             policy_types: Some(vec!["Ingress".into(), "Egress".into()]),
             // No ingress rule: nothing may connect to the pod.
             ingress: Some(Vec::new()),
-            egress: Some(vec![
-                NetworkPolicyEgressRule {
+            egress: Some(
+                std::iter::once(NetworkPolicyEgressRule {
                     to: None,
                     ports: Some(vec![port("UDP", 53), port("TCP", 53)]),
-                },
-                NetworkPolicyEgressRule {
+                })
+                // An empty port list would match every port: no ports, no rule.
+                .chain((!ports.is_empty()).then(|| NetworkPolicyEgressRule {
                     to: Some(anywhere),
                     ports: Some(ports.into_iter().map(|p| port("TCP", p)).collect()),
-                },
-            ]),
+                }))
+                .collect(),
+            ),
         }),
     }
 }
 
 /// The port of a host pattern (`host:port`), 443 when it names none.
 fn host_port(pattern: &str) -> u16 {
-    pattern
-        .rsplit_once(':')
-        .and_then(|(_, p)| p.parse().ok())
-        .unwrap_or(443)
+    split_host(pattern).1
+}
+
+/// A host pattern's name (brackets of an IPv6 address kept off) and port, 443 when it
+/// names none.
+pub(super) fn split_host(pattern: &str) -> (&str, u16) {
+    if let Some(rest) = pattern.strip_prefix('[') {
+        let (name, tail) = rest.split_once(']').unwrap_or((rest, ""));
+        let port = tail.strip_prefix(':').and_then(|p| p.parse().ok());
+        return (name, port.unwrap_or(443));
+    }
+    match pattern.rsplit_once(':') {
+        Some((name, p)) if !name.contains(':') => match p.parse() {
+            Ok(port) => (name, port),
+            Err(_) => (pattern, 443),
+        },
+        _ => (pattern, 443),
+    }
 }
 
 /// The TCP port a repository URL connects to (None for `file://` and local paths).

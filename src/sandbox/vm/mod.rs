@@ -4,17 +4,22 @@
 //! chant builds (busybox, the virtio modules, the agent image, chant's own `/init` and the
 //! job), so nothing a run writes survives into the next (`snapshot: clean`). The clone goes in as a tar archive on
 //! a read-only virtio disk; the guest unpacks it into a tmpfs `/workspace`, runs the agent as
-//! uid 1000 with the filtered environment and no network device (`network: isolated`; with
-//! `network: allowlist`, a NIC whose only peer is qemu's forward to chant's egress proxy),
-//! and writes the result as a tar archive to a second, raw disk. Chant reads that archive in
-//! userspace as untrusted data — it never mounts anything the guest wrote — and puts its
-//! files back into the clone for the usual policy check. No host path is visible inside.
+//! uid 1000 with the filtered environment, and writes the result as a tar archive to a
+//! second, raw disk. Chant reads that archive in userspace as untrusted data — it never
+//! mounts anything the guest wrote — and puts its files back into the clone for the usual
+//! policy check. No host path is visible inside.
+//!
+//! The guest's one NIC is qemu's user-mode network with `restrict=on`: it reaches nothing
+//! but qemu's forwards at 10.0.2.100, the command gate's (`gate`, every run) and, with
+//! `network: allowlist`, the one to chant's egress proxy. Without either (the probe boots)
+//! there is no NIC at all.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
+mod gate;
 mod initramfs;
 mod transfer;
 
@@ -64,7 +69,7 @@ impl Vm {
         let config = agent.vm.clone();
         match (agent.network.enabled, config.network) {
             (true, VmNetwork::Isolated) => return Err(SandboxError::VmConfig(
-                "agent.network.enabled is true but agent.vm.network is 'isolated' (no NIC); set agent.vm.network: allowlist to give the guest chant's egress proxy, or agent.network.enabled: false".into(),
+                "agent.network.enabled is true but agent.vm.network is 'isolated' (no way out but the command gate); set agent.vm.network: allowlist to give the guest chant's egress proxy, or agent.network.enabled: false".into(),
             )),
             (false, VmNetwork::Allowlist) => return Err(SandboxError::VmConfig(
                 "agent.vm.network is 'allowlist' but agent.network.enabled is false; set agent.network.enabled: true and list agent.network.allowed_hosts, or agent.vm.network: isolated".into(),
@@ -152,6 +157,7 @@ impl Vm {
         disks: &[(&Path, bool)],
         append: &str,
         network: Option<&Egress>,
+        gate_socket: Option<&Path>,
     ) -> Result<Vec<String>, SandboxError> {
         let mut argv: Vec<String> = vec![
             self.qemu.display().to_string(),
@@ -188,28 +194,41 @@ impl Vm {
             argv.push("-device".into());
             argv.push(format!("virtio-blk-pci,drive=d{i}"));
         }
-        match network {
-            None => argv.extend(["-nic".into(), "none".into()]),
-            // User-mode networking with `restrict=on`: the guest reaches nothing, neither
-            // the host nor beyond, but the one forward qemu hands to the relay (a process
-            // per connection, talking to the proxy's Unix socket). qemu splits the command
-            // with shell quoting rules but runs no shell.
-            Some(egress) => {
-                let exe = std::env::current_exe()?;
-                let relay = format!(
-                    "{} relay --socket {}",
-                    crate::exec::shell::quote(&exe.to_string_lossy()),
-                    crate::exec::shell::quote(&egress.socket.to_string_lossy()),
-                );
-                argv.push("-netdev".into());
-                argv.push(format!(
-                    "user,id=n0,restrict=on,guestfwd=tcp:{PROXY_ADDRESS}:{}-cmd:{}",
-                    crate::net::RELAY_PORT,
-                    relay.replace(',', ",,")
-                ));
-                argv.push("-device".into());
-                argv.push("virtio-net-pci,netdev=n0".into());
+        // User-mode networking with `restrict=on`: the guest reaches nothing, neither the
+        // host nor beyond, but the forwards qemu hands to chant (a process per connection,
+        // talking to a Unix socket of the run). qemu splits each command with shell quoting
+        // rules but runs no shell.
+        let mut forwards = Vec::new();
+        if let Some(egress) = network {
+            let exe = std::env::current_exe()?;
+            let relay = format!(
+                "{} relay --socket {}",
+                crate::exec::shell::quote(&exe.to_string_lossy()),
+                crate::exec::shell::quote(&egress.socket.to_string_lossy()),
+            );
+            forwards.push(format!(
+                "tcp:{PROXY_ADDRESS}:{}-cmd:{}",
+                crate::net::RELAY_PORT,
+                relay.replace(',', ",,")
+            ));
+        }
+        if let Some(socket) = gate_socket {
+            forwards.push(gate::forward(socket)?);
+        }
+        if forwards.is_empty() {
+            argv.extend(["-nic".into(), "none".into()]);
+        } else {
+            let mut netdev = "user,id=n0,restrict=on".to_string();
+            for forward in forwards {
+                netdev.push_str(",guestfwd=");
+                netdev.push_str(&forward);
             }
+            argv.extend([
+                "-netdev".into(),
+                netdev,
+                "-device".into(),
+                "virtio-net-pci,netdev=n0".into(),
+            ]);
         }
         Ok(argv)
     }
@@ -261,11 +280,12 @@ impl Vm {
                 0o644,
             )?;
         }
-        cpio.file(
-            "bin/chant-exec",
-            b"#!/bin/sh\necho \"chant: the command gate is not available inside the vm level (the hypervisor contains the agent)\" >&2\nexit 126\n",
-            0o755,
-        )?;
+        // `$CHANT_EXEC`: the gate's client where the run has a gate (always, from `work`).
+        let exec = match job.and_then(|j| j.gate.as_ref()) {
+            Some(_) => gate::client_script("/bin/busybox", gate::GATE_ADDRESS, gate::GATE_PORT),
+            None => gate::STUB.to_string(),
+        };
+        cpio.file("bin/chant-exec", exec.as_bytes(), 0o755)?;
         cpio.file("init", INIT.as_bytes(), 0o755)?;
         if let Some(job) = job {
             for (guest_path, bytes) in &job.files {
@@ -273,7 +293,7 @@ impl Vm {
                 cpio.file(&rel.to_string_lossy(), bytes, 0o644)?;
             }
             cpio.file("chant/job.sh", job_script(job).as_bytes(), 0o700)?;
-            if job.network.is_some() {
+            if job.network.is_some() || job.gate.is_some() {
                 cpio.file("chant/net", format!("{GUEST_ADDRESS}\n").as_bytes(), 0o600)?;
             }
         }
@@ -289,6 +309,11 @@ impl Sandbox for Vm {
 
     fn level(&self) -> SandboxLevel {
         SandboxLevel::Vm
+    }
+
+    /// Through qemu's forward to the run's gate socket (`gate`).
+    fn gate_channel(&self) -> bool {
+        true
     }
 
     fn guest(&self) -> Option<GuestView> {
@@ -352,6 +377,7 @@ impl Sandbox for Vm {
                 &[(&input, true), (&output, false)],
                 "console=ttyS0 quiet loglevel=1 panic=-1",
                 job.network.as_ref(),
+                job.gate.as_deref(),
             )?,
             env: vec![("PATH".into(), std::env::var("PATH").unwrap_or_default())],
             workspace: tmp.path().to_path_buf(),
@@ -639,6 +665,7 @@ fn probe_boot(vm: &Vm, accel: &str, timeout: Duration) -> Result<bool, SandboxEr
             &initrd,
             &[],
             "console=ttyS0 quiet loglevel=1 panic=-1 chant.probe",
+            None,
             None,
         )?,
         env: vec![("PATH".into(), std::env::var("PATH").unwrap_or_default())],

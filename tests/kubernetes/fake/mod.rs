@@ -16,6 +16,11 @@
 //!   container's output from its start, streamed as it arrives; after
 //!   [`Fake::cut_first_log_after`], the first stream breaks after that many bytes).
 //! - DELETE of the Job: removes the container.
+//! - The network: a pod has only loopback (`--network none`), as if the cluster held
+//!   nothing else — unless the test declared a destination with [`Fake::route`] and the
+//!   run's NetworkPolicy lets egress reach its TCP port. Then the pod gets a network
+//!   namespace of its own, held by a pause container as a kubelet's is, where 127.0.0.1:PORT
+//!   is forwarded to the destination, and only that.
 //!
 //! Every request must carry `Authorization: Bearer <token>`, else 401.
 
@@ -94,6 +99,8 @@ pub(super) struct State {
     expire_second_watch: bool,
     /// Break each Job's first log stream after this many bytes.
     cut_first_log: Option<usize>,
+    /// What a pod reaches at 127.0.0.1:PORT when its NetworkPolicy allows that port.
+    routes: Vec<(u16, std::net::SocketAddr)>,
 }
 
 /// One Job and its pod.
@@ -101,6 +108,10 @@ pub(super) struct State {
 pub(super) struct Run {
     job: Value,
     secret_env: Vec<(String, String)>,
+    /// The run's NetworkPolicy (Null: none was created).
+    policy: Value,
+    /// The ports the pod could reach, once it started.
+    reached_ports: Vec<u16>,
     watches: usize,
     logs_served: usize,
     pod_started: bool,
@@ -166,6 +177,22 @@ impl Fake {
     /// From now on, each Job's first log stream breaks (no final chunk) after `bytes`.
     pub fn cut_first_log_after(&self, bytes: usize) {
         self.lock().cut_first_log = Some(bytes);
+    }
+
+    /// Declares a destination in the fake cluster's network: a pod whose NetworkPolicy
+    /// allows egress to TCP `port` reaches `target` at 127.0.0.1:`port` (pods have no DNS,
+    /// so a URL names it by that address).
+    pub fn route(&self, port: u16, target: std::net::SocketAddr) {
+        self.lock().routes.push((port, target));
+    }
+
+    /// The ports of [`Fake::route`] each Job's pod was given, by Job name.
+    pub fn reached_ports(&self) -> Vec<(String, Vec<u16>)> {
+        self.lock()
+            .jobs
+            .iter()
+            .map(|(n, r)| (n.clone(), r.reached_ports.clone()))
+            .collect()
     }
 
     /// The uid of the (first) Job.
@@ -384,6 +411,12 @@ fn route(ctx: &Ctx, r: &Request, out: &mut TcpStream) -> std::io::Result<bool> {
                     .unwrap_or_default();
                 with_run(ctx, owner, |run| run.secret_env = data);
             }
+            if p.ends_with("/networkpolicies") {
+                let owner = r.body["metadata"]["ownerReferences"][0]["name"]
+                    .as_str()
+                    .unwrap_or_default();
+                with_run(ctx, owner, |run| run.policy = r.body.clone());
+            }
             respond(out, 201, &obj)?;
         }
         ("PATCH", p) if job_of(p).is_some() => {
@@ -524,11 +557,13 @@ fn route(ctx: &Ctx, r: &Request, out: &mut TcpStream) -> std::io::Result<bool> {
                 run.deleted = true;
                 run.ended = Some(std::time::Instant::now());
             });
-            let _ = Command::new("docker")
-                .args(["rm", "-f", &format!("{name}-pod")])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status();
+            for container in [format!("{name}-pod"), format!("{name}-pause")] {
+                let _ = Command::new("docker")
+                    .args(["rm", "-f", &container])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status();
+            }
             respond(out, 200, &job_with(ctx, &name, "6", json!({})))?;
         }
         _ => respond(out, 404, &status(404, "NotFound"))?,

@@ -6,15 +6,17 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
+use serde_json::Value;
+
 use super::{lock, with_run, Ctx};
 
 /// Runs the container of Job `job` as the Job describes it, named `<job>-pod`.
 pub(super) fn start_pod(ctx: &Ctx, job_name: &str) {
     let name = format!("{job_name}-pod");
     lock(ctx).containers.push(name.clone());
-    let Some((job, secret_env)) = with_run(ctx, job_name, |run| {
+    let Some((job, secret_env, policy)) = with_run(ctx, job_name, |run| {
         run.pod_started = true;
-        (run.job.clone(), run.secret_env.clone())
+        (run.job.clone(), run.secret_env.clone(), run.policy.clone())
     }) else {
         return;
     };
@@ -37,7 +39,28 @@ pub(super) fn start_pod(ctx: &Ctx, job_name: &str) {
     if sc["allowPrivilegeEscalation"] == false {
         cmd.args(["--security-opt", "no-new-privileges"]);
     }
-    cmd.args(["--network", "none"]);
+    let routes: Vec<_> = lock(ctx)
+        .routes
+        .iter()
+        .copied()
+        .filter(|(port, _)| egress_allows(&policy, *port))
+        .collect();
+    if routes.is_empty() {
+        cmd.args(["--network", "none"]);
+    } else {
+        match network(ctx, job_name, c, &routes) {
+            Ok(holder) => {
+                cmd.args(["--network", &format!("container:{holder}")]);
+                with_run(ctx, job_name, |run| {
+                    run.reached_ports = routes.iter().map(|(p, _)| *p).collect();
+                });
+            }
+            Err(e) => {
+                eprintln!("!!! fake: the pod's network: {e}; it gets none");
+                cmd.args(["--network", "none"]);
+            }
+        }
+    }
     for m in c["volumeMounts"].as_array().into_iter().flatten() {
         if let Some(path) = m["mountPath"].as_str() {
             cmd.args(["--tmpfs", &format!("{path}:rw,exec,mode=1777")]);
@@ -149,6 +172,105 @@ pub(super) fn start_pod(ctx: &Ctx, job_name: &str) {
         let code = status.and_then(|s| s.code()).unwrap_or(137);
         update(&state, &mut |run| run.exit = Some(code));
     });
+}
+
+/// Whether the NetworkPolicy `policy` lets a pod open TCP connections to `port` anywhere
+/// (an egress rule without `to`, or to 0.0.0.0/0; without `ports`, or naming it). No
+/// policy: a cluster without one lets everything out, but a pod here reaches only what a
+/// test routed, so that counts as allowed too.
+fn egress_allows(policy: &Value, port: u16) -> bool {
+    if policy.is_null() {
+        return true;
+    }
+    let types = policy["spec"]["policyTypes"].as_array();
+    if !types.is_some_and(|t| t.iter().any(|t| t == "Egress")) {
+        return true;
+    }
+    policy["spec"]["egress"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|rule| {
+            let anywhere = match rule["to"].as_array() {
+                None => true,
+                Some(peers) => peers.iter().any(|p| p["ipBlock"]["cidr"] == "0.0.0.0/0"),
+            };
+            let port_ok = match rule["ports"].as_array() {
+                None => true,
+                Some(ports) if ports.is_empty() => true,
+                Some(ports) => ports.iter().any(|p| {
+                    p["protocol"].as_str().unwrap_or("TCP") == "TCP"
+                        && p["port"].as_u64() == Some(u64::from(port))
+                }),
+            };
+            anywhere && port_ok
+        })
+}
+
+/// The pod's network namespace, held by a pause container (named `<job>-pause`, as a
+/// kubelet's sandbox holds a pod's), with 127.0.0.1:PORT forwarded to each route's
+/// destination; its name.
+fn network(
+    ctx: &Ctx,
+    job_name: &str,
+    container: &Value,
+    routes: &[(u16, std::net::SocketAddr)],
+) -> Result<String, String> {
+    let name = format!("{job_name}-pause");
+    lock(ctx).containers.push(name.clone());
+    let out = Command::new("docker")
+        .args(["run", "-d", "--rm", "--name", &name, "--network", "none"])
+        .args(["--user", "65534:65534", "--read-only", "--cap-drop", "ALL"])
+        .args(["--entrypoint", "sleep"])
+        .arg(container["image"].as_str().unwrap_or_default())
+        .arg("100000")
+        .output()
+        .map_err(|e| format!("docker run: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "docker run {name}: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    let out = Command::new("docker")
+        .args(["inspect", "-f", "{{.State.Pid}}", &name])
+        .output()
+        .map_err(|e| format!("docker inspect: {e}"))?;
+    let pid: u32 = String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .map_err(|_| format!("no pid for {name}"))?;
+    let netns = crate::common::netns::Netns::of_process(pid);
+    for (port, target) in routes {
+        let listener = netns.bind_at(*port)?;
+        let target = *target;
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { continue };
+                std::thread::spawn(move || forward(client, target));
+            }
+        });
+    }
+    Ok(name)
+}
+
+/// Carries one connection both ways between the pod and `target`.
+fn forward(client: std::net::TcpStream, target: std::net::SocketAddr) {
+    let Ok(upstream) = std::net::TcpStream::connect(target) else {
+        return;
+    };
+    let (Ok(mut client_in), Ok(mut upstream_out)) = (client.try_clone(), upstream.try_clone())
+    else {
+        return;
+    };
+    let up = std::thread::spawn(move || {
+        let _ = std::io::copy(&mut client_in, &mut upstream_out);
+        let _ = upstream_out.shutdown(std::net::Shutdown::Write);
+    });
+    let (mut upstream, mut client) = (upstream, client);
+    let _ = std::io::copy(&mut upstream, &mut client);
+    let _ = client.shutdown(std::net::Shutdown::Write);
+    let _ = up.join();
 }
 
 pub(super) fn base64_decode(text: &str) -> String {
