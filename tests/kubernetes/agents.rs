@@ -1,0 +1,218 @@
+//! Codex CLI, opencode, Gemini CLI and aider in a "pod" of the fake cluster, each the real
+//! CLI against our scripted fake of its model API on this machine's loopback, which the fake
+//! routes into the pod only because the run's NetworkPolicy opens its port (as a CNI would;
+//! tests/kubernetes/fake/pod.rs). The pod's clone never sees chant's clone: what the agent
+//! is told reaches it through its argv, its variables (the run's Secret) and the HOME files
+//! the pod's script writes from the run's Secret before the agent starts. The command gate
+//! is a stub in a pod: no `command_run` is ever recorded here.
+//!
+//! Each test skips loudly when its CLI or the engine is missing, and fails instead under
+//! `CHANT_REQUIRE_<AGENT>=1` / `CHANT_REQUIRE_DOCKER=1`.
+
+use std::net::TcpListener;
+
+use serde_json::json;
+
+use super::common::anthropic::Turn;
+use super::common::live::{landed, landed_file, OPENAI_KEY};
+use super::{common, image, setup_with, Setup};
+
+/// Whether `program` runs; else None after a loud message, or a failure when `require` is
+/// set.
+fn cli(program: &str, require: &str) -> Option<()> {
+    let ok = std::process::Command::new(program)
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if ok {
+        return Some(());
+    }
+    if std::env::var_os(require).is_some() {
+        panic!("{require} is set but `{program} --version` does not run");
+    }
+    eprintln!("\n!!! SKIPPED kubernetes test: `{program} --version` does not run.\n!!! Install it as .ci/run does (and set {require}=1 to make this a failure).\n");
+    None
+}
+
+/// A run at kubernetes of `command` in `image`, its model API (`serve` on this machine's
+/// loopback) routed into the pod, the network on (the adapter's API host opens its port in
+/// the NetworkPolicy), `agent_extra` under `agent:`, `env(api)` among the run's secrets.
+fn in_a_pod<A>(
+    image: &str,
+    command: &str,
+    agent_extra: &str,
+    serve: impl FnOnce(TcpListener) -> A,
+    env: impl FnOnce(&A) -> String,
+) -> (Setup, A, u16) {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+    let target = listener.local_addr().expect("addr");
+    let api = serve(listener);
+    let s = setup_with(
+        image,
+        command,
+        "3m",
+        &format!("  network:\n    enabled: true\n{agent_extra}"),
+        &env(&api),
+    );
+    s.fake.route(target.port(), target);
+    (s, api, target.port())
+}
+
+/// What every agent test asserts of a run: the key is in nothing chant said, nor in the
+/// Job; the HOME files' contents are not in the Job either; the pod reached the API's
+/// port and only it; no command was recorded (no gate in a pod); the pod is gone.
+fn assert_honest(s: &Setup, said: &str, key: &str, port: u16, not_in_job: &[&str]) {
+    assert!(!said.contains(key), "the key leaked:\n{said}");
+    let job = &s.fake.requests()[0];
+    assert!(job.path.ends_with("/jobs"), "{}", job.line());
+    let job = job.body.to_string();
+    assert!(!job.contains(key), "the key is in the Job: {job}");
+    for text in not_in_job {
+        assert!(!job.contains(text), "{text} is in the Job: {job}");
+    }
+    let reached = s.fake.reached_ports();
+    assert_eq!(reached.len(), 1, "{reached:?}");
+    assert_eq!(reached[0].1, [port], "{reached:?}");
+    assert!(s.repo.events("command_run").is_empty());
+    common::wait_for("the pod's containers to be gone", || {
+        s.fake.pods_left().is_empty()
+    });
+}
+
+// ---- Codex CLI ----
+
+/// A model Codex offers `apply_patch` to (its default model runs in "code mode").
+const CODEX: &str = "[codex, exec, -m, gpt-5.5, \"{prompt}\"]";
+
+fn codex_image() -> Option<String> {
+    cli("codex", "CHANT_REQUIRE_CODEX")?;
+    image::with_agent(common::agent_images::codex(), "chant-test-k8s-codex")
+}
+
+type Pod<A> = (Setup, A, u16);
+
+fn codex_in_a_pod(script: Vec<Turn>, extra: &str) -> Option<Pod<common::openai::FakeOpenAi>> {
+    let image = codex_image()?;
+    Some(in_a_pod(
+        &image,
+        CODEX,
+        extra,
+        |l| common::openai::FakeOpenAi::serve(l, script),
+        |api| {
+            format!(
+                "OPENAI_API_KEY={OPENAI_KEY}\nOPENAI_BASE_URL={}\n",
+                api.base_url()
+            )
+        },
+    ))
+}
+
+fn add_file(rel: &str, text: &str) -> Turn {
+    Turn::tool(
+        "apply_patch",
+        json!(format!(
+            "*** Begin Patch\n*** Add File: {rel}\n+{text}\n*** End Patch\n"
+        )),
+    )
+}
+
+fn exec_command(cmd: &str) -> Turn {
+    Turn::tool("exec_command", json!({ "cmd": cmd }))
+}
+
+#[test]
+fn codex_in_a_pod_finds_its_provider_in_the_seeded_home_and_lands_allowed_work() {
+    let Some((s, api, port)) = codex_in_a_pod(
+        vec![
+            add_file("hello.txt", "Hello from a pod"),
+            // The seeded config is Codex's own; the variables that carried it are gone; the
+            // gate is a stub that says so.
+            exec_command(
+                "echo ran > ran.txt; echo home=$HOME; grep -c model_providers $HOME/.codex/config.toml; echo carriers=$(env | grep -c CHANT_HOME_FILE_); \"$CHANT_EXEC\" true; echo gate=$?",
+            ),
+            Turn::Text("Done.".into()),
+        ],
+        "",
+    ) else {
+        return;
+    };
+    let run = s.work();
+    let said = common::live::everything_chant_said(&s.repo, &run);
+    assert_eq!(run.code(), 0, "{said}");
+    let outputs = api.tool_outputs();
+    assert_eq!(outputs.len(), 2, "{outputs:?}\n{said}");
+    let shell = &outputs[1].output;
+    for needle in [
+        "home=/home/agent",
+        "\n1\n",
+        "carriers=0",
+        "the command gate is not available in a kubernetes pod",
+        "gate=126",
+    ] {
+        assert!(shell.contains(needle), "{needle}: {shell}");
+    }
+    // Codex reached the fake only through the provider in its seeded config.toml (it
+    // ignores OPENAI_BASE_URL), with the key from the run's Secret.
+    let requests = api.requests();
+    assert!(!requests.is_empty());
+    for r in &requests {
+        assert_eq!(
+            r.header("authorization"),
+            Some(format!("Bearer {OPENAI_KEY}").as_str()),
+            "{} {}",
+            r.method,
+            r.path
+        );
+    }
+    assert_eq!(
+        landed_file(&s.repo, &s.id, "hello.txt").as_deref(),
+        Some("Hello from a pod\n")
+    );
+    assert_eq!(
+        landed_file(&s.repo, &s.id, "ran.txt").as_deref(),
+        Some("ran\n")
+    );
+    let files = landed(&s.repo, &format!("chant/{}", s.id));
+    assert!(!files.iter().any(|p| p.starts_with(".codex")), "{files:?}");
+    let done = &s.repo.events("spec_completed")[0];
+    assert_eq!(done["sandbox"], "kubernetes");
+    assert!(
+        done["details"]["agent_input_tokens"]
+            .as_u64()
+            .is_some_and(|n| n > 0),
+        "{done}"
+    );
+    assert!(api.unexpected.lock().expect("lock").is_empty());
+    assert_honest(&s, &said, OPENAI_KEY, port, &["model_providers"]);
+}
+
+#[test]
+fn a_denied_edit_by_codex_in_a_pod_is_refused_by_chants_check_and_nothing_lands() {
+    let Some((s, api, port)) = codex_in_a_pod(
+        vec![
+            add_file("hello.txt", "allowed"),
+            add_file("secret.txt", "must never land"),
+            Turn::Text("Done.".into()),
+        ],
+        "  permissions:\n    deny_edit: [secret.txt]\n",
+    ) else {
+        return;
+    };
+    let run = s.work();
+    let said = common::live::everything_chant_said(&s.repo, &run);
+    // Codex has no edit rules of its own: the edit happens in the pod, is pushed to the
+    // incoming ref, and chant's check refuses the whole result.
+    assert_eq!(run.code(), 1, "{said}");
+    assert_eq!(api.tool_outputs().len(), 2, "{said}");
+    let violations = s.repo.events("policy_violation");
+    assert!(
+        violations
+            .iter()
+            .any(|v| v["details"]["path"] == "secret.txt"),
+        "{violations:?}\n{said}"
+    );
+    assert_eq!(s.repo.rev(&format!("chant/{}", s.id)), s.repo.rev("main"));
+    assert_eq!(landed_file(&s.repo, &s.id, "secret.txt"), None);
+    assert_eq!(s.repo.events("spec_failed").len(), 1);
+    assert_honest(&s, &said, OPENAI_KEY, port, &["model_providers"]);
+}
