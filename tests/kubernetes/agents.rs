@@ -216,3 +216,96 @@ fn a_denied_edit_by_codex_in_a_pod_is_refused_by_chants_check_and_nothing_lands(
     assert_eq!(s.repo.events("spec_failed").len(), 1);
     assert_honest(&s, &said, OPENAI_KEY, port, &["model_providers"]);
 }
+
+// ---- opencode ----
+
+fn opencode_image() -> Option<String> {
+    cli("opencode", "CHANT_REQUIRE_OPENCODE")?;
+    image::with_agent(common::agent_images::opencode(), "chant-test-k8s-opencode")
+}
+
+#[test]
+fn opencode_in_a_pod_lands_allowed_work_and_its_own_rules_refuse_denied_edits_and_commands() {
+    let Some(image) = opencode_image() else {
+        return;
+    };
+    let bash = |command: &str| {
+        Turn::tool(
+            "bash",
+            json!({"command": command, "description": "scripted by the test"}),
+        )
+    };
+    let write = |rel: &str, content: &str| {
+        Turn::tool("write", json!({"filePath": rel, "content": content}))
+    };
+    let script = vec![
+        write("hello.txt", "Hello from a pod\n"),
+        bash("echo ran > ran.txt; echo home=$HOME; \"$CHANT_EXEC\" true; echo gate=$?"),
+        write("secret.txt", "must never be written\n"),
+        bash("touch denied-probe"),
+        // No gate in a pod: a wrapper opencode's own `touch *` rule misses runs, unrecorded.
+        bash("env touch wrapped-probe"),
+        Turn::Text("Done.".into()),
+    ];
+    let (s, api, port) = in_a_pod(
+        &image,
+        "[opencode, run, -m, openai/gpt-4.1, \"{prompt}\"]",
+        "  permissions:\n    deny_edit: [secret.txt]\n  commands:\n    denied: [\"touch *\"]\n",
+        |l| common::openai::FakeOpenAi::serve(l, script),
+        |api| {
+            format!(
+                "OPENAI_API_KEY={OPENAI_KEY}\nOPENAI_BASE_URL={}\n",
+                api.base_url()
+            )
+        },
+    );
+    let run = s.work();
+    let said = common::live::everything_chant_said(&s.repo, &run);
+    assert_eq!(run.code(), 0, "{said}");
+    let outputs = api.tool_outputs();
+    assert_eq!(outputs.len(), 5, "{outputs:?}\n{said}");
+    for needle in [
+        "home=/home/agent",
+        "the command gate is not available in a kubernetes pod",
+        "gate=126",
+    ] {
+        assert!(outputs[1].output.contains(needle), "{needle}: {outputs:?}");
+    }
+    // Its rules came with OPENCODE_CONFIG_CONTENT through the run's Secret: opencode itself
+    // refused the edit and the command in the pod.
+    for (refused, rule) in [
+        (
+            &outputs[2],
+            r#"{"permission":"edit","pattern":"secret.txt","action":"deny"}"#,
+        ),
+        (
+            &outputs[3],
+            r#"{"permission":"bash","pattern":"touch *","action":"deny"}"#,
+        ),
+    ] {
+        assert!(
+            refused
+                .output
+                .contains("The user has specified a rule which prevents you")
+                && refused.output.contains(rule),
+            "{rule}: {outputs:?}"
+        );
+    }
+    assert_eq!(
+        landed_file(&s.repo, &s.id, "hello.txt").as_deref(),
+        Some("Hello from a pod\n")
+    );
+    assert_eq!(
+        landed_file(&s.repo, &s.id, "ran.txt").as_deref(),
+        Some("ran\n")
+    );
+    let files = landed(&s.repo, &format!("chant/{}", s.id));
+    for never in ["secret.txt", "denied-probe", ".config", ".chant/opencode"] {
+        assert!(!files.iter().any(|p| p.starts_with(never)), "{files:?}");
+    }
+    assert!(files.iter().any(|p| p == "wrapped-probe"), "{files:?}");
+    let done = &s.repo.events("spec_completed")[0];
+    assert_eq!(done["sandbox"], "kubernetes");
+    assert_eq!(done["details"]["agent_refusals"], 2, "{done}");
+    assert_honest(&s, &said, OPENAI_KEY, port, &["\"permission\""]);
+}
