@@ -309,3 +309,120 @@ fn opencode_in_a_pod_lands_allowed_work_and_its_own_rules_refuse_denied_edits_an
     assert_eq!(done["details"]["agent_refusals"], 2, "{done}");
     assert_honest(&s, &said, OPENAI_KEY, port, &["\"permission\""]);
 }
+
+// ---- Gemini CLI ----
+
+/// The key the Gemini CLI gets (and that must be in nothing chant says).
+const GEMINI_KEY: &str = "gm-test-k8s-5d2c9a7e1b3f4086";
+
+fn gemini_image() -> Option<String> {
+    cli("gemini", "CHANT_REQUIRE_GEMINI")?;
+    image::with_agent(common::agent_images::gemini(), "chant-test-k8s-gemini")
+}
+
+#[test]
+fn gemini_in_a_pod_gets_its_settings_and_policy_through_the_seeded_home_and_they_hold() {
+    let Some(image) = gemini_image() else {
+        return;
+    };
+    let write = |path: &str, content: &str| {
+        Turn::tool("write_file", json!({"file_path": path, "content": content}))
+    };
+    let shell = |command: &str| {
+        Turn::tool(
+            "run_shell_command",
+            json!({"command": command, "description": "scripted by the test"}),
+        )
+    };
+    let script = vec![
+        write("hello.txt", "Hello from a pod\n"),
+        shell("echo ran > ran.txt; echo home=$HOME; \"$CHANT_EXEC\" true; echo gate=$?"),
+        write("secret.txt", "must never be written\n"),
+        shell("touch probe-0"),
+        Turn::Text("Done.".into()),
+    ];
+    let (s, api, port) = in_a_pod(
+        &image,
+        "[gemini]",
+        "  permissions:\n    deny_edit: [secret.txt]\n  commands:\n    denied: [\"touch *\"]\n",
+        |l| common::gemini::FakeGemini::serve(l, script),
+        |api| {
+            format!(
+                "GEMINI_API_KEY={GEMINI_KEY}\nGOOGLE_GEMINI_BASE_URL={}\n",
+                api.url()
+            )
+        },
+    );
+    let run = s.work();
+    let said = common::live::everything_chant_said(&s.repo, &run);
+    assert_eq!(run.code(), 0, "{said}");
+    // Without its seeded settings the CLI would pick the `gateway` auth and exit 41;
+    // without its seeded policy it would refuse every write headless, or allow these.
+    let responses = api.function_responses();
+    let errors: Vec<bool> = responses
+        .iter()
+        .map(|r| r.response.get("error").is_some())
+        .collect();
+    // Its policy refused the denied edit; the denied command ran: Gemini CLI's policy holds
+    // no command rules (they are the gate's, which is a stub in a pod), and nothing
+    // records it.
+    assert_eq!(
+        errors,
+        [false, false, true, false],
+        "{responses:#?}\n{said}"
+    );
+    assert!(
+        responses[2].response.to_string().contains(
+            "Tool execution denied by policy. chant: refused by agent.permissions.deny_edit"
+        ),
+        "{responses:#?}"
+    );
+    let shell_out = responses[1].response.to_string();
+    for needle in [
+        "home=/home/agent",
+        "the command gate is not available in a kubernetes pod",
+        "gate=126",
+    ] {
+        assert!(shell_out.contains(needle), "{needle}: {shell_out}");
+    }
+    for r in api.requests() {
+        assert_eq!(
+            r.header("x-goog-api-key"),
+            Some(GEMINI_KEY),
+            "{} {}",
+            r.method,
+            r.path
+        );
+    }
+    assert_eq!(
+        landed_file(&s.repo, &s.id, "hello.txt").as_deref(),
+        Some("Hello from a pod\n")
+    );
+    assert_eq!(
+        landed_file(&s.repo, &s.id, "ran.txt").as_deref(),
+        Some("ran\n")
+    );
+    let files = landed(&s.repo, &format!("chant/{}", s.id));
+    assert!(
+        !files
+            .iter()
+            .any(|f| f.starts_with(".gemini/") || f == "secret.txt"),
+        "{files:?}"
+    );
+    assert!(files.iter().any(|f| f == "probe-0"), "{files:?}");
+    let done = &s.repo.events("spec_completed")[0];
+    assert_eq!(done["sandbox"], "kubernetes");
+    assert_eq!(done["details"]["agent_refusals"], 1, "{done}");
+    // The prompt does not promise a gate the pod does not have.
+    let bodies: String = api.requests().iter().map(|r| r.text()).collect();
+    assert!(
+        bodies.contains("with your run_shell_command tool as usual."),
+        "the prompt never reached the API"
+    );
+    assert!(
+        !bodies.contains("command gate checks"),
+        "the prompt promises a gate"
+    );
+    assert!(api.unexpected.lock().expect("lock").is_empty());
+    assert_honest(&s, &said, GEMINI_KEY, port, &["[[rule]]", "gemini-api-key"]);
+}
