@@ -426,3 +426,105 @@ fn gemini_in_a_pod_gets_its_settings_and_policy_through_the_seeded_home_and_they
     assert!(api.unexpected.lock().expect("lock").is_empty());
     assert_honest(&s, &said, GEMINI_KEY, port, &["[[rule]]", "gemini-api-key"]);
 }
+
+// ---- aider ----
+
+/// The key aider gets (and that must be in nothing chant says).
+const AIDER_KEY: &str = "sk-test-k8s-aider-71e4c09b2d58a3f6";
+
+fn aider_image() -> Option<String> {
+    let program = std::env::var("CHANT_AIDER").unwrap_or_else(|_| "aider".to_string());
+    cli(&program, "CHANT_REQUIRE_AIDER")?;
+    image::with_agent(common::agent_images::aider(), "chant-test-k8s-aider")
+}
+
+/// aider's reply creating (empty `search`) or editing `file` (its "diff" format).
+fn aider_edit(file: &str, replace: &str) -> String {
+    format!("{file}\n```\n<<<<<<< SEARCH\n=======\n{replace}\n>>>>>>> REPLACE\n```\n\n")
+}
+
+/// aider (as its image has it on PATH) in a pod, replying `reply` once, `extra` under
+/// `agent:`.
+fn aider_in_a_pod(reply: String, extra: &str) -> Option<Pod<common::openai::FakeOpenAi>> {
+    let image = aider_image()?;
+    Some(in_a_pod(
+        &image,
+        &format!(
+            "[aider, --model, openai/{}, --edit-format, diff]",
+            common::openai::MODEL
+        ),
+        extra,
+        |l| common::openai::FakeOpenAi::serve(l, vec![Turn::Text(reply)]),
+        |api| {
+            format!(
+                "OPENAI_API_KEY={AIDER_KEY}\nOPENAI_BASE_URL={}\n",
+                api.base_url()
+            )
+        },
+    ))
+}
+
+#[test]
+fn aider_in_a_pod_lands_an_allowed_edit_and_never_runs_what_the_model_suggests() {
+    let reply = aider_edit("hello.txt", "Hello from a pod")
+        + "```bash\ntouch /workspace/repo/command-ran\n```\n";
+    let Some((s, api, port)) = aider_in_a_pod(reply, "") else {
+        return;
+    };
+    let run = s.work();
+    let said = common::live::everything_chant_said(&s.repo, &run);
+    assert_eq!(run.code(), 0, "{said}");
+    assert_eq!(
+        landed_file(&s.repo, &s.id, "hello.txt").as_deref(),
+        Some("Hello from a pod\n")
+    );
+    // Everything the pod left is pushed and judged: had aider run the suggestion (or left
+    // its history files), they would be on the branch.
+    let files = landed(&s.repo, &format!("chant/{}", s.id));
+    assert!(
+        !files
+            .iter()
+            .any(|f| f.starts_with(".aider") || f == "command-ran"),
+        "{files:?}"
+    );
+    let auth: Vec<_> = api
+        .requests()
+        .iter()
+        .filter_map(|r| r.header("authorization").map(str::to_string))
+        .collect();
+    assert!(!auth.is_empty());
+    assert!(
+        auth.iter().all(|a| *a == format!("Bearer {AIDER_KEY}")),
+        "{auth:?}"
+    );
+    let done = &s.repo.events("spec_completed")[0];
+    assert_eq!(done["sandbox"], "kubernetes");
+    assert_eq!(done["details"]["agent_edits_applied"], 1, "{done}");
+    assert!(api.unexpected.lock().expect("lock").is_empty());
+    assert_honest(&s, &said, AIDER_KEY, port, &[]);
+}
+
+#[test]
+fn a_denied_edit_by_aider_in_a_pod_is_refused_by_chants_check_and_nothing_lands() {
+    let reply = aider_edit("secret.txt", "written") + &aider_edit("hello.txt", "allowed");
+    let Some((s, _api, port)) =
+        aider_in_a_pod(reply, "  permissions:\n    deny_edit: [secret.txt]\n")
+    else {
+        return;
+    };
+    let run = s.work();
+    let said = common::live::everything_chant_said(&s.repo, &run);
+    // aider has no rules of its own: the edit happens in the pod, and chant's check on
+    // what it pushed refuses the whole result.
+    assert_eq!(run.code(), 1, "{said}");
+    let violations: Vec<String> = s
+        .repo
+        .events("policy_violation")
+        .iter()
+        .filter_map(|e| e["details"]["path"].as_str().map(str::to_string))
+        .collect();
+    assert_eq!(violations, ["secret.txt"], "{said}");
+    assert_eq!(s.repo.rev(&format!("chant/{}", s.id)), s.repo.rev("main"));
+    assert_eq!(s.repo.events("spec_failed").len(), 1);
+    assert_honest(&s, &said, AIDER_KEY, port, &[]);
+}
