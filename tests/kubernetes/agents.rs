@@ -339,6 +339,8 @@ fn gemini_in_a_pod_gets_its_settings_and_policy_through_the_seeded_home_and_they
         shell("echo ran > ran.txt; echo home=$HOME; \"$CHANT_EXEC\" true; echo gate=$?"),
         write("secret.txt", "must never be written\n"),
         shell("touch probe-0"),
+        // No gate in a pod: a wrapper its prefix rule misses runs, unrecorded.
+        shell("env touch probe-1"),
         Turn::Text("Done.".into()),
     ];
     let (s, api, port) = in_a_pod(
@@ -363,20 +365,25 @@ fn gemini_in_a_pod_gets_its_settings_and_policy_through_the_seeded_home_and_they
         .iter()
         .map(|r| r.response.get("error").is_some())
         .collect();
-    // Its policy refused the denied edit; the denied command ran: Gemini CLI's policy holds
-    // no command rules (they are the gate's, which is a stub in a pod), and nothing
-    // records it.
+    // Its policy (the seeded one: the gate is a stub in a pod, so the denied command is a
+    // prefix rule there) refused the denied edit and the denied command; the wrapper ran.
     assert_eq!(
         errors,
-        [false, false, true, false],
+        [false, false, true, true, false],
         "{responses:#?}\n{said}"
     );
-    assert!(
-        responses[2].response.to_string().contains(
-            "Tool execution denied by policy. chant: refused by agent.permissions.deny_edit"
-        ),
-        "{responses:#?}"
-    );
+    for (i, reason) in [
+        (2, "chant: refused by agent.permissions.deny_edit"),
+        (3, "chant: refused by agent.commands: touch *"),
+    ] {
+        assert!(
+            responses[i]
+                .response
+                .to_string()
+                .contains(&format!("Tool execution denied by policy. {reason}")),
+            "{responses:#?}"
+        );
+    }
     let shell_out = responses[1].response.to_string();
     for needle in [
         "home=/home/agent",
@@ -409,10 +416,11 @@ fn gemini_in_a_pod_gets_its_settings_and_policy_through_the_seeded_home_and_they
             .any(|f| f.starts_with(".gemini/") || f == "secret.txt"),
         "{files:?}"
     );
-    assert!(files.iter().any(|f| f == "probe-0"), "{files:?}");
+    assert!(!files.iter().any(|f| f == "probe-0"), "{files:?}");
+    assert!(files.iter().any(|f| f == "probe-1"), "{files:?}");
     let done = &s.repo.events("spec_completed")[0];
     assert_eq!(done["sandbox"], "kubernetes");
-    assert_eq!(done["details"]["agent_refusals"], 1, "{done}");
+    assert_eq!(done["details"]["agent_refusals"], 2, "{done}");
     // The prompt does not promise a gate the pod does not have.
     let bodies: String = api.requests().iter().map(|r| r.text()).collect();
     assert!(

@@ -176,6 +176,12 @@ impl Agent for Gemini {
             &workspace.to_string_lossy(),
             level == SandboxLevel::Permissions,
         );
+        // No gate in a pod: Gemini CLI's own policy refuses the denied commands it can.
+        let policy = if level == SandboxLevel::Kubernetes {
+            policy.with_command_denies(&self.agent)
+        } else {
+            policy
+        };
         vec![
             (
                 SETTINGS.to_string(),
