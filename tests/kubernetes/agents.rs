@@ -130,9 +130,13 @@ fn codex_in_a_pod_finds_its_provider_in_the_seeded_home_and_lands_allowed_work()
             exec_command(
                 "echo ran > ran.txt; echo home=$HOME; grep -c model_providers $HOME/.codex/config.toml; echo carriers=$(env | grep -c CHANT_HOME_FILE_); \"$CHANT_EXEC\" true; echo gate=$?",
             ),
+            // Its own prefix rule, carried in with its config, is all that refuses a
+            // command in a pod; a wrapper past it runs, unrecorded.
+            exec_command("touch denied-probe"),
+            exec_command("env touch wrapped-probe"),
             Turn::Text("Done.".into()),
         ],
-        "",
+        "  commands:\n    denied: [\"touch *\"]\n",
     ) else {
         return;
     };
@@ -140,7 +144,17 @@ fn codex_in_a_pod_finds_its_provider_in_the_seeded_home_and_lands_allowed_work()
     let said = common::live::everything_chant_said(&s.repo, &run);
     assert_eq!(run.code(), 0, "{said}");
     let outputs = api.tool_outputs();
-    assert_eq!(outputs.len(), 2, "{outputs:?}\n{said}");
+    assert_eq!(outputs.len(), 4, "{outputs:?}\n{said}");
+    assert!(
+        outputs[2]
+            .output
+            .contains("rejected: refused by chant (agent.commands): touch"),
+        "{outputs:?}"
+    );
+    assert!(
+        outputs[3].output.contains("Process exited with code 0"),
+        "{outputs:?}"
+    );
     let shell = &outputs[1].output;
     for needle in [
         "home=/home/agent",
@@ -173,7 +187,13 @@ fn codex_in_a_pod_finds_its_provider_in_the_seeded_home_and_lands_allowed_work()
         Some("ran\n")
     );
     let files = landed(&s.repo, &format!("chant/{}", s.id));
-    assert!(!files.iter().any(|p| p.starts_with(".codex")), "{files:?}");
+    assert!(
+        !files
+            .iter()
+            .any(|p| p.starts_with(".codex") || p == "denied-probe"),
+        "{files:?}"
+    );
+    assert!(files.iter().any(|p| p == "wrapped-probe"), "{files:?}");
     let done = &s.repo.events("spec_completed")[0];
     assert_eq!(done["sandbox"], "kubernetes");
     assert!(
