@@ -857,3 +857,8 @@ fn claude_in_a_pod_whose_api_host_is_denied_never_reaches_it() {
         s.fake.pods_left().is_empty()
     });
 }
+
+// ---- Codex CLI, opencode, Gemini CLI and aider in a "pod" ----
+
+#[path = "kubernetes/agents.rs"]
+mod agents;

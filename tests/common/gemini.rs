@@ -38,6 +38,12 @@ impl FakeGemini {
     /// Starts the fake inside `netns` (127.0.0.1 there) replaying `script`.
     pub fn start(netns: &Netns, script: Vec<Turn>) -> FakeGemini {
         let listener = netns.bind().expect("bind in the network namespace");
+        Self::serve(listener, script)
+    }
+
+    /// Serves `script` on `listener`, wherever it is (e.g. this machine's loopback, for a
+    /// pod of the fake Kubernetes cluster routed to it).
+    pub fn serve(listener: std::net::TcpListener, script: Vec<Turn>) -> FakeGemini {
         let unexpected = Arc::new(Mutex::new(Vec::new()));
         let seen = Arc::clone(&unexpected);
         let server = FakeServer::serve(listener, move |req| answer(req, &script, &seen));

@@ -148,3 +148,52 @@ pub fn pod_command(
     cmd.args(&command[1..]);
     cmd
 }
+
+/// An agent CLI's image (tests/common/agent_images.rs, None when it could not be had: that
+/// said why, loudly) with the worker image laid over it — busybox, git with the names git
+/// runs for `file://`, the libraries the server hook's git-chant loads, the pod's mount
+/// points — tagged `NAME:<agent tag>-<worker tag>`, built once. None (after a loud message)
+/// when either is missing, a failure under `CHANT_REQUIRE_DOCKER=1`.
+pub fn with_agent(agent: Option<String>, name: &str) -> Option<String> {
+    let agent = agent?;
+    let worker = image()?;
+    let tag = |image: &str| image.rsplit(':').next().unwrap_or_default().to_string();
+    let layered = format!("{name}:{}-{}", tag(&agent), tag(&worker));
+    let found = Command::new("docker")
+        .args(["image", "inspect", "--format", "{{.Id}}", &layered])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if found {
+        return Some(layered);
+    }
+    let dockerfile = format!("FROM {agent}\nCOPY --from={worker} / /\n");
+    let built = Command::new("docker")
+        .args(["build", "--quiet", "--tag", &layered, "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            use std::io::Write;
+            if let Some(mut stdin) = child.stdin.take() {
+                stdin.write_all(dockerfile.as_bytes())?;
+            }
+            child.wait_with_output()
+        });
+    match built {
+        Ok(out) if out.status.success() => Some(layered),
+        other => {
+            let why = match other {
+                Ok(out) => String::from_utf8_lossy(&out.stderr).trim().to_string(),
+                Err(e) => e.to_string(),
+            };
+            if std::env::var_os("CHANT_REQUIRE_DOCKER").is_some_and(|v| v == "1") {
+                panic!("CHANT_REQUIRE_DOCKER=1 but {layered} cannot be built: {why}");
+            }
+            eprintln!(
+                "\n*** SKIPPING kubernetes test: {layered} cannot be built: {why}\n*** (set CHANT_REQUIRE_DOCKER=1 to make this a failure)\n"
+            );
+            None
+        }
+    }
+}

@@ -176,6 +176,12 @@ impl Agent for Gemini {
             &workspace.to_string_lossy(),
             level == SandboxLevel::Permissions,
         );
+        // No gate in a pod: Gemini CLI's own policy refuses the denied commands it can.
+        let policy = if level == SandboxLevel::Kubernetes {
+            policy.with_command_denies(&self.agent)
+        } else {
+            policy
+        };
         vec![
             (
                 SETTINGS.to_string(),
@@ -200,7 +206,11 @@ impl Agent for Gemini {
         Vec::new()
     }
 
-    fn commands_rule(&self, _level: SandboxLevel) -> &'static str {
+    fn commands_rule(&self, level: SandboxLevel) -> &'static str {
+        // A pod's `$CHANT_EXEC` is a stub and no gate hook is written there.
+        if level == SandboxLevel::Kubernetes {
+            return "- Run shell commands with your run_shell_command tool as usual.\n";
+        }
         "- Run shell commands with your run_shell_command tool as usual: chant's command gate checks and records each one before it runs.\n"
     }
 

@@ -15,7 +15,7 @@
 //! | `permissions.deny_edit` | deny `write_file`, `replace` whose `file_path` matches |
 //! | `file_access.denied_paths`, `agent.denied_paths` | deny `write_file`, `replace`, `read_file` whose `file_path` matches |
 //! | `permissions.allow_edit` (at `permissions`) | allow `write_file`, `replace` only there, and deny them for a `file_path` with a `..` component; else allow any path |
-//! | `commands.allowed`/`denied`, `permissions.allow_bash`/`deny_bash` | none: allow `run_shell_command` (with redirections) at `permissions`, and chant's gate hook decides each command |
+//! | `commands.allowed`/`denied`, `permissions.allow_bash`/`deny_bash` | none: allow `run_shell_command` (with redirections) at `permissions`, and chant's gate hook decides each command; at `kubernetes` only (no gate there, see [`Policy::with_command_denies`]) each denied pattern that is a plain word prefix (`touch *`, `git push`) becomes a deny rule with that `commandPrefix` |
 //! | `allow_network: false` and `network.enabled: false` | deny `web_fetch`, `google_web_search` |
 //!
 //! Limits: a path rule matches the text of `file_path` the model sent. Deny rules match its
@@ -53,6 +53,9 @@ struct Rule {
     args_pattern: Option<String>,
     allow_redirection: bool,
     deny_message: Option<String>,
+    /// For `run_shell_command`: the words a command starts with (Gemini CLI matches them
+    /// as a whole word, in each part of a compound command).
+    command_prefix: Option<String>,
 }
 
 impl Rule {
@@ -64,6 +67,7 @@ impl Rule {
             args_pattern: None,
             allow_redirection: false,
             deny_message: None,
+            command_prefix: None,
         }
     }
 
@@ -77,6 +81,9 @@ impl Rule {
         );
         if let Some(p) = &self.args_pattern {
             out.push_str(&format!("argsPattern = {}\n", toml_string(p)));
+        }
+        if let Some(p) = &self.command_prefix {
+            out.push_str(&format!("commandPrefix = {}\n", toml_string(p)));
         }
         if self.allow_redirection {
             out.push_str("allowRedirection = true\n");
@@ -151,6 +158,34 @@ impl Policy {
             rules.push(shell);
         }
         Policy { rules }
+    }
+
+    /// Adds a deny rule for each of `agent.commands.denied` and `permissions.deny_bash`
+    /// that is a plain word prefix (`touch *` → `touch`), for a level where chant's gate is
+    /// not reachable (a kubernetes pod): Gemini CLI's own policy is then the only thing that
+    /// refuses a command. It sees less than the gate would (`env touch`, `sh -c 'touch …'`
+    /// pass), and nothing is recorded.
+    pub fn with_command_denies(mut self, agent: &AgentConfig) -> Policy {
+        let mut seen: Vec<String> = Vec::new();
+        for pattern in agent
+            .commands
+            .denied
+            .iter()
+            .chain(&agent.permissions.deny_bash)
+        {
+            let Some(prefix) = word_prefix(pattern) else {
+                continue;
+            };
+            if seen.contains(&prefix) {
+                continue;
+            }
+            let mut rule = Rule::new(&[SHELL_TOOL], "deny", DENY);
+            rule.command_prefix = Some(prefix.clone());
+            rule.deny_message = Some(format!("chant: refused by agent.commands: {pattern}"));
+            self.rules.push(rule);
+            seen.push(prefix);
+        }
+        self
     }
 
     /// The TOML text.
@@ -266,6 +301,22 @@ fn regex_literal(text: &str, fold: bool) -> String {
 }
 
 /// A TOML basic string.
+/// A deny pattern as the words it starts with, joined by one space (`touch *` → `touch`),
+/// when it is one: no wildcard before the end, no control characters.
+fn word_prefix(pattern: &str) -> Option<String> {
+    if pattern.chars().any(char::is_control) {
+        return None;
+    }
+    let mut words: Vec<&str> = pattern.split_whitespace().collect();
+    if words.last() == Some(&"*") {
+        words.pop();
+    }
+    if words.is_empty() || words.iter().any(|w| w.contains(['*', '?', '[', ']'])) {
+        return None;
+    }
+    Some(words.join(" "))
+}
+
 fn toml_string(text: &str) -> String {
     let mut out = String::from("\"");
     for c in text.chars() {
@@ -394,5 +445,31 @@ mod tests {
             .contains(&format!("argsPattern = {}", toml_string(&pattern))));
         // Only deny rules at a level other than permissions.
         assert!(p.rules.iter().all(|r| r.decision == "deny"));
+    }
+
+    #[test]
+    fn command_denies_become_prefix_rules_only_when_asked_and_only_for_word_prefixes() {
+        let yaml = "agent:\n  commands:\n    denied: [\"touch *\", \"git push\", \"rm -rf*\", \"*curl*\", \"touch *\"]\n  permissions:\n    deny_bash: [\"wget *\"]\n";
+        let plain = policy(yaml, false).to_toml();
+        assert!(!plain.contains("commandPrefix"), "{plain}");
+        let config =
+            Config::from_yaml("(test)", &serde_yaml_ng::from_str(yaml).expect("test yaml"))
+                .expect("valid config");
+        let text = policy(yaml, false)
+            .with_command_denies(&config.agent)
+            .to_toml();
+        let prefixes: Vec<&str> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("commandPrefix = "))
+            .collect();
+        assert_eq!(
+            prefixes,
+            ["\"touch\"", "\"git push\"", "\"wget\""],
+            "{text}"
+        );
+        assert!(
+            text.contains("toolName = [\"run_shell_command\"]\ndecision = \"deny\"\npriority = 900\ncommandPrefix = \"touch\"\ndenyMessage = \"chant: refused by agent.commands: touch *\""),
+            "{text}"
+        );
     }
 }

@@ -46,8 +46,15 @@ pub struct RunSpec {
     pub env: Vec<(String, String)>,
     /// The exposed secrets: they go into the run's Secret, never into the Job.
     pub secrets: Vec<(String, String)>,
-    /// Files the script writes before the agent starts (the prompt), by pod path.
+    /// Files the script writes before the agent starts (the prompt), by pod path; their
+    /// contents are plain variables of the Job.
     pub files: Vec<(String, String)>,
+    /// The run's private HOME files (the adapter's settings, rules, config), by path under
+    /// the pod's HOME (only normal components: [`RunSpec`] is built by
+    /// `Kubernetes::run_spec`, which refuses any other); their contents go into the run's
+    /// Secret, never the Job, and the script writes them into the HOME before the agent
+    /// starts.
+    pub home_files: Vec<(String, String)>,
     pub timeout: Duration,
 }
 
@@ -126,6 +133,12 @@ pub fn build(
                 run.secrets
                     .iter()
                     .map(|(k, v)| (k.clone(), ByteString(v.clone().into_bytes())))
+                    .chain(run.home_files.iter().enumerate().map(|(i, (_, text))| {
+                        (
+                            script::home_file_var(i),
+                            ByteString(text.clone().into_bytes()),
+                        )
+                    }))
                     .collect(),
             ),
             type_: Some("Opaque".into()),
@@ -245,10 +258,11 @@ fn job(
         });
     }
     let paths: Vec<&str> = run.files.iter().map(|(p, _)| p.as_str()).collect();
+    let home: Vec<&str> = run.home_files.iter().map(|(p, _)| p.as_str()).collect();
     let mut command = vec![
         "sh".to_string(),
         "-c".to_string(),
-        script::pod_script(&paths),
+        script::pod_script(&paths, &home),
         "chant-pod".to_string(),
     ];
     command.extend(run.argv.iter().cloned());

@@ -17,6 +17,7 @@ fn run() -> RunSpec {
         ],
         secrets: vec![("AGENT_API_KEY".into(), "sk-secret-value".into())],
         files: vec![("/tmp/chant/prompt.md".into(), "the prompt".into())],
+        home_files: Vec::new(),
         timeout: Duration::from_secs(3600),
     }
 }
@@ -153,6 +154,58 @@ fn secret_holds_only_exposed_keys_and_reaches_the_pod_by_env_from() {
         "base64 of the value"
     );
     assert!(yaml.contains("AGENT_API_KEY"));
+}
+
+#[test]
+fn home_files_travel_in_the_runs_secret_never_the_job_and_the_script_writes_them_home() {
+    let c = config("agent:\n  kubernetes:\n    image: w\n");
+    let mut r = run();
+    r.home_files = vec![
+        (
+            ".codex/config.toml".into(),
+            "model_provider = \"chant\" # home-marker-1\n".into(),
+        ),
+        (".gemini/policy.toml".into(), "# home-marker-2\n".into()),
+    ];
+    let m = build(
+        &c.agent.kubernetes,
+        &c.agent.network,
+        "https://git.example.com/repo.git",
+        &r,
+    );
+    let data = m.secret.data.clone().unwrap_or_default();
+    let keys: Vec<&String> = data.keys().collect();
+    assert_eq!(
+        keys,
+        ["AGENT_API_KEY", "CHANT_HOME_FILE_0", "CHANT_HOME_FILE_1"]
+    );
+    assert_eq!(
+        data["CHANT_HOME_FILE_0"].0,
+        b"model_provider = \"chant\" # home-marker-1\n"
+    );
+    // Their contents are in the Secret only (consumed by the same envFrom): never in the
+    // Job, nor in the dry-run YAML, and no ConfigMap is made for them.
+    let job_json = serde_json::to_string(&m.job).expect("json");
+    for marker in ["home-marker-1", "home-marker-2"] {
+        assert!(!job_json.contains(marker), "{job_json}");
+    }
+    let yaml = to_yaml(&m).expect("yaml");
+    assert!(!yaml.contains("home-marker"), "{yaml}");
+    assert!(!yaml.contains("ConfigMap"), "{yaml}");
+    // The script writes each from its key into the HOME, then unsets it.
+    let command = pod(&m).containers[0].command.clone().unwrap_or_default();
+    let script = &command[2];
+    assert!(
+        script.contains("printf '%s' \"$CHANT_HOME_FILE_0\" > '/home/agent/.codex/config.toml'"),
+        "{script}"
+    );
+    assert!(
+        script.contains("printf '%s' \"$CHANT_HOME_FILE_1\" > '/home/agent/.gemini/policy.toml'"),
+        "{script}"
+    );
+    assert!(script.contains("unset CHANT_HOME_FILE_1"), "{script}");
+    // The argv after the script is the agent's, untouched.
+    assert_eq!(&command[4..], ["agent", "-p", "do it"]);
 }
 
 #[test]

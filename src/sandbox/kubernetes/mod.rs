@@ -82,11 +82,25 @@ impl Kubernetes {
 
     /// The run's description from a prepared job: chant's fixed variables (and `LANG`,
     /// `TERM`) stay plain environment, every other (an exposed secret) goes into the run's
-    /// Secret.
-    pub fn run_spec(job: &Job) -> RunSpec {
+    /// Secret. The job's files under [`script::FILES_DIR`] (the prompt) are written by the
+    /// pod's script from plain variables; those under [`script::HOME`] (the run's private
+    /// HOME: the adapter's settings, rules, config) from keys of the run's Secret. A file
+    /// anywhere else, a path with anything but normal components, or an exposed secret
+    /// named like the HOME files' keys is refused.
+    pub fn run_spec(job: &Job) -> Result<RunSpec, SandboxError> {
         let (env, secrets): (Vec<_>, Vec<_>) = job.env.iter().cloned().partition(|(k, _)| {
             crate::secrets::RESERVED_NAMES.contains(&k.as_str()) || k == "LANG" || k == "TERM"
         });
+        if let Some((name, _)) = secrets
+            .iter()
+            .find(|(k, _)| k.starts_with(script::HOME_FILE_PREFIX))
+        {
+            return Err(SandboxError::KubernetesConfig(format!(
+                "the exposed variable {name} has a name the kubernetes level keeps for the \
+                 agent's HOME files ({}*); rename it or remove it from agent.secrets.expose",
+                script::HOME_FILE_PREFIX
+            )));
+        }
         let var = |name: &str| {
             job.env
                 .iter()
@@ -94,24 +108,53 @@ impl Kubernetes {
                 .map(|(_, v)| v.clone())
                 .unwrap_or_default()
         };
-        RunSpec {
+        let mut files = Vec::new();
+        let mut home_files = Vec::new();
+        for (path, content) in &job.files {
+            let text = String::from_utf8_lossy(content).into_owned();
+            let (list, rel, whole) = if let Ok(rel) = path.strip_prefix(script::HOME) {
+                (&mut home_files, rel, false)
+            } else if let Ok(rel) = path.strip_prefix(script::FILES_DIR) {
+                (&mut files, rel, true)
+            } else {
+                return Err(SandboxError::Workspace(format!(
+                    "{} is outside {} and {}, the only places the pod gets files",
+                    path.display(),
+                    script::FILES_DIR,
+                    script::HOME
+                )));
+            };
+            let name = rel.to_str().filter(|r| {
+                !r.is_empty()
+                    && rel
+                        .components()
+                        .all(|c| matches!(c, std::path::Component::Normal(_)))
+            });
+            let Some(name) = name else {
+                return Err(SandboxError::Workspace(format!(
+                    "{} is not a file name under {} or {}",
+                    path.display(),
+                    script::FILES_DIR,
+                    script::HOME
+                )));
+            };
+            let key = if whole {
+                path.to_string_lossy().into_owned()
+            } else {
+                name.to_string()
+            };
+            list.push((key, text));
+        }
+        Ok(RunSpec {
             spec_id: var("CHANT_SPEC_ID"),
             session: var("CHANT_SESSION"),
             argv: job.argv.clone(),
             env,
             secrets,
-            files: job
-                .files
-                .iter()
-                .map(|(p, c)| {
-                    (
-                        p.to_string_lossy().into_owned(),
-                        String::from_utf8_lossy(c).into_owned(),
-                    )
-                })
-                .collect(),
+            files,
+            home_files,
             timeout: job.timeout,
-        }
+        })
     }
 }
 
@@ -191,6 +234,12 @@ impl Sandbox for Kubernetes {
         )))
     }
 
+    /// The run's HOME files travel in the run's Secret; the pod's script writes them into
+    /// its HOME (an emptyDir, owned by the pod's user) before the clone and the agent.
+    fn seeds_home(&self) -> bool {
+        true
+    }
+
     fn guest(&self) -> Option<GuestView> {
         Some(GuestView {
             workspace: script::WORK_DIR.into(),
@@ -231,7 +280,7 @@ impl Sandbox for Kubernetes {
     /// The run's manifests as YAML documents, for `kubectl apply -f -` (the Secret's
     /// values withheld).
     fn describe(&self, job: &Job) -> Result<Option<String>, SandboxError> {
-        manifests::to_yaml(&self.manifests(&Self::run_spec(job)))
+        manifests::to_yaml(&self.manifests(&Self::run_spec(job)?))
             .map(Some)
             .map_err(|e| {
                 SandboxError::Kubernetes(format!("cannot write the manifests as YAML: {e}"))
@@ -244,7 +293,7 @@ impl Sandbox for Kubernetes {
         sink: &mut dyn OutputSink,
         stop: &Arc<AtomicBool>,
     ) -> Result<Outcome, SandboxError> {
-        let run = Self::run_spec(job);
+        let run = Self::run_spec(job)?;
         let manifests = self.manifests(&run);
         let rt = runtime()?;
         // The kubeconfig first: without a cluster nothing is published.
@@ -323,6 +372,7 @@ mod tests {
             env: Vec::new(),
             secrets: Vec::new(),
             files: Vec::new(),
+            home_files: Vec::new(),
             timeout: std::time::Duration::from_secs(60),
         };
         let np = k.manifests(&run).network_policy.expect("policy");
@@ -411,7 +461,7 @@ mod tests {
             network: None,
             gate: None,
         };
-        let run = Kubernetes::run_spec(&job);
+        let run = Kubernetes::run_spec(&job).expect("a valid job");
         assert_eq!(
             run.secrets,
             [("AGENT_API_KEY".to_string(), "sk-1".to_string())]
@@ -423,5 +473,86 @@ mod tests {
             run.files,
             [("/tmp/chant/prompt.md".to_string(), "p".to_string())]
         );
+        assert!(run.home_files.is_empty());
+    }
+
+    fn job_with(files: Vec<(&str, &str)>, env: Vec<(&str, &str)>) -> Job {
+        let mut all = vec![
+            (
+                "CHANT_SPEC_ID".to_string(),
+                "2026-01-22-001-x7m".to_string(),
+            ),
+            ("CHANT_SESSION".to_string(), "sess_1".to_string()),
+        ];
+        all.extend(env.into_iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        Job {
+            argv: vec!["agent".into()],
+            env: all,
+            workspace: "/workspace/repo".into(),
+            timeout: std::time::Duration::from_secs(60),
+            files: files
+                .into_iter()
+                .map(|(p, c)| (p.into(), c.as_bytes().to_vec()))
+                .collect(),
+            hold_stdin: false,
+            network: None,
+            gate: None,
+        }
+    }
+
+    #[test]
+    fn home_files_are_split_from_the_prompt_relative_to_the_pods_home() {
+        let run = Kubernetes::run_spec(&job_with(
+            vec![
+                ("/tmp/chant/prompt.md", "p"),
+                ("/home/agent/.codex/config.toml", "c"),
+                ("/home/agent/./.gemini/settings.json", "s"),
+            ],
+            vec![],
+        ))
+        .expect("valid");
+        assert_eq!(
+            run.files,
+            [("/tmp/chant/prompt.md".to_string(), "p".to_string())]
+        );
+        assert_eq!(
+            run.home_files,
+            [
+                (".codex/config.toml".to_string(), "c".to_string()),
+                (".gemini/settings.json".to_string(), "s".to_string())
+            ]
+        );
+    }
+
+    #[test]
+    fn hostile_file_paths_are_refused_naming_the_path() {
+        for path in [
+            "/home/agent/../../etc/passwd",
+            "/home/agent/.codex/../../../tmp/x",
+            "/home/agent",
+            "/home/agent/",
+            "/home/agentx/settings.json",
+            "/etc/profile",
+            "/workspace/repo/.codex/config.toml",
+            "/tmp/chant/../../home/agent/.bashrc",
+            "/tmp/chant",
+            "home/agent/relative",
+        ] {
+            let Err(e) = Kubernetes::run_spec(&job_with(vec![(path, "x")], vec![])) else {
+                panic!("accepted {path}")
+            };
+            assert!(e.to_string().contains(path), "{path}: {e}");
+        }
+    }
+
+    #[test]
+    fn an_exposed_secret_named_like_a_home_file_key_is_refused() {
+        let e = Kubernetes::run_spec(&job_with(
+            vec![("/home/agent/.codex/config.toml", "ours")],
+            vec![("CHANT_HOME_FILE_0", "theirs")],
+        ))
+        .expect_err("refused");
+        assert_eq!(e.exit_code(), 2);
+        assert!(e.to_string().contains("CHANT_HOME_FILE_0"), "{e}");
     }
 }

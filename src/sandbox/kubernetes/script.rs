@@ -28,9 +28,21 @@ pub fn file_var(i: usize) -> String {
     format!("CHANT_FILE_{i}")
 }
 
+/// What every variable carrying a HOME file starts with: they come from the run's Secret
+/// (never the Job), so an exposed secret of such a name is refused.
+pub const HOME_FILE_PREFIX: &str = "CHANT_HOME_FILE_";
+
+/// The variable (a key of the run's Secret) carrying the content of the `i`th HOME file.
+pub fn home_file_var(i: usize) -> String {
+    format!("{HOME_FILE_PREFIX}{i}")
+}
+
 /// The script; the agent's argv follows as `"$@"` (`sh -c SCRIPT chant-pod ARGV…`).
-/// `files` are the pod paths of the job files, in the order of their variables.
-pub fn pod_script(files: &[&str]) -> String {
+/// `files` are the pod paths of the job files, in the order of their variables; `home` the
+/// paths under [`HOME`] (relative, already checked to hold only normal components) of the
+/// run's HOME files, in the order of theirs: written before the clone exists, so nothing
+/// of the branch can be in their way, and unset before the agent starts.
+pub fn pod_script(files: &[&str], home: &[&str]) -> String {
     let mut s = String::from(
         "set -eu\n\
          umask 077\n\
@@ -41,6 +53,17 @@ pub fn pod_script(files: &[&str]) -> String {
         s.push_str(&format!(
             "printf '%s' \"${var}\" > {path}\nunset {var}\n",
             path = quote(path)
+        ));
+    }
+    for (i, rel) in home.iter().enumerate() {
+        let var = home_file_var(i);
+        let path = format!("{HOME}/{rel}");
+        if let Some((dir, _)) = path.rsplit_once('/') {
+            s.push_str(&format!("mkdir -p {}\n", quote(dir)));
+        }
+        s.push_str(&format!(
+            "printf '%s' \"${var}\" > {path}\nunset {var}\n",
+            path = quote(&path)
         ));
     }
     s.push_str(&format!(
@@ -74,11 +97,23 @@ mod tests {
 
     #[test]
     fn pushes_only_to_the_incoming_ref() {
-        let s = pod_script(&["/tmp/chant/prompt.md"]);
+        let s = pod_script(&["/tmp/chant/prompt.md"], &[]);
         let pushes: Vec<&str> = s.lines().filter(|l| l.contains(" push ")).collect();
         assert_eq!(pushes.len(), 1, "{s}");
         assert!(pushes[0].contains("\"HEAD:refs/chant/incoming/$CHANT_SPEC_ID/$CHANT_SESSION\""));
         assert!(s.contains("printf '%s' \"$CHANT_FILE_0\" > '/tmp/chant/prompt.md'"));
         assert!(s.contains("--branch \"chant/$CHANT_SPEC_ID\""));
+    }
+
+    #[test]
+    fn home_files_are_written_from_their_variables_before_the_clone_and_unset() {
+        let s = pod_script(&["/tmp/chant/prompt.md"], &[".codex/config.toml", "it's"]);
+        let at = |needle: &str| s.find(needle).unwrap_or_else(|| panic!("{needle}:\n{s}"));
+        let write = at("printf '%s' \"$CHANT_HOME_FILE_0\" > '/home/agent/.codex/config.toml'");
+        assert!(at("mkdir -p '/home/agent/.codex'") < write);
+        assert!(write < at("unset CHANT_HOME_FILE_0"));
+        assert!(s.contains("printf '%s' \"$CHANT_HOME_FILE_1\" > '/home/agent/it'\\''s'"));
+        assert!(at("unset CHANT_HOME_FILE_1") < at("git clone"));
+        assert!(at("git clone") < at("\"$@\""));
     }
 }
