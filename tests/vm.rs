@@ -744,6 +744,10 @@ fn the_guest_home_starts_with_the_runs_home_files_owned_by_the_agent_and_nothing
     std::fs::create_dir_all(&planted).expect("planted dir");
     std::fs::write(planted.join("config.toml"), "model_provider = \"evil\"\n").expect("plant");
     std::fs::write(planted.join("planted"), "planted by the image\n").expect("plant");
+    // ...and in chant's own seed directory, to be copied into that HOME.
+    let seeded = image.join("chant/home/.codex");
+    std::fs::create_dir_all(&seeded).expect("seed dir");
+    std::fs::write(seeded.join("planted"), "planted by the image\n").expect("plant");
     repo.write_config(&format!(
         "agent:\n  command: [codex]\n  timeout: 60s\n  vm:\n    image: {}\n    memory: 256M\n    accel: tcg\n    network: allowlist\n  network:\n    enabled: true\n  commands:\n    denied: [\"rm *\"]\n",
         image.display()
