@@ -387,3 +387,71 @@ fn a_denied_edit_by_aider_at_docker_is_refused_by_chants_check_and_nothing_lands
     let said = everything_chant_said(&repo, &run);
     assert!(!said.contains(API_KEY), "the API key leaked:\n{said}");
 }
+
+// ---- aider at the vm level: Python and the venv in a TCG guest, the API through chant's
+// proxy; aider has no rules or hooks of its own, so the hypervisor and chant's check hold ----
+
+#[test]
+fn aider_in_a_vm_lands_an_allowed_edit_and_never_runs_what_the_model_suggests() {
+    let test = "aider_in_a_vm_lands_an_allowed_edit_and_never_runs_what_the_model_suggests";
+    let reply =
+        edit("hello.txt", "", "Hello from a vm") + "```bash\ntouch /workspace/command-ran\n```\n";
+    let Some(live) = live(test, vec![Turn::Text(reply)]) else {
+        return;
+    };
+    if !common::vm_images::vm_ready(test) {
+        return;
+    }
+    let image = tempfile::tempdir().expect("image dir");
+    common::vm_images::aider(image.path()).expect("the aider guest image");
+    let command = format!(
+        "[aider, --model, openai/{}, --edit-format, diff]",
+        common::openai::MODEL
+    );
+    let config = common::vm_images::at_vm(image.path(), "")
+        .replace("memory: 3G", "memory: 4G")
+        .replace("timeout: 8m", "timeout: 15m");
+    let (repo, id) = repo_with_agent(&command, &config);
+    let started = std::time::Instant::now();
+    let run = live.chant(&repo, &["work", &id, "--keep"], &[]);
+    eprintln!("{test}: the run took {:?}", started.elapsed());
+    let run = run.assert_ok();
+    let branch = format!("chant/{id}");
+    assert_eq!(
+        repo.git(&["show", &format!("{branch}:hello.txt")]),
+        "Hello from a vm\n"
+    );
+    let files = landed(&repo, &branch);
+    assert!(
+        !files
+            .iter()
+            .any(|f| f.starts_with(".aider") || f == "command-ran"),
+        "{files:?}"
+    );
+    // The probe: the suggested command never ran in the guest (its workspace came back).
+    let kept: Vec<_> = std::fs::read_dir(repo.clones_dir())
+        .expect("the kept clone")
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .collect();
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    assert!(kept[0].join("hello.txt").exists(), "the result came back");
+    assert!(
+        !kept[0].join("command-ran").exists(),
+        "aider ran a shell command"
+    );
+    let requests = live.api.requests();
+    let auth = requests
+        .iter()
+        .filter_map(|r| r.header("authorization"))
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    assert_eq!(auth, format!("Bearer {API_KEY}"));
+    let said = everything_chant_said(&repo, &run);
+    assert!(!said.contains(API_KEY), "the API key leaked:\n{said}");
+    let done = &repo.events("spec_completed")[0]["details"];
+    assert_eq!(done["agent_edits_applied"], 1, "{done}");
+    assert_eq!(repo.events("spec_started")[0]["sandbox"], "vm");
+    assert!(live.api.unexpected.lock().expect("lock").is_empty());
+}

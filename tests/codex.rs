@@ -496,3 +496,105 @@ fn a_codex_run_at_docker_whose_every_step_is_refused_fails_and_stays_rerunnable(
     live.chant(&repo, &["work", &id], &[]).assert_code(1);
     assert_eq!(repo.events("spec_started").len(), 2);
 }
+
+// ---- Codex CLI at the vm level: its native binary in a TCG guest, its config in the
+// seeded HOME, the API through chant's proxy, its hook through qemu's forward to the gate ----
+
+#[test]
+fn codex_in_a_vm_lands_work_and_the_host_gate_refuses_and_records_denied_commands() {
+    let test = "codex_in_a_vm_lands_work_and_the_host_gate_refuses_and_records_denied_commands";
+    let Some(live) = live(
+        test,
+        vec![
+            add_file("hello.txt", "Hello from a vm"),
+            shell("echo ran > ran.txt; echo key=$OPENAI_API_KEY; echo home=$HOME; ls -ln $HOME/.codex"),
+            // Behind a wrapper Codex's own prefix rule misses it: the gate on the host does not.
+            shell("env touch denied-probe"),
+            Turn::Text("Done.".into()),
+        ],
+    ) else {
+        return;
+    };
+    if !common::vm_images::vm_ready(test) {
+        return;
+    }
+    let image = tempfile::tempdir().expect("image dir");
+    common::vm_images::codex(image.path()).expect("the codex guest image");
+    let (repo, id) = repo_with_agent(
+        COMMAND,
+        &common::vm_images::at_vm(image.path(), "  commands:\n    denied: [\"touch *\"]\n"),
+    );
+    let started = std::time::Instant::now();
+    let run = live.chant(&repo, &["work", &id, "--keep"], &[]);
+    eprintln!("{test}: the run took {:?}", started.elapsed());
+    let show = format!("{}\n{}", run.stdout(), run.stderr());
+    let outputs = live.api.tool_outputs();
+    assert_eq!(outputs.len(), 3, "{outputs:?}\n{show}");
+    // The key reached Codex in the guest; its HOME is the guest's, seeded with chant's
+    // config (owned by the agent's uid 1000).
+    assert!(outputs[1].output.contains(OPENAI_KEY), "{outputs:?}");
+    assert!(
+        outputs[1].output.contains("home=/home/agent"),
+        "{outputs:?}"
+    );
+    assert!(
+        outputs[1].output.contains("1000     1000") && outputs[1].output.contains("config.toml"),
+        "{outputs:?}"
+    );
+    assert!(
+        outputs[2].output.contains("chant: command refused"),
+        "the gate's reason reached the model: {outputs:?}"
+    );
+    let run = run.assert_ok();
+    assert!(
+        run.stdout()
+            .contains("codex: [turn 1] edit add /workspace/hello.txt"),
+        "{}",
+        run.stdout()
+    );
+    assert_eq!(
+        landed_file(&repo, &id, "hello.txt").as_deref(),
+        Some("Hello from a vm\n")
+    );
+    assert_eq!(landed_file(&repo, &id, "ran.txt").as_deref(), Some("ran\n"));
+    // The probe: the refused command never ran in the guest (its workspace came back).
+    let kept: Vec<_> = std::fs::read_dir(repo.clones_dir())
+        .expect("the kept clone")
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .collect();
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    assert!(kept[0].join("ran.txt").exists(), "the result came back");
+    assert!(
+        !kept[0].join("denied-probe").exists(),
+        "a refused command ran"
+    );
+    for never in ["denied-probe", ".codex"] {
+        assert!(
+            !common::live::landed(&repo, &format!("chant/{id}"))
+                .iter()
+                .any(|p| p.starts_with(never)),
+            "{never} landed"
+        );
+    }
+    assert_eq!(
+        command_runs(&repo, "allowed"),
+        ["echo ran > ran.txt; echo key=$OPENAI_API_KEY; echo home=$HOME; ls -ln $HOME/.codex"]
+    );
+    assert_eq!(command_runs(&repo, "refused"), ["env touch denied-probe"]);
+    let entries = repo.events("command_run");
+    let refused = entries
+        .iter()
+        .find(|e| e["details"]["decision"] == "refused")
+        .expect("recorded");
+    assert_eq!(refused["sandbox"], "vm");
+    assert_eq!(refused["details"]["via"], "claude-hook");
+    let done = &repo.events("spec_completed")[0]["details"];
+    assert!(
+        done["agent_input_tokens"].as_u64().is_some_and(|n| n > 0),
+        "{done}"
+    );
+    let said = everything_chant_said(&repo, &run);
+    assert!(!said.contains(OPENAI_KEY), "the API key leaked:\n{said}");
+    assert!(live.api.unexpected.lock().expect("lock").is_empty());
+}

@@ -561,3 +561,108 @@ fn gemini_at_docker_lands_allowed_work_and_refuses_denied_edits_and_commands() {
         doctor.stdout()
     );
 }
+
+// ---- Gemini CLI at the vm level: node and its package in a TCG guest, its settings, policy
+// and gate hook in the seeded HOME, the gate through qemu's forward, the API through
+// chant's proxy ----
+
+#[test]
+fn gemini_in_a_vm_lands_allowed_work_and_refuses_denied_edits_and_commands() {
+    let test = "gemini_in_a_vm_lands_allowed_work_and_refuses_denied_edits_and_commands";
+    let Some(live) = live(
+        test,
+        vec![
+            write("hello.txt", "Hello from a vm\n"),
+            shell("echo ran > ran.txt; echo key=$GEMINI_API_KEY; echo home=$HOME"),
+            write("secret.txt", "must never be written\n"),
+            shell("touch probe-0"),
+            shell("env touch probe-1"),
+            shell("sh -c 'touch probe-2'"),
+            Turn::Text("Done.".into()),
+        ],
+    ) else {
+        return;
+    };
+    if !common::vm_images::vm_ready(test) {
+        return;
+    }
+    let image = tempfile::tempdir().expect("image dir");
+    common::vm_images::gemini(image.path()).expect("the gemini guest image");
+    let (repo, id) = repo(&common::vm_images::at_vm(image.path(), HOSTILE_RULES));
+    let started = std::time::Instant::now();
+    let run = live.chant(&repo, &["work", &id, "--keep"], &[]);
+    eprintln!("{test}: the run took {:?}", started.elapsed());
+    let show = format!("{}\n{}", run.stdout(), run.stderr());
+    let responses = live.api.function_responses();
+    assert_eq!(
+        errors(&live.api),
+        [false, false, true, true, true, true],
+        "{responses:#?}\n{show}"
+    );
+    assert!(
+        responses[1].response.to_string().contains(API_KEY),
+        "{responses:?}"
+    );
+    assert!(
+        responses[1]
+            .response
+            .to_string()
+            .contains("home=/home/agent"),
+        "{responses:?}"
+    );
+    let run = run.assert_ok();
+    assert!(
+        run.stdout()
+            .contains("gemini: [turn 1] write_file hello.txt"),
+        "{}",
+        run.stdout()
+    );
+    let branch = format!("chant/{id}");
+    assert_eq!(
+        repo.git(&["show", &format!("{branch}:hello.txt")]),
+        "Hello from a vm\n"
+    );
+    assert_eq!(repo.git(&["show", &format!("{branch}:ran.txt")]), "ran\n");
+    let files = landed(&repo, &branch);
+    assert!(
+        !files
+            .iter()
+            .any(|f| f.starts_with(".gemini/") || f.starts_with("probe") || f == "secret.txt"),
+        "{files:?}"
+    );
+    // The probes: what was refused never happened in the guest (its workspace came back).
+    let kept: Vec<_> = std::fs::read_dir(repo.clones_dir())
+        .expect("the kept clone")
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .collect();
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    assert!(kept[0].join("ran.txt").exists(), "the result came back");
+    for never in ["probe-0", "probe-1", "probe-2", "secret.txt"] {
+        assert!(
+            !kept[0].join(never).exists(),
+            "{never}: refused, yet it happened"
+        );
+    }
+    assert_eq!(
+        command_runs(&repo, "allowed"),
+        ["echo ran > ran.txt; echo key=$GEMINI_API_KEY; echo home=$HOME"]
+    );
+    assert_eq!(command_runs(&repo, "refused").len(), 3);
+    let entries = repo.events("command_run");
+    assert!(
+        entries
+            .iter()
+            .all(|e| e["details"]["via"] == "gemini-hook" && e["sandbox"] == "vm"),
+        "{entries:?}"
+    );
+    let done = &repo.events("spec_completed")[0]["details"];
+    assert_eq!(done["agent_refusals"], 4, "{done}");
+    assert!(
+        done["agent_input_tokens"].as_u64().is_some_and(|n| n > 0),
+        "{done}"
+    );
+    let said = everything_chant_said(&repo, &run);
+    assert!(!said.contains(API_KEY), "the API key leaked:\n{said}");
+    assert!(live.api.unexpected.lock().expect("lock").is_empty());
+}

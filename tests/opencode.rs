@@ -366,3 +366,101 @@ fn opencode_at_docker_lands_allowed_work_and_refuses_denied_edits_and_commands()
         doctor.stdout()
     );
 }
+
+// ---- opencode at the vm level: its native binary in a TCG guest, its gate plugin in the
+// seeded HOME reaching the host gate through qemu's forward, the API through chant's proxy ----
+
+#[test]
+fn opencode_in_a_vm_lands_allowed_work_and_refuses_denied_edits_and_commands() {
+    let test = "opencode_in_a_vm_lands_allowed_work_and_refuses_denied_edits_and_commands";
+    let Some(live) = live(
+        test,
+        vec![
+            write("hello.txt", "Hello from a vm\n"),
+            bash("echo ran > ran.txt; echo key=$OPENAI_API_KEY; echo home=$HOME"),
+            write("secret.txt", "must never be written\n"),
+            bash("touch denied-probe"),
+            // A wrapper opencode's own `touch *` rule would miss: the gate on the host refuses it.
+            bash("env touch denied-probe"),
+            Turn::Text("Done.".into()),
+        ],
+    ) else {
+        return;
+    };
+    if !common::vm_images::vm_ready(test) {
+        return;
+    }
+    let image = tempfile::tempdir().expect("image dir");
+    common::vm_images::opencode(image.path()).expect("the opencode guest image");
+    let (repo, id) = repo_with_agent(
+        COMMAND,
+        &common::vm_images::at_vm(
+            image.path(),
+            "  permissions:\n    deny_edit: [secret.txt]\n  commands:\n    denied: [\"touch *\"]\n",
+        ),
+    );
+    let started = std::time::Instant::now();
+    let run = live.chant(&repo, &["work", &id, "--keep"], &[]);
+    eprintln!("{test}: the run took {:?}", started.elapsed());
+    let show = format!("{}\n{}", run.stdout(), run.stderr());
+    let outputs = live.api.tool_outputs();
+    assert_eq!(outputs.len(), 5, "{outputs:?}\n{show}");
+    assert!(outputs[1].output.contains(OPENAI_KEY), "{outputs:?}");
+    assert!(
+        outputs[1].output.contains("home=/home/agent"),
+        "{outputs:?}"
+    );
+    assert!(
+        outputs[4].output.contains("chant: command refused"),
+        "the gate's reason reached the model: {outputs:?}"
+    );
+    let run = run.assert_ok();
+    assert!(
+        run.stdout().contains("opencode: session ses"),
+        "{}",
+        run.stdout()
+    );
+    assert_eq!(
+        landed_file(&repo, &id, "hello.txt").as_deref(),
+        Some("Hello from a vm\n")
+    );
+    assert_eq!(landed_file(&repo, &id, "ran.txt").as_deref(), Some("ran\n"));
+    assert_eq!(landed_file(&repo, &id, "secret.txt"), None);
+    // The probes: what was refused never happened in the guest (its workspace came back).
+    let kept: Vec<_> = std::fs::read_dir(repo.clones_dir())
+        .expect("the kept clone")
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .collect();
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    assert!(kept[0].join("ran.txt").exists(), "the result came back");
+    for never in ["denied-probe", "secret.txt"] {
+        assert!(
+            !kept[0].join(never).exists(),
+            "{never}: refused, yet it happened"
+        );
+    }
+    assert_eq!(
+        command_runs(&repo, "allowed"),
+        ["echo ran > ran.txt; echo key=$OPENAI_API_KEY; echo home=$HOME"]
+    );
+    // The plugin (from the seeded HOME) asks the gate before opencode's own rules look.
+    assert_eq!(
+        command_runs(&repo, "refused"),
+        ["touch denied-probe", "env touch denied-probe"]
+    );
+    let entries = repo.events("command_run");
+    let refused = entries
+        .iter()
+        .find(|e| e["details"]["decision"] == "refused")
+        .expect("recorded");
+    assert_eq!(refused["sandbox"], "vm");
+    let done = &repo.events("spec_completed")[0]["details"];
+    assert_eq!(done["agent_refusals"], 3, "{done}");
+    assert!(
+        done["agent_input_tokens"].as_u64().is_some_and(|n| n > 0),
+        "{done}"
+    );
+    let said = everything_chant_said(&repo, &run);
+    assert!(!said.contains(OPENAI_KEY), "the API key leaked:\n{said}");
+}

@@ -709,3 +709,67 @@ fn in_a_vm_the_host_gate_decides_records_and_the_allowed_command_runs_in_the_gue
     assert_eq!(sockets, 0, "the gate's socket outlived the run");
     common::wait_for("the bridges ended", || bridges_of(&repo.root).is_empty());
 }
+
+/// A stand-in for Codex CLI (the Codex adapter runs it as `codex exec …`): writes what its
+/// seeded HOME holds into hello.txt, then says its turn completed as Codex's `--json` does.
+const HOME_PROBE: &str = r#"#!/bin/sh
+{
+  echo "uid=$(id -u) home=$HOME"
+  ls -ln "$HOME/.codex" | awk 'NR > 1 { print $3 ":" $4, $NF }'
+  grep -c 'CHANT_EXEC' "$HOME/.codex/config.toml"
+  cat "$HOME/.codex/planted" 2>/dev/null || echo "no planted file"
+  if ls /chant/home >/dev/null 2>&1; then echo "seed readable"; else echo "seed closed"; fi
+} > /workspace/hello.txt 2>&1
+echo '{"type":"thread.started","thread_id":"t-1"}'
+echo '{"type":"turn.completed","usage":{"input_tokens":1,"cached_input_tokens":0,"output_tokens":1}}'
+"#;
+
+#[test]
+fn the_guest_home_starts_with_the_runs_home_files_owned_by_the_agent_and_nothing_of_the_image() {
+    if !vm_available() {
+        return;
+    }
+    let repo = TestRepo::initialised();
+    let image = repo.tmp.path().join("image");
+    let bin = image.join("usr/local/bin");
+    std::fs::create_dir_all(&bin).expect("image");
+    std::fs::write(bin.join("codex"), HOME_PROBE).expect("probe");
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(bin.join("codex"), std::fs::Permissions::from_mode(0o755))
+            .expect("mode");
+    }
+    // A hostile image plants a config of its own where the agent's HOME will be.
+    let planted = image.join("home/agent/.codex");
+    std::fs::create_dir_all(&planted).expect("planted dir");
+    std::fs::write(planted.join("config.toml"), "model_provider = \"evil\"\n").expect("plant");
+    std::fs::write(planted.join("planted"), "planted by the image\n").expect("plant");
+    // ...and in chant's own seed directory, to be copied into that HOME.
+    let seeded = image.join("chant/home/.codex");
+    std::fs::create_dir_all(&seeded).expect("seed dir");
+    std::fs::write(seeded.join("planted"), "planted by the image\n").expect("plant");
+    repo.write_config(&format!(
+        "agent:\n  command: [codex]\n  timeout: 60s\n  vm:\n    image: {}\n    memory: 256M\n    accel: tcg\n    network: allowlist\n  network:\n    enabled: true\n  commands:\n    denied: [\"rm *\"]\n",
+        image.display()
+    ));
+    repo.git(&["add", "-A"]);
+    repo.git(&["commit", "--quiet", "-m", "vm config"]);
+    let id = repo.add_spec("Greet", &["hello.txt"]);
+    repo.git(&["add", "-A"]);
+    repo.git(&["commit", "--quiet", "-m", "spec"]);
+    repo.chant(&["work", &id, "--sandbox", "vm"]).assert_ok();
+    let said = repo.git(&["show", &format!("chant/{id}:hello.txt")]);
+    let lines: Vec<&str> = said.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "uid=1000 home=/home/agent",
+            "1000:1000 config.toml",
+            "1000:1000 rules",
+            "1",
+            "no planted file",
+            "seed closed",
+        ],
+        "{said}"
+    );
+}

@@ -6,7 +6,7 @@
 //! | chant | Codex |
 //! |---|---|
 //! | `agent.commands.denied`, `permissions.deny_bash` | `prefix_rule(pattern=[…], decision="forbidden")` where the pattern is a plain word prefix (`touch *`, `git push`); the gate hook covers every pattern |
-//! | every shell command | `[[hooks.PreToolUse]]` on `Bash` → `"$CHANT_EXEC" --claude-hook \|\| exit 2` (`none`/`permissions`, and `docker` through the run's gate socket) |
+//! | every shell command | `[[hooks.PreToolUse]]` on `Bash` → `"$CHANT_EXEC" --claude-hook \|\| exit 2` (`none`/`permissions`, `docker` through the run's gate socket, `vm` through qemu's forward) |
 //! | `permissions.allow_edit`/`deny_edit`, `file_access` and `agent` path lists | `[[hooks.PreToolUse]]` on `apply_patch` → `"$CHANT_EXEC" --edit-hook \|\| exit 2`: each path the patch names, judged as chant's check after the run judges it (`none`/`permissions`: the hook reads the clone at its host path) |
 //! | `agent.network.enabled` / `permissions.allow_network` | `sandbox_workspace_write.network_access` |
 //! | `OPENAI_BASE_URL` (+ `OPENAI_API_KEY`) | a `model_providers.chant` entry with that `base_url` and `env_key`, chosen as `model_provider` |

@@ -12,7 +12,8 @@
 //!   `~/.codex` is never read or written): `config.toml` compiled by [`config`] (quiet start,
 //!   the model provider for `OPENAI_BASE_URL`, which Codex itself ignores, the `PreToolUse`
 //!   hook that sends every shell command through chant's command gate, failing closed, at
-//!   `none`/`permissions`/`docker` (through the run's gate socket there), and at
+//!   `none`/`permissions`/`docker`/`vm` (through the run's gate socket or qemu's forward
+//!   there), and at
 //!   `none`/`permissions` the edit hook) and `rules/chant.rules` (`agent.commands.denied`
 //!   as Codex's own `prefix_rule`s).
 //! - a committed `.codex/` in the project is not read: Codex reads a project's config and
@@ -63,11 +64,12 @@ fn runs_on_host(level: SandboxLevel) -> bool {
     matches!(level, SandboxLevel::None | SandboxLevel::Permissions)
 }
 
-/// Levels where the gate hook reaches chant (on this machine, or through the run's gate
-/// socket in a container). At vm and kubernetes `$CHANT_EXEC` is a stub: a fail-closed
-/// hook would refuse every command.
+/// Levels where the gate hook reaches chant (on this machine, through the run's gate
+/// socket in a container, or through qemu's forward from a vm guest, whose busybox
+/// `$CHANT_EXEC` serves `--claude-hook`). At kubernetes `$CHANT_EXEC` is a stub: a
+/// fail-closed hook would refuse every command.
 fn gate_reachable(level: SandboxLevel) -> bool {
-    runs_on_host(level) || level == SandboxLevel::Docker
+    runs_on_host(level) || matches!(level, SandboxLevel::Docker | SandboxLevel::Vm)
 }
 
 impl Agent for Codex {
@@ -222,7 +224,10 @@ mod tests {
         assert!(docker.contains(&"--dangerously-bypass-approvals-and-sandbox".to_string()));
         assert!(docker.contains(&"--dangerously-bypass-hook-trust".to_string()));
         let vm = c.command(&t, SandboxLevel::Vm);
-        assert!(!vm.contains(&"--dangerously-bypass-hook-trust".to_string()));
+        assert!(vm.contains(&"--dangerously-bypass-approvals-and-sandbox".to_string()));
+        assert!(vm.contains(&"--dangerously-bypass-hook-trust".to_string()));
+        let far = c.command(&t, SandboxLevel::Kubernetes);
+        assert!(!far.contains(&"--dangerously-bypass-hook-trust".to_string()));
     }
 
     #[test]

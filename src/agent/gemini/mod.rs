@@ -12,7 +12,7 @@
 //!   Gemini CLI picks another auth type and exits 41; it reads the auth type from there, not
 //!   from the workspace), usage statistics, telemetry and auto-update off, hooks on, and —
 //!   where the gate is reachable (`none`, `permissions`, and `docker` through the run's gate
-//!   socket) — a `BeforeTool` hook that sends every
+//!   socket, `vm` through qemu's forward) — a `BeforeTool` hook that sends every
 //!   `run_shell_command` through chant's command gate, written to fail closed.
 //! - `.gemini/settings.json` in the clone (never landed; Gemini CLI's workspace settings,
 //!   which override the user's): the committed one merged ([`settings`]: what could start
@@ -113,13 +113,14 @@ fn pretty(value: &serde_json::Value) -> String {
     serde_json::to_string_pretty(value).unwrap_or_default() + "\n"
 }
 
-/// Levels where the gate hook reaches chant (on this machine, or through the run's gate
-/// socket in a container), so it is written for them (at vm and kubernetes `$CHANT_EXEC` is
-/// a stub: a fail-closed hook would refuse every command).
+/// Levels where the gate hook reaches chant (on this machine, through the run's gate
+/// socket in a container, or through qemu's forward from a vm guest, whose busybox
+/// `$CHANT_EXEC` serves `--claude-hook`), so it is written for them (at kubernetes
+/// `$CHANT_EXEC` is a stub: a fail-closed hook would refuse every command).
 fn gate_reachable(level: SandboxLevel) -> bool {
     matches!(
         level,
-        SandboxLevel::None | SandboxLevel::Permissions | SandboxLevel::Docker
+        SandboxLevel::None | SandboxLevel::Permissions | SandboxLevel::Docker | SandboxLevel::Vm
     )
 }
 
@@ -280,7 +281,7 @@ mod tests {
             (SandboxLevel::None, true),
             (SandboxLevel::Permissions, true),
             (SandboxLevel::Docker, true),
-            (SandboxLevel::Vm, false),
+            (SandboxLevel::Vm, true),
             (SandboxLevel::Kubernetes, false),
         ] {
             let home = g.home_files(tmp.path(), level);

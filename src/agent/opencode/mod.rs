@@ -14,8 +14,8 @@
 //! - the gate: a plugin in the run's private HOME, named in that config, whose
 //!   `tool.execute.before` sends every `bash` call through chant's command gate and throws
 //!   (refusing the call) unless the gate allows it, also when the gate cannot run; at
-//!   `none`/`permissions`/`docker` (through the run's gate socket there; at vm and
-//!   kubernetes the gate is a stub and the plugin is left out).
+//!   `none`/`permissions`/`docker`/`vm` (through the run's gate socket or qemu's forward
+//!   there; at kubernetes the gate is a stub and the plugin is left out).
 //! - environment: `OPENCODE_DISABLE_MODELS_FETCH`, `OPENCODE_DISABLE_AUTOUPDATE`,
 //!   `OPENCODE_DISABLE_SHARE`, `OPENCODE_DISABLE_LSP_DOWNLOAD` (no calls home), and
 //!   `OPENAI_API_KEY`/`OPENAI_BASE_URL`, which opencode's `openai` provider reads itself.
@@ -55,13 +55,14 @@ impl Opencode {
     }
 }
 
-/// Levels where the gate plugin reaches chant (on this machine, or through the run's gate
-/// socket in a container). At vm and kubernetes `$CHANT_EXEC` is a stub: the plugin, which
-/// fails closed, would refuse every command.
+/// Levels where the gate plugin reaches chant (on this machine, through the run's gate
+/// socket in a container, or through qemu's forward from a vm guest, whose busybox
+/// `$CHANT_EXEC` serves `--claude-hook`). At kubernetes `$CHANT_EXEC` is a stub: the
+/// plugin, which fails closed, would refuse every command.
 fn gate_reachable(level: SandboxLevel) -> bool {
     matches!(
         level,
-        SandboxLevel::None | SandboxLevel::Permissions | SandboxLevel::Docker
+        SandboxLevel::None | SandboxLevel::Permissions | SandboxLevel::Docker | SandboxLevel::Vm
     )
 }
 
@@ -212,14 +213,15 @@ mod tests {
             content.contains(r#""plugin":["file:///r/home/.chant/opencode-gate.js"]"#),
             "{content}"
         );
-        // In the container, through the run's gate socket (the HOME there is the guest's).
-        let docker = setup(SandboxLevel::Docker);
-        assert!(docker.home_files.iter().any(|(p, _)| p == GATE_PLUGIN));
-        assert!(docker.env[0].1.contains("plugin"), "{:?}", docker.env);
-        for level in [SandboxLevel::Vm, SandboxLevel::Kubernetes] {
-            let far = setup(level);
-            assert!(far.home_files.iter().all(|(p, _)| p != GATE_PLUGIN));
-            assert!(!far.env[0].1.contains("plugin"), "{:?}", far.env);
+        // In the container or the vm, through the run's gate socket or qemu's forward (the
+        // HOME there is the guest's).
+        for level in [SandboxLevel::Docker, SandboxLevel::Vm] {
+            let inside = setup(level);
+            assert!(inside.home_files.iter().any(|(p, _)| p == GATE_PLUGIN));
+            assert!(inside.env[0].1.contains("plugin"), "{:?}", inside.env);
         }
+        let far = setup(SandboxLevel::Kubernetes);
+        assert!(far.home_files.iter().all(|(p, _)| p != GATE_PLUGIN));
+        assert!(!far.env[0].1.contains("plugin"), "{:?}", far.env);
     }
 }

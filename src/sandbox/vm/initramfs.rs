@@ -78,8 +78,15 @@ fn pad(out: &mut impl Write, len: usize) -> std::io::Result<()> {
     out.write_all(&[0u8; 3][..rem])
 }
 
-/// Adds an image (a directory or a `.tar`) to the initramfs; returns the paths it holds
-/// (relative, whatever their kind), so that chant does not put a directory over a link.
+/// True for a path of chant's own root-only `/chant` (the job, the HOME seed, the error
+/// report), which nothing of an image may provide: a file there would be taken for chant's.
+fn is_chants(name: &str) -> bool {
+    name == "chant" || name.starts_with("chant/")
+}
+
+/// Adds an image (a directory or a `.tar`) to the initramfs, without anything under `/chant`
+/// ([`is_chants`]); returns the paths it holds (relative, whatever their kind), so that
+/// chant does not put a directory over a link.
 pub(super) fn add_image(cpio: &mut Cpio, image: &Path) -> Result<HashSet<String>, SandboxError> {
     let mut provided = HashSet::new();
     if image.is_dir() {
@@ -89,6 +96,9 @@ pub(super) fn add_image(cpio: &mut Cpio, image: &Path) -> Result<HashSet<String>
                 let entry = entry?;
                 let r = rel.join(entry.file_name());
                 let name = r.to_string_lossy().into_owned();
+                if is_chants(&name) {
+                    continue;
+                }
                 provided.insert(name.clone());
                 let meta = std::fs::symlink_metadata(entry.path())?;
                 if meta.is_dir() {
@@ -115,7 +125,7 @@ pub(super) fn add_image(cpio: &mut Cpio, image: &Path) -> Result<HashSet<String>
             continue;
         };
         let name = rel.to_string_lossy().into_owned();
-        if name.is_empty() {
+        if name.is_empty() || is_chants(&name) {
             continue;
         }
         provided.insert(name.clone());

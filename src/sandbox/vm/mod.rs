@@ -21,6 +21,7 @@ use std::time::Duration;
 
 mod gate;
 mod initramfs;
+mod seed;
 mod transfer;
 
 use initramfs::{add_image, Cpio};
@@ -52,6 +53,10 @@ const MODULES: &[&str] = &[
 /// The guest's address, and where qemu forwards the guest's connections to the relay.
 const GUEST_ADDRESS: &str = "10.0.2.15/24";
 const PROXY_ADDRESS: &str = "10.0.2.100";
+/// The agent's HOME in the guest (a tmpfs, started with the run's HOME files).
+const GUEST_HOME: &str = "/home/agent";
+/// Where the job's own files (the prompt) are in the guest.
+const FILES_DIR: &str = "/run/chant";
 
 /// A qemu virtual machine per run.
 pub struct Vm {
@@ -288,9 +293,12 @@ impl Vm {
         cpio.file("bin/chant-exec", exec.as_bytes(), 0o755)?;
         cpio.file("init", INIT.as_bytes(), 0o755)?;
         if let Some(job) = job {
-            for (guest_path, bytes) in &job.files {
-                let rel = guest_path.strip_prefix("/").unwrap_or(guest_path);
-                cpio.file(&rel.to_string_lossy(), bytes, 0o644)?;
+            // The prompt where it is; the run's HOME files to be copied into the HOME.
+            for entry in seed::entries(&job.files, Path::new(GUEST_HOME), Path::new(FILES_DIR))? {
+                match entry {
+                    seed::Entry::Dir(d) => cpio.dir(&d, 0o755)?,
+                    seed::Entry::File(f, bytes) => cpio.file(&f, bytes, 0o644)?,
+                }
             }
             cpio.file("chant/job.sh", job_script(job).as_bytes(), 0o700)?;
             if job.network.is_some() || job.gate.is_some() {
@@ -316,12 +324,18 @@ impl Sandbox for Vm {
         true
     }
 
+    /// Carried in the initramfs under `/chant/home` (root only), copied into the tmpfs HOME
+    /// and given to the agent's account by `/init` before the agent starts (`seed`).
+    fn seeds_home(&self) -> bool {
+        true
+    }
+
     fn guest(&self) -> Option<GuestView> {
         Some(GuestView {
             workspace: PathBuf::from("/workspace"),
-            home: PathBuf::from("/home/agent"),
+            home: PathBuf::from(GUEST_HOME),
             path: "/usr/local/bin:/usr/bin:/bin".into(),
-            files_dir: PathBuf::from("/run/chant"),
+            files_dir: PathBuf::from(FILES_DIR),
             exec: PathBuf::from("/bin/chant-exec"),
         })
     }
@@ -468,10 +482,12 @@ mount -t tmpfs -o mode=0755 workspace /workspace
 mount -t tmpfs -o mode=1777 tmp /tmp
 mount -t tmpfs -o mode=0700 home /home/agent
 tar -x -f "$IN" -C /workspace
+# The run's HOME files (the agent's settings, hooks, trust state), then all of it the agent's.
+if [ -d /chant/home ]; then cp -R /chant/home/. /home/agent/ || echo "chant could not copy the agent's settings into /home/agent" > /chant/error; fi
 chown -R 1000:1000 /workspace /home/agent
 cd /workspace
-/bin/busybox sh /chant/job.sh
-code=$?
+# The agent never runs with a HOME chant did not fill.
+if [ -f /chant/error ]; then code=125; else /bin/busybox sh /chant/job.sh; code=$?; fi
 kill -9 -1 2>/dev/null
 mkdir -p /chant-result
 echo "$code" > /chant-result/exit_code
