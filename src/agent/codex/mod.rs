@@ -87,6 +87,10 @@ impl Agent for Codex {
         if !matches!(template.get(1).map(String::as_str), Some("exec" | "e")) {
             argv.insert(1.min(argv.len()), "exec".into());
         }
+        if !super::passes_prompt(template) {
+            // Naming the program is enough: the prompt goes right after `exec`.
+            argv.insert(2.min(argv.len()), "{prompt}".into());
+        }
         if !has("--json") {
             argv.push("--json".into());
         }
@@ -198,6 +202,22 @@ mod tests {
             Config::from_yaml("(test)", &serde_yaml_ng::from_str(yaml).expect("test yaml"))
                 .expect("valid config");
         Codex::new(&config)
+    }
+
+    #[test]
+    fn the_program_name_alone_is_enough() {
+        let a = codex("agent: {}");
+        let argv = a.command(&["codex".to_string()], SandboxLevel::Permissions);
+        assert_eq!(argv[..3], ["codex", "exec", "{prompt}"], "{argv:?}");
+        let placed: Vec<String> = ["codex", "exec", "Read {prompt_file}"]
+            .map(String::from)
+            .to_vec();
+        let argv = a.command(&placed, SandboxLevel::Permissions);
+        assert_eq!(
+            argv.iter().filter(|a| a.contains("{prompt")).count(),
+            1,
+            "{argv:?}"
+        );
     }
 
     #[test]

@@ -81,6 +81,10 @@ impl Agent for Opencode {
         if template.get(1).map(String::as_str) != Some("run") {
             argv.insert(1.min(argv.len()), "run".into());
         }
+        if !super::passes_prompt(template) {
+            // Naming the program is enough: the prompt goes right after `run`.
+            argv.insert(2.min(argv.len()), "{prompt}".into());
+        }
         if !has("--format") {
             argv.extend(["--format".into(), "json".into()]);
         }
@@ -174,6 +178,22 @@ mod tests {
             Config::from_yaml("(test)", &serde_yaml_ng::from_str(yaml).expect("test yaml"))
                 .expect("valid config");
         Opencode::new(&config)
+    }
+
+    #[test]
+    fn the_program_name_alone_is_enough() {
+        let a = opencode("agent: {}");
+        let argv = a.command(&["opencode".to_string()], SandboxLevel::Permissions);
+        assert_eq!(argv[..3], ["opencode", "run", "{prompt}"], "{argv:?}");
+        let placed: Vec<String> = ["opencode", "run", "Read {prompt_file}"]
+            .map(String::from)
+            .to_vec();
+        let argv = a.command(&placed, SandboxLevel::Permissions);
+        assert_eq!(
+            argv.iter().filter(|a| a.contains("{prompt")).count(),
+            1,
+            "{argv:?}"
+        );
     }
 
     #[test]
