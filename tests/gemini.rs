@@ -583,7 +583,7 @@ fn gemini_in_a_vm_lands_allowed_work_and_refuses_denied_edits_and_commands() {
     ) else {
         return;
     };
-    if !common::vm_images::slow_vm_ready(test) {
+    if !common::vm_images::vm_ready(test) {
         return;
     }
     let image = tempfile::tempdir().expect("image dir");

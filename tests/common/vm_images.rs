@@ -126,10 +126,10 @@ pub fn vm_ready(test: &str) -> bool {
     false
 }
 
-/// [`vm_ready`] for the agent CLIs whose run in a TCG guest takes minutes (a JavaScript or
-/// Python runtime emulated instruction by instruction: opencode, Gemini CLI, aider took
-/// 130–230 s each on the 2-core machine, together more than CI's time budget allows): they
-/// run only with `CHANT_SLOW_VM_TESTS=1`, and say so loudly otherwise.
+/// [`vm_ready`] for an agent CLI whose run in a TCG guest takes minutes (aider: a Python
+/// runtime emulated instruction by instruction, 143 s on an idle 2-core machine, more than
+/// CI's time budget allows): it runs only with `CHANT_SLOW_VM_TESTS=1`, and says so loudly
+/// otherwise.
 pub fn slow_vm_ready(test: &str) -> bool {
     if std::env::var_os("CHANT_SLOW_VM_TESTS").is_none() {
         eprintln!("\n!!! SKIPPED {test}: a run of this CLI in a TCG guest takes minutes; set CHANT_SLOW_VM_TESTS=1 to run it\n");
