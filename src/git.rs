@@ -4,8 +4,10 @@
 //! Nothing else in the crate writes a `refs/chant/*` ref. This module never prints and never
 //! takes a lock file of its own: libgit2's ref lock is held only for the instant of the swap,
 //! so a crash at any point leaves the ref at either its old or its new value.
+//!
+//! It also lays out the private repositories chant makes for itself ([`init_private`]).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use git2::{ErrorCode, Oid, Repository};
@@ -157,5 +159,69 @@ pub fn create_commit(
     match signer.sign(&buffer)? {
         Some(signature) => Ok(repo.commit_signed(text, &signature, None)?),
         None => Ok(repo.commit(None, sig, sig, message, tree, parents)?),
+    }
+}
+
+/// Creates an empty repository at `git_dir` for chant's own use (a sandboxed clone's `.git`,
+/// a quarantine), written directly: git's layout, `HEAD` on `refs/heads/main` and a config of
+/// `core` plus `extra_config` (config-file text). Unlike `git init` (or libgit2's), no
+/// template is copied and the file system is not probed with test files, which costs most
+/// of an init; `filemode` is true and `symlinks` left to git's default (true), as on the
+/// Linux file systems chant runs on. `git_dir` must not exist yet.
+pub fn init_private(
+    git_dir: &Path,
+    bare: bool,
+    extra_config: &str,
+) -> Result<Repository, std::io::Error> {
+    std::fs::create_dir(git_dir)?;
+    for dir in [
+        "info",
+        "objects/info",
+        "objects/pack",
+        "refs/heads",
+        "refs/tags",
+    ] {
+        std::fs::create_dir_all(git_dir.join(dir))?;
+    }
+    std::fs::write(git_dir.join("HEAD"), "ref: refs/heads/main\n")?;
+    let config = format!(
+        "[core]\n\trepositoryformatversion = 0\n\tfilemode = true\n\tbare = {bare}\n\tlogallrefupdates = true\n{extra_config}"
+    );
+    std::fs::write(git_dir.join("config"), config)?;
+    Repository::open(git_dir).map_err(std::io::Error::other)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_private_repository_is_one_git_itself_reads_with_our_config() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let git_dir = dir.path().join(".git");
+        let repo = init_private(&git_dir, false, "\thooksPath = /dev/null\n").expect("init");
+        assert_eq!(repo.workdir(), Some(dir.path().join("").as_path()));
+        let config = repo.config().expect("config");
+        assert_eq!(
+            config.get_string("core.hooksPath").ok().as_deref(),
+            Some("/dev/null")
+        );
+        // The git CLI agrees: a work tree, on main, nothing committed yet.
+        let out = std::process::Command::new("git")
+            .args(["status", "--porcelain=v2", "--branch"])
+            .current_dir(dir.path())
+            .env_remove("GIT_DIR")
+            .output()
+            .expect("git");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(String::from_utf8_lossy(&out.stdout).contains("# branch.head main"));
+        // It never reuses a directory that exists.
+        assert!(init_private(&git_dir, false, "").is_err());
+        let bare = init_private(&dir.path().join("q"), true, "").expect("bare");
+        assert!(bare.is_bare());
     }
 }

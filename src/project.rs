@@ -59,6 +59,19 @@ impl Project {
         Ok(Project { repo, root })
     }
 
+    /// The repository whose git dir and work tree are already known (chant found them
+    /// itself and handed them to a process it started): no discovery, no `git rev-parse`.
+    pub fn open_known(git_dir: &Path, root: &Path) -> Result<Project, ProjectError> {
+        let repo = Repository::open(git_dir).map_err(ProjectError::Open)?;
+        if repo.workdir() != Some(root) {
+            repo.set_workdir(root, false).map_err(ProjectError::Open)?;
+        }
+        Ok(Project {
+            repo,
+            root: root.to_path_buf(),
+        })
+    }
+
     /// The work tree root.
     pub fn root(&self) -> &Path {
         &self.root

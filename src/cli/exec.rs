@@ -32,6 +32,10 @@ pub struct Args {
     /// The main repository (set by the $CHANT_EXEC wrapper; default: the current one)
     #[arg(long, value_name = "DIR")]
     repo: Option<PathBuf>,
+    /// With --repo: its git dir, as chant found it (set by the $CHANT_EXEC wrapper, so that
+    /// every gated command does not look for the repository again)
+    #[arg(long, value_name = "DIR", hide = true, requires = "repo")]
+    git_dir: Option<PathBuf>,
     /// Read a Claude Code PreToolUse hook event on stdin and answer allow (0) or block (2)
     #[arg(long, conflicts_with = "command")]
     claude_hook: bool,
@@ -105,9 +109,10 @@ pub fn run(args: Args) -> Result<u8> {
     if let Some(socket) = args.gate.clone() {
         return through_gate(&socket, args);
     }
-    let project = match &args.repo {
-        Some(dir) => Project::discover_from(dir)?,
-        None => Project::discover()?,
+    let project = match (&args.repo, &args.git_dir) {
+        (Some(root), Some(git_dir)) => Project::open_known(git_dir, root)?,
+        (Some(dir), None) => Project::discover_from(dir)?,
+        (None, _) => Project::discover()?,
     };
     let config = project.config()?;
     let identity = Identity::resolve(Some(&project.repo))?;

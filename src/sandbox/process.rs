@@ -4,7 +4,7 @@
 use std::io::Read;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
@@ -19,6 +19,9 @@ const KILL_WITHIN: Duration = Duration::from_secs(5);
 
 /// How long output is still read once every process of the run is gone.
 const DRAIN: Duration = Duration::from_millis(500);
+
+/// How often the stop flag and the timeout are looked at while nothing happens.
+const POLL: Duration = Duration::from_millis(25);
 
 /// Finds `program` the way `execvp` would with `path` (a `PATH` value).
 pub fn find_program(program: &str, path: &str) -> Option<PathBuf> {
@@ -90,42 +93,53 @@ pub fn run(
     let pid = child.id() as libc::pid_t;
     // Kept (never written) until the program ends; dropped with this frame.
     let _stdin = child.stdin.take();
-    let (tx, rx) = mpsc::channel::<(Stream, Vec<u8>)>();
+    let (tx, rx) = mpsc::channel::<Event>();
     if let Some(out) = child.stdout.take() {
         pump(out, Stream::Stdout, tx.clone());
     }
     if let Some(err) = child.stderr.take() {
         pump(err, Stream::Stderr, tx.clone());
     }
-    drop(tx);
+    // The program's end arrives on the same channel as its output, the moment it happens.
+    // The thread owns the `Child` and reaps it; the reaper sweep below leaves it alone.
+    std::thread::spawn(move || {
+        let status = child.wait();
+        let _ = tx.send(Event::Exited(status));
+    });
 
+    // The stop flag is set from a signal handler, so it is looked at between events.
     let deadline = Instant::now() + job.timeout;
-    let outcome = loop {
-        match rx.recv_timeout(Duration::from_millis(25)) {
-            Ok((stream, bytes)) => sink.output(stream, &bytes),
-            Err(mpsc::RecvTimeoutError::Timeout | mpsc::RecvTimeoutError::Disconnected) => {}
-        }
-        if let Some(status) = child.try_wait()? {
-            break Outcome::Exited(exit_code(status));
+    let (outcome, ended) = loop {
+        match rx.recv_timeout(POLL) {
+            Ok(Event::Output(stream, bytes)) => sink.output(stream, &bytes),
+            // A wait that fails (nothing of ours reaps it) counts as an unknown exit.
+            Ok(Event::Exited(status)) => {
+                break (Outcome::Exited(status.map_or(-1, exit_code)), Some(()));
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            // Every sender gone without an exit: only a panicked thread can do that.
+            Err(mpsc::RecvTimeoutError::Disconnected) => std::thread::sleep(POLL),
         }
         if stop.load(Ordering::SeqCst) {
-            terminate(&mut child, pid);
-            break Outcome::Interrupted;
+            break (Outcome::Interrupted, terminate(pid, &rx, sink));
         }
         if Instant::now() >= deadline {
-            terminate(&mut child, pid);
-            break Outcome::TimedOut;
+            break (Outcome::TimedOut, terminate(pid, &rx, sink));
         }
     };
     // Whatever the program left running (daemons, backgrounded jobs, setsid children) goes
     // too; that also closes the pipes they held open.
     let survivors = reaper::kill_all(pid, KILL_WITHIN);
-    let _ = child.wait();
+    if ended.is_none() {
+        // Killed by the sweep: its waiter thread reaps it now.
+        wait_exit(&rx, sink, Instant::now() + KILL_WITHIN);
+    }
     // What was written before the end is still passed on, for a bounded time only.
     let until = Instant::now() + DRAIN;
     while let Some(left) = until.checked_duration_since(Instant::now()) {
         match rx.recv_timeout(left) {
-            Ok((stream, bytes)) => sink.output(stream, &bytes),
+            Ok(Event::Output(stream, bytes)) => sink.output(stream, &bytes),
+            Ok(Event::Exited(_)) => {}
             Err(_) => break,
         }
     }
@@ -139,11 +153,13 @@ pub fn run(
     Ok(outcome)
 }
 
-fn pump(
-    mut source: impl Read + Send + 'static,
-    stream: Stream,
-    tx: mpsc::Sender<(Stream, Vec<u8>)>,
-) {
+/// What the run's threads report: output as it comes, and the program's end.
+enum Event {
+    Output(Stream, Vec<u8>),
+    Exited(std::io::Result<std::process::ExitStatus>),
+}
+
+fn pump(mut source: impl Read + Send + 'static, stream: Stream, tx: mpsc::Sender<Event>) {
     // Detached: a reader blocked on a pipe someone outside the tree still holds must not
     // hold up the run; it ends with the pipe (or the process).
     std::thread::spawn(move || {
@@ -152,7 +168,7 @@ fn pump(
             match source.read(&mut buf) {
                 Ok(0) | Err(_) => break,
                 Ok(n) => {
-                    if tx.send((stream, buf[..n].to_vec())).is_err() {
+                    if tx.send(Event::Output(stream, buf[..n].to_vec())).is_err() {
                         break;
                     }
                 }
@@ -168,18 +184,29 @@ fn exit_code(status: std::process::ExitStatus) -> i32 {
         .unwrap_or_else(|| 128 + status.signal().unwrap_or(0))
 }
 
-/// SIGTERM to the program's group and every process of the run, then (after a grace
-/// period, or at once when the program is gone) the caller's SIGKILL sweep.
-fn terminate(child: &mut Child, pgid: libc::pid_t) {
+/// SIGTERM to the program's group and every process of the run, then waits (passing output
+/// on) until the program is gone or the grace period is over; the caller's SIGKILL sweep
+/// follows either way. `Some` when the program's end was seen.
+fn terminate(
+    pgid: libc::pid_t,
+    rx: &mpsc::Receiver<Event>,
+    sink: &mut dyn OutputSink,
+) -> Option<()> {
     kill_group(pgid, libc::SIGTERM);
     reaper::signal_all(libc::SIGTERM);
-    let until = Instant::now() + GRACE;
-    while Instant::now() < until {
-        if let Ok(Some(_)) = child.try_wait() {
-            break;
+    wait_exit(rx, sink, Instant::now() + GRACE)
+}
+
+/// Passes output on until the program's end is reported (`Some`) or `until` passes.
+fn wait_exit(rx: &mpsc::Receiver<Event>, sink: &mut dyn OutputSink, until: Instant) -> Option<()> {
+    while let Some(left) = until.checked_duration_since(Instant::now()) {
+        match rx.recv_timeout(left) {
+            Ok(Event::Output(stream, bytes)) => sink.output(stream, &bytes),
+            Ok(Event::Exited(_)) => return Some(()),
+            Err(_) => return None,
         }
-        std::thread::sleep(Duration::from_millis(20));
     }
+    None
 }
 
 fn kill_group(pgid: libc::pid_t, signal: libc::c_int) {

@@ -127,9 +127,11 @@ fn init_git(
     withheld: &[String],
 ) -> Result<Repository, WorkError> {
     let start_tree = main.find_commit(start)?.tree()?;
-    let clone = Repository::init(path)?;
+    // chant's hardened config: no hooks, no fsmonitor, its own identity; and nothing of the
+    // user's git templates.
+    let clone = crate::git::init_private(&path.join(".git"), false, CLONE_CONFIG)
+        .map_err(|e| WorkError::io(&path.join(".git"), e))?;
     write_alternates(&clone, main)?;
-    harden_config(&clone)?;
 
     // The tree the agent sees: the start tree without withheld paths, written into the
     // clone's own object store (the main repository is not touched).
@@ -291,18 +293,8 @@ fn write_alternates(clone: &Repository, main: &Repository) -> Result<(), WorkErr
 }
 
 /// The clone's config: no remotes, no hooks, nothing that runs code.
-fn harden_config(clone: &Repository) -> Result<(), WorkError> {
-    let mut config = clone.config()?;
-    config.set_str("core.hooksPath", "/dev/null")?;
-    config.set_bool("core.fsmonitor", false)?;
-    config.set_str("user.name", "chant agent")?;
-    config.set_str("user.email", "agent@chant.invalid")?;
-    let hooks = clone.path().join("hooks");
-    if hooks.is_dir() {
-        let _ = std::fs::remove_dir_all(&hooks);
-    }
-    Ok(())
-}
+const CLONE_CONFIG: &str = "\thooksPath = /dev/null\n\tfsmonitor = false\n\
+[user]\n\tname = chant agent\n\temail = agent@chant.invalid\n";
 
 /// The file mode git records for a base file, as a `FileMode`.
 pub fn file_mode(mode: i32) -> FileMode {

@@ -637,16 +637,22 @@ fn run_dir(project: &Project, session: &str) -> PathBuf {
 const EXEC_WRAPPER: &str = "chant-exec";
 
 /// `$CHANT_EXEC`: a wrapper that runs the command gate against the main repository.
-fn write_exec_wrapper(run_dir: &Path, root: &Path) -> Result<PathBuf, WorkError> {
+fn write_exec_wrapper(run_dir: &Path, project: &Project) -> Result<PathBuf, WorkError> {
     let exe =
         std::env::current_exe().map_err(|e| WorkError::io(Path::new("(current executable)"), e))?;
     let path = run_dir.join(EXEC_WRAPPER);
+    let quote = |p: &Path| crate::exec::shell::quote(&p.to_string_lossy());
+    // The repository as this run found it: the gate never looks for it again.
+    let repo = format!(
+        "--repo {} --git-dir {}",
+        quote(project.root()),
+        quote(project.repo.path())
+    );
     let script = format!(
         "#!/bin/sh\n# The command gate: checks agent.commands and records command_run.\n\
-         case \"$1\" in --claude-hook|--claude-hook-result|--edit-hook) exec {exe} exec --repo {root} \"$1\";; esac\n\
-         exec {exe} exec --repo {root} -- \"$@\"\n",
-        exe = crate::exec::shell::quote(&exe.to_string_lossy()),
-        root = crate::exec::shell::quote(&root.to_string_lossy())
+         case \"$1\" in --claude-hook|--claude-hook-result|--edit-hook) exec {exe} exec {repo} \"$1\";; esac\n\
+         exec {exe} exec {repo} -- \"$@\"\n",
+        exe = quote(&exe),
     );
     crate::atomic::replace(&path, script.as_bytes()).map_err(|e| WorkError::io(&path, e))?;
     use std::os::unix::fs::PermissionsExt;

@@ -30,12 +30,10 @@ impl Quarantine {
         if dir.exists() {
             std::fs::remove_dir_all(&dir).map_err(|e| WorkError::io(&dir, e))?;
         }
-        let repo = Repository::init_bare(&dir)?;
-        let info = dir.join("objects").join("info");
-        std::fs::create_dir_all(&info).map_err(|e| WorkError::io(&info, e))?;
+        let repo = crate::git::init_private(&dir, true, "").map_err(|e| WorkError::io(&dir, e))?;
+        let alternates = dir.join("objects").join("info").join("alternates");
         let mut line = objects.to_string_lossy().into_owned();
         line.push('\n');
-        let alternates = info.join("alternates");
         std::fs::write(&alternates, line).map_err(|e| WorkError::io(&alternates, e))?;
         Ok(Quarantine { dir, repo, objects })
     }

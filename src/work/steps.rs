@@ -155,7 +155,7 @@ impl Run<'_> {
         let prompt_file = run_dir.join("prompt.md");
         crate::atomic::replace(&prompt_file, prompt_text.as_bytes())
             .map_err(|e| WorkError::io(&prompt_file, e))?;
-        let exec_wrapper = write_exec_wrapper(&run_dir, self.project.root())?;
+        let exec_wrapper = write_exec_wrapper(&run_dir, self.project)?;
         let mut exposed = self.secrets.filtered(&self.config.agent.secrets);
         // The adapter's credential variables, when set; `hide` still wins.
         for name in self.agent.credential_names() {
