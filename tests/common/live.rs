@@ -337,3 +337,42 @@ impl Expect<'_> {
         report
     }
 }
+
+/// `git chant work <id>` in `repo`, whose agent has no network at `level`, with the agent's
+/// API at `url` in `var` (`http://HOST:PORT/...`): refused with exit 2 naming
+/// `agent.network.enabled`, the API's `host:port` and the level, before a branch or a
+/// ledger entry exists.
+pub fn assert_refused_without_network(
+    repo: &TestRepo,
+    id: &str,
+    level: &str,
+    var: &str,
+    url: &str,
+) {
+    let host_port = url
+        .trim_start_matches("http://")
+        .split('/')
+        .next()
+        .filter(|h| h.contains(':'))
+        .unwrap_or_else(|| panic!("{url}: not http://HOST:PORT/..."));
+    let ledger_before = repo.ledger().len();
+    let run = repo
+        .chant_cmd(&["work", id])
+        .env(var, url)
+        .output()
+        .expect("run");
+    let run = Run(run).assert_code(2);
+    for needle in ["agent.network.enabled", host_port, level] {
+        assert!(
+            run.stderr().contains(needle),
+            "{level}: {needle}: {}",
+            run.stderr()
+        );
+    }
+    assert_eq!(repo.rev(&format!("chant/{id}")), None, "{level}: no branch");
+    assert_eq!(
+        repo.ledger().len(),
+        ledger_before,
+        "{level}: nothing recorded"
+    );
+}
