@@ -11,8 +11,8 @@ use super::image::{build_with, once, Layout};
 use super::payload::{self, Payload};
 
 /// Builds the image `name` of `payload` (its host files at their paths, its moved and own
-/// files as placed files, its links).
-fn image_of(name: &str, payload: Result<Payload, String>) -> Result<String, String> {
+/// files as placed files, its links): its `name:tag`, or why it cannot be had.
+pub fn image_of(name: &str, payload: Result<Payload, String>) -> Result<String, String> {
     let payload = payload?;
     let mut placed = Vec::new();
     for (path, host) in &payload.moved {

@@ -148,6 +148,19 @@ fn tree(dir: &Path, skip: &[&str], files: &mut Vec<PathBuf>, links: &mut Vec<(St
     }
 }
 
+/// Claude Code's native binary (the npm package's executable) at its host path, linked from
+/// /usr/local/bin/claude, with the libraries it loads (its Bash tool wants bash itself: "No
+/// suitable shell found" with busybox's sh).
+pub fn claude() -> Result<Payload, String> {
+    let native = resolved("claude")?;
+    let mut payload = Payload {
+        files: with_libraries(&native),
+        ..Payload::default()
+    };
+    payload.link("usr/local/bin/claude", &native);
+    Ok(payload.with_tools())
+}
+
 /// The Codex CLI's native (static musl) binary from its npm package's platform dependency
 /// (which the `codex` node launcher execs) at its host path, linked from
 /// /usr/local/bin/codex, with its `rg`.
