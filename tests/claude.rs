@@ -480,25 +480,12 @@ fn claude_at_none_still_gets_chants_deny_rules_and_gate() {
 fn claude_at_a_level_without_network_is_refused_before_anything_is_created() {
     for level in ["docker", "vm"] {
         let (repo, id) = repo_with_claude(&format!("  sandbox: {level}\n"));
-        let ledger_before = repo.ledger().len();
-        let run = repo
-            .chant_cmd(&["work", &id])
-            .env("ANTHROPIC_BASE_URL", "http://gateway.internal:8080/v1")
-            .output()
-            .expect("run");
-        let run = common::Run(run).assert_code(2);
-        for needle in ["agent.network.enabled", "gateway.internal:8080", level] {
-            assert!(
-                run.stderr().contains(needle),
-                "{level}: {needle}: {}",
-                run.stderr()
-            );
-        }
-        assert_eq!(repo.rev(&format!("chant/{id}")), None, "{level}: no branch");
-        assert_eq!(
-            repo.ledger().len(),
-            ledger_before,
-            "{level}: nothing recorded"
+        common::live::assert_refused_without_network(
+            &repo,
+            &id,
+            level,
+            "ANTHROPIC_BASE_URL",
+            "http://gateway.internal:8080/v1",
         );
     }
 }

@@ -6,9 +6,7 @@ mod common;
 use serde_json::json;
 
 use common::anthropic::Turn;
-use common::live::{
-    command_runs, everything_chant_said, landed_file, repo_with_agent, LiveOpenAi, OPENAI_KEY,
-};
+use common::live::{command_runs, repo_with_agent, Expect, LiveOpenAi, OPENAI_KEY};
 
 /// A model Codex offers `apply_patch` to (its default model runs in "code mode").
 const COMMAND: &str = "[codex, exec, -m, gpt-5.5, \"{prompt}\"]";
@@ -48,11 +46,6 @@ fn codex_at_permissions_lands_an_allowed_edit_and_command_and_records_them() {
     let run = live.chant(&repo, &["work", &id], &[]);
     println!("{}\n{}", run.stdout(), run.stderr());
     let run = run.assert_ok();
-    assert_eq!(
-        landed_file(&repo, &id, "hello.txt").as_deref(),
-        Some("Hello from Codex\n")
-    );
-    assert_eq!(landed_file(&repo, &id, "ran.txt").as_deref(), Some("ran\n"));
     let outputs = live.api.tool_outputs();
     println!("{outputs:?}");
     assert_eq!(outputs.len(), 2, "{outputs:?}");
@@ -60,10 +53,15 @@ fn codex_at_permissions_lands_an_allowed_edit_and_command_and_records_them() {
         outputs[1].output.contains(OPENAI_KEY),
         "the key reached Codex: {outputs:?}"
     );
-    let said = everything_chant_said(&repo, &run);
-    assert!(!said.contains(OPENAI_KEY), "the API key leaked:\n{said}");
     println!("{:?}", command_runs(&repo, "allowed"));
-    let done = &repo.events("spec_completed")[0]["details"];
+    let done = Expect {
+        landed: &[("hello.txt", "Hello from Codex\n"), ("ran.txt", "ran\n")],
+        key: Some(OPENAI_KEY),
+        session: Some(""),
+        tokens: true,
+        ..Expect::default()
+    }
+    .check(&repo, &id, &run);
     println!("{done}");
     assert!(live.api.unexpected.lock().expect("lock").is_empty());
 }
@@ -106,31 +104,20 @@ fn codex_at_permissions_refuses_denied_edits_and_commands_before_they_happen() {
             "the edit hook's reason reached the model: {outputs:?}"
         );
     }
-    assert!(!probe.exists(), "the refused commands never ran");
-    assert!(!outside.exists(), "nothing was written outside the clone");
-    let kept: Vec<_> = std::fs::read_dir(repo.clones_dir())
-        .expect("the kept clone")
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .collect();
-    assert_eq!(kept.len(), 1, "{kept:?} ({})", run.stderr());
-    for rel in ["secret.txt", "config/app.toml"] {
-        assert!(
-            !kept[0].join(rel).exists(),
-            "{rel}: the refused edit never happened"
-        );
+    let touches = [
+        format!("touch {}", probe.display()),
+        format!("env /usr/bin/touch {}", probe.display()),
+    ];
+    eprintln!("{}", run.stderr());
+    Expect {
+        landed: &[("hello.txt", "allowed\n")],
+        never_made: &[&probe, &outside],
+        not_in_clone: &["secret.txt", "config/app.toml"],
+        refused: Some(&[&touches[0], &touches[1]]),
+        refusals: Some(5),
+        ..Expect::default()
     }
-    assert_eq!(
-        landed_file(&repo, &id, "hello.txt").as_deref(),
-        Some("allowed\n")
-    );
-    assert_eq!(
-        command_runs(&repo, "refused"),
-        [
-            format!("touch {}", probe.display()),
-            format!("env /usr/bin/touch {}", probe.display())
-        ]
-    );
+    .check(&repo, &id, &run);
     let refused_edits: Vec<String> = repo
         .events("policy_violation")
         .iter()
@@ -145,8 +132,6 @@ fn codex_at_permissions_refuses_denied_edits_and_commands_before_they_happen() {
             outside.display().to_string()
         ]
     );
-    let done = &repo.events("spec_completed")[0]["details"];
-    assert_eq!(done["agent_refusals"], 5, "{done}");
 }
 
 #[test]
@@ -167,14 +152,14 @@ fn codex_at_none_lands_an_edit_and_still_sends_commands_through_the_gate() {
     ) else {
         return;
     };
-    live.chant(&repo, &["work", &id], &[]).assert_ok();
-    assert_eq!(
-        landed_file(&repo, &id, "hello.txt").as_deref(),
-        Some("Hello at none\n")
-    );
-    assert_eq!(landed_file(&repo, &id, "ran.txt").as_deref(), Some("ran\n"));
-    assert!(!probe.exists(), "the refused command never ran");
-    assert_eq!(command_runs(&repo, "allowed"), ["echo ran > ran.txt"]);
+    let run = live.chant(&repo, &["work", &id], &[]).assert_ok();
+    Expect {
+        landed: &[("hello.txt", "Hello at none\n"), ("ran.txt", "ran\n")],
+        never_made: &[&probe],
+        allowed: Some(&["echo ran > ran.txt"]),
+        ..Expect::default()
+    }
+    .check(&repo, &id, &run);
     assert_eq!(command_runs(&repo, "refused").len(), 1);
 }
 
@@ -198,17 +183,13 @@ fn a_codex_run_whose_every_step_is_refused_fails_and_stays_rerunnable() {
         run.stderr()
     );
     assert_eq!(repo.rev(&format!("chant/{id}")), repo.rev("main"));
-    let failed = &repo.events("spec_failed")[0]["details"];
-    assert!(
-        failed["agent_session_id"]
-            .as_str()
-            .is_some_and(|s| !s.is_empty()),
-        "{failed}"
-    );
-    assert!(
-        failed["agent_input_tokens"].as_u64().is_some_and(|n| n > 0),
-        "{failed}"
-    );
+    Expect {
+        failed: true,
+        session: Some(""),
+        tokens: true,
+        ..Expect::default()
+    }
+    .check(&repo, &id, &run);
     // Failed, not completed: it can be worked again.
     live.chant(&repo, &["work", &id], &[]).assert_code(1);
     assert_eq!(repo.events("spec_started").len(), 2);
@@ -266,13 +247,14 @@ fn a_committed_codex_project_config_and_hooks_are_not_read() {
     ) else {
         return;
     };
-    live.chant(&repo, &["work", &id], &[]).assert_ok();
-    assert!(!hook_ran.exists(), "the committed hook never ran");
-    assert!(!probe.exists(), "the gate still refused the command");
-    assert_eq!(
-        landed_file(&repo, &id, "hello.txt").as_deref(),
-        Some("still gated\n")
-    );
+    let run = live.chant(&repo, &["work", &id], &[]).assert_ok();
+    // The committed hook never ran; the gate still refused the command.
+    Expect {
+        landed: &[("hello.txt", "still gated\n")],
+        never_made: &[&hook_ran, &probe],
+        ..Expect::default()
+    }
+    .check(&repo, &id, &run);
 }
 
 #[test]
@@ -280,22 +262,14 @@ fn codex_and_opencode_at_a_level_without_network_are_refused_before_anything_is_
     for command in [COMMAND, "[opencode, run, \"{prompt}\"]"] {
         for level in ["docker", "vm"] {
             let (repo, id) = repo_with_agent(command, &format!("  sandbox: {level}\n"));
-            let ledger_before = repo.ledger().len();
-            let run = repo
-                .chant_cmd(&["work", &id])
-                .env("OPENAI_BASE_URL", "http://gateway.internal:8443/v1")
-                .output()
-                .expect("run");
-            let run = common::Run(run).assert_code(2);
-            for needle in ["agent.network.enabled", "gateway.internal:8443", level] {
-                assert!(
-                    run.stderr().contains(needle),
-                    "{command} at {level}: {needle}: {}",
-                    run.stderr()
-                );
-            }
-            assert_eq!(repo.rev(&format!("chant/{id}")), None, "no branch");
-            assert_eq!(repo.ledger().len(), ledger_before, "nothing recorded");
+            eprintln!("{command} at {level}");
+            common::live::assert_refused_without_network(
+                &repo,
+                &id,
+                level,
+                "OPENAI_BASE_URL",
+                "http://gateway.internal:8443/v1",
+            );
         }
     }
 }
@@ -360,57 +334,26 @@ fn codex_at_docker_lands_allowed_work_and_the_host_gate_refuses_and_records_deni
         "{}",
         run.stdout()
     );
-    assert_eq!(
-        landed_file(&repo, &id, "hello.txt").as_deref(),
-        Some("Hello from a container\n")
-    );
-    assert_eq!(landed_file(&repo, &id, "ran.txt").as_deref(), Some("ran\n"));
-    let kept: Vec<_> = std::fs::read_dir(repo.clones_dir())
-        .expect("the kept clone")
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .collect();
-    assert_eq!(kept.len(), 1, "{kept:?}");
-    assert!(
-        !kept[0].join("denied-probe").exists(),
-        "a refused command ran"
-    );
-    for never in ["denied-probe", ".codex"] {
-        assert!(
-            !common::live::landed(&repo, &format!("chant/{id}"))
-                .iter()
-                .any(|p| p.starts_with(never)),
-            "{never} landed"
-        );
+    Expect {
+        landed: &[
+            ("hello.txt", "Hello from a container\n"),
+            ("ran.txt", "ran\n"),
+        ],
+        not_landed: &["denied-probe", ".codex"],
+        not_in_clone: &["denied-probe"],
+        allowed: Some(&["echo ran > ran.txt; echo key=$OPENAI_API_KEY; echo home=$HOME"]),
+        refused_at: Some("docker"),
+        key: Some(OPENAI_KEY),
+        session: Some(""),
+        tokens: true,
+        ..Expect::default()
     }
-    assert_eq!(
-        command_runs(&repo, "allowed"),
-        ["echo ran > ran.txt; echo key=$OPENAI_API_KEY; echo home=$HOME"]
-    );
+    .check(&repo, &id, &run);
     let refused = command_runs(&repo, "refused");
     assert!(
         refused.contains(&"env touch denied-probe".to_string()),
         "{refused:?}"
     );
-    let entries = repo.events("command_run");
-    let refused_entry = entries
-        .iter()
-        .find(|e| e["details"]["decision"] == "refused")
-        .expect("recorded");
-    assert_eq!(refused_entry["sandbox"], "docker");
-    let done = &repo.events("spec_completed")[0]["details"];
-    assert!(
-        done["agent_session_id"]
-            .as_str()
-            .is_some_and(|s| !s.is_empty()),
-        "{done}"
-    );
-    assert!(
-        done["agent_input_tokens"].as_u64().is_some_and(|n| n > 0),
-        "{done}"
-    );
-    let said = everything_chant_said(&repo, &run);
-    assert!(!said.contains(OPENAI_KEY), "the API key leaked:\n{said}");
     assert!(live.api.unexpected.lock().expect("lock").is_empty());
     // `git chant doctor` finds the program in the image (where PATH inside finds it).
     let doctor = repo.chant(&["doctor"]);
@@ -455,10 +398,13 @@ fn a_denied_edit_by_codex_at_docker_is_refused_by_chants_check_and_nothing_lands
         run.stderr()
     );
     assert_eq!(repo.rev(&format!("chant/{id}")), repo.rev("main"));
-    assert_eq!(landed_file(&repo, &id, "secret.txt"), None);
     assert_eq!(repo.events("spec_failed").len(), 1);
-    let said = everything_chant_said(&repo, &run);
-    assert!(!said.contains(OPENAI_KEY), "the API key leaked:\n{said}");
+    Expect {
+        not_landed: &["secret.txt"],
+        key: Some(OPENAI_KEY),
+        ..Expect::default()
+    }
+    .check(&repo, &id, &run);
 }
 
 #[test]
@@ -484,15 +430,14 @@ fn a_codex_run_at_docker_whose_every_step_is_refused_fails_and_stays_rerunnable(
         "{}",
         run.stderr()
     );
-    assert_eq!(command_runs(&repo, "refused"), ["echo no > hello.txt"]);
     assert_eq!(repo.rev(&format!("chant/{id}")), repo.rev("main"));
-    let failed = &repo.events("spec_failed")[0]["details"];
-    assert!(
-        failed["agent_session_id"]
-            .as_str()
-            .is_some_and(|s| !s.is_empty()),
-        "{failed}"
-    );
+    Expect {
+        refused: Some(&["echo no > hello.txt"]),
+        failed: true,
+        session: Some(""),
+        ..Expect::default()
+    }
+    .check(&repo, &id, &run);
     live.chant(&repo, &["work", &id], &[]).assert_code(1);
     assert_eq!(repo.events("spec_started").len(), 2);
 }
@@ -552,49 +497,22 @@ fn codex_in_a_vm_lands_work_and_the_host_gate_refuses_and_records_denied_command
         "{}",
         run.stdout()
     );
-    assert_eq!(
-        landed_file(&repo, &id, "hello.txt").as_deref(),
-        Some("Hello from a vm\n")
-    );
-    assert_eq!(landed_file(&repo, &id, "ran.txt").as_deref(), Some("ran\n"));
     // The probe: the refused command never ran in the guest (its workspace came back).
-    let kept: Vec<_> = std::fs::read_dir(repo.clones_dir())
-        .expect("the kept clone")
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .collect();
-    assert_eq!(kept.len(), 1, "{kept:?}");
-    assert!(kept[0].join("ran.txt").exists(), "the result came back");
-    assert!(
-        !kept[0].join("denied-probe").exists(),
-        "a refused command ran"
-    );
-    for never in ["denied-probe", ".codex"] {
-        assert!(
-            !common::live::landed(&repo, &format!("chant/{id}"))
-                .iter()
-                .any(|p| p.starts_with(never)),
-            "{never} landed"
-        );
+    Expect {
+        landed: &[("hello.txt", "Hello from a vm\n"), ("ran.txt", "ran\n")],
+        not_landed: &["denied-probe", ".codex"],
+        in_clone: &["ran.txt"],
+        not_in_clone: &["denied-probe"],
+        allowed: Some(&[
+            "echo ran > ran.txt; echo key=$OPENAI_API_KEY; echo home=$HOME; ls -ln $HOME/.codex",
+        ]),
+        refused: Some(&["env touch denied-probe"]),
+        refused_at: Some("vm"),
+        refused_via: Some("claude-hook"),
+        key: Some(OPENAI_KEY),
+        tokens: true,
+        ..Expect::default()
     }
-    assert_eq!(
-        command_runs(&repo, "allowed"),
-        ["echo ran > ran.txt; echo key=$OPENAI_API_KEY; echo home=$HOME; ls -ln $HOME/.codex"]
-    );
-    assert_eq!(command_runs(&repo, "refused"), ["env touch denied-probe"]);
-    let entries = repo.events("command_run");
-    let refused = entries
-        .iter()
-        .find(|e| e["details"]["decision"] == "refused")
-        .expect("recorded");
-    assert_eq!(refused["sandbox"], "vm");
-    assert_eq!(refused["details"]["via"], "claude-hook");
-    let done = &repo.events("spec_completed")[0]["details"];
-    assert!(
-        done["agent_input_tokens"].as_u64().is_some_and(|n| n > 0),
-        "{done}"
-    );
-    let said = everything_chant_said(&repo, &run);
-    assert!(!said.contains(OPENAI_KEY), "the API key leaked:\n{said}");
+    .check(&repo, &id, &run);
     assert!(live.api.unexpected.lock().expect("lock").is_empty());
 }

@@ -8,7 +8,7 @@ use serde_json::json;
 
 use common::anthropic::Turn;
 use common::gemini::FakeGemini;
-use common::live::{command_runs, everything_chant_said, landed, repo_with_agent, Live};
+use common::live::{command_runs, landed, repo_with_agent, Expect, Live};
 use common::TestRepo;
 
 /// The API key every test gives Gemini CLI (and checks is masked wherever chant prints).
@@ -68,17 +68,6 @@ fn gemini_at_permissions_lands_an_allowed_edit_and_command_and_records_them() {
     let run = live.chant(&repo, &["work", &id], &[]);
     eprintln!("{}\n{}", run.stdout(), run.stderr());
     let run = run.assert_ok();
-    let branch = format!("chant/{id}");
-    assert_eq!(
-        repo.git(&["show", &format!("{branch}:hello.txt")]),
-        "Hello from Gemini\n"
-    );
-    assert_eq!(repo.git(&["show", &format!("{branch}:ran.txt")]), "ran\n");
-    let files = landed(&repo, &branch);
-    assert!(
-        !files.iter().any(|f| f.starts_with(".gemini/")),
-        "settings never land: {files:?}"
-    );
     let responses = live.api.function_responses();
     eprintln!("{responses:#?}");
     assert_eq!(errors(&live.api), [false, false], "{responses:?}");
@@ -88,29 +77,23 @@ fn gemini_at_permissions_lands_an_allowed_edit_and_command_and_records_them() {
         responses[1].response.to_string().contains(API_KEY),
         "{responses:?}"
     );
-    let said = everything_chant_said(&repo, &run);
-    assert!(!said.contains(API_KEY), "the API key leaked:\n{said}");
-    assert_eq!(
-        command_runs(&repo, "allowed"),
-        ["echo ran > ran.txt; echo key=$GEMINI_API_KEY"]
-    );
+    // Settings never land.
+    let done = Expect {
+        landed: &[("hello.txt", "Hello from Gemini\n"), ("ran.txt", "ran\n")],
+        not_landed: &[".gemini/"],
+        allowed: Some(&["echo ran > ran.txt; echo key=$GEMINI_API_KEY"]),
+        key: Some(API_KEY),
+        refusals: Some(0),
+        session: Some(""),
+        tokens: true,
+        ..Expect::default()
+    }
+    .check(&repo, &id, &run);
     let via = &repo.events("command_run")[0]["details"]["via"];
     assert_eq!(via, "gemini-hook");
-    let done = &repo.events("spec_completed")[0]["details"];
     assert_eq!(done["agent_turns"], 3, "{done}");
-    assert_eq!(done["agent_refusals"], 0, "{done}");
     assert_eq!(done["agent_is_error"], false, "{done}");
     assert_eq!(done["agent_tool_calls"], 2, "{done}");
-    assert!(
-        done["agent_session_id"]
-            .as_str()
-            .is_some_and(|s| !s.is_empty()),
-        "{done}"
-    );
-    assert!(
-        done["agent_input_tokens"].as_u64().is_some_and(|n| n > 0),
-        "{done}"
-    );
     assert!(
         run.stdout()
             .contains("gemini: [turn 1] write_file hello.txt"),
@@ -136,17 +119,13 @@ fn gemini_at_none_lands_an_edit_and_a_command_and_reads_no_project_env_file() {
     ) else {
         return;
     };
-    live.chant(&repo, &["work", &id], &[]).assert_ok();
-    let branch = format!("chant/{id}");
-    assert_eq!(
-        repo.git(&["show", &format!("{branch}:hello.txt")]),
-        "Hello at none\n"
-    );
-    assert_eq!(repo.git(&["show", &format!("{branch}:ran.txt")]), "ran=\n");
-    assert_eq!(
-        command_runs(&repo, "allowed"),
-        ["echo ran=$CHANT_TEST_LEAK > ran.txt"]
-    );
+    let run = live.chant(&repo, &["work", &id], &[]).assert_ok();
+    Expect {
+        landed: &[("hello.txt", "Hello at none\n"), ("ran.txt", "ran=\n")],
+        allowed: Some(&["echo ran=$CHANT_TEST_LEAK > ran.txt"]),
+        ..Expect::default()
+    }
+    .check(&repo, &id, &run);
 }
 
 /// Denied edits however the path is spelled, and denied commands however the program is
@@ -170,6 +149,7 @@ const HOSTILE_RULES: &str =
 fn assert_hostile_refused(
     repo: &TestRepo,
     id: &str,
+    run: &common::Run,
     api: &FakeGemini,
     probes: &[std::path::PathBuf],
 ) {
@@ -179,9 +159,13 @@ fn assert_hostile_refused(
         [true, true, true, true, true, true, true, false],
         "{responses:#?}"
     );
-    for probe in probes {
-        assert!(!probe.exists(), "{} ran", probe.display());
+    let probes: Vec<&std::path::Path> = probes.iter().map(|p| p.as_path()).collect();
+    Expect {
+        never_made: &probes,
+        refusals: Some(7),
+        ..Expect::default()
     }
+    .check(repo, id, run);
     let branch = format!("chant/{id}");
     let files = landed(repo, &branch);
     assert!(
@@ -192,8 +176,6 @@ fn assert_hostile_refused(
     // Every command reached the gate and is in the ledger as refused.
     let refused = command_runs(repo, "refused");
     assert_eq!(refused.len(), 4, "{refused:?}");
-    let done = &repo.events("spec_completed")[0]["details"];
-    assert_eq!(done["agent_refusals"], 7, "{done}");
 }
 
 fn probes(dir: &tempfile::TempDir) -> Vec<std::path::PathBuf> {
@@ -224,7 +206,7 @@ fn gemini_at_permissions_refuses_denied_edits_and_commands_before_they_run() {
         "{}",
         run.stdout()
     );
-    assert_hostile_refused(&repo, &id, &live.api, &probes);
+    assert_hostile_refused(&repo, &id, &run, &live.api, &probes);
 }
 
 #[test]
@@ -238,8 +220,8 @@ fn gemini_at_none_still_gets_chants_deny_rules_and_gate() {
     ) else {
         return;
     };
-    live.chant(&repo, &["work", &id], &[]).assert_ok();
-    assert_hostile_refused(&repo, &id, &live.api, &probes);
+    let run = live.chant(&repo, &["work", &id], &[]).assert_ok();
+    assert_hostile_refused(&repo, &id, &run, &live.api, &probes);
 }
 
 #[test]
@@ -261,8 +243,12 @@ fn a_gemini_run_whose_every_step_is_refused_fails_and_stays_rerunnable() {
         run.stderr()
     );
     assert_eq!(repo.rev(&format!("chant/{id}")), repo.rev("main"));
-    let failed = &repo.events("spec_failed")[0]["details"];
-    assert_eq!(failed["agent_refusals"], 2, "{failed}");
+    Expect {
+        failed: true,
+        refusals: Some(2),
+        ..Expect::default()
+    }
+    .check(&repo, &id, &run);
     live.chant(&repo, &["work", &id], &[]).assert_code(1);
     assert_eq!(repo.events("spec_started").len(), 2);
 }
@@ -324,18 +310,17 @@ fn a_committed_gemini_settings_file_is_merged_and_chants_gate_wins() {
         run.stderr()
     );
     assert_eq!(errors(&live.api), [true, false]);
-    assert!(!probe.exists(), "the refused command never ran");
-    assert!(!hook_ran.exists(), "the committed hook was not run");
-    let branch = format!("chant/{id}");
-    assert_eq!(
-        repo.git(&["show", &format!("{branch}:hello.txt")]),
-        "merged\n"
-    );
-    assert_eq!(
-        repo.git(&["show", &format!("{branch}:.gemini/settings.json")]),
-        committed,
-        "the committed file is unchanged on the branch"
-    );
+    // The refused command never ran, the committed hook was not run, and the committed
+    // file is unchanged on the branch.
+    Expect {
+        landed: &[
+            ("hello.txt", "merged\n"),
+            (".gemini/settings.json", &committed),
+        ],
+        never_made: &[&probe, &hook_ran],
+        ..Expect::default()
+    }
+    .check(&repo, &id, &run);
 }
 
 #[test]
@@ -392,22 +377,13 @@ fn the_gemini_gate_hook_fails_closed_when_the_gate_fails_without_a_word() {
 fn gemini_at_a_level_without_network_is_refused_before_anything_is_created() {
     for level in ["docker", "vm"] {
         let (repo, id) = repo(&format!("  sandbox: {level}\n"));
-        let ledger_before = repo.ledger().len();
-        let run = repo
-            .chant_cmd(&["work", &id])
-            .env("GOOGLE_GEMINI_BASE_URL", "http://gateway.internal:8080")
-            .output()
-            .expect("run");
-        let run = common::Run(run).assert_code(2);
-        for needle in ["agent.network.enabled", "gateway.internal:8080", level] {
-            assert!(
-                run.stderr().contains(needle),
-                "{level}: {needle}: {}",
-                run.stderr()
-            );
-        }
-        assert_eq!(repo.rev(&format!("chant/{id}")), None, "{level}: no branch");
-        assert_eq!(repo.ledger().len(), ledger_before, "{level}");
+        common::live::assert_refused_without_network(
+            &repo,
+            &id,
+            level,
+            "GOOGLE_GEMINI_BASE_URL",
+            "http://gateway.internal:8080",
+        );
     }
 }
 
@@ -499,35 +475,21 @@ fn gemini_at_docker_lands_allowed_work_and_refuses_denied_edits_and_commands() {
         "{}",
         run.stdout()
     );
-    let branch = format!("chant/{id}");
-    assert_eq!(
-        repo.git(&["show", &format!("{branch}:hello.txt")]),
-        "Hello from a container\n"
-    );
-    assert_eq!(repo.git(&["show", &format!("{branch}:ran.txt")]), "ran\n");
-    let files = landed(&repo, &branch);
-    assert!(
-        !files
-            .iter()
-            .any(|f| f.starts_with(".gemini/") || f.starts_with("probe") || f == "secret.txt"),
-        "{files:?}"
-    );
-    let kept: Vec<_> = std::fs::read_dir(repo.clones_dir())
-        .expect("the kept clone")
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .collect();
-    assert_eq!(kept.len(), 1, "{kept:?}");
-    for never in ["probe-0", "probe-1", "probe-2", "secret.txt"] {
-        assert!(
-            !kept[0].join(never).exists(),
-            "{never}: refused, yet it happened"
-        );
+    Expect {
+        landed: &[
+            ("hello.txt", "Hello from a container\n"),
+            ("ran.txt", "ran\n"),
+        ],
+        not_landed: &[".gemini/", "probe", "secret.txt"],
+        not_in_clone: &["probe-0", "probe-1", "probe-2", "secret.txt"],
+        allowed: Some(&["echo ran > ran.txt; echo key=$GEMINI_API_KEY; echo home=$HOME"]),
+        key: Some(API_KEY),
+        refusals: Some(4),
+        session: Some(""),
+        tokens: true,
+        ..Expect::default()
     }
-    assert_eq!(
-        command_runs(&repo, "allowed"),
-        ["echo ran > ran.txt; echo key=$GEMINI_API_KEY; echo home=$HOME"]
-    );
+    .check(&repo, &id, &run);
     assert_eq!(command_runs(&repo, "refused").len(), 3);
     let entries = repo.events("command_run");
     assert!(
@@ -536,20 +498,6 @@ fn gemini_at_docker_lands_allowed_work_and_refuses_denied_edits_and_commands() {
             .all(|e| e["details"]["via"] == "gemini-hook" && e["sandbox"] == "docker"),
         "{entries:?}"
     );
-    let done = &repo.events("spec_completed")[0]["details"];
-    assert_eq!(done["agent_refusals"], 4, "{done}");
-    assert!(
-        done["agent_session_id"]
-            .as_str()
-            .is_some_and(|s| !s.is_empty()),
-        "{done}"
-    );
-    assert!(
-        done["agent_input_tokens"].as_u64().is_some_and(|n| n > 0),
-        "{done}"
-    );
-    let said = everything_chant_said(&repo, &run);
-    assert!(!said.contains(API_KEY), "the API key leaked:\n{said}");
     assert!(live.api.unexpected.lock().expect("lock").is_empty());
     // `git chant doctor` finds the program in the image (where PATH inside finds it).
     let doctor = repo.chant(&["doctor"]);
@@ -617,37 +565,19 @@ fn gemini_in_a_vm_lands_allowed_work_and_refuses_denied_edits_and_commands() {
         "{}",
         run.stdout()
     );
-    let branch = format!("chant/{id}");
-    assert_eq!(
-        repo.git(&["show", &format!("{branch}:hello.txt")]),
-        "Hello from a vm\n"
-    );
-    assert_eq!(repo.git(&["show", &format!("{branch}:ran.txt")]), "ran\n");
-    let files = landed(&repo, &branch);
-    assert!(
-        !files
-            .iter()
-            .any(|f| f.starts_with(".gemini/") || f.starts_with("probe") || f == "secret.txt"),
-        "{files:?}"
-    );
     // The probes: what was refused never happened in the guest (its workspace came back).
-    let kept: Vec<_> = std::fs::read_dir(repo.clones_dir())
-        .expect("the kept clone")
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .collect();
-    assert_eq!(kept.len(), 1, "{kept:?}");
-    assert!(kept[0].join("ran.txt").exists(), "the result came back");
-    for never in ["probe-0", "probe-1", "probe-2", "secret.txt"] {
-        assert!(
-            !kept[0].join(never).exists(),
-            "{never}: refused, yet it happened"
-        );
+    Expect {
+        landed: &[("hello.txt", "Hello from a vm\n"), ("ran.txt", "ran\n")],
+        not_landed: &[".gemini/", "probe", "secret.txt"],
+        in_clone: &["ran.txt"],
+        not_in_clone: &["probe-0", "probe-1", "probe-2", "secret.txt"],
+        allowed: Some(&["echo ran > ran.txt; echo key=$GEMINI_API_KEY; echo home=$HOME"]),
+        key: Some(API_KEY),
+        refusals: Some(4),
+        tokens: true,
+        ..Expect::default()
     }
-    assert_eq!(
-        command_runs(&repo, "allowed"),
-        ["echo ran > ran.txt; echo key=$GEMINI_API_KEY; echo home=$HOME"]
-    );
+    .check(&repo, &id, &run);
     assert_eq!(command_runs(&repo, "refused").len(), 3);
     let entries = repo.events("command_run");
     assert!(
@@ -656,13 +586,5 @@ fn gemini_in_a_vm_lands_allowed_work_and_refuses_denied_edits_and_commands() {
             .all(|e| e["details"]["via"] == "gemini-hook" && e["sandbox"] == "vm"),
         "{entries:?}"
     );
-    let done = &repo.events("spec_completed")[0]["details"];
-    assert_eq!(done["agent_refusals"], 4, "{done}");
-    assert!(
-        done["agent_input_tokens"].as_u64().is_some_and(|n| n > 0),
-        "{done}"
-    );
-    let said = everything_chant_said(&repo, &run);
-    assert!(!said.contains(API_KEY), "the API key leaked:\n{said}");
     assert!(live.api.unexpected.lock().expect("lock").is_empty());
 }

@@ -6,9 +6,7 @@ mod common;
 use serde_json::json;
 
 use common::anthropic::Turn;
-use common::live::{
-    command_runs, everything_chant_said, landed_file, repo_with_agent, LiveOpenAi, OPENAI_KEY,
-};
+use common::live::{everything_chant_said, repo_with_agent, Expect, LiveOpenAi, OPENAI_KEY};
 
 const COMMAND: &str = "[opencode, run, -m, openai/gpt-4.1, \"{prompt}\"]";
 
@@ -44,35 +42,22 @@ fn opencode_at_permissions_lands_an_allowed_edit_and_command_and_records_them() 
     let run = live.chant(&repo, &["work", &id], &[]);
     println!("{}", everything_chant_said(&repo, &run));
     let run = run.assert_ok();
-    assert_eq!(
-        landed_file(&repo, &id, "hello.txt").as_deref(),
-        Some("Hello from opencode\n")
-    );
-    assert_eq!(landed_file(&repo, &id, "ran.txt").as_deref(), Some("ran\n"));
     let outputs = live.api.tool_outputs();
     assert_eq!(outputs.len(), 2, "{outputs:?}");
     assert!(
         outputs[1].output.contains(OPENAI_KEY),
         "the key reached opencode: {outputs:?}"
     );
-    let said = everything_chant_said(&repo, &run);
-    assert!(!said.contains(OPENAI_KEY), "the API key leaked:\n{said}");
-    assert_eq!(
-        command_runs(&repo, "allowed"),
-        ["echo ran > ran.txt; echo key=$OPENAI_API_KEY"]
-    );
-    let done = &repo.events("spec_completed")[0]["details"];
-    assert_eq!(done["agent_refusals"], 0, "{done}");
-    assert!(
-        done["agent_session_id"]
-            .as_str()
-            .is_some_and(|s| s.starts_with("ses")),
-        "{done}"
-    );
-    assert!(
-        done["agent_input_tokens"].as_u64().is_some_and(|n| n > 0),
-        "{done}"
-    );
+    Expect {
+        landed: &[("hello.txt", "Hello from opencode\n"), ("ran.txt", "ran\n")],
+        allowed: Some(&["echo ran > ran.txt; echo key=$OPENAI_API_KEY"]),
+        key: Some(OPENAI_KEY),
+        refusals: Some(0),
+        session: Some("ses"),
+        tokens: true,
+        ..Expect::default()
+    }
+    .check(&repo, &id, &run);
     assert!(live.api.unexpected.lock().expect("lock").is_empty());
 }
 
@@ -99,27 +84,23 @@ fn opencode_at_permissions_refuses_a_denied_edit_and_denied_commands_before_they
     ) else {
         return;
     };
-    live.chant(&repo, &["work", &id], &[]).assert_ok();
+    let run = live.chant(&repo, &["work", &id], &[]).assert_ok();
     let outputs = live.api.tool_outputs();
     assert_eq!(outputs.len(), 6, "{outputs:?}");
-    assert!(!probe.exists(), "the refused commands never ran");
-    assert!(!outside.exists(), "nothing was written outside the clone");
-    assert_eq!(
-        landed_file(&repo, &id, "hello.txt").as_deref(),
-        Some("allowed\n")
-    );
-    for rel in ["secret.txt", "config/deep/app.toml"] {
-        assert_eq!(landed_file(&repo, &id, rel), None, "{rel} never landed");
+    let touches = [
+        format!("touch {}", probe.display()),
+        format!("env /usr/bin/touch {}", probe.display()),
+    ];
+    // The refused commands never ran; nothing was written outside the clone.
+    Expect {
+        landed: &[("hello.txt", "allowed\n")],
+        not_landed: &["secret.txt", "config/deep/app.toml"],
+        never_made: &[&probe, &outside],
+        refused: Some(&[&touches[0], &touches[1]]),
+        refusals: Some(5),
+        ..Expect::default()
     }
-    assert_eq!(
-        command_runs(&repo, "refused"),
-        [
-            format!("touch {}", probe.display()),
-            format!("env /usr/bin/touch {}", probe.display())
-        ]
-    );
-    let done = &repo.events("spec_completed")[0]["details"];
-    assert_eq!(done["agent_refusals"], 5, "{done}");
+    .check(&repo, &id, &run);
 }
 
 #[test]
@@ -140,14 +121,14 @@ fn opencode_at_none_lands_an_edit_and_still_sends_commands_through_the_gate() {
     ) else {
         return;
     };
-    live.chant(&repo, &["work", &id], &[]).assert_ok();
-    assert_eq!(
-        landed_file(&repo, &id, "hello.txt").as_deref(),
-        Some("Hello at none\n")
-    );
-    assert_eq!(landed_file(&repo, &id, "ran.txt").as_deref(), Some("ran\n"));
-    assert!(!probe.exists(), "the refused command never ran");
-    assert_eq!(command_runs(&repo, "allowed"), ["echo ran > ran.txt"]);
+    let run = live.chant(&repo, &["work", &id], &[]).assert_ok();
+    Expect {
+        landed: &[("hello.txt", "Hello at none\n"), ("ran.txt", "ran\n")],
+        never_made: &[&probe],
+        allowed: Some(&["echo ran > ran.txt"]),
+        ..Expect::default()
+    }
+    .check(&repo, &id, &run);
 }
 
 #[test]
@@ -170,8 +151,13 @@ fn an_opencode_run_whose_every_step_is_refused_fails_and_stays_rerunnable() {
         run.stderr()
     );
     assert_eq!(repo.rev(&format!("chant/{id}")), repo.rev("main"));
+    Expect {
+        failed: true,
+        refusals: Some(2),
+        ..Expect::default()
+    }
+    .check(&repo, &id, &run);
     let failed = &repo.events("spec_failed")[0]["details"];
-    assert_eq!(failed["agent_refusals"], 2, "{failed}");
     assert!(failed["agent_session_id"].as_str().is_some(), "{failed}");
     live.chant(&repo, &["work", &id], &[]).assert_code(1);
     assert_eq!(repo.events("spec_started").len(), 2);
@@ -219,18 +205,15 @@ fn a_committed_opencode_json_is_merged_and_chants_denies_and_gate_win() {
         "{}",
         run.stderr()
     );
-    assert!(!probe.exists(), "the refused command never ran");
-    assert!(!plugin_ran.exists(), "the committed plugin was not loaded");
-    assert_eq!(landed_file(&repo, &id, "secret.txt"), None);
-    assert_eq!(
-        landed_file(&repo, &id, "hello.txt").as_deref(),
-        Some("merged\n")
-    );
-    assert_eq!(
-        landed_file(&repo, &id, "opencode.json").as_deref(),
-        Some(committed.as_str()),
-        "the committed file is unchanged on the branch"
-    );
+    // The refused command never ran; the committed plugin was not loaded; the committed
+    // file is unchanged on the branch.
+    Expect {
+        landed: &[("hello.txt", "merged\n"), ("opencode.json", &committed)],
+        not_landed: &["secret.txt"],
+        never_made: &[&probe, &plugin_ran],
+        ..Expect::default()
+    }
+    .check(&repo, &id, &run);
 }
 
 #[test]
@@ -307,55 +290,26 @@ fn opencode_at_docker_lands_allowed_work_and_refuses_denied_edits_and_commands()
         "{}",
         run.stdout()
     );
-    assert_eq!(
-        landed_file(&repo, &id, "hello.txt").as_deref(),
-        Some("Hello from a container\n")
-    );
-    assert_eq!(landed_file(&repo, &id, "ran.txt").as_deref(), Some("ran\n"));
-    assert_eq!(landed_file(&repo, &id, "secret.txt"), None);
-    let kept: Vec<_> = std::fs::read_dir(repo.clones_dir())
-        .expect("the kept clone")
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .collect();
-    assert_eq!(kept.len(), 1, "{kept:?}");
-    for never in ["denied-probe", "secret.txt"] {
-        assert!(
-            !kept[0].join(never).exists(),
-            "{never}: refused, yet it happened"
-        );
+    // The plugin asks the gate before opencode's own rules look: both refusals are the
+    // gate's; with opencode's own edit rule (secret.txt: the run completed, so chant's
+    // check found no such edit) three.
+    Expect {
+        landed: &[
+            ("hello.txt", "Hello from a container\n"),
+            ("ran.txt", "ran\n"),
+        ],
+        not_landed: &["secret.txt"],
+        not_in_clone: &["denied-probe", "secret.txt"],
+        allowed: Some(&["echo ran > ran.txt; echo key=$OPENAI_API_KEY; echo home=$HOME"]),
+        refused: Some(&["touch denied-probe", "env touch denied-probe"]),
+        refused_at: Some("docker"),
+        key: Some(OPENAI_KEY),
+        refusals: Some(3),
+        session: Some("ses"),
+        tokens: true,
+        ..Expect::default()
     }
-    assert_eq!(
-        command_runs(&repo, "allowed"),
-        ["echo ran > ran.txt; echo key=$OPENAI_API_KEY; echo home=$HOME"]
-    );
-    // The plugin asks the gate before opencode's own rules look: both are the gate's.
-    assert_eq!(
-        command_runs(&repo, "refused"),
-        ["touch denied-probe", "env touch denied-probe"]
-    );
-    let refused = repo.events("command_run");
-    let refused = refused
-        .iter()
-        .find(|e| e["details"]["decision"] == "refused")
-        .expect("recorded");
-    assert_eq!(refused["sandbox"], "docker");
-    let done = &repo.events("spec_completed")[0]["details"];
-    // opencode's own edit rule (secret.txt: the run completed, so chant's check found no
-    // such edit) and the gate's two refusals.
-    assert_eq!(done["agent_refusals"], 3, "{done}");
-    assert!(
-        done["agent_session_id"]
-            .as_str()
-            .is_some_and(|s| s.starts_with("ses")),
-        "{done}"
-    );
-    assert!(
-        done["agent_input_tokens"].as_u64().is_some_and(|n| n > 0),
-        "{done}"
-    );
-    let said = everything_chant_said(&repo, &run);
-    assert!(!said.contains(OPENAI_KEY), "the API key leaked:\n{said}");
+    .check(&repo, &id, &run);
     // `git chant doctor` finds the program in the image (where PATH inside finds it).
     let doctor = repo.chant(&["doctor"]);
     assert!(
@@ -420,47 +374,20 @@ fn opencode_in_a_vm_lands_allowed_work_and_refuses_denied_edits_and_commands() {
         "{}",
         run.stdout()
     );
-    assert_eq!(
-        landed_file(&repo, &id, "hello.txt").as_deref(),
-        Some("Hello from a vm\n")
-    );
-    assert_eq!(landed_file(&repo, &id, "ran.txt").as_deref(), Some("ran\n"));
-    assert_eq!(landed_file(&repo, &id, "secret.txt"), None);
     // The probes: what was refused never happened in the guest (its workspace came back).
-    let kept: Vec<_> = std::fs::read_dir(repo.clones_dir())
-        .expect("the kept clone")
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .collect();
-    assert_eq!(kept.len(), 1, "{kept:?}");
-    assert!(kept[0].join("ran.txt").exists(), "the result came back");
-    for never in ["denied-probe", "secret.txt"] {
-        assert!(
-            !kept[0].join(never).exists(),
-            "{never}: refused, yet it happened"
-        );
-    }
-    assert_eq!(
-        command_runs(&repo, "allowed"),
-        ["echo ran > ran.txt; echo key=$OPENAI_API_KEY; echo home=$HOME"]
-    );
     // The plugin (from the seeded HOME) asks the gate before opencode's own rules look.
-    assert_eq!(
-        command_runs(&repo, "refused"),
-        ["touch denied-probe", "env touch denied-probe"]
-    );
-    let entries = repo.events("command_run");
-    let refused = entries
-        .iter()
-        .find(|e| e["details"]["decision"] == "refused")
-        .expect("recorded");
-    assert_eq!(refused["sandbox"], "vm");
-    let done = &repo.events("spec_completed")[0]["details"];
-    assert_eq!(done["agent_refusals"], 3, "{done}");
-    assert!(
-        done["agent_input_tokens"].as_u64().is_some_and(|n| n > 0),
-        "{done}"
-    );
-    let said = everything_chant_said(&repo, &run);
-    assert!(!said.contains(OPENAI_KEY), "the API key leaked:\n{said}");
+    Expect {
+        landed: &[("hello.txt", "Hello from a vm\n"), ("ran.txt", "ran\n")],
+        not_landed: &["secret.txt"],
+        in_clone: &["ran.txt"],
+        not_in_clone: &["denied-probe", "secret.txt"],
+        allowed: Some(&["echo ran > ran.txt; echo key=$OPENAI_API_KEY; echo home=$HOME"]),
+        refused: Some(&["touch denied-probe", "env touch denied-probe"]),
+        refused_at: Some("vm"),
+        key: Some(OPENAI_KEY),
+        refusals: Some(3),
+        tokens: true,
+        ..Expect::default()
+    }
+    .check(&repo, &id, &run);
 }

@@ -161,10 +161,7 @@ impl Agent for Aider {
         let has_message = ["--message", "-m", "--msg", "--message-file", "-f"]
             .iter()
             .any(|f| has(f))
-            || template
-                .iter()
-                .skip(1)
-                .any(|a| a.contains("{prompt}") || a.contains("{prompt_file}"));
+            || super::passes_prompt(template);
         if !has_message {
             argv.extend(["--message-file".into(), "{prompt_file}".into()]);
         }
@@ -438,6 +435,19 @@ mod tests {
         assert!(!a.contains(&"--no-git".to_string()), "{a:?}");
         assert!(!a.contains(&"--no-auto-lint".to_string()), "{a:?}");
         assert!(a.contains(&"--no-auto-test".to_string()), "{a:?}");
+    }
+
+    #[test]
+    fn a_template_naming_the_prompt_or_its_file_anywhere_gets_no_message_file() {
+        for template in [
+            &["aider", "--read", "{prompt_file}"][..],
+            &["aider", "--message={prompt}"][..],
+            &["aider", "--model", "x", "--msg", "{prompt}"][..],
+        ] {
+            let a = argv(template);
+            assert!(!a.contains(&"--message-file".to_string()), "{a:?}");
+        }
+        assert!(argv(&["aider"]).contains(&"--message-file".to_string()));
     }
 
     #[test]

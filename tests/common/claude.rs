@@ -115,30 +115,12 @@ pub fn claude_binary() -> Result<std::path::PathBuf, String> {
     std::fs::canonicalize(&found).map_err(|e| format!("{found}: {e}"))
 }
 
-/// An image holding the real `claude` (at its host path, linked from /usr/local/bin) with the
-/// libraries it loads, git, bash for its Bash tool and busybox for the rest; built by
-/// `docker import` once per test binary run (and kept by the engine while nothing changes).
+/// An image holding the real `claude` ([`super::payload::claude`]) and busybox for the rest;
+/// built by `docker import` once per test binary run (and kept by the engine while nothing
+/// changes).
 pub fn image() -> Option<String> {
     static IMAGE: std::sync::OnceLock<Result<String, String>> = std::sync::OnceLock::new();
     super::image::once(&IMAGE, || {
-        let claude = claude_binary()?;
-        let target = claude.to_string_lossy().into_owned();
-        let mut files = super::image::with_libraries(&claude);
-        // Its Bash tool wants bash itself ("No suitable shell found" with busybox's sh).
-        for tool in ["/usr/bin/git", "/bin/bash"] {
-            let tool = std::path::Path::new(tool);
-            if tool.exists() {
-                files.extend(super::image::with_libraries(tool));
-            }
-        }
-        let links: &'static [(&'static str, &'static str)] = Box::leak(
-            vec![("usr/local/bin/claude", &*Box::leak(target.into_boxed_str()))].into_boxed_slice(),
-        );
-        super::image::build(&super::image::Layout {
-            name: "chant-test-claude",
-            files,
-            dirs: &[],
-            links,
-        })
+        super::agent_images::image_of("chant-test-claude", super::payload::claude())
     })
 }

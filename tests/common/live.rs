@@ -199,3 +199,180 @@ pub fn landed(repo: &TestRepo, branch: &str) -> Vec<String> {
         .map(str::to_string)
         .collect()
 }
+
+/// The one clone `--keep` left, after asserting there is exactly one.
+pub fn kept_clone(repo: &TestRepo) -> std::path::PathBuf {
+    let kept: Vec<_> = std::fs::read_dir(repo.clones_dir())
+        .expect("the kept clone")
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .collect();
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    kept.into_iter().next().expect("one kept clone")
+}
+
+/// What a run of a real agent CLI must have left behind: the checks the per-agent level
+/// tests share (tests/codex.rs, gemini.rs, opencode.rs, aider.rs, kubernetes/agents.rs).
+/// [`Expect::check`] asserts every field that is set; the default checks nothing, so a
+/// test names each thing it holds the run to, and keeps its own further checks.
+#[derive(Default)]
+pub struct Expect<'a> {
+    /// Files on `chant/<id>` and their whole text.
+    pub landed: &'a [(&'a str, &'a str)],
+    /// No file on `chant/<id>` starts with one of these (refused edits, probes of refused
+    /// commands, the agent's own config).
+    pub not_landed: &'a [&'a str],
+    /// Host paths that must not exist: probes of refused commands, edits outside the clone.
+    pub never_made: &'a [&'a std::path::Path],
+    /// Paths the one clone `--keep` left must hold (the workspace came back) ...
+    pub in_clone: &'a [&'a str],
+    /// ... and must not (what was refused never happened there).
+    pub not_in_clone: &'a [&'a str],
+    /// The commands of the allowed `command_run` entries, all of them in order.
+    pub allowed: Option<&'a [&'a str]>,
+    /// The commands of the refused `command_run` entries, all of them in order.
+    pub refused: Option<&'a [&'a str]>,
+    /// The `sandbox` recorded on the first refused `command_run` entry.
+    pub refused_at: Option<&'a str>,
+    /// The `details.via` recorded on the first refused `command_run` entry.
+    pub refused_via: Option<&'a str>,
+    /// The API key, which must be in nothing chant printed, logged or recorded.
+    pub key: Option<&'a str>,
+    /// The agent's report is read from `spec_failed` instead of `spec_completed`.
+    pub failed: bool,
+    /// The report's `agent_refusals`.
+    pub refusals: Option<u64>,
+    /// The report's `agent_session_id` is not empty and starts with this ("" for any).
+    pub session: Option<&'a str>,
+    /// The report's `agent_input_tokens` is above 0.
+    pub tokens: bool,
+}
+
+impl Expect<'_> {
+    /// Asserts all of it of the run of spec `id` in `repo`; returns the agent's report (the
+    /// details of the `spec_completed`, or with `failed` the `spec_failed`, entry).
+    pub fn check(&self, repo: &TestRepo, id: &str, run: &Run) -> serde_json::Value {
+        for (rel, text) in self.landed {
+            assert_eq!(
+                landed_file(repo, id, rel).as_deref(),
+                Some(*text),
+                "{rel} on chant/{id}"
+            );
+        }
+        if !self.not_landed.is_empty() {
+            let files = landed(repo, &format!("chant/{id}"));
+            for never in self.not_landed {
+                assert!(
+                    !files.iter().any(|f| f.starts_with(never)),
+                    "{never} landed: {files:?}"
+                );
+            }
+        }
+        for path in self.never_made {
+            assert!(
+                !path.exists(),
+                "{}: refused, yet it happened",
+                path.display()
+            );
+        }
+        if !self.in_clone.is_empty() || !self.not_in_clone.is_empty() {
+            let kept = kept_clone(repo);
+            for rel in self.in_clone {
+                assert!(kept.join(rel).exists(), "{rel}: the result came back");
+            }
+            for rel in self.not_in_clone {
+                assert!(!kept.join(rel).exists(), "{rel}: refused, yet it happened");
+            }
+        }
+        if let Some(allowed) = self.allowed {
+            assert_eq!(command_runs(repo, "allowed"), allowed);
+        }
+        if let Some(refused) = self.refused {
+            assert_eq!(command_runs(repo, "refused"), refused);
+        }
+        if self.refused_at.is_some() || self.refused_via.is_some() {
+            let entries = repo.events("command_run");
+            let refused = entries
+                .iter()
+                .find(|e| e["details"]["decision"] == "refused")
+                .expect("a refused command_run entry");
+            if let Some(sandbox) = self.refused_at {
+                assert_eq!(refused["sandbox"], sandbox, "{refused}");
+            }
+            if let Some(via) = self.refused_via {
+                assert_eq!(refused["details"]["via"], via, "{refused}");
+            }
+        }
+        if let Some(key) = self.key {
+            let said = everything_chant_said(repo, run);
+            assert!(!said.contains(key), "the API key leaked:\n{said}");
+        }
+        let event = if self.failed {
+            "spec_failed"
+        } else {
+            "spec_completed"
+        };
+        let report = repo.events(event).first().map(|e| e["details"].clone());
+        if self.refusals.is_some() || self.session.is_some() || self.tokens {
+            assert!(report.is_some(), "no {event} entry");
+        }
+        let report = report.unwrap_or_default();
+        if let Some(refusals) = self.refusals {
+            assert_eq!(report["agent_refusals"], refusals, "{report}");
+        }
+        if let Some(prefix) = self.session {
+            assert!(
+                report["agent_session_id"]
+                    .as_str()
+                    .is_some_and(|s| !s.is_empty() && s.starts_with(prefix)),
+                "{report}"
+            );
+        }
+        if self.tokens {
+            assert!(
+                report["agent_input_tokens"].as_u64().is_some_and(|n| n > 0),
+                "{report}"
+            );
+        }
+        report
+    }
+}
+
+/// `git chant work <id>` in `repo`, whose agent has no network at `level`, with the agent's
+/// API at `url` in `var` (`http://HOST:PORT/...`): refused with exit 2 naming
+/// `agent.network.enabled`, the API's `host:port` and the level, before a branch or a
+/// ledger entry exists.
+pub fn assert_refused_without_network(
+    repo: &TestRepo,
+    id: &str,
+    level: &str,
+    var: &str,
+    url: &str,
+) {
+    let host_port = url
+        .trim_start_matches("http://")
+        .split('/')
+        .next()
+        .filter(|h| h.contains(':'))
+        .unwrap_or_else(|| panic!("{url}: not http://HOST:PORT/..."));
+    let ledger_before = repo.ledger().len();
+    let run = repo
+        .chant_cmd(&["work", id])
+        .env(var, url)
+        .output()
+        .expect("run");
+    let run = Run(run).assert_code(2);
+    for needle in ["agent.network.enabled", host_port, level] {
+        assert!(
+            run.stderr().contains(needle),
+            "{level}: {needle}: {}",
+            run.stderr()
+        );
+    }
+    assert_eq!(repo.rev(&format!("chant/{id}")), None, "{level}: no branch");
+    assert_eq!(
+        repo.ledger().len(),
+        ledger_before,
+        "{level}: nothing recorded"
+    );
+}

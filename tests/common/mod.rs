@@ -17,6 +17,7 @@ pub mod live;
 pub mod moto;
 pub mod netns;
 pub mod openai;
+pub mod payload;
 pub mod vm_images;
 
 /// A fixed "now" for tests that need repeatable ids and timestamps.

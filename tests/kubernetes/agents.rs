@@ -14,7 +14,7 @@ use std::net::TcpListener;
 use serde_json::json;
 
 use super::common::anthropic::Turn;
-use super::common::live::{landed, landed_file, OPENAI_KEY};
+use super::common::live::{Expect, OPENAI_KEY};
 use super::{common, image, setup_with, Setup};
 
 /// Whether `program` runs; else None after a loud message, or a failure when `require` is
@@ -77,6 +77,11 @@ fn assert_honest(s: &Setup, said: &str, key: &str, port: u16, not_in_job: &[&str
     common::wait_for("the pod's containers to be gone", || {
         s.fake.pods_left().is_empty()
     });
+}
+
+/// The files on the run's branch.
+fn landed_here(s: &Setup) -> Vec<String> {
+    super::common::live::landed(&s.repo, &format!("chant/{}", s.id))
 }
 
 // ---- Codex CLI ----
@@ -178,30 +183,16 @@ fn codex_in_a_pod_finds_its_provider_in_the_seeded_home_and_lands_allowed_work()
             r.path
         );
     }
-    assert_eq!(
-        landed_file(&s.repo, &s.id, "hello.txt").as_deref(),
-        Some("Hello from a pod\n")
-    );
-    assert_eq!(
-        landed_file(&s.repo, &s.id, "ran.txt").as_deref(),
-        Some("ran\n")
-    );
-    let files = landed(&s.repo, &format!("chant/{}", s.id));
-    assert!(
-        !files
-            .iter()
-            .any(|p| p.starts_with(".codex") || p == "denied-probe"),
-        "{files:?}"
-    );
+    Expect {
+        landed: &[("hello.txt", "Hello from a pod\n"), ("ran.txt", "ran\n")],
+        not_landed: &[".codex", "denied-probe"],
+        tokens: true,
+        ..Expect::default()
+    }
+    .check(&s.repo, &s.id, &run);
+    let files = landed_here(&s);
     assert!(files.iter().any(|p| p == "wrapped-probe"), "{files:?}");
-    let done = &s.repo.events("spec_completed")[0];
-    assert_eq!(done["sandbox"], "kubernetes");
-    assert!(
-        done["details"]["agent_input_tokens"]
-            .as_u64()
-            .is_some_and(|n| n > 0),
-        "{done}"
-    );
+    assert_eq!(s.repo.events("spec_completed")[0]["sandbox"], "kubernetes");
     assert!(api.unexpected.lock().expect("lock").is_empty());
     assert_honest(&s, &said, OPENAI_KEY, port, &["model_providers"]);
 }
@@ -232,7 +223,11 @@ fn a_denied_edit_by_codex_in_a_pod_is_refused_by_chants_check_and_nothing_lands(
         "{violations:?}\n{said}"
     );
     assert_eq!(s.repo.rev(&format!("chant/{}", s.id)), s.repo.rev("main"));
-    assert_eq!(landed_file(&s.repo, &s.id, "secret.txt"), None);
+    Expect {
+        not_landed: &["secret.txt"],
+        ..Expect::default()
+    }
+    .check(&s.repo, &s.id, &run);
     assert_eq!(s.repo.events("spec_failed").len(), 1);
     assert_honest(&s, &said, OPENAI_KEY, port, &["model_providers"]);
 }
@@ -311,22 +306,16 @@ fn opencode_in_a_pod_lands_allowed_work_and_its_own_rules_refuse_denied_edits_an
             "{rule}: {outputs:?}"
         );
     }
-    assert_eq!(
-        landed_file(&s.repo, &s.id, "hello.txt").as_deref(),
-        Some("Hello from a pod\n")
-    );
-    assert_eq!(
-        landed_file(&s.repo, &s.id, "ran.txt").as_deref(),
-        Some("ran\n")
-    );
-    let files = landed(&s.repo, &format!("chant/{}", s.id));
-    for never in ["secret.txt", "denied-probe", ".config", ".chant/opencode"] {
-        assert!(!files.iter().any(|p| p.starts_with(never)), "{files:?}");
+    Expect {
+        landed: &[("hello.txt", "Hello from a pod\n"), ("ran.txt", "ran\n")],
+        not_landed: &["secret.txt", "denied-probe", ".config", ".chant/opencode"],
+        refusals: Some(2),
+        ..Expect::default()
     }
+    .check(&s.repo, &s.id, &run);
+    let files = landed_here(&s);
     assert!(files.iter().any(|p| p == "wrapped-probe"), "{files:?}");
-    let done = &s.repo.events("spec_completed")[0];
-    assert_eq!(done["sandbox"], "kubernetes");
-    assert_eq!(done["details"]["agent_refusals"], 2, "{done}");
+    assert_eq!(s.repo.events("spec_completed")[0]["sandbox"], "kubernetes");
     assert_honest(&s, &said, OPENAI_KEY, port, &["\"permission\""]);
 }
 
@@ -421,26 +410,16 @@ fn gemini_in_a_pod_gets_its_settings_and_policy_through_the_seeded_home_and_they
             r.path
         );
     }
-    assert_eq!(
-        landed_file(&s.repo, &s.id, "hello.txt").as_deref(),
-        Some("Hello from a pod\n")
-    );
-    assert_eq!(
-        landed_file(&s.repo, &s.id, "ran.txt").as_deref(),
-        Some("ran\n")
-    );
-    let files = landed(&s.repo, &format!("chant/{}", s.id));
-    assert!(
-        !files
-            .iter()
-            .any(|f| f.starts_with(".gemini/") || f == "secret.txt"),
-        "{files:?}"
-    );
-    assert!(!files.iter().any(|f| f == "probe-0"), "{files:?}");
+    Expect {
+        landed: &[("hello.txt", "Hello from a pod\n"), ("ran.txt", "ran\n")],
+        not_landed: &[".gemini/", "secret.txt", "probe-0"],
+        refusals: Some(2),
+        ..Expect::default()
+    }
+    .check(&s.repo, &s.id, &run);
+    let files = landed_here(&s);
     assert!(files.iter().any(|f| f == "probe-1"), "{files:?}");
-    let done = &s.repo.events("spec_completed")[0];
-    assert_eq!(done["sandbox"], "kubernetes");
-    assert_eq!(done["details"]["agent_refusals"], 2, "{done}");
+    assert_eq!(s.repo.events("spec_completed")[0]["sandbox"], "kubernetes");
     // The prompt does not promise a gate the pod does not have.
     let bodies: String = api.requests().iter().map(|r| r.text()).collect();
     assert!(
@@ -502,19 +481,14 @@ fn aider_in_a_pod_lands_an_allowed_edit_and_never_runs_what_the_model_suggests()
     let run = s.work();
     let said = common::live::everything_chant_said(&s.repo, &run);
     assert_eq!(run.code(), 0, "{said}");
-    assert_eq!(
-        landed_file(&s.repo, &s.id, "hello.txt").as_deref(),
-        Some("Hello from a pod\n")
-    );
     // Everything the pod left is pushed and judged: had aider run the suggestion (or left
     // its history files), they would be on the branch.
-    let files = landed(&s.repo, &format!("chant/{}", s.id));
-    assert!(
-        !files
-            .iter()
-            .any(|f| f.starts_with(".aider") || f == "command-ran"),
-        "{files:?}"
-    );
+    Expect {
+        landed: &[("hello.txt", "Hello from a pod\n")],
+        not_landed: &[".aider", "command-ran"],
+        ..Expect::default()
+    }
+    .check(&s.repo, &s.id, &run);
     let auth: Vec<_> = api
         .requests()
         .iter()

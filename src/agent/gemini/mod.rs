@@ -138,7 +138,7 @@ impl Agent for Gemini {
                     .any(|f| a == f || a.starts_with(&format!("{f}=")))
             })
         };
-        if !has(&["-p", "--prompt"]) && !template.iter().any(|a| a.contains("{prompt}")) {
+        if !has(&["-p", "--prompt"]) && !super::passes_prompt(template) {
             argv.extend(["-p".into(), "{prompt}".into()]);
         }
         if !has(&["--skip-trust"]) {
@@ -250,6 +250,17 @@ mod tests {
         assert!(g
             .command(&["gemini".to_string()], SandboxLevel::None)
             .ends_with(&["--approval-mode".into(), "yolo".into()]));
+    }
+
+    #[test]
+    fn a_template_passing_the_prompt_or_its_file_gets_no_second_prompt() {
+        let g = gemini("agent: {}");
+        for given in ["{prompt}", "Do what {prompt_file} says"] {
+            let t: Vec<String> = vec!["gemini".into(), given.into()];
+            let argv = g.command(&t, SandboxLevel::Permissions);
+            assert!(!argv.contains(&"-p".to_string()), "{given}: {argv:?}");
+            assert_eq!(argv[1], given, "{argv:?}");
+        }
     }
 
     #[test]
