@@ -992,3 +992,47 @@ fn the_runs_home_files_start_the_containers_home_owned_by_its_user_and_nothing_e
         assert!(!workspace.join("ran").exists(), "{bad}: the program ran");
     }
 }
+
+/// Busybox, the C library's `getent` and the fixture agents.
+fn getent_image() -> Option<String> {
+    static IMAGE: OnceLock<Result<String, String>> = OnceLock::new();
+    common::image::once(&IMAGE, || {
+        let getent = Path::new("/usr/bin/getent");
+        if !getent.exists() {
+            return Err("no /usr/bin/getent on this host (apt-get install libc-bin)".into());
+        }
+        common::image::build(&common::image::Layout {
+            name: "chant-test-getent",
+            files: common::image::with_libraries(getent),
+            dirs: &[],
+            links: &[],
+        })
+    })
+}
+
+#[test]
+fn localhost_resolves_in_a_container_with_and_without_the_network_and_the_hosts_file_is_read_only()
+{
+    let Some(image) = getent_image() else { return };
+    let network = "  network:\n    enabled: true\n    allowed_hosts: [\"127.0.0.1:9\"]\n";
+    for (what, extra) in [("without the network", ""), ("with the relay", network)] {
+        let (repo, id) = setup(&image, &["hosts-probe.sh"], extra, "");
+        let run = repo.chant(&["work", &id]).assert_ok();
+        let found = repo.git(&["show", &format!("chant/{id}:hosts.txt")]);
+        let show = format!("{what}:\n{found}\n{}", run.stderr());
+        assert!(found.contains("127.0.0.1\tlocalhost\n"), "{show}");
+        assert!(found.contains("::1\tlocalhost"), "{show}");
+        let answer = found
+            .split("--- getent\n")
+            .nth(1)
+            .and_then(|s| s.lines().next())
+            .unwrap_or_default();
+        let words: Vec<&str> = answer.split_whitespace().collect();
+        assert!(
+            matches!(words.first(), Some(&"127.0.0.1" | &"::1")) && words.contains(&"localhost"),
+            "{show}"
+        );
+        assert!(found.contains("write=refused"), "{show}");
+        assert!(!found.contains("10.0.0.1"), "{show}");
+    }
+}

@@ -15,10 +15,6 @@
 //! without the network (a sidecar relay container, joined by the agent's, cost two starts
 //! in a row). The libraries of this program are listed (`ldd`) once per process.
 
-use std::io::Write;
-use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
-
 use bollard::models::ContainerCreateBody;
 
 use crate::net::RELAY_PORT;
@@ -31,37 +27,6 @@ const ROOT: &str = "0:0";
 /// The only capabilities the container gets, all dropped before the agent runs: to take
 /// the agent's uid and gid, clear supplementary groups, empty the bounding set.
 const CAPABILITIES: [&str; 3] = ["SETUID", "SETGID", "SETPCAP"];
-
-/// `/etc/hosts` inside: the engine writes none for a container without networking, and
-/// programs (test servers, dev tools) expect `localhost`.
-const HOSTS: &str = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n";
-
-/// The hosts file beside the run's handoff socket (the proxy's private directory, gone
-/// with the run), written once per run.
-fn hosts_file(handoff: &Path) -> Result<PathBuf, SandboxError> {
-    let dir = handoff.parent().ok_or_else(|| {
-        SandboxError::Workspace(format!(
-            "the proxy's handoff socket {} has no directory",
-            handoff.display()
-        ))
-    })?;
-    let path = dir.join("hosts");
-    match std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&path)
-    {
-        Ok(mut file) => {
-            file.write_all(HOSTS.as_bytes())?;
-            // Readable by the container's user whatever chant's umask.
-            file.set_permissions(std::fs::Permissions::from_mode(0o644))?;
-        }
-        // A job of this run before wrote it (same content).
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-        Err(e) => return Err(e.into()),
-    }
-    Ok(path)
-}
 
 /// The proxy URL inside the agent's container.
 pub fn proxy_url() -> String {
@@ -80,10 +45,6 @@ pub fn wrap(
     mounted.binds.push(format!(
         "{}:{DIR}/handoff.sock:rw",
         super::mounts::host_path(&egress.handoff)?
-    ));
-    mounted.binds.push(format!(
-        "{}:/etc/hosts:ro",
-        super::mounts::host_path(&hosts_file(&egress.handoff)?)?
     ));
     let mut entrypoint = mounted.command;
     entrypoint.extend([
