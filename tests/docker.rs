@@ -873,6 +873,10 @@ fn the_agent_cannot_signal_read_or_displace_its_relay_and_holds_no_privilege() {
     }
     assert_eq!(found["NoNewPrivs"], "1", "{found:?}");
     assert_eq!(found["relay-uid"], "65534", "{found:?}");
+    // The relay keeps CAP_KILL alone (to pass `docker stop` on to the agent), no bounding set.
+    assert_eq!(found["relay-CapPrm"], "0000000000000020", "{found:?}");
+    assert_eq!(found["relay-CapEff"], "0000000000000020", "{found:?}");
+    assert_eq!(found["relay-CapBnd"], "0000000000000000", "{found:?}");
     for sig in ["KILL", "TERM", "STOP", "INT", "HUP"] {
         assert_eq!(found[&format!("kill-{sig}")], "refused", "{sig}: {found:?}");
     }
@@ -1035,4 +1039,96 @@ fn localhost_resolves_in_a_container_with_and_without_the_network_and_the_hosts_
         assert!(found.contains("write=refused"), "{show}");
         assert!(!found.contains("10.0.0.1"), "{show}");
     }
+}
+
+/// Sends `signal` to the container's first process, as `docker stop` / `docker kill -s` do.
+fn signal_container(id: &str, signal: &str) {
+    let container = running(id, "");
+    assert_eq!(container.len(), 1, "{container:?}");
+    rt().block_on(async {
+        let docker = connect().await.expect("engine");
+        let options = bollard::query_parameters::KillContainerOptionsBuilder::default()
+            .signal(signal)
+            .build();
+        docker
+            .kill_container(&container[0], Some(options))
+            .await
+            .expect("signal the container");
+    });
+}
+
+#[test]
+fn behind_the_relay_the_agent_gets_the_sigterm_and_sigint_sent_to_the_container() {
+    use std::io::BufRead;
+    let Some(image) = image() else { return };
+    for signal in ["SIGTERM", "SIGINT"] {
+        // Long enough that only the signal, never the timeout, can end the agent.
+        let (repo, id) = setup(
+            &image,
+            &["term-trap.sh"],
+            &format!("{SOME_NETWORK}  timeout: 120s\n"),
+            "",
+        );
+        let mut child = repo
+            .chant_cmd(&["work", &id])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        // Only once the agent's trap is set: before it, the signal would end the shell.
+        let stdout = child.stdout.take().expect("stdout");
+        let (ready, said) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut lines = std::io::BufReader::new(stdout).lines();
+            for line in lines.by_ref().map_while(Result::ok) {
+                if line.contains("term-trap: ready") {
+                    let _ = ready.send(());
+                }
+            }
+        });
+        said.recv_timeout(Duration::from_secs(60))
+            .expect("the agent never said it was ready");
+        signal_container(&id, signal);
+        let started = Instant::now();
+        let run = common::Run(child.wait_with_output().expect("wait"));
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "{signal}: the agent went on after it"
+        );
+        assert_eq!(run.code(), 0, "{signal}: {}", run.stderr());
+        let name = signal.trim_start_matches("SIG");
+        assert_eq!(
+            repo.git(&["show", &format!("chant/{id}:term.txt")]),
+            format!("got={name}\n"),
+            "{signal}"
+        );
+        assert!(containers("chant.spec", &id).is_empty(), "container left");
+    }
+}
+
+#[test]
+fn behind_the_relay_a_timeout_still_ends_an_agent_that_ignores_sigterm_promptly_and_is_recorded() {
+    let Some(image) = image() else { return };
+    let (repo, id) = setup(
+        &image,
+        &["ignore-term.sh", "/tmp/pids"],
+        &format!("{SOME_NETWORK}  timeout: 3s\n"),
+        "",
+    );
+    let started = Instant::now();
+    let run = repo.chant(&["work", &id]).assert_code(1);
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "the run went on past its timeout"
+    );
+    assert!(run.stderr().contains("agent.timeout"), "{}", run.stderr());
+    let failed = repo.events("spec_failed");
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert!(
+        failed[0]["details"]["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("agent.timeout")),
+        "{failed:?}"
+    );
+    assert!(containers("chant.spec", &id).is_empty(), "container left");
 }

@@ -7,10 +7,11 @@
 //! DNS: a direct connection to any address fails in the kernel.
 //!
 //! Why it is fail-closed: the port is bound before the agent exists; the container starts
-//! as root with only CAP_SETUID, CAP_SETGID and CAP_SETPCAP (no-new-privileges set), which
-//! the relay drops — in the agent's process before it executes anything, and in its own
-//! for a user that is not the agent's — so the agent can neither signal, ptrace nor read
-//! the relay. The relay is the container's init: if it dies, the kernel kills the agent
+//! as root with only CAP_SETUID, CAP_SETGID, CAP_SETPCAP and CAP_KILL (no-new-privileges
+//! set), which the relay drops — all of them in the agent's process before it executes
+//! anything, and in its own for a user that is not the agent's, keeping CAP_KILL to pass
+//! `docker stop`'s SIGTERM on to the agent — so the agent can neither signal, ptrace nor
+//! read the relay. The relay is the container's init: if it dies, the kernel kills the agent
 //! with it and the run fails with the relay's status. One container start per run, as
 //! without the network (a sidecar relay container, joined by the agent's, cost two starts
 //! in a row). The libraries of this program are listed (`ldd`) once per process.
@@ -25,8 +26,9 @@ const DIR: &str = "/chant-relay";
 /// What the container starts with: root, for the relay to start the agent as its user.
 const ROOT: &str = "0:0";
 /// The only capabilities the container gets, all dropped before the agent runs: to take
-/// the agent's uid and gid, clear supplementary groups, empty the bounding set.
-const CAPABILITIES: [&str; 3] = ["SETUID", "SETGID", "SETPCAP"];
+/// the agent's uid and gid, clear supplementary groups, empty the bounding set; and to
+/// signal the agent (another user) from the relay, the only one that keeps it.
+const CAPABILITIES: [&str; 4] = ["SETUID", "SETGID", "SETPCAP", "KILL"];
 
 /// The proxy URL inside the agent's container.
 pub fn proxy_url() -> String {
