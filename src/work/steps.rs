@@ -382,11 +382,14 @@ impl Run<'_> {
         // 7 + 8. Collect as data, then judge.
         reporter.info("Checking what the agent changed");
         // The values the agent holds, and the injected ones it must never hold: their
-        // placeholders (in `exposed`) are not secrets and may well land.
+        // placeholders (in `exposed`) are not secrets and may well land, nor are the
+        // adapter's settings (a base URL, a model name) unless their value carries a
+        // credential.
         let inject = &self.config.agent.secrets.inject;
         let searched: Vec<(String, String)> = exposed
             .iter()
             .filter(|(name, _)| !inject.contains_key(name))
+            .filter(|(name, value)| !self.agent.is_setting(name, value))
             .cloned()
             .chain(inject.keys().filter_map(|name| {
                 let value = self.secrets.get(name)?;
