@@ -1132,3 +1132,49 @@ fn behind_the_relay_a_timeout_still_ends_an_agent_that_ignores_sigterm_promptly_
     );
     assert!(containers("chant.spec", &id).is_empty(), "container left");
 }
+
+#[test]
+fn doctor_follows_links_inside_the_image_and_names_a_link_to_nothing() {
+    let Some(_) = image() else { return };
+    // As npm installs a CLI: a link on PATH into node_modules, here a chain of an absolute
+    // and a relative link; one link to nothing, one loop.
+    let linked = common::image::build_with(
+        &common::image::Layout {
+            name: "chant-test-linked-agents",
+            files: Vec::new(),
+            dirs: &[],
+            links: &[
+                ("usr/bin/claude", "/opt/claude"),
+                ("opt/claude", "../usr/lib/node_modules/cli/bin/cli.js"),
+                ("usr/bin/codex", "/usr/lib/node_modules/gone/codex.js"),
+                ("usr/bin/gemini", "gemini-again"),
+                ("usr/bin/gemini-again", "gemini"),
+            ],
+        },
+        vec![(
+            "usr/lib/node_modules/cli/bin/cli.js".into(),
+            b"#!/bin/sh\necho cli\n".to_vec(),
+        )],
+    )
+    .expect("image");
+    let (repo, _) = setup(&linked, &["greet.sh"], "", "");
+    let doctor = |command: &str| {
+        repo.write_config(&format!(
+            "agent:\n  sandbox: docker\n  command: [\"{command}\"]\n  docker:\n    image: {linked}\n"
+        ));
+        repo.chant(&["doctor"])
+    };
+    for command in ["claude", "/usr/bin/claude"] {
+        doctor(command)
+            .assert_ok()
+            .stdout_has("/usr/bin/claude, found (→ /usr/lib/node_modules/cli/bin/cli.js)")
+            .stdout_has("agent.sandbox is docker: usable");
+    }
+    doctor("codex")
+        .assert_code(1)
+        .stdout_has("missing: /usr/bin/codex → /usr/lib/node_modules/gone/codex.js")
+        .stdout_has("agent.sandbox is docker: NOT usable");
+    doctor("gemini")
+        .assert_code(1)
+        .stdout_has("agent.sandbox is docker: NOT usable");
+}
