@@ -873,6 +873,10 @@ fn the_agent_cannot_signal_read_or_displace_its_relay_and_holds_no_privilege() {
     }
     assert_eq!(found["NoNewPrivs"], "1", "{found:?}");
     assert_eq!(found["relay-uid"], "65534", "{found:?}");
+    // The relay keeps CAP_KILL alone (to pass `docker stop` on to the agent), no bounding set.
+    assert_eq!(found["relay-CapPrm"], "0000000000000020", "{found:?}");
+    assert_eq!(found["relay-CapEff"], "0000000000000020", "{found:?}");
+    assert_eq!(found["relay-CapBnd"], "0000000000000000", "{found:?}");
     for sig in ["KILL", "TERM", "STOP", "INT", "HUP"] {
         assert_eq!(found[&format!("kill-{sig}")], "refused", "{sig}: {found:?}");
     }
@@ -991,4 +995,186 @@ fn the_runs_home_files_start_the_containers_home_owned_by_its_user_and_nothing_e
         assert!(got.is_err(), "{bad}: {got:?}");
         assert!(!workspace.join("ran").exists(), "{bad}: the program ran");
     }
+}
+
+/// Busybox, the C library's `getent` and the fixture agents.
+fn getent_image() -> Option<String> {
+    static IMAGE: OnceLock<Result<String, String>> = OnceLock::new();
+    common::image::once(&IMAGE, || {
+        let getent = Path::new("/usr/bin/getent");
+        if !getent.exists() {
+            return Err("no /usr/bin/getent on this host (apt-get install libc-bin)".into());
+        }
+        common::image::build(&common::image::Layout {
+            name: "chant-test-getent",
+            files: common::image::with_libraries(getent),
+            dirs: &[],
+            links: &[],
+        })
+    })
+}
+
+#[test]
+fn localhost_resolves_in_a_container_with_and_without_the_network_and_the_hosts_file_is_read_only()
+{
+    let Some(image) = getent_image() else { return };
+    let network = "  network:\n    enabled: true\n    allowed_hosts: [\"127.0.0.1:9\"]\n";
+    for (what, extra) in [("without the network", ""), ("with the relay", network)] {
+        let (repo, id) = setup(&image, &["hosts-probe.sh"], extra, "");
+        let run = repo.chant(&["work", &id]).assert_ok();
+        let found = repo.git(&["show", &format!("chant/{id}:hosts.txt")]);
+        let show = format!("{what}:\n{found}\n{}", run.stderr());
+        assert!(found.contains("127.0.0.1\tlocalhost\n"), "{show}");
+        assert!(found.contains("::1\tlocalhost"), "{show}");
+        let answer = found
+            .split("--- getent\n")
+            .nth(1)
+            .and_then(|s| s.lines().next())
+            .unwrap_or_default();
+        let words: Vec<&str> = answer.split_whitespace().collect();
+        assert!(
+            matches!(words.first(), Some(&"127.0.0.1" | &"::1")) && words.contains(&"localhost"),
+            "{show}"
+        );
+        assert!(found.contains("write=refused"), "{show}");
+        assert!(!found.contains("10.0.0.1"), "{show}");
+    }
+}
+
+/// Sends `signal` to the container's first process, as `docker stop` / `docker kill -s` do.
+fn signal_container(id: &str, signal: &str) {
+    let container = running(id, "");
+    assert_eq!(container.len(), 1, "{container:?}");
+    rt().block_on(async {
+        let docker = connect().await.expect("engine");
+        let options = bollard::query_parameters::KillContainerOptionsBuilder::default()
+            .signal(signal)
+            .build();
+        docker
+            .kill_container(&container[0], Some(options))
+            .await
+            .expect("signal the container");
+    });
+}
+
+#[test]
+fn behind_the_relay_the_agent_gets_the_sigterm_and_sigint_sent_to_the_container() {
+    use std::io::BufRead;
+    let Some(image) = image() else { return };
+    for signal in ["SIGTERM", "SIGINT"] {
+        // Long enough that only the signal, never the timeout, can end the agent.
+        let (repo, id) = setup(
+            &image,
+            &["term-trap.sh"],
+            &format!("{SOME_NETWORK}  timeout: 120s\n"),
+            "",
+        );
+        let mut child = repo
+            .chant_cmd(&["work", &id])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        // Only once the agent's trap is set: before it, the signal would end the shell.
+        let stdout = child.stdout.take().expect("stdout");
+        let (ready, said) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut lines = std::io::BufReader::new(stdout).lines();
+            for line in lines.by_ref().map_while(Result::ok) {
+                if line.contains("term-trap: ready") {
+                    let _ = ready.send(());
+                }
+            }
+        });
+        said.recv_timeout(Duration::from_secs(60))
+            .expect("the agent never said it was ready");
+        signal_container(&id, signal);
+        let started = Instant::now();
+        let run = common::Run(child.wait_with_output().expect("wait"));
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "{signal}: the agent went on after it"
+        );
+        assert_eq!(run.code(), 0, "{signal}: {}", run.stderr());
+        let name = signal.trim_start_matches("SIG");
+        assert_eq!(
+            repo.git(&["show", &format!("chant/{id}:term.txt")]),
+            format!("got={name}\n"),
+            "{signal}"
+        );
+        assert!(containers("chant.spec", &id).is_empty(), "container left");
+    }
+}
+
+#[test]
+fn behind_the_relay_a_timeout_still_ends_an_agent_that_ignores_sigterm_promptly_and_is_recorded() {
+    let Some(image) = image() else { return };
+    let (repo, id) = setup(
+        &image,
+        &["ignore-term.sh", "/tmp/pids"],
+        &format!("{SOME_NETWORK}  timeout: 3s\n"),
+        "",
+    );
+    let started = Instant::now();
+    let run = repo.chant(&["work", &id]).assert_code(1);
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "the run went on past its timeout"
+    );
+    assert!(run.stderr().contains("agent.timeout"), "{}", run.stderr());
+    let failed = repo.events("spec_failed");
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert!(
+        failed[0]["details"]["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("agent.timeout")),
+        "{failed:?}"
+    );
+    assert!(containers("chant.spec", &id).is_empty(), "container left");
+}
+
+#[test]
+fn doctor_follows_links_inside_the_image_and_names_a_link_to_nothing() {
+    let Some(_) = image() else { return };
+    // As npm installs a CLI: a link on PATH into node_modules, here a chain of an absolute
+    // and a relative link; one link to nothing, one loop.
+    let linked = common::image::build_with(
+        &common::image::Layout {
+            name: "chant-test-linked-agents",
+            files: Vec::new(),
+            dirs: &[],
+            links: &[
+                ("usr/bin/claude", "/opt/claude"),
+                ("opt/claude", "../usr/lib/node_modules/cli/bin/cli.js"),
+                ("usr/bin/codex", "/usr/lib/node_modules/gone/codex.js"),
+                ("usr/bin/gemini", "gemini-again"),
+                ("usr/bin/gemini-again", "gemini"),
+            ],
+        },
+        vec![(
+            "usr/lib/node_modules/cli/bin/cli.js".into(),
+            b"#!/bin/sh\necho cli\n".to_vec(),
+        )],
+    )
+    .expect("image");
+    let (repo, _) = setup(&linked, &["greet.sh"], "", "");
+    let doctor = |command: &str| {
+        repo.write_config(&format!(
+            "agent:\n  sandbox: docker\n  command: [\"{command}\"]\n  docker:\n    image: {linked}\n"
+        ));
+        repo.chant(&["doctor"])
+    };
+    for command in ["claude", "/usr/bin/claude"] {
+        doctor(command)
+            .assert_ok()
+            .stdout_has("/usr/bin/claude, found (→ /usr/lib/node_modules/cli/bin/cli.js)")
+            .stdout_has("agent.sandbox is docker: usable");
+    }
+    doctor("codex")
+        .assert_code(1)
+        .stdout_has("missing: /usr/bin/codex → /usr/lib/node_modules/gone/codex.js")
+        .stdout_has("agent.sandbox is docker: NOT usable");
+    doctor("gemini")
+        .assert_code(1)
+        .stdout_has("agent.sandbox is docker: NOT usable");
 }

@@ -123,3 +123,25 @@ fn in_a_container_the_host_gate_decides_records_and_the_allowed_command_runs_ins
         .count();
     assert_eq!(sockets, 0, "the gate's socket outlived the run");
 }
+
+#[test]
+fn hook_results_the_host_cannot_record_in_a_container_are_counted_and_never_silent() {
+    let Some(image) = image() else { return };
+    let (repo, id) = repo_with_agent(&image, "hook-result.sh", "");
+    let run = repo.chant(&["work", &id]).assert_ok();
+    let branch = format!("chant/{id}");
+    let hook = lines(&repo, &branch, "hook.txt");
+    assert_eq!(hook, "ok=0\nbad=1\nbad-again=1\n", "{}", run.stderr());
+    run.stderr_has("the agent's hooks could not reach chant's gate 2 time(s)")
+        .stderr_has("not a PostToolUse event");
+    let completed = &repo.events("spec_completed")[0];
+    assert_eq!(completed["details"]["hook_errors"], 2, "{completed}");
+    // The one it could read is recorded; the refused ones are not.
+    let results: Vec<_> = repo
+        .events("command_run")
+        .into_iter()
+        .filter(|e| e["details"]["phase"] == "completed")
+        .collect();
+    assert_eq!(results.len(), 1, "{results:#?}");
+    assert_eq!(results[0]["details"]["tool_use_id"], "t-ok");
+}

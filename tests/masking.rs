@@ -96,3 +96,86 @@ fn the_key_printed_base64_or_hex_encoded_is_masked_too() {
     }
     assert!(out.contains("b64: ") && out.contains("***"), "{out}");
 }
+
+const BASE_URL: &str = "http://127.0.0.1:9/anthropic";
+const MODEL: &str = "claude-settings-model-7";
+const API_KEY: &str = "sk-ant-settings-0123456789";
+
+/// Runs settings-write.sh as Claude Code at level none with the API's variables set
+/// (`base_url` as ANTHROPIC_BASE_URL), `args` after the script.
+fn settings_run(base_url: &str, args: &[&str]) -> (TestRepo, String, common::Run) {
+    let repo = TestRepo::initialised();
+    let script = common::crate_path("fixtures/agents/settings-write.sh");
+    let mut command = vec![format!("{:?}", script.display().to_string())];
+    command.extend(args.iter().map(|a| format!("{a:?}")));
+    repo.write_config(&format!(
+        "agent:\n  kind: claude\n  sandbox: none\n  command: [{}]\n",
+        command.join(", ")
+    ));
+    repo.git(&["add", "-A"]);
+    repo.git(&["commit", "--quiet", "-m", "chant config"]);
+    let id = repo.add_spec("Write the client config", &["settings.txt"]);
+    repo.git(&["add", "-A"]);
+    repo.git(&["commit", "--quiet", "-m", "spec"]);
+    let run = common::Run(
+        repo.chant_cmd(&["work", &id])
+            .env("ANTHROPIC_API_KEY", API_KEY)
+            .env("ANTHROPIC_BASE_URL", base_url)
+            .env("ANTHROPIC_MODEL", MODEL)
+            .output()
+            .expect("run"),
+    );
+    (repo, id, run)
+}
+
+#[test]
+fn an_agent_writing_its_base_url_and_model_name_lands_and_both_stay_masked_in_output() {
+    let (repo, id, run) = settings_run(BASE_URL, &[]);
+    let run = run.assert_ok();
+    let landed = repo.git(&["show", &format!("chant/{id}:settings.txt")]);
+    assert_eq!(landed, format!("base_url={BASE_URL}\nmodel={MODEL}\n"));
+    let printed = format!("{}{}", run.stdout(), run.stderr());
+    assert!(
+        printed.contains("settings-write: base *** model ***"),
+        "{printed}"
+    );
+    assert!(
+        !printed.contains(MODEL) && !printed.contains(BASE_URL),
+        "{printed}"
+    );
+    assert!(repo.events("policy_violation").is_empty());
+}
+
+#[test]
+fn an_agent_writing_its_api_key_or_a_base_url_carrying_credentials_fails_as_a_leak() {
+    let (repo, id, run) = settings_run(BASE_URL, &["with-key"]);
+    run.assert_code(1);
+    let violations = repo.events("policy_violation");
+    assert!(!violations.is_empty(), "the key landed");
+    assert!(!repo
+        .ledger()
+        .iter()
+        .any(|e| e.to_string().contains(API_KEY)));
+    let landed = repo.git_in(
+        &repo.root,
+        &[],
+        &[
+            "rev-parse",
+            "--verify",
+            "--quiet",
+            &format!("chant/{id}:settings.txt"),
+        ],
+    );
+    assert_ne!(landed.code(), 0, "the key landed");
+    for with_credentials in [
+        "http://user:pw-settings-secret@127.0.0.1:9/",
+        "http://127.0.0.1:9/v1?api_key=settings-query-secret",
+    ] {
+        let (repo, _id, run) = settings_run(with_credentials, &[]);
+        run.assert_code(1);
+        assert!(
+            !repo.events("policy_violation").is_empty(),
+            "{with_credentials} landed"
+        );
+    }
+}

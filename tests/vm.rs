@@ -622,6 +622,18 @@ fn in_a_vm_the_host_gate_decides_records_and_the_allowed_command_runs_in_the_gue
         "{stderr}"
     );
     assert!(gate.contains("forged-env=0\n"), "{show}");
+    // A hook result the host refused is counted there, never silent.
+    assert!(gate.contains("bad-result=1\n"), "{show}");
+    assert!(
+        run.stderr()
+            .contains("the agent's hooks could not reach chant's gate 1 time(s)"),
+        "{show}"
+    );
+    assert_eq!(
+        repo.events("spec_completed")[0]["details"]["hook_errors"],
+        1,
+        "{show}"
+    );
     // Whatever is written straight onto the channel is refused with an answer.
     for hostile in ["garbage", "forged-fields"] {
         assert!(

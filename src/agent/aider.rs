@@ -53,6 +53,15 @@ pub const CREDENTIALS: &[&str] = &[
     "AIDER_MODEL",
 ];
 
+/// The settings among [`CREDENTIALS`] (endpoints, model): masked in output but not searched
+/// for in the agent's change; the rest are secrets.
+pub const SETTING_VARS: &[&str] = &[
+    "OPENAI_BASE_URL",
+    "OPENAI_API_BASE",
+    "ANTHROPIC_BASE_URL",
+    "AIDER_MODEL",
+];
+
 /// Keys of a committed `.aider.conf.yml` kept for the run (see the module docs).
 pub const CONF_KEYS: &[&str] = &[
     "model",
@@ -203,6 +212,10 @@ impl Agent for Aider {
 
     fn credential_names(&self) -> &'static [&'static str] {
         CREDENTIALS
+    }
+
+    fn setting_names(&self) -> &'static [&'static str] {
+        SETTING_VARS
     }
 
     fn api_hosts(&self, secrets: &crate::secrets::Secrets) -> Vec<String> {

@@ -28,6 +28,7 @@ pub mod gemini;
 pub mod keys;
 pub mod lines;
 pub mod opencode;
+pub mod settings;
 
 use std::path::Path;
 
@@ -74,6 +75,21 @@ pub trait Agent: Send + Sync {
 
     /// The user's variables the agent needs when they are set (credentials, endpoints).
     fn credential_names(&self) -> &'static [&'static str];
+
+    /// The variables among [`Agent::credential_names`] that are settings, not secrets:
+    /// base URLs, model names, switches, regions, project ids. They reach the agent and are
+    /// masked in what chant prints like the rest, but an agent's change may hold them
+    /// (see [`Agent::is_setting`]).
+    fn setting_names(&self) -> &'static [&'static str] {
+        &[]
+    }
+
+    /// True when the variable `name` holding `value` is one of the adapter's settings and
+    /// carries no credential itself (a URL with `user:pass@` or a key in its query stays a
+    /// secret: [`settings::carries_credential`]).
+    fn is_setting(&self, name: &str, value: &str) -> bool {
+        self.setting_names().contains(&name) && !settings::carries_credential(value)
+    }
 
     /// The hosts (`host` or `host:port`) of the model API the agent talks to, given the
     /// user's variables in `secrets`; empty for an agent chant knows nothing about.
@@ -210,6 +226,24 @@ impl Observer for Silent {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_adapters_settings_are_among_its_variables_and_no_key_or_token_is_a_setting() {
+        for (agent, credentials, settings) in [
+            ("claude", claude::CREDENTIALS, claude::SETTING_VARS),
+            ("codex", codex::CREDENTIALS, codex::SETTING_VARS),
+            ("gemini", gemini::CREDENTIALS, gemini::SETTING_VARS),
+            ("aider", aider::CREDENTIALS, aider::SETTING_VARS),
+            ("opencode", opencode::CREDENTIALS, opencode::SETTING_VARS),
+        ] {
+            for name in settings {
+                assert!(credentials.contains(name), "{agent}: {name}");
+                for secret in ["KEY", "TOKEN", "SECRET", "HEADERS", "CREDENTIALS"] {
+                    assert!(!name.contains(secret), "{agent}: {name} is a secret");
+                }
+            }
+        }
+    }
 
     #[test]
     fn claude_is_recognised_by_its_program_name_only() {

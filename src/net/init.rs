@@ -10,12 +10,14 @@
 //!    effective and saved), sets no_new_privs, checks it holds no capability at all, waits
 //!    until the relay has dropped its own privileges, and only then executes the program;
 //! 3. drops its own privileges the same way to a user of its own (`nobody`, or the id
-//!    below when the agent is `nobody`), never the agent's, and makes itself non-dumpable:
-//!    the agent can neither signal, ptrace nor read the memory or `/proc` files of the relay;
+//!    below when the agent is `nobody`), never the agent's, keeping CAP_KILL alone, and
+//!    makes itself non-dumpable: the agent can neither signal, ptrace nor read the memory
+//!    or `/proc` files of the relay, and the relay can still signal the agent;
 //! 4. hands every accepted connection to the proxy ([`super::relay::hand_over`]), reaps
-//!    every process orphaned in the container (it is their init), and exits with the
-//!    agent's status (128 + signal when it was killed) once the agent ends — in one thread
-//!    polling the listener and a signalfd for SIGCHLD.
+//!    every process orphaned in the container (it is their init), forwards SIGTERM, SIGINT
+//!    and SIGHUP (`docker stop`, `docker kill -s`) to the agent's process group (the agent
+//!    leads one of its own), and exits with the agent's status (128 + signal when it was
+//!    killed) once the agent ends — in one thread polling the listener and a signalfd.
 //!
 //! Being the container's first process makes it fail closed: if it dies the kernel kills
 //! every other process of the container, the agent first of all, and the run ends with
@@ -77,6 +79,11 @@ pub fn parse_id(text: &str) -> Result<(u32, u32), String> {
     }
 }
 
+/// The signals the relay passes on to the agent's process group: as the container's
+/// first process it gets what `docker stop` and `docker kill -s` send, and the kernel
+/// never acts on them for it (an init with no handler ignores them).
+const FORWARDED: [libc::c_int; 3] = [libc::SIGTERM, libc::SIGINT, libc::SIGHUP];
+
 /// The relay's own id once the agent started: `nobody` (65534), or 65533 when the agent is
 /// `nobody` — never the agent's.
 pub fn relay_id(agent: u32) -> u32 {
@@ -122,9 +129,10 @@ pub fn run(listen: SocketAddr, socket: &Path, agent: &Agent) -> Result<i32, Fail
     // successful exec). `go`: closed by the relay once it dropped its own privileges.
     let (failed_r, failed_w) = pipe()?;
     let (go_r, go_w) = pipe()?;
-    // SIGCHLD is taken through a descriptor (polled beside the listener, one thread in
-    // all): blocked from before the fork, so an agent that ends at once is not missed.
-    // The agent gets the mask it would have had.
+    // SIGCHLD and the forwarded signals are taken through a descriptor (polled beside the
+    // listener, one thread in all): blocked from before the fork, so an agent that ends at
+    // once, or a `docker stop` that comes early, is not missed. The agent gets the mask
+    // it would have had.
     // SAFETY: sigset_t is plain data, initialised by sigemptyset.
     let mut chld: libc::sigset_t = unsafe { std::mem::zeroed() };
     let mut before: libc::sigset_t = unsafe { std::mem::zeroed() };
@@ -132,6 +140,9 @@ pub fn run(listen: SocketAddr, socket: &Path, agent: &Agent) -> Result<i32, Fail
     unsafe {
         libc::sigemptyset(&mut chld);
         libc::sigaddset(&mut chld, libc::SIGCHLD);
+        for signal in FORWARDED {
+            libc::sigaddset(&mut chld, signal);
+        }
         libc::sigprocmask(libc::SIG_BLOCK, &chld, &mut before);
     }
     // SAFETY: this process has a single thread here (nothing before spawned one), so the
@@ -155,10 +166,12 @@ pub fn run(listen: SocketAddr, socket: &Path, agent: &Agent) -> Result<i32, Fail
             libc::_exit(CANNOT_EXEC);
         }
     }
-    // SAFETY: the child's ends, not used here.
+    // SAFETY: the child's ends, not used here. The child makes its own process group too
+    // (whichever comes first): the group signals are forwarded to.
     unsafe {
         libc::close(failed_w);
         libc::close(go_r);
+        libc::setpgid(pid, pid);
     }
     let kill_agent = || {
         // SAFETY: `pid` is this process's child.
@@ -254,10 +267,21 @@ fn serve_until_exit(
             return Err(e);
         }
         if fds[1].revents != 0 {
-            // Drained; which children ended is asked of waitpid.
+            // Drained; which children ended is asked of waitpid. A forwarded signal goes to
+            // the agent's group (to the agent alone when its group is gone).
             let mut info = [0u8; 128];
-            // SAFETY: reads at most 128 bytes into `info`.
-            while unsafe { libc::read(signals.as_raw_fd(), info.as_mut_ptr().cast(), 128) } > 0 {}
+            // SAFETY: reads at most 128 bytes (one signalfd_siginfo) into `info`.
+            while unsafe { libc::read(signals.as_raw_fd(), info.as_mut_ptr().cast(), 128) } > 0 {
+                let signo = i32::from_ne_bytes([info[0], info[1], info[2], info[3]]);
+                if FORWARDED.contains(&signo) {
+                    // SAFETY: signals `pid`'s group (or `pid`), this process's child.
+                    unsafe {
+                        if libc::kill(-pid, signo) != 0 {
+                            libc::kill(pid, signo);
+                        }
+                    }
+                }
+            }
         }
         if fds[0].revents != 0 {
             while let Ok((client, _)) = listener.accept() {
@@ -377,6 +401,8 @@ unsafe fn become_agent(
     go: libc::c_int,
     argv: *const *const libc::c_char,
 ) -> (Step, i32) {
+    // Its own process group, for the relay to forward signals to all of it.
+    libc::setpgid(0, 0);
     if let Err(failed) = drop_privileges(uid, gid, false) {
         return failed;
     }
@@ -405,7 +431,8 @@ unsafe fn become_agent(
 
 /// Empties the bounding set and the supplementary groups, takes `uid`:`gid` (real,
 /// effective, saved), clears every capability set, sets no_new_privs (and, for the relay,
-/// non-dumpable), and checks that no capability is left. Only raw system calls.
+/// non-dumpable), and checks that no capability is left — but CAP_KILL for the relay, to
+/// forward signals to the agent, a user not its own. Only raw system calls.
 ///
 /// # Safety
 /// Plain system calls on this process's credentials.
@@ -425,22 +452,40 @@ unsafe fn drop_privileges(uid: u32, gid: u32, relay: bool) -> Result<(), (Step, 
     if libc::setresgid(gid, gid, gid) != 0 {
         return Err((Step::Gid, errno()));
     }
+    // The relay keeps its permitted set across leaving root, to hold on to CAP_KILL.
+    if relay && libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0) != 0 {
+        return Err((Step::Uid, errno()));
+    }
     if libc::setresuid(uid, uid, uid) != 0 {
         return Err((Step::Uid, errno()));
     }
-    // Leaving root clears the permitted and effective sets; the inheritable and ambient
-    // ones are cleared here.
+    // Leaving root clears the permitted and effective sets (the relay's permitted one
+    // kept); every set is now made exactly what is left: nothing, or CAP_KILL.
     let mut header = CapHeader {
         version: CAP_V3,
         pid: 0,
     };
-    let none = [CapData::default(); 2];
+    let kept = if relay {
+        [
+            CapData {
+                effective: KILL_BIT,
+                permitted: KILL_BIT,
+                inheritable: 0,
+            },
+            CapData::default(),
+        ]
+    } else {
+        [CapData::default(); 2]
+    };
     if libc::syscall(
         libc::SYS_capset,
         &mut header as *mut CapHeader,
-        none.as_ptr(),
+        kept.as_ptr(),
     ) != 0
     {
+        return Err((Step::Capabilities, errno()));
+    }
+    if relay && libc::prctl(libc::PR_SET_KEEPCAPS, 0, 0, 0, 0) != 0 {
         return Err((Step::Capabilities, errno()));
     }
     libc::prctl(
@@ -469,9 +514,9 @@ unsafe fn drop_privileges(uid: u32, gid: u32, relay: bool) -> Result<(), (Step, 
     {
         return Err((Step::Check, errno()));
     }
-    let any = held
-        .iter()
-        .any(|d| d.effective | d.permitted | d.inheritable != 0);
+    let any = held.iter().zip(kept.iter()).any(|(d, k)| {
+        d.effective != k.effective || d.permitted != k.permitted || d.inheritable != 0
+    });
     let mut real = 0;
     let mut effective = 0;
     let mut saved = 0;
@@ -487,6 +532,8 @@ unsafe fn drop_privileges(uid: u32, gid: u32, relay: bool) -> Result<(), (Step, 
 
 const CAP_V3: u32 = 0x2008_0522;
 const CAP_SETUID: libc::c_int = 7;
+/// CAP_KILL (5) in the first word of the capability sets.
+const KILL_BIT: u32 = 1 << 5;
 
 #[repr(C)]
 struct CapHeader {

@@ -275,6 +275,12 @@ impl Docker {
             None => (vec![program.clone()], args.to_vec()),
         };
         binds.extend(gate_binds.iter().cloned());
+        // There is no network inside (chant's relay, when there is one, listens on `lo`),
+        // and no engine-written hosts file: `localhost` must still resolve.
+        binds.push(format!(
+            "{}:/etc/hosts:ro",
+            mounts::host_path(&staged.hosts.path().join(mounts::HOSTS_FILE))?
+        ));
         let mut tmpfs = HashMap::new();
         tmpfs.insert("/tmp".to_string(), format!("rw,nosuid,nodev,{TMPFS_SIZE}"));
         tmpfs.insert(

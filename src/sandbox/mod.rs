@@ -21,6 +21,7 @@
 //! changes.
 
 pub mod docker;
+pub mod image_links;
 pub mod kubernetes;
 mod local;
 pub mod process;
@@ -207,6 +208,12 @@ pub enum SandboxError {
     NotInImage { program: String },
     #[error("agent program '{program}' is not in the Docker image '{image}' (looked where PATH inside finds it)\n  add it to the image (docs/sandbox.md has a Dockerfile with Claude Code) or point agent.docker.image at one that has it")]
     NotInDockerImage { program: String, image: String },
+    #[error("agent program missing: {link} → {target} in {image} (a link to nothing there); install the program the link names, or point agent.command at where it is")]
+    DanglingInImage {
+        link: String,
+        target: String,
+        image: String,
+    },
     #[error("{what} not found: {fix}")]
     Missing { what: String, fix: String },
     #[error("vm: {0}")]
@@ -241,6 +248,7 @@ impl SandboxError {
             SandboxError::ProgramNotFound { .. }
             | SandboxError::NotInImage { .. }
             | SandboxError::NotInDockerImage { .. }
+            | SandboxError::DanglingInImage { .. }
             | SandboxError::Missing { .. }
             | SandboxError::EngineUnreachable { .. }
             | SandboxError::EnginePermission { .. }

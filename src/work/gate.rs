@@ -35,6 +35,17 @@ pub(super) type EntryMaker = Box<dyn Fn(Event) -> NewEntry + Send + Sync>;
 /// Serves the gate while alive.
 pub(super) struct RunGate {
     server: GateServer,
+    failures: Arc<Mutex<Failures>>,
+}
+
+/// Hook results the gate was handed but could not record: at levels whose `$HOME` is inside
+/// the sandbox the hook's own error file never reaches chant, so the host keeps count.
+#[derive(Default, Clone)]
+pub(super) struct Failures {
+    /// How many.
+    pub(super) count: usize,
+    /// The last one's reason.
+    pub(super) last: Option<String>,
 }
 
 impl RunGate {
@@ -48,7 +59,9 @@ impl RunGate {
         entry: EntryMaker,
     ) -> Result<RunGate, WorkError> {
         let project = Project::discover_from(root)?;
+        let failures = Arc::new(Mutex::new(Failures::default()));
         let judge = RunJudge {
+            failures: failures.clone(),
             project: Mutex::new(project),
             config: config.clone(),
             identity: identity.clone(),
@@ -60,7 +73,15 @@ impl RunGate {
         let _ = std::fs::remove_file(&socket);
         let server =
             GateServer::start(&socket, Arc::new(judge)).map_err(|e| WorkError::io(&socket, e))?;
-        Ok(RunGate { server })
+        Ok(RunGate { server, failures })
+    }
+
+    /// The hook results handed to the gate so far that could not be recorded.
+    pub(super) fn failures(&self) -> Failures {
+        self.failures
+            .lock()
+            .map(|f| f.clone())
+            .unwrap_or_else(|poisoned| poisoned.into_inner().clone())
     }
 
     /// The socket on the host, for [`crate::sandbox::Job::gate`].
@@ -76,6 +97,7 @@ struct RunJudge {
     policy: CommandPolicy,
     redactor: Redactor,
     entry: EntryMaker,
+    failures: Arc<Mutex<Failures>>,
 }
 
 impl RunJudge {
@@ -110,18 +132,37 @@ impl RunJudge {
         }
     }
 
-    /// Records how a command the hook allowed ended; false when it cannot be read or written.
-    fn record_result(&self, asked: &Asked) -> bool {
+    /// Records how a command the hook allowed ended; why not when it cannot be read or
+    /// written (counted in [`Failures`] too).
+    fn record_result(&self, asked: &Asked) -> Result<(), String> {
         let Asked::ClaudeHookResult { event, cwd, .. } = asked else {
-            return false;
+            return Err("not a hook result".into());
         };
         let base = (self.entry)(Event::CommandRun);
-        match crate::agent::claude::hook::result_entry(base, event) {
-            Ok(entry) => self.record(vec![entry
-                .detail("command", self.redactor.redact(&asked.command()))
-                .detail("cwd", self.redactor.redact(cwd))]),
-            Err(_) => false,
+        let result = match crate::agent::claude::hook::result_entry(base, event) {
+            Ok(entry) => {
+                if self.record(vec![entry
+                    .detail("command", self.redactor.redact(&asked.command()))
+                    .detail("cwd", self.redactor.redact(cwd))])
+                {
+                    Ok(())
+                } else {
+                    Err("the audit ledger could not be written".to_string())
+                }
+            }
+            Err(why) => Err(self.redactor.redact(&why)),
+        };
+        if let Err(why) = &result {
+            let mut failures = self
+                .failures
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            failures.count += 1;
+            failures.last = Some(format!(
+                "chant: the gate could not record a command's result: {why}"
+            ));
         }
+        result
     }
 }
 
@@ -130,16 +171,15 @@ impl Judge for RunJudge {
         if let Asked::ClaudeHookResult { .. } = asked {
             // Not a decision: the command has run. A result that cannot be recorded is
             // answered so, and the hook reports it.
-            return if self.record_result(asked) {
-                Answer {
+            return match self.record_result(asked) {
+                Ok(()) => Answer {
                     allow: true,
                     reason: None,
-                }
-            } else {
-                Answer {
+                },
+                Err(_) => Answer {
                     allow: false,
                     reason: Some("chant: the command's result could not be recorded".into()),
-                }
+                },
             };
         }
         let decision = match asked {

@@ -306,15 +306,21 @@ impl Run<'_> {
         let agent_ms = agent_started.elapsed().as_millis() as u64;
         self.summary = observer.summary();
         // Commands the agent ran whose results its hooks could not record: never silent.
+        // On the host the hook writes them into the run's HOME; inside a container or a
+        // guest that HOME never reaches chant, and the gate counts what it could not record.
         let hook_errors = hook_errors::read(&home);
-        if let Some(last) = hook_errors.last() {
+        let at_gate = gate
+            .as_ref()
+            .map(gate::RunGate::failures)
+            .unwrap_or_default();
+        let count = hook_errors.len() + at_gate.count;
+        if let Some(last) = at_gate.last.as_ref().or(hook_errors.last()) {
             reporter.warn(&format!(
-                "Warning: the agent's hooks could not reach chant's gate {} time(s); not every command it ran is in the ledger (last: {last})",
-                hook_errors.len()
+                "Warning: the agent's hooks could not reach chant's gate {count} time(s); not every command it ran is in the ledger (last: {last})"
             ));
             self.summary
                 .details
-                .insert("hook_errors".into(), json!(hook_errors.len()));
+                .insert("hook_errors".into(), json!(count));
         }
         self.record_refusals(proxy.as_mut(), reporter, recorder)?;
         let failure = match &outcome {
@@ -376,11 +382,14 @@ impl Run<'_> {
         // 7 + 8. Collect as data, then judge.
         reporter.info("Checking what the agent changed");
         // The values the agent holds, and the injected ones it must never hold: their
-        // placeholders (in `exposed`) are not secrets and may well land.
+        // placeholders (in `exposed`) are not secrets and may well land, nor are the
+        // adapter's settings (a base URL, a model name) unless their value carries a
+        // credential.
         let inject = &self.config.agent.secrets.inject;
         let searched: Vec<(String, String)> = exposed
             .iter()
             .filter(|(name, _)| !inject.contains_key(name))
+            .filter(|(name, value)| !self.agent.is_setting(name, value))
             .cloned()
             .chain(inject.keys().filter_map(|name| {
                 let value = self.secrets.get(name)?;

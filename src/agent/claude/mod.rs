@@ -63,6 +63,21 @@ pub const CREDENTIALS: &[&str] = &[
     "GOOGLE_APPLICATION_CREDENTIALS",
 ];
 
+/// The settings among [`CREDENTIALS`] (endpoints, models, switches, regions, project ids):
+/// masked in output but not searched for in the agent's change; the rest are secrets.
+pub const SETTING_VARS: &[&str] = &[
+    "ANTHROPIC_BASE_URL",
+    "ANTHROPIC_MODEL",
+    "ANTHROPIC_SMALL_FAST_MODEL",
+    "CLAUDE_CODE_USE_BEDROCK",
+    "CLAUDE_CODE_USE_VERTEX",
+    "ANTHROPIC_BEDROCK_BASE_URL",
+    "ANTHROPIC_VERTEX_BASE_URL",
+    "ANTHROPIC_VERTEX_PROJECT_ID",
+    "CLOUD_ML_REGION",
+    "AWS_REGION",
+];
+
 /// The settings file Claude Code reads in the project (the clone).
 pub const SETTINGS: &str = ".claude/settings.json";
 /// The per-user project settings file, merged and then emptied for the run.
@@ -214,6 +229,10 @@ impl Agent for Claude {
 
     fn credential_names(&self) -> &'static [&'static str] {
         CREDENTIALS
+    }
+
+    fn setting_names(&self) -> &'static [&'static str] {
+        SETTING_VARS
     }
 
     fn api_hosts(&self, secrets: &crate::secrets::Secrets) -> Vec<String> {

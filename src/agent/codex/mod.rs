@@ -43,6 +43,10 @@ pub const CREDENTIALS: &[&str] = &[
     "OPENAI_PROJECT",
 ];
 
+/// The settings among [`CREDENTIALS`] (endpoint, organization and project ids): masked in
+/// output but not searched for in the agent's change; the rest are secrets.
+pub const SETTING_VARS: &[&str] = &["OPENAI_BASE_URL", "OPENAI_ORGANIZATION", "OPENAI_PROJECT"];
+
 /// OpenAI's API host, when `OPENAI_BASE_URL` is not set.
 pub const DEFAULT_HOST: &str = "api.openai.com";
 
@@ -133,6 +137,10 @@ impl Agent for Codex {
 
     fn credential_names(&self) -> &'static [&'static str] {
         CREDENTIALS
+    }
+
+    fn setting_names(&self) -> &'static [&'static str] {
+        SETTING_VARS
     }
 
     fn api_hosts(&self, secrets: &crate::secrets::Secrets) -> Vec<String> {

@@ -51,6 +51,16 @@ pub const CREDENTIALS: &[&str] = &[
     "GOOGLE_APPLICATION_CREDENTIALS",
 ];
 
+/// The settings among [`CREDENTIALS`] (endpoint, model, switch, project, location): masked
+/// in output but not searched for in the agent's change; the rest are secrets.
+pub const SETTING_VARS: &[&str] = &[
+    "GOOGLE_GEMINI_BASE_URL",
+    "GEMINI_MODEL",
+    "GOOGLE_GENAI_USE_VERTEXAI",
+    "GOOGLE_CLOUD_PROJECT",
+    "GOOGLE_CLOUD_LOCATION",
+];
+
 /// The workspace settings file Gemini CLI reads in the project (the clone).
 pub const SETTINGS: &str = ".gemini/settings.json";
 /// The first `.env` Gemini CLI looks for from its working directory up: an empty one in the
@@ -194,6 +204,10 @@ impl Agent for Gemini {
 
     fn credential_names(&self) -> &'static [&'static str] {
         CREDENTIALS
+    }
+
+    fn setting_names(&self) -> &'static [&'static str] {
+        SETTING_VARS
     }
 
     fn api_hosts(&self, secrets: &crate::secrets::Secrets) -> Vec<String> {

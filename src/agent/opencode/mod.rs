@@ -35,6 +35,10 @@ pub use events::RunJson;
 /// The variables of opencode's OpenAI provider, passed to it when set (and masked).
 pub const CREDENTIALS: &[&str] = &["OPENAI_API_KEY", "OPENAI_BASE_URL"];
 
+/// The setting among [`CREDENTIALS`] (the endpoint): masked in output but not searched for
+/// in the agent's change; the key is a secret.
+pub const SETTING_VARS: &[&str] = &["OPENAI_BASE_URL"];
+
 /// OpenAI's API host, when `OPENAI_BASE_URL` is not set.
 pub const DEFAULT_HOST: &str = "api.openai.com";
 
@@ -106,6 +110,10 @@ impl Agent for Opencode {
 
     fn credential_names(&self) -> &'static [&'static str] {
         CREDENTIALS
+    }
+
+    fn setting_names(&self) -> &'static [&'static str] {
+        SETTING_VARS
     }
 
     fn api_hosts(&self, secrets: &crate::secrets::Secrets) -> Vec<String> {

@@ -20,7 +20,16 @@ pub struct Staged {
     /// Mounted at [`HOME_SEED`] when the job has files under the container's HOME: copied
     /// into that HOME (a tmpfs) by [`start_script`] before the program runs.
     pub home: Option<tempfile::TempDir>,
+    /// Holds [`HOSTS_FILE`], mounted read-only at `/etc/hosts` (never handed to the
+    /// container's user).
+    pub hosts: tempfile::TempDir,
 }
+
+/// `/etc/hosts` inside: the engine writes none for a container without networking (with
+/// or without chant's relay), and programs (test servers, dev tools) expect `localhost`.
+pub const HOSTS: &str = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n";
+/// Its name in [`Staged::hosts`].
+pub const HOSTS_FILE: &str = "hosts";
 
 /// Where the files for the container's HOME are mounted (read-only), to be copied in.
 pub const HOME_SEED: &str = "/run/chant-home";
@@ -85,7 +94,13 @@ pub fn stage_files(
         .strip_prefix(FILES_DIR)
         .unwrap_or(Path::new("chant-exec"));
     write(dir.path(), stub, exec.as_bytes(), 0o755)?;
-    Ok(Staged { files: dir, home })
+    let hosts = private()?;
+    write(hosts.path(), Path::new(HOSTS_FILE), HOSTS.as_bytes(), 0o644)?;
+    Ok(Staged {
+        files: dir,
+        home,
+        hosts,
+    })
 }
 
 pub fn host_path(path: &Path) -> Result<String, SandboxError> {

@@ -7,17 +7,14 @@
 //! DNS: a direct connection to any address fails in the kernel.
 //!
 //! Why it is fail-closed: the port is bound before the agent exists; the container starts
-//! as root with only CAP_SETUID, CAP_SETGID and CAP_SETPCAP (no-new-privileges set), which
-//! the relay drops — in the agent's process before it executes anything, and in its own
-//! for a user that is not the agent's — so the agent can neither signal, ptrace nor read
-//! the relay. The relay is the container's init: if it dies, the kernel kills the agent
+//! as root with only CAP_SETUID, CAP_SETGID, CAP_SETPCAP and CAP_KILL (no-new-privileges
+//! set), which the relay drops — all of them in the agent's process before it executes
+//! anything, and in its own for a user that is not the agent's, keeping CAP_KILL to pass
+//! `docker stop`'s SIGTERM on to the agent — so the agent can neither signal, ptrace nor
+//! read the relay. The relay is the container's init: if it dies, the kernel kills the agent
 //! with it and the run fails with the relay's status. One container start per run, as
 //! without the network (a sidecar relay container, joined by the agent's, cost two starts
 //! in a row). The libraries of this program are listed (`ldd`) once per process.
-
-use std::io::Write;
-use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
 
 use bollard::models::ContainerCreateBody;
 
@@ -29,39 +26,9 @@ const DIR: &str = "/chant-relay";
 /// What the container starts with: root, for the relay to start the agent as its user.
 const ROOT: &str = "0:0";
 /// The only capabilities the container gets, all dropped before the agent runs: to take
-/// the agent's uid and gid, clear supplementary groups, empty the bounding set.
-const CAPABILITIES: [&str; 3] = ["SETUID", "SETGID", "SETPCAP"];
-
-/// `/etc/hosts` inside: the engine writes none for a container without networking, and
-/// programs (test servers, dev tools) expect `localhost`.
-const HOSTS: &str = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n";
-
-/// The hosts file beside the run's handoff socket (the proxy's private directory, gone
-/// with the run), written once per run.
-fn hosts_file(handoff: &Path) -> Result<PathBuf, SandboxError> {
-    let dir = handoff.parent().ok_or_else(|| {
-        SandboxError::Workspace(format!(
-            "the proxy's handoff socket {} has no directory",
-            handoff.display()
-        ))
-    })?;
-    let path = dir.join("hosts");
-    match std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&path)
-    {
-        Ok(mut file) => {
-            file.write_all(HOSTS.as_bytes())?;
-            // Readable by the container's user whatever chant's umask.
-            file.set_permissions(std::fs::Permissions::from_mode(0o644))?;
-        }
-        // A job of this run before wrote it (same content).
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-        Err(e) => return Err(e.into()),
-    }
-    Ok(path)
-}
+/// the agent's uid and gid, clear supplementary groups, empty the bounding set; and to
+/// signal the agent (another user) from the relay, the only one that keeps it.
+const CAPABILITIES: [&str; 4] = ["SETUID", "SETGID", "SETPCAP", "KILL"];
 
 /// The proxy URL inside the agent's container.
 pub fn proxy_url() -> String {
@@ -80,10 +47,6 @@ pub fn wrap(
     mounted.binds.push(format!(
         "{}:{DIR}/handoff.sock:rw",
         super::mounts::host_path(&egress.handoff)?
-    ));
-    mounted.binds.push(format!(
-        "{}:/etc/hosts:ro",
-        super::mounts::host_path(&hosts_file(&egress.handoff)?)?
     ));
     let mut entrypoint = mounted.command;
     entrypoint.extend([

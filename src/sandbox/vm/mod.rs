@@ -345,27 +345,22 @@ impl Sandbox for Vm {
         if program.is_empty() {
             return Err(SandboxError::ProgramNotFound { program });
         }
-        // A busybox applet, or a file of the image.
-        if !program.contains('/') && busybox_has(&self.busybox, &program) {
-            return Ok(());
-        }
-        let in_image = self
-            .config
-            .image
-            .as_deref()
-            .is_some_and(|image| image_has(image, &program));
-        if in_image {
-            Ok(())
-        } else {
-            Err(SandboxError::NotInImage { program })
-        }
+        self.find_program(&program).map(|_| ())
     }
 
     fn checkup(&self, template: &[String], _root: &Path) -> Checkup {
         let program = template.first().map(String::as_str).unwrap_or_default();
-        match self.preflight(template) {
-            Ok(()) => Checkup::usable(Check::ok(format!(
-                "qemu, a kernel, busybox and the agent program {program} (in agent.vm.image or busybox) found"
+        let found = if program.is_empty() {
+            Err(SandboxError::ProgramNotFound {
+                program: String::new(),
+            })
+        } else {
+            self.find_program(program)
+        };
+        match found {
+            Ok(target) => Checkup::usable(Check::ok(format!(
+                "qemu, a kernel, busybox and the agent program {program} (in agent.vm.image or busybox) found{}",
+                target.map(|t| format!(" (→ {t})")).unwrap_or_default()
             ))),
             Err(e) => Checkup::failed(Check::missing(e.to_string())),
         }
@@ -625,34 +620,70 @@ fn busybox_has(busybox: &Path, applet: &str) -> bool {
         .unwrap_or(false)
 }
 
-fn image_has(image: &Path, program: &str) -> bool {
-    let rel = program.trim_start_matches('/');
+impl Vm {
+    /// Where the agent `program` is: a busybox applet or a file of the image, reached
+    /// through links inside the image only (`Some(target)` then); a link to nothing is
+    /// said as such.
+    fn find_program(&self, program: &str) -> Result<Option<String>, SandboxError> {
+        if !program.contains('/') && busybox_has(&self.busybox, program) {
+            return Ok(None);
+        }
+        let not_in_image = || SandboxError::NotInImage {
+            program: program.to_string(),
+        };
+        let image = self.config.image.as_deref().ok_or_else(not_in_image)?;
+        image_find(image, program).map_err(|dangling| match dangling {
+            Some((link, target)) => SandboxError::DanglingInImage {
+                link,
+                target,
+                image: format!("the vm image {}", image.display()),
+            },
+            None => not_in_image(),
+        })
+    }
+}
+
+/// `program` in the guest image (a directory or a `.tar`), as the guest's PATH finds it:
+/// `Ok(Some(target))` when links led to it; `Err(Some((link, target)))` for a link to
+/// nothing (when no other candidate is a file), `Err(None)` when it is not there.
+fn image_find(image: &Path, program: &str) -> Result<Option<String>, Option<(String, String)>> {
+    use crate::sandbox::image_links::{resolve, DirImage, Lookup, Resolved, TarImage};
     let candidates: Vec<String> = if program.contains('/') {
-        vec![rel.to_string()]
+        vec![format!("/{}", program.trim_start_matches('/'))]
     } else {
-        ["bin", "usr/bin", "usr/local/bin"]
+        ["/bin", "/usr/bin", "/usr/local/bin"]
             .iter()
-            .map(|d| format!("{d}/{rel}"))
+            .map(|d| format!("{d}/{program}"))
             .collect()
     };
-    if image.is_dir() {
-        return candidates.iter().any(|c| image.join(c).is_file());
+    let tar;
+    let dir;
+    let lookup: &dyn Lookup = if image.is_dir() {
+        dir = DirImage(image);
+        &dir
+    } else {
+        tar = TarImage::read(image).ok_or(None)?;
+        &tar
+    };
+    let mut dangling = None;
+    for candidate in candidates {
+        match resolve(lookup, &candidate) {
+            Resolved::File {
+                path,
+                through_links,
+            } => return Ok(through_links.then_some(path)),
+            Resolved::Missing {
+                dangling_target: Some(target),
+            } => {
+                dangling.get_or_insert((candidate, target));
+            }
+            Resolved::Loop => {
+                dangling.get_or_insert((candidate, "a loop of links".to_string()));
+            }
+            Resolved::Missing { .. } => {}
+        }
     }
-    let Ok(file) = std::fs::File::open(image) else {
-        return false;
-    };
-    let mut archive = tar::Archive::new(file);
-    let Ok(entries) = archive.entries() else {
-        return false;
-    };
-    entries.flatten().any(|e| {
-        e.path()
-            .map(|p| {
-                let p = p.to_string_lossy().trim_start_matches("./").to_string();
-                candidates.contains(&p)
-            })
-            .unwrap_or(false)
-    })
+    Err(dangling)
 }
 
 /// Boots chant's initramfs (without a job) with the accelerator runs would use, straight to
@@ -867,5 +898,54 @@ mod console_tests {
         );
         assert_eq!(through_console(b"a\x1b]2;t\x1b\\b\n\x1b[2K\x1b"), "ab\n");
         assert_eq!(through_console(b"[    1.234] kernel\nplain\n"), "plain\n");
+    }
+}
+
+#[cfg(test)]
+mod image_find_tests {
+    use super::*;
+
+    #[test]
+    fn the_program_is_found_through_links_inside_a_directory_or_tar_image_never_the_hosts() {
+        use std::os::unix::fs::symlink;
+        let root = tempfile::tempdir().expect("tempdir");
+        let r = root.path();
+        for d in ["usr/bin", "usr/lib/node_modules/cli/bin", "opt"] {
+            std::fs::create_dir_all(r.join(d)).expect("mkdir");
+        }
+        std::fs::write(r.join("usr/lib/node_modules/cli/bin/cli.js"), "x").expect("write");
+        symlink("/opt/claude", r.join("usr/bin/claude")).expect("link");
+        symlink(
+            "../usr/lib/node_modules/cli/bin/cli.js",
+            r.join("opt/claude"),
+        )
+        .expect("link");
+        symlink("/usr/lib/node_modules/gone.js", r.join("usr/bin/codex")).expect("link");
+        // On the host, not in the image.
+        symlink("/bin/sh", r.join("usr/bin/sh-on-host")).expect("link");
+        let tars = tempfile::tempdir().expect("tempdir");
+        let tar_path = tars.path().join("image.tar");
+        let mut builder = tar::Builder::new(std::fs::File::create(&tar_path).expect("tar"));
+        builder.follow_symlinks(false);
+        builder.append_dir_all(".", r).expect("append");
+        builder.finish().expect("finish");
+        drop(builder);
+        for image in [r, tar_path.as_path()] {
+            let target = "/usr/lib/node_modules/cli/bin/cli.js".to_string();
+            assert_eq!(image_find(image, "claude"), Ok(Some(target.clone())));
+            assert_eq!(image_find(image, "/usr/bin/claude"), Ok(Some(target)));
+            assert_eq!(
+                image_find(image, "codex"),
+                Err(Some((
+                    "/usr/bin/codex".to_string(),
+                    "/usr/lib/node_modules/gone.js".to_string()
+                )))
+            );
+            assert_eq!(
+                image_find(image, "sh-on-host"),
+                Err(Some(("/usr/bin/sh-on-host".into(), "/bin/sh".into())))
+            );
+            assert_eq!(image_find(image, "nothing"), Err(None));
+        }
     }
 }
