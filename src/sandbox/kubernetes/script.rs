@@ -184,4 +184,49 @@ mod tests {
         // Nothing written when there is nothing to write.
         assert!(!pod_script(&[], &[], &[]).contains("chant_dir"));
     }
+
+    /// Runs the lines writing `rel` (content `text`) in `dir`, as the pod's `sh` would.
+    fn write_in(dir: &std::path::Path, rel: &str, text: &str) -> std::process::Output {
+        std::process::Command::new("sh")
+            .args(["-c", &format!("set -eu\n{}", clone_files(&[rel]))])
+            .env("CHANT_WORK_FILE_0", text)
+            .current_dir(dir)
+            .output()
+            .expect("sh")
+    }
+
+    #[test]
+    fn a_branch_directory_that_is_a_symlink_stops_the_pod_and_nothing_is_written_through_it() {
+        let clone = tempfile::tempdir().expect("tmp");
+        let outside = tempfile::tempdir().expect("tmp");
+        std::os::unix::fs::symlink(outside.path(), clone.path().join(".claude")).expect("link");
+        let out = write_in(clone.path(), ".claude/settings.json", "{}\n");
+        assert_eq!(out.status.code(), Some(1));
+        assert!(
+            String::from_utf8_lossy(&out.stderr)
+                .contains(".claude in the branch is a symbolic link"),
+            "{out:?}"
+        );
+        assert!(!outside.path().join("settings.json").exists());
+
+        // A link at the name itself is replaced, never written through; a missing
+        // directory is made; the content is the variable's, trailing newline kept.
+        let target = outside.path().join("victim");
+        std::fs::write(&target, "theirs").expect("write");
+        std::os::unix::fs::symlink(&target, clone.path().join(".env")).expect("link");
+        let out = write_in(clone.path(), ".env", "# nothing\n");
+        assert!(out.status.success(), "{out:?}");
+        assert_eq!(std::fs::read_to_string(&target).expect("read"), "theirs");
+        let written = clone.path().join(".env");
+        assert!(!std::fs::symlink_metadata(&written)
+            .expect("meta")
+            .is_symlink());
+        assert_eq!(
+            std::fs::read_to_string(&written).expect("read"),
+            "# nothing\n"
+        );
+        let out = write_in(clone.path(), ".opencode/plugin/x.js", "export {};\n");
+        assert!(out.status.success(), "{out:?}");
+        assert!(clone.path().join(".opencode/plugin/x.js").is_file());
+    }
 }
