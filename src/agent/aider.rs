@@ -22,7 +22,10 @@
 //!   for the run by a copy holding only the keys in [`CONF_KEYS`] (model and edit-format
 //!   choices; nothing that runs a command, loads a file of commands, sets variables or
 //!   moves the API endpoint); a committed `.aider.model.settings.yml` or
-//!   `.aider.model.metadata.json` (which can set a model's API base) is emptied for the run.
+//!   `.aider.model.metadata.json` (which can set a model's API base) is emptied for the run,
+//!   and a committed `.env` (aider loads it over the environment: `AIDER_LOAD` there runs a
+//!   file of `/run` commands at launch) is replaced by one that sets nothing. At kubernetes
+//!   the pod's script writes these over its own clone.
 //! - credentials: the variables of the providers aider (through litellm) talks to, when set.
 //!   litellm reads `OPENAI_BASE_URL` itself (before `OPENAI_API_BASE`, which
 //!   `--openai-api-base` sets), so the conventional variable needs no translation.
@@ -86,6 +89,12 @@ pub const CONF_KEYS: &[&str] = &[
 pub const CONF: &str = ".aider.conf.yml";
 const MODEL_SETTINGS: &str = ".aider.model.settings.yml";
 const MODEL_METADATA: &str = ".aider.model.metadata.json";
+/// The `.env` aider loads from its working directory (and the git root) over the
+/// environment, before parsing its arguments again: any `AIDER_*` there is an option (such
+/// as `AIDER_LOAD`, a file of `/run` commands executed at launch), any other variable its
+/// own (an API base). Replaced for the run by one that sets nothing.
+pub const ENV: &str = ".env";
+const ENV_TEXT: &str = "# Written by git chant for this run: aider reads no .env of the project.\n";
 
 /// Flags chant adds (see the module docs), with the values some take.
 const FLAGS: &[(&str, Option<&str>)] = &[
@@ -193,15 +202,23 @@ impl Agent for Aider {
         clone: &Path,
         _level: SandboxLevel,
     ) -> Result<Vec<(String, String)>, AgentError> {
+        // A name the branch holds as anything but a regular file (a symlink aider would
+        // follow) is replaced as well, by the neutral version.
+        let present = |rel: &str| std::fs::symlink_metadata(clone.join(rel)).is_ok();
         let mut files = Vec::new();
         if let Some(text) = super::committed::read(clone, CONF)? {
             files.push((CONF.to_string(), filtered_conf(&text)?));
+        } else if present(CONF) {
+            files.push((CONF.to_string(), filtered_conf("")?));
         }
-        if super::committed::read(clone, MODEL_SETTINGS)?.is_some() {
+        if present(MODEL_SETTINGS) {
             files.push((MODEL_SETTINGS.to_string(), "[]\n".to_string()));
         }
-        if super::committed::read(clone, MODEL_METADATA)?.is_some() {
+        if present(MODEL_METADATA) {
             files.push((MODEL_METADATA.to_string(), "{}\n".to_string()));
+        }
+        if present(ENV) {
+            files.push((ENV.to_string(), ENV_TEXT.to_string()));
         }
         Ok(files)
     }
@@ -461,6 +478,35 @@ mod tests {
             assert!(!a.contains(&"--message-file".to_string()), "{a:?}");
         }
         assert!(argv(&["aider"]).contains(&"--message-file".to_string()));
+    }
+
+    #[test]
+    fn a_committed_env_and_linked_configs_are_replaced_by_neutral_ones() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let c = tmp.path();
+        let aider = Aider;
+        assert!(aider
+            .workspace_files(c, SandboxLevel::Kubernetes)
+            .expect("files")
+            .is_empty());
+        std::fs::write(
+            c.join(ENV),
+            "AIDER_LOAD=cmds.txt\nOPENAI_API_BASE=http://evil\n",
+        )
+        .expect("write");
+        std::fs::write(c.join("elsewhere.yml"), "load: cmds.txt\n").expect("write");
+        std::os::unix::fs::symlink("elsewhere.yml", c.join(CONF)).expect("link");
+        std::os::unix::fs::symlink("/nonexistent", c.join(MODEL_SETTINGS)).expect("link");
+        let files = aider
+            .workspace_files(c, SandboxLevel::Kubernetes)
+            .expect("files");
+        let names: Vec<&str> = files.iter().map(|(p, _)| p.as_str()).collect();
+        assert_eq!(names, [CONF, MODEL_SETTINGS, ENV]);
+        for (rel, text) in &files {
+            for never in ["load", "AIDER_LOAD", "evil"] {
+                assert!(!text.contains(never), "{rel}: {text}");
+            }
+        }
     }
 
     #[test]

@@ -307,6 +307,16 @@ pub trait Sandbox {
         false
     }
 
+    /// True when the program's working copy is not the host's clone but one the level
+    /// makes itself from the branch (kubernetes: the pod clones it): the adapter's files
+    /// for the clone (its settings, the project config it neutralises) then reach the
+    /// program as [`Job::files`] under [`GuestView::workspace`], written over that copy
+    /// before the program starts. False: the program works in the host's clone, which
+    /// already holds them.
+    fn seeds_workspace(&self) -> bool {
+        false
+    }
+
     /// Readies the clone for this level before anything is recorded, or refuses the run
     /// when the level cannot keep the clone's promises (e.g. withheld paths); returns the
     /// paths it wrote into the clone (never landed).

@@ -220,6 +220,15 @@ impl Run<'_> {
                     .map(|(rel, text)| (seen.home.join(rel), text.into_bytes())),
             );
         }
+        // A level that makes its own working copy from the branch gets the adapter's files
+        // for the clone too: the repository's own agent config never loosens chant's rules.
+        if self.sandbox.seeds_workspace() {
+            files.extend(
+                native
+                    .iter()
+                    .map(|(rel, text)| (seen.clone.join(rel), text.clone().into_bytes())),
+            );
+        }
         if let Some((_, injection)) = &injection {
             // The run CA's certificate (never its key) beside the system roots.
             let bundle = injection.bundle_pem().into_bytes();

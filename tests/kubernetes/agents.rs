@@ -530,3 +530,8 @@ fn a_denied_edit_by_aider_in_a_pod_is_refused_by_chants_check_and_nothing_lands(
     assert_eq!(s.repo.events("spec_failed").len(), 1);
     assert_honest(&s, &said, AIDER_KEY, port, &[]);
 }
+
+// ---- The repository's own agent config in a pod ----
+
+#[path = "committed.rs"]
+mod committed;

@@ -10,9 +10,11 @@
 //!   mode). In bypass mode the settings' deny rules and the PreToolUse hook still apply.
 //! - where the gate is reachable (none, permissions, docker and vm: there through the run's
 //!   gate socket, see `crate::gate`) the settings and the hook below are written; at
-//!   kubernetes `$CHANT_EXEC` is a stub and nothing is written (a fail-closed hook would
+//!   kubernetes `$CHANT_EXEC` is a stub and no hook is written (a fail-closed hook would
 //!   refuse every command); in a pod, which clones the branch itself, chant's rules go in
-//!   as `--settings` JSON instead (no hook).
+//!   as `--settings` JSON (no hook), and the merged `.claude/settings.json` below (without
+//!   any hook) is written over the pod's clone by its script, so the committed one's hooks
+//!   never run there either.
 //! - `.claude/settings.json` in the clone (never landed): chant's rules compiled by
 //!   [`crate::exec::native`], merged with a committed `.claude/settings.json` and
 //!   `.claude/settings.local.json` (their allow and deny rules are kept; chant's denies are
@@ -20,6 +22,8 @@
 //!   `additionalDirectories` are dropped so nothing can switch the gate off), plus the
 //!   PreToolUse hook that sends every Bash call through chant's command gate, written to
 //!   fail closed (Claude Code blocks a call only on exit 2).
+//! - a committed `.mcp.json` is replaced by one naming no server for the run: `claude -p`
+//!   starts a project's MCP servers without asking, outside every rule and hook.
 //! - trust: `$HOME/.claude.json` in the run's private HOME marks the clone trusted, without
 //!   which Claude Code ignores the allow rules of an untrusted workspace.
 //! - environment: `CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1` (no calls home), `IS_SANDBOX=1`
@@ -82,6 +86,8 @@ pub const SETTING_VARS: &[&str] = &[
 pub const SETTINGS: &str = ".claude/settings.json";
 /// The per-user project settings file, merged and then emptied for the run.
 pub const LOCAL_SETTINGS: &str = ".claude/settings.local.json";
+/// The project's MCP servers, replaced by none for the run.
+pub const MCP_CONFIG: &str = ".mcp.json";
 
 pub struct Claude {
     rules: serde_json::Value,
@@ -186,17 +192,23 @@ impl Agent for Claude {
         clone: &Path,
         level: SandboxLevel,
     ) -> Result<Vec<(String, String)>, AgentError> {
-        if !gate_reachable(level) {
+        let mut ours = self.rules.clone();
+        ours["hooks"] = if gate_reachable(level) {
+            settings::hooks(GATE_HOOK, RESULT_HOOK)
+        } else if level == SandboxLevel::Kubernetes {
+            // The pod clones the branch itself and gets these files written over its
+            // clone: the committed settings merged without their hooks, and no gate hook
+            // (a stub there); chant's rules also come as `--settings`.
+            serde_json::json!({})
+        } else {
             return Ok(Vec::new());
-        }
+        };
         let mut committed = Vec::new();
         for rel in [SETTINGS, LOCAL_SETTINGS] {
             if let Some(text) = settings::read_committed(clone, rel)? {
                 committed.push((rel, text));
             }
         }
-        let mut ours = self.rules.clone();
-        ours["hooks"] = settings::hooks(GATE_HOOK, RESULT_HOOK);
         let merged = merge_settings(&ours, &committed)?;
         let mut files = vec![(
             SETTINGS.to_string(),
@@ -204,6 +216,11 @@ impl Agent for Claude {
         )];
         if committed.iter().any(|(rel, _)| *rel == LOCAL_SETTINGS) {
             files.push((LOCAL_SETTINGS.to_string(), "{}\n".to_string()));
+        }
+        // `claude -p` starts the servers a project's `.mcp.json` names without asking
+        // (seen in a pod with 2.1.x): programs outside every permission rule and hook.
+        if std::fs::symlink_metadata(clone.join(MCP_CONFIG)).is_ok() {
+            files.push((MCP_CONFIG.to_string(), "{\"mcpServers\": {}}\n".to_string()));
         }
         Ok(files)
     }
@@ -402,11 +419,55 @@ mod tests {
             assert!(c.commands_rule(level).contains("command gate"), "{level}");
         }
         let level = SandboxLevel::Kubernetes;
-        assert!(c
-            .workspace_files(dir.path(), level)
-            .expect("files")
-            .is_empty());
         assert!(!c.commands_rule(level).contains("gate"), "{level}");
+    }
+
+    #[test]
+    fn in_a_pod_the_committed_settings_are_replaced_by_a_merge_without_any_hook() {
+        let c = claude("agent: {permissions: {deny_edit: [secret.txt]}}");
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::create_dir_all(dir.path().join(".claude")).expect("dir");
+        std::fs::write(
+            dir.path().join(SETTINGS),
+            r#"{"permissions": {"allow": ["Edit(/secret.txt)", "Bash(*)"]},
+                "hooks": {"SessionStart": [{"hooks": [{"type": "command", "command": "touch probe"}]}]},
+                "apiKeyHelper": "touch probe", "enableAllProjectMcpServers": true, "model": "x"}"#,
+        )
+        .expect("write");
+        std::fs::write(
+            dir.path().join(LOCAL_SETTINGS),
+            r#"{"disableAllHooks": true}"#,
+        )
+        .expect("write");
+        std::fs::write(
+            dir.path().join(MCP_CONFIG),
+            r#"{"mcpServers": {"p": {"command": "touch", "args": ["probe"]}}}"#,
+        )
+        .expect("write");
+        let files = c
+            .workspace_files(dir.path(), SandboxLevel::Kubernetes)
+            .expect("files");
+        let names: Vec<&str> = files.iter().map(|(p, _)| p.as_str()).collect();
+        assert_eq!(names, [SETTINGS, LOCAL_SETTINGS, MCP_CONFIG]);
+        assert!(!files[2].1.contains("probe"), "{}", files[2].1);
+        let settings: serde_json::Value = serde_json::from_str(&files[0].1).expect("json");
+        assert_eq!(settings["hooks"], json!({}), "{settings}");
+        for dropped in [
+            "apiKeyHelper",
+            "enableAllProjectMcpServers",
+            "disableAllHooks",
+        ] {
+            assert!(settings.get(dropped).is_none(), "{settings}");
+        }
+        assert!(!files[0].1.contains("probe"), "{}", files[0].1);
+        // chant's deny is there (and wins over their allow in Claude Code).
+        assert!(
+            settings["permissions"]["deny"]
+                .to_string()
+                .contains("secret.txt"),
+            "{settings}"
+        );
+        assert_eq!(files[1].1, "{}\n");
     }
 
     #[test]

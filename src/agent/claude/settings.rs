@@ -8,8 +8,22 @@ use serde_json::{Map, Value};
 
 use crate::agent::AgentError;
 
-/// Keys of a committed settings file that could switch chant's gate or mode off; dropped.
-const DROPPED: &[&str] = &["hooks", "disableAllHooks"];
+/// Keys of a committed settings file that could switch chant's gate or mode off, or start
+/// programs outside any permission rule (a credential helper, project MCP servers approved
+/// in advance, plugins with hooks of their own); dropped.
+const DROPPED: &[&str] = &[
+    "hooks",
+    "disableAllHooks",
+    "apiKeyHelper",
+    "awsAuthRefresh",
+    "awsCredentialExport",
+    "otelHeadersHelper",
+    "statusLine",
+    "enableAllProjectMcpServers",
+    "enabledMcpjsonServers",
+    "enabledPlugins",
+    "extraKnownMarketplaces",
+];
 /// Keys under `permissions` that chant decides for the run; dropped.
 const DROPPED_PERMISSIONS: &[&str] = &["defaultMode", "additionalDirectories"];
 

@@ -17,7 +17,10 @@
 //! - `.gemini/settings.json` in the clone (never landed; Gemini CLI's workspace settings,
 //!   which override the user's): the committed one merged ([`settings`]: what could start
 //!   programs or switch the gate off dropped, chant's keys set over it), or chant's keys
-//!   alone; never hooks. Beside it an empty `.gemini/.env`, so Gemini CLI (which reads the
+//!   alone; never hooks. Subagents are switched off (`experimental.enableAgents`), so a
+//!   committed `.gemini/agents/*.md` (which may declare MCP servers) is never loaded.
+//!   Workspace policy files (`.gemini/policies/`) are not loaded by 0.61.0 at all, and would
+//!   rank below chant's user-tier policy if they were. Beside it an empty `.gemini/.env`, so Gemini CLI (which reads the
 //!   first `.env` it finds from its working directory up, the clone's `.gemini/.env`
 //!   first) reads no variables from the project.
 //! - `$HOME/.gemini/policies/chant.toml`: chant's rules as policy ([`policy`]), in Gemini
@@ -106,6 +109,10 @@ impl Gemini {
             "telemetry": {"enabled": false},
             "general": {"disableAutoUpdate": true, "disableUpdateNag": true},
             "hooksConfig": {"enabled": true},
+            // Subagents off: a project's `.gemini/agents/*.md` may declare MCP servers of
+            // its own (programs started outside any policy rule) once the folder is trusted,
+            // which `--skip-trust` makes it.
+            "experimental": {"enableAgents": false},
         });
         if hooks {
             ours["hooks"] = json!({

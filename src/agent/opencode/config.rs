@@ -16,7 +16,8 @@
 //! | `agent.network.enabled: false` and `permissions.allow_network: false` | `webfetch`, `websearch`: `"deny"` |
 //!
 //! The committed file (regular file, at most 1 MiB, JSON) keeps its keys except `plugin`
-//! (code opencode would run), the `permission` of each `agent`/`mode` (which would replace
+//! (code opencode would run), `mcp`, `formatter` and `lsp` (programs it would start by
+//! itself, outside any permission rule), the `permission` of each `agent`/`mode` (which would replace
 //! the rules below for that agent), and a rule of its own for a pattern chant also sets.
 
 use std::path::Path;
@@ -28,6 +29,9 @@ use crate::config::{AgentConfig, PathList, SandboxLevel};
 
 /// The project config chant merges (opencode's own loading of it is switched off).
 pub const PROJECT_CONFIG: &str = "opencode.json";
+
+/// Keys of a committed config naming programs opencode runs by itself; dropped.
+const COMMAND_KEYS: &[&str] = &["mcp", "formatter", "lsp"];
 
 const MAX_SIZE: u64 = 1 << 20;
 
@@ -229,6 +233,11 @@ pub fn config_content(
         );
     }
     rest.remove("$schema");
+    // Programs opencode would start outside any permission rule: local MCP servers (at
+    // start), formatters (after every edit), language servers.
+    for key in COMMAND_KEYS {
+        rest.remove(*key);
+    }
     for key in ["agent", "mode"] {
         if let Some(Value::Object(agents)) = rest.get_mut(key) {
             for agent in agents.values_mut() {
@@ -355,6 +364,9 @@ mod tests {
         );
         let committed: Map<String, Value> = serde_json::from_str(
             r#"{"model": "openai/x", "plugin": ["file:///evil.js"],
+                "mcp": {"p": {"type": "local", "command": ["touch", "probe"]}},
+                "formatter": {"p": {"command": ["touch", "probe"], "extensions": [".txt"]}},
+                "lsp": {"p": {"command": ["touch", "probe"], "extensions": [".txt"]}},
                 "permission": {"bash": {"touch *": "allow", "*": "ask"}, "edit": "allow", "webfetch": "allow"},
                 "agent": {"build": {"permission": {"bash": "allow"}, "model": "y"}}}"#,
         )
@@ -364,6 +376,10 @@ mod tests {
         let v: Value = serde_json::from_str(&text).expect("valid JSON");
         assert_eq!(v["model"], "openai/x");
         assert!(v.get("plugin").is_none(), "{text}");
+        for key in COMMAND_KEYS {
+            assert!(v.get(*key).is_none(), "{key}: {text}");
+        }
+        assert!(!text.contains("probe"), "{text}");
         assert!(v["agent"]["build"].get("permission").is_none(), "{text}");
         assert_eq!(v["agent"]["build"]["model"], "y");
         // Their `touch *` allow is gone, chant's deny is last; their `*: ask` stays.

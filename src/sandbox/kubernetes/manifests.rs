@@ -55,6 +55,11 @@ pub struct RunSpec {
     /// Secret, never the Job, and the script writes them into the HOME before the agent
     /// starts.
     pub home_files: Vec<(String, String)>,
+    /// The adapter's files for the clone (its settings, the project config it
+    /// neutralises), by path in the pod's clone (only normal components, never `.git`);
+    /// their contents go into the run's Secret, and the script writes them over the
+    /// clone after `git clone` and before the agent starts.
+    pub workspace_files: Vec<(String, String)>,
     pub timeout: Duration,
 }
 
@@ -139,6 +144,17 @@ pub fn build(
                             ByteString(text.clone().into_bytes()),
                         )
                     }))
+                    .chain(
+                        run.workspace_files
+                            .iter()
+                            .enumerate()
+                            .map(|(i, (_, text))| {
+                                (
+                                    script::work_file_var(i),
+                                    ByteString(text.clone().into_bytes()),
+                                )
+                            }),
+                    )
                     .collect(),
             ),
             type_: Some("Opaque".into()),
@@ -259,10 +275,15 @@ fn job(
     }
     let paths: Vec<&str> = run.files.iter().map(|(p, _)| p.as_str()).collect();
     let home: Vec<&str> = run.home_files.iter().map(|(p, _)| p.as_str()).collect();
+    let work: Vec<&str> = run
+        .workspace_files
+        .iter()
+        .map(|(p, _)| p.as_str())
+        .collect();
     let mut command = vec![
         "sh".to_string(),
         "-c".to_string(),
-        script::pod_script(&paths, &home),
+        script::pod_script(&paths, &home, &work),
         "chant-pod".to_string(),
     ];
     command.extend(run.argv.iter().cloned());

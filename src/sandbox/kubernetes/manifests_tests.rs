@@ -18,6 +18,7 @@ fn run() -> RunSpec {
         secrets: vec![("AGENT_API_KEY".into(), "sk-secret-value".into())],
         files: vec![("/tmp/chant/prompt.md".into(), "the prompt".into())],
         home_files: Vec::new(),
+        workspace_files: Vec::new(),
         timeout: Duration::from_secs(3600),
     }
 }
@@ -167,6 +168,7 @@ fn home_files_travel_in_the_runs_secret_never_the_job_and_the_script_writes_them
         ),
         (".gemini/policy.toml".into(), "# home-marker-2\n".into()),
     ];
+    r.workspace_files = vec![("opencode.json".into(), "{\"clone-marker\": 1}\n".into())];
     let m = build(
         &c.agent.kubernetes,
         &c.agent.network,
@@ -177,7 +179,12 @@ fn home_files_travel_in_the_runs_secret_never_the_job_and_the_script_writes_them
     let keys: Vec<&String> = data.keys().collect();
     assert_eq!(
         keys,
-        ["AGENT_API_KEY", "CHANT_HOME_FILE_0", "CHANT_HOME_FILE_1"]
+        [
+            "AGENT_API_KEY",
+            "CHANT_HOME_FILE_0",
+            "CHANT_HOME_FILE_1",
+            "CHANT_WORK_FILE_0"
+        ]
     );
     assert_eq!(
         data["CHANT_HOME_FILE_0"].0,
@@ -186,7 +193,7 @@ fn home_files_travel_in_the_runs_secret_never_the_job_and_the_script_writes_them
     // Their contents are in the Secret only (consumed by the same envFrom): never in the
     // Job, nor in the dry-run YAML, and no ConfigMap is made for them.
     let job_json = serde_json::to_string(&m.job).expect("json");
-    for marker in ["home-marker-1", "home-marker-2"] {
+    for marker in ["home-marker-1", "home-marker-2", "clone-marker"] {
         assert!(!job_json.contains(marker), "{job_json}");
     }
     let yaml = to_yaml(&m).expect("yaml");
@@ -204,6 +211,10 @@ fn home_files_travel_in_the_runs_secret_never_the_job_and_the_script_writes_them
         "{script}"
     );
     assert!(script.contains("unset CHANT_HOME_FILE_1"), "{script}");
+    assert!(
+        script.contains("printf '%s' \"$CHANT_WORK_FILE_0\" > 'opencode.json'"),
+        "{script}"
+    );
     // The argv after the script is the agent's, untouched.
     assert_eq!(&command[4..], ["agent", "-p", "do it"]);
 }

@@ -84,22 +84,22 @@ impl Kubernetes {
     /// `TERM`) stay plain environment, every other (an exposed secret) goes into the run's
     /// Secret. The job's files under [`script::FILES_DIR`] (the prompt) are written by the
     /// pod's script from plain variables; those under [`script::HOME`] (the run's private
-    /// HOME: the adapter's settings, rules, config) from keys of the run's Secret. A file
-    /// anywhere else, a path with anything but normal components, or an exposed secret
-    /// named like the HOME files' keys is refused.
+    /// HOME: the adapter's settings, rules, config) and under [`script::WORK_DIR`] (the
+    /// adapter's files for the clone, written over the pod's own clone) from keys of the
+    /// run's Secret. A file anywhere else, a path with anything but normal components (or a
+    /// `.git` one), or an exposed secret named like those keys is refused.
     pub fn run_spec(job: &Job) -> Result<RunSpec, SandboxError> {
         let (env, secrets): (Vec<_>, Vec<_>) = job.env.iter().cloned().partition(|(k, _)| {
             crate::secrets::RESERVED_NAMES.contains(&k.as_str()) || k == "LANG" || k == "TERM"
         });
-        if let Some((name, _)) = secrets
-            .iter()
-            .find(|(k, _)| k.starts_with(script::HOME_FILE_PREFIX))
-        {
-            return Err(SandboxError::KubernetesConfig(format!(
-                "the exposed variable {name} has a name the kubernetes level keeps for the \
-                 agent's HOME files ({}*); rename it or remove it from agent.secrets.expose",
-                script::HOME_FILE_PREFIX
-            )));
+        for prefix in [script::HOME_FILE_PREFIX, script::WORK_FILE_PREFIX] {
+            if let Some((name, _)) = secrets.iter().find(|(k, _)| k.starts_with(prefix)) {
+                return Err(SandboxError::KubernetesConfig(format!(
+                    "the exposed variable {name} has a name the kubernetes level keeps for \
+                     the agent's files ({prefix}*); rename it or remove it from \
+                     agent.secrets.expose"
+                )));
+            }
         }
         let var = |name: &str| {
             job.env
@@ -110,32 +110,39 @@ impl Kubernetes {
         };
         let mut files = Vec::new();
         let mut home_files = Vec::new();
+        let mut workspace_files = Vec::new();
         for (path, content) in &job.files {
             let text = String::from_utf8_lossy(content).into_owned();
             let (list, rel, whole) = if let Ok(rel) = path.strip_prefix(script::HOME) {
                 (&mut home_files, rel, false)
             } else if let Ok(rel) = path.strip_prefix(script::FILES_DIR) {
                 (&mut files, rel, true)
+            } else if let Ok(rel) = path.strip_prefix(script::WORK_DIR) {
+                (&mut workspace_files, rel, false)
             } else {
                 return Err(SandboxError::Workspace(format!(
-                    "{} is outside {} and {}, the only places the pod gets files",
+                    "{} is outside {}, {} and {}, the only places the pod gets files",
                     path.display(),
                     script::FILES_DIR,
-                    script::HOME
+                    script::HOME,
+                    script::WORK_DIR
                 )));
             };
+            // No component may be `.git` either (git's own files are never the adapter's).
             let name = rel.to_str().filter(|r| {
                 !r.is_empty()
-                    && rel
-                        .components()
-                        .all(|c| matches!(c, std::path::Component::Normal(_)))
+                    && rel.components().all(|c| match c {
+                        std::path::Component::Normal(n) => !n.eq_ignore_ascii_case(".git"),
+                        _ => false,
+                    })
             });
             let Some(name) = name else {
                 return Err(SandboxError::Workspace(format!(
-                    "{} is not a file name under {} or {}",
+                    "{} is not a file name under {}, {} or {}",
                     path.display(),
                     script::FILES_DIR,
-                    script::HOME
+                    script::HOME,
+                    script::WORK_DIR
                 )));
             };
             let key = if whole {
@@ -153,6 +160,7 @@ impl Kubernetes {
             secrets,
             files,
             home_files,
+            workspace_files,
             timeout: job.timeout,
         })
     }
@@ -237,6 +245,15 @@ impl Sandbox for Kubernetes {
     /// The run's HOME files travel in the run's Secret; the pod's script writes them into
     /// its HOME (an emptyDir, owned by the pod's user) before the clone and the agent.
     fn seeds_home(&self) -> bool {
+        true
+    }
+
+    /// The pod clones the branch itself, so what the repository committed for the agent
+    /// (its settings, plugins, `.env`) would be what the agent reads: the adapter's files
+    /// for the clone travel in the run's Secret, and the pod's script writes them over its
+    /// clone after `git clone` and before the agent, as chant writes them into its own
+    /// clone at every other level. They are `generated` paths: never landed.
+    fn seeds_workspace(&self) -> bool {
         true
     }
 
@@ -373,6 +390,7 @@ mod tests {
             secrets: Vec::new(),
             files: Vec::new(),
             home_files: Vec::new(),
+            workspace_files: Vec::new(),
             timeout: std::time::Duration::from_secs(60),
         };
         let np = k.manifests(&run).network_policy.expect("policy");
@@ -525,6 +543,28 @@ mod tests {
     }
 
     #[test]
+    fn the_clones_files_are_split_off_relative_to_the_pods_clone() {
+        let run = Kubernetes::run_spec(&job_with(
+            vec![
+                ("/tmp/chant/prompt.md", "p"),
+                ("/workspace/repo/.gemini/settings.json", "s"),
+                ("/workspace/repo/opencode.json", "{}"),
+            ],
+            vec![],
+        ))
+        .expect("valid");
+        assert_eq!(run.files.len(), 1);
+        assert!(run.home_files.is_empty());
+        assert_eq!(
+            run.workspace_files,
+            [
+                (".gemini/settings.json".to_string(), "s".to_string()),
+                ("opencode.json".to_string(), "{}".to_string())
+            ]
+        );
+    }
+
+    #[test]
     fn hostile_file_paths_are_refused_naming_the_path() {
         for path in [
             "/home/agent/../../etc/passwd",
@@ -533,7 +573,13 @@ mod tests {
             "/home/agent/",
             "/home/agentx/settings.json",
             "/etc/profile",
-            "/workspace/repo/.codex/config.toml",
+            "/workspace/repo/../../home/agent/.bashrc",
+            "/workspace/repo/.git/../../x",
+            "/workspace/repo/.git/hooks/post-commit",
+            "/workspace/repo/sub/.GIT/config",
+            "/workspace/repo",
+            "/workspace/repox/opencode.json",
+            "/workspace/other",
             "/tmp/chant/../../home/agent/.bashrc",
             "/tmp/chant",
             "home/agent/relative",
@@ -546,13 +592,17 @@ mod tests {
     }
 
     #[test]
-    fn an_exposed_secret_named_like_a_home_file_key_is_refused() {
-        let e = Kubernetes::run_spec(&job_with(
-            vec![("/home/agent/.codex/config.toml", "ours")],
-            vec![("CHANT_HOME_FILE_0", "theirs")],
-        ))
-        .expect_err("refused");
-        assert_eq!(e.exit_code(), 2);
-        assert!(e.to_string().contains("CHANT_HOME_FILE_0"), "{e}");
+    fn an_exposed_secret_named_like_a_home_or_clone_file_key_is_refused() {
+        for (path, name) in [
+            ("/home/agent/.codex/config.toml", "CHANT_HOME_FILE_0"),
+            ("/workspace/repo/opencode.json", "CHANT_WORK_FILE_0"),
+            // Refused even when the run has no such file: the name is kept.
+            ("/tmp/chant/prompt.md", "CHANT_WORK_FILE_7"),
+        ] {
+            let e = Kubernetes::run_spec(&job_with(vec![(path, "ours")], vec![(name, "theirs")]))
+                .expect_err("refused");
+            assert_eq!(e.exit_code(), 2);
+            assert!(e.to_string().contains(name), "{e}");
+        }
     }
 }
