@@ -6,6 +6,7 @@
 //! on the branch), the denied edit or command is still refused, and the committed files
 //! land unchanged (chant's replacements are `generated`: never landed, never a deletion).
 
+use super::common::live::{landed, landed_file};
 use super::*;
 
 /// Commits `files` on `main` (the start of the run's branch) with `git add -f`, so that
