@@ -356,7 +356,7 @@ fn aider_in_a_vm_lands_an_allowed_edit_and_never_runs_what_the_model_suggests() 
     let Some(live) = live(test, vec![Turn::Text(reply)]) else {
         return;
     };
-    if !common::vm_images::slow_vm_ready(test) {
+    if !common::vm_images::vm_ready(test) {
         return;
     }
     let image = tempfile::tempdir().expect("image dir");

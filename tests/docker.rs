@@ -1154,6 +1154,7 @@ fn doctor_follows_links_inside_the_image_and_names_a_link_to_nothing() {
         vec![(
             "usr/lib/node_modules/cli/bin/cli.js".into(),
             b"#!/bin/sh\necho cli\n".to_vec(),
+            0,
         )],
     )
     .expect("image");

@@ -19,9 +19,10 @@ pub fn image_of(name: &str, payload: Result<Payload, String>) -> Result<String, 
         placed.push((
             path.clone(),
             std::fs::read(host).map_err(|e| format!("{}: {e}", host.display()))?,
+            super::image::mtime_of(host),
         ));
     }
-    placed.extend(payload.written);
+    placed.extend(payload.written.into_iter().map(|(p, body)| (p, body, 0)));
     let links: Vec<(&str, &str)> = payload
         .links
         .iter()

@@ -44,39 +44,55 @@ pub fn build(layout: &Layout) -> Result<String, String> {
     build_with(layout, Vec::new())
 }
 
-/// [`build`], with `placed` files besides (path inside without the leading `/` → body,
-/// mode 0755): host files moved elsewhere, or files of the test's own.
-pub fn build_with(layout: &Layout, placed: Vec<(String, Vec<u8>)>) -> Result<String, String> {
+/// A file of an image: its path inside (no leading `/`), its body and its modification time
+/// (seconds; a host file keeps its own, so that e.g. Python's cached bytecode, which names
+/// its source's mtime, stays valid in a read-only image instead of being recompiled at every
+/// start).
+pub type Placed = (String, Vec<u8>, u64);
+
+/// The modification time of `host`, in seconds (0 when it cannot be read).
+pub fn mtime_of(host: &Path) -> u64 {
+    std::fs::metadata(host)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_secs())
+}
+
+/// [`build`], with `placed` files besides (mode 0755): host files moved elsewhere, or files
+/// of the test's own.
+pub fn build_with(layout: &Layout, placed: Vec<Placed>) -> Result<String, String> {
     let busybox = ["/bin/busybox", "/usr/bin/busybox"]
         .iter()
         .find_map(|p| std::fs::read(p).ok())
         .ok_or("no busybox found (apt-get install busybox-static)")?;
-    let mut files: Vec<(String, Vec<u8>)> = Vec::new();
+    let mut files: Vec<Placed> = Vec::new();
     for host in &layout.files {
         let body = std::fs::read(host).map_err(|e| format!("{}: {e}", host.display()))?;
         let inside = host.to_string_lossy().trim_start_matches('/').to_string();
-        files.push((inside, body));
+        files.push((inside, body, mtime_of(host)));
     }
     files.extend(placed);
     files.sort();
     files.dedup();
     let agents_dir = super::crate_path("fixtures/agents");
-    let mut agents: Vec<(String, Vec<u8>)> = std::fs::read_dir(&agents_dir)
+    let mut agents: Vec<Placed> = std::fs::read_dir(&agents_dir)
         .map_err(|e| e.to_string())?
         .filter_map(Result::ok)
         .map(|e| {
             let name = e.file_name().to_string_lossy().into_owned();
-            (name, std::fs::read(e.path()).unwrap_or_default())
+            (name, std::fs::read(e.path()).unwrap_or_default(), 0)
         })
         .collect();
     agents.sort();
     let mut hash = sha2::Sha256::new();
     // The layout `rootfs` writes; bump when it changes.
-    hash.update(b"common image layout 1");
+    hash.update(b"common image layout 2");
     hash.update(&busybox);
-    for (path, body) in files.iter().chain(agents.iter()) {
+    for (path, body, mtime) in files.iter().chain(agents.iter()) {
         hash.update(path.as_bytes());
         hash.update(body);
+        hash.update(mtime.to_le_bytes());
     }
     for (d, mode) in layout.dirs {
         hash.update(format!("dir {d} {mode:o}"));
@@ -125,8 +141,8 @@ pub fn build_with(layout: &Layout, placed: Vec<(String, Vec<u8>)>) -> Result<Str
 
 fn rootfs(
     busybox: &[u8],
-    files: &[(String, Vec<u8>)],
-    agents: &[(String, Vec<u8>)],
+    files: &[Placed],
+    agents: &[Placed],
     layout: &Layout,
 ) -> std::io::Result<Vec<u8>> {
     let mut tar = tar::Builder::new(Vec::new());
@@ -145,7 +161,7 @@ fn rootfs(
     .collect();
     let placed: Vec<String> = files
         .iter()
-        .map(|(p, _)| p.clone())
+        .map(|(p, _, _)| p.clone())
         .chain(layout.dirs.iter().map(|(d, _)| d.to_string()))
         .chain(layout.links.iter().map(|(p, _)| p.to_string()))
         .collect();
@@ -165,19 +181,19 @@ fn rootfs(
         h.set_mtime(0);
         tar.append_data(&mut h, d, std::io::empty())?;
     }
-    let file = |tar: &mut tar::Builder<Vec<u8>>, path: &str, body: &[u8]| {
+    let file = |tar: &mut tar::Builder<Vec<u8>>, path: &str, body: &[u8], mtime: u64| {
         let mut h = tar::Header::new_gnu();
         h.set_mode(0o755);
         h.set_size(body.len() as u64);
-        h.set_mtime(0);
+        h.set_mtime(mtime);
         tar.append_data(&mut h, path, body)
     };
-    file(&mut tar, "bin/busybox", busybox)?;
-    for (path, body) in files {
-        file(&mut tar, path, body)?;
+    file(&mut tar, "bin/busybox", busybox, 0)?;
+    for (path, body, mtime) in files {
+        file(&mut tar, path, body, *mtime)?;
     }
-    for (name, body) in agents {
-        file(&mut tar, &format!("opt/chant/agents/{name}"), body)?;
+    for (name, body, mtime) in agents {
+        file(&mut tar, &format!("opt/chant/agents/{name}"), body, *mtime)?;
     }
     let link = |tar: &mut tar::Builder<Vec<u8>>, path: &str, target: &str| {
         let mut h = tar::Header::new_gnu();

@@ -60,11 +60,11 @@ impl Payload {
         for host in &self.files {
             let inside = place(&host.to_string_lossy())?;
             if !inside.exists() {
-                std::fs::copy(host, &inside).map_err(|e| format!("{}: {e}", host.display()))?;
+                copy_keeping_mtime(host, &inside)?;
             }
         }
         for (rel, host) in &self.moved {
-            std::fs::copy(host, place(rel)?).map_err(|e| format!("{}: {e}", host.display()))?;
+            copy_keeping_mtime(host, &place(rel)?)?;
         }
         for (rel, target) in &self.links {
             let inside = place(rel)?;
@@ -331,4 +331,20 @@ pub fn aider() -> Result<Payload, String> {
         format!("#!/bin/sh\nexec {AIDER_VENV}/bin/python3 -m aider \"$@\"\n").into_bytes(),
     ));
     Ok(payload)
+}
+
+/// Copies `host` to `to` with its modification time, so that caches keyed by it (Python's
+/// bytecode names its source's mtime) stay valid in the guest instead of being redone at
+/// every start under emulation.
+fn copy_keeping_mtime(host: &Path, to: &Path) -> Result<(), String> {
+    let fail = |e: std::io::Error| format!("{}: {e}", host.display());
+    std::fs::copy(host, to).map_err(fail)?;
+    let modified = std::fs::metadata(host)
+        .and_then(|m| m.modified())
+        .map_err(fail)?;
+    std::fs::File::options()
+        .write(true)
+        .open(to)
+        .and_then(|f| f.set_modified(modified))
+        .map_err(|e| format!("{}: {e}", to.display()))
 }

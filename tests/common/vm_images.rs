@@ -54,18 +54,6 @@ pub fn vm_ready(test: &str) -> bool {
     false
 }
 
-/// [`vm_ready`] for an agent CLI whose run in a TCG guest takes minutes (aider: a Python
-/// runtime emulated instruction by instruction, 143 s on an idle 2-core machine, more than
-/// CI's time budget allows): it runs only with `CHANT_SLOW_VM_TESTS=1`, and says so loudly
-/// otherwise.
-pub fn slow_vm_ready(test: &str) -> bool {
-    if std::env::var_os("CHANT_SLOW_VM_TESTS").is_none() {
-        eprintln!("\n!!! SKIPPED {test}: a run of this CLI in a TCG guest takes minutes; set CHANT_SLOW_VM_TESTS=1 to run it\n");
-        return false;
-    }
-    vm_ready(test)
-}
-
 /// `agent:` lines for the vm level with the guest image `image`, TCG, the network on
 /// through the allowlist (the adapter allows the fake API's host) and `extra`.
 pub fn at_vm(image: &Path, extra: &str) -> String {

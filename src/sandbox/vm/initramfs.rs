@@ -28,7 +28,7 @@ impl Cpio {
         })
     }
 
-    fn entry(&mut self, name: &str, mode: u32, data: &[u8]) -> std::io::Result<()> {
+    fn entry(&mut self, name: &str, mode: u32, data: &[u8], mtime: u32) -> std::io::Result<()> {
         let name = name.trim_start_matches('/');
         self.ino += 1;
         let header = format!(
@@ -38,7 +38,7 @@ impl Cpio {
             0,
             0,
             1,
-            0,
+            mtime,
             data.len(),
             0,
             0,
@@ -56,19 +56,32 @@ impl Cpio {
     }
 
     pub(super) fn dir(&mut self, name: &str, perm: u32) -> std::io::Result<()> {
-        self.entry(name, 0o040000 | (perm & 0o7777), &[])
+        self.entry(name, 0o040000 | (perm & 0o7777), &[], 0)
     }
 
     pub(super) fn file(&mut self, name: &str, data: &[u8], perm: u32) -> std::io::Result<()> {
-        self.entry(name, 0o100000 | (perm & 0o7777), data)
+        self.file_at(name, data, perm, 0)
+    }
+
+    /// A file of the image, with its own modification time (seconds): what keys a cache on
+    /// it (Python's bytecode names its source's mtime) stays valid in the guest.
+    pub(super) fn file_at(
+        &mut self,
+        name: &str,
+        data: &[u8],
+        perm: u32,
+        mtime: u64,
+    ) -> std::io::Result<()> {
+        let mtime = u32::try_from(mtime).unwrap_or(u32::MAX);
+        self.entry(name, 0o100000 | (perm & 0o7777), data, mtime)
     }
 
     pub(super) fn symlink(&mut self, name: &str, target: &str) -> std::io::Result<()> {
-        self.entry(name, 0o120777, target.as_bytes())
+        self.entry(name, 0o120777, target.as_bytes(), 0)
     }
 
     pub(super) fn finish(mut self) -> std::io::Result<()> {
-        self.entry("TRAILER!!!", 0, &[])?;
+        self.entry("TRAILER!!!", 0, &[], 0)?;
         self.out.finish()?.flush()
     }
 }
@@ -108,10 +121,16 @@ pub(super) fn add_image(cpio: &mut Cpio, image: &Path) -> Result<HashSet<String>
                     let target = std::fs::read_link(entry.path())?;
                     cpio.symlink(&name, &target.to_string_lossy())?;
                 } else if meta.is_file() {
-                    cpio.file(
+                    let mtime = meta
+                        .modified()
+                        .ok()
+                        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                        .map_or(0, |d| d.as_secs());
+                    cpio.file_at(
                         &name,
                         &std::fs::read(entry.path())?,
                         meta.permissions().mode() & 0o7777,
+                        mtime,
                     )?;
                 }
             }
@@ -138,10 +157,73 @@ pub(super) fn add_image(cpio: &mut Cpio, image: &Path) -> Result<HashSet<String>
                 cpio.symlink(&name, &t.to_string_lossy())?;
             }
         } else if kind.is_file() {
+            let mtime = entry.header().mtime().unwrap_or(0);
             let mut bytes = Vec::new();
             entry.read_to_end(&mut bytes)?;
-            cpio.file(&name, &bytes, mode)?;
+            cpio.file_at(&name, &bytes, mode, mtime)?;
         }
     }
     Ok(provided)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+
+    /// The newc header fields of `name` in the gzipped archive at `path`.
+    fn header_of(path: &Path, name: &str) -> Option<Vec<u32>> {
+        let mut bytes = Vec::new();
+        flate2::read::GzDecoder::new(std::fs::File::open(path).ok()?)
+            .read_to_end(&mut bytes)
+            .ok()?;
+        let mut at = 0;
+        while at + 110 <= bytes.len() {
+            let text = std::str::from_utf8(&bytes[at..at + 110]).ok()?;
+            let fields: Vec<u32> = (0..13)
+                .map(|i| u32::from_str_radix(&text[6 + 8 * i..14 + 8 * i], 16).unwrap_or(0))
+                .collect();
+            let (size, namesize) = (fields[6] as usize, fields[11] as usize);
+            let entry = std::str::from_utf8(&bytes[at + 110..at + 110 + namesize - 1]).ok()?;
+            if entry == name {
+                return Some(fields);
+            }
+            let data = (at + 110 + namesize).div_ceil(4) * 4;
+            at = (data + size).div_ceil(4) * 4;
+        }
+        None
+    }
+
+    #[test]
+    fn an_image_file_keeps_its_modification_time_in_the_guest() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let image = dir.path().join("image");
+        std::fs::create_dir_all(image.join("lib")).expect("mkdir");
+        let file = image.join("lib/mod.py");
+        std::fs::write(&file, "x = 1\n").expect("write");
+        let when = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000);
+        std::fs::File::options()
+            .write(true)
+            .open(&file)
+            .and_then(|f| f.set_modified(when))
+            .expect("set mtime");
+        // The same file in a tar image.
+        let tar_path = dir.path().join("image.tar");
+        let mut tar = tar::Builder::new(std::fs::File::create(&tar_path).expect("tar"));
+        let mut h = tar::Header::new_gnu();
+        h.set_size(6);
+        h.set_mode(0o644);
+        h.set_mtime(1_600_000_000);
+        tar.append_data(&mut h, "lib/mod.py", &b"x = 1\n"[..])
+            .expect("append");
+        tar.finish().expect("finish");
+        for (source, mtime) in [(&image, 1_700_000_000), (&tar_path, 1_600_000_000)] {
+            let out = dir.path().join("initrd.gz");
+            let mut cpio = Cpio::create(&out).expect("create");
+            add_image(&mut cpio, source).expect("add");
+            cpio.finish().expect("finish");
+            let fields = header_of(&out, "lib/mod.py").expect("the file is in the archive");
+            assert_eq!(fields[5], mtime, "{}", source.display());
+        }
+    }
 }
