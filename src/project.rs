@@ -62,12 +62,8 @@ impl Project {
     /// The repository whose git dir and work tree are already known (chant found them
     /// itself and handed them to a process it started): no discovery, no `git rev-parse`.
     pub fn open_known(git_dir: &Path, root: &Path) -> Result<Project, ProjectError> {
-        let repo = Repository::open(git_dir).map_err(ProjectError::Open)?;
-        if repo.workdir() != Some(root) {
-            repo.set_workdir(root, false).map_err(ProjectError::Open)?;
-        }
         Ok(Project {
-            repo,
+            repo: open_at(git_dir, Some(root))?,
             root: root.to_path_buf(),
         })
     }
@@ -170,11 +166,16 @@ pub fn open_repository(dir: &Path) -> Result<Repository, ProjectError> {
             })
         }
     };
-    let repo = Repository::open(&git_dir).map_err(ProjectError::Open)?;
-    // libgit2 keeps its own idea of the work tree; git's is the one that counts.
+    open_at(&git_dir, work_tree.as_deref())
+}
+
+/// Opens the repository at `git_dir` with `work_tree` as its work tree: libgit2 keeps its
+/// own idea of the work tree, and git's (or chant's, already found) is the one that counts.
+fn open_at(git_dir: &Path, work_tree: Option<&Path>) -> Result<Repository, ProjectError> {
+    let repo = Repository::open(git_dir).map_err(ProjectError::Open)?;
     if let Some(root) = work_tree {
-        if repo.workdir() != Some(root.as_path()) {
-            repo.set_workdir(&root, false).map_err(ProjectError::Open)?;
+        if repo.workdir() != Some(root) {
+            repo.set_workdir(root, false).map_err(ProjectError::Open)?;
         }
     }
     Ok(repo)

@@ -114,7 +114,7 @@ pub fn run(
             Ok(Event::Output(stream, bytes)) => sink.output(stream, &bytes),
             // A wait that fails (nothing of ours reaps it) counts as an unknown exit.
             Ok(Event::Exited(status)) => {
-                break (Outcome::Exited(status.map_or(-1, exit_code)), Some(()));
+                break (Outcome::Exited(status.map_or(-1, exit_code)), true);
             }
             Err(mpsc::RecvTimeoutError::Timeout) => {}
             // Every sender gone without an exit: only a panicked thread can do that.
@@ -130,7 +130,7 @@ pub fn run(
     // Whatever the program left running (daemons, backgrounded jobs, setsid children) goes
     // too; that also closes the pipes they held open.
     let survivors = reaper::kill_all(pid, KILL_WITHIN);
-    if ended.is_none() {
+    if !ended {
         // Killed by the sweep: its waiter thread reaps it now.
         wait_exit(&rx, sink, Instant::now() + KILL_WITHIN);
     }
@@ -186,27 +186,23 @@ fn exit_code(status: std::process::ExitStatus) -> i32 {
 
 /// SIGTERM to the program's group and every process of the run, then waits (passing output
 /// on) until the program is gone or the grace period is over; the caller's SIGKILL sweep
-/// follows either way. `Some` when the program's end was seen.
-fn terminate(
-    pgid: libc::pid_t,
-    rx: &mpsc::Receiver<Event>,
-    sink: &mut dyn OutputSink,
-) -> Option<()> {
+/// follows either way. True when the program's end was seen.
+fn terminate(pgid: libc::pid_t, rx: &mpsc::Receiver<Event>, sink: &mut dyn OutputSink) -> bool {
     kill_group(pgid, libc::SIGTERM);
     reaper::signal_all(libc::SIGTERM);
     wait_exit(rx, sink, Instant::now() + GRACE)
 }
 
-/// Passes output on until the program's end is reported (`Some`) or `until` passes.
-fn wait_exit(rx: &mpsc::Receiver<Event>, sink: &mut dyn OutputSink, until: Instant) -> Option<()> {
+/// Passes output on until the program's end is reported (true) or `until` passes (false).
+fn wait_exit(rx: &mpsc::Receiver<Event>, sink: &mut dyn OutputSink, until: Instant) -> bool {
     while let Some(left) = until.checked_duration_since(Instant::now()) {
         match rx.recv_timeout(left) {
             Ok(Event::Output(stream, bytes)) => sink.output(stream, &bytes),
-            Ok(Event::Exited(_)) => return Some(()),
-            Err(_) => return None,
+            Ok(Event::Exited(_)) => return true,
+            Err(_) => return false,
         }
     }
-    None
+    false
 }
 
 fn kill_group(pgid: libc::pid_t, signal: libc::c_int) {
